@@ -1,0 +1,553 @@
+"""The reactor: one thread, one selector, callbacks and timers.
+
+Rules of this module:
+
+- Only ``Reactor._run_once`` waits in the selector; nothing else here blocks.
+- One iteration: wait for I/O (no longer than the next timer, zero if
+  callbacks are queued), run the I/O callbacks the backend reported, move due
+  timers to the ready queue, then run exactly the callbacks that were ready at
+  that point -- callbacks they schedule wait for the next iteration, so a
+  callback that reschedules itself cannot starve I/O.
+- A reader and a writer on one fd share one selector registration; adding or
+  removing one *modifies* it (for epoll, one ``epoll_ctl(MOD)``; no syscall at
+  all when only the callback changes).
+- Cross-thread and signal wake-ups go through one non-blocking socketpair: a
+  thread writes a zero byte, the C-level signal handler writes the signal
+  number (``signal.set_wakeup_fd``). The Python-level signal handler does
+  nothing, so user signal callbacks run on the loop, between other callbacks,
+  never inside the signal context.
+- Timers live in a heap of ``(when, seq, handle)``; ``seq`` keeps equal
+  deadlines in scheduling order. Cancelled timers stay in the heap until they
+  reach the top (lazy deletion), unless they become the majority, when the
+  heap is rebuilt so that cancel-heavy code does not grow it without bound.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import selectors
+import signal
+import socket
+import threading
+import time
+import warnings
+from collections import deque
+from numbers import Real
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import native as _native
+from ._handles import Handle, TimerHandle
+from .backends import backend_info, round_timeout
+from .errors import BackendLimitError, ReactorStateError
+
+if TYPE_CHECKING:
+    from .connector import ConnectAttempt
+    from .listener import Listener
+
+__all__ = ["Reactor"]
+
+logger = logging.getLogger("reactor")
+
+_EVENT_READ = selectors.EVENT_READ
+_EVENT_WRITE = selectors.EVENT_WRITE
+
+#: Rebuild the timer heap when more than this many entries are cancelled ...
+_TIMER_COMPACT_MIN = 100
+#: ... and they are more than this fraction of the heap.
+_TIMER_COMPACT_FRACTION = 0.5
+
+
+def _fileobj_to_fd(fileobj: Any) -> int:
+    """An fd from an int or an object with ``fileno()``; clear errors otherwise."""
+    if isinstance(fileobj, int) and not isinstance(fileobj, bool):
+        fd = fileobj
+    else:
+        try:
+            fd = int(fileobj.fileno())
+        except (AttributeError, TypeError, ValueError):
+            raise TypeError(
+                f"fileobj must be an int fd or have a fileno() method, not {type(fileobj).__name__}"
+            ) from None
+    if fd < 0:
+        raise ValueError(f"fileobj has an invalid fd {fd} (closed?)")
+    return fd
+
+
+def _check_callback(callback: Any, name: str = "callback") -> None:
+    if not callable(callback):
+        raise TypeError(f"{name} must be callable, not {type(callback).__name__}")
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """Python-level signal handler: the work happens on the loop, woken by the
+    byte the C-level handler wrote to the wake-up fd."""
+
+
+class Reactor:
+    """An event loop over one ``selectors`` backend.
+
+    ``backend`` is ``"auto"`` (the best available) or a name from
+    :func:`reactor.available_backends`. ``native`` is ``"auto"`` (use the C
+    accept accelerator when it is built), ``True`` (require it) or ``False``;
+    the environment variable ``REACTOR_NATIVE`` overrides ``"auto"``.
+    """
+
+    def __init__(self, backend: str = "auto", native: bool | str = "auto") -> None:
+        info = backend_info(backend)
+        self.native: bool = _native.resolve(native)
+        self.backend: str = info.name
+        #: watched fds must be below this (select's FD_SETSIZE), or None
+        self.max_fd: int | None = info.max_fd
+        self._resolution = info.resolution
+        self._closed = True  # until the fds below exist, so __del__ is safe
+        self._selector = info.selector_class()
+        self._ready: deque[Handle] = deque()
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timer_seq = itertools.count()
+        self._cancelled_timers = 0
+        self._running = False
+        self._stopping = False
+        self._thread_id: int | None = None
+        self._exception_handler: Callable[[Reactor, dict], Any] | None = None
+        self._signal_handlers: dict[int, Handle] = {}
+        self._previous_wakeup_fd: int | None = None
+        # objects that own fds on this reactor (listeners, transports,
+        # connect attempts); close() closes whatever is still open
+        self._resources: set[Any] = set()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._closed = False
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_pending = False
+        self.add_reader(self._wake_r, self._read_wakeup)
+
+    # ----------------------------------------------------------- lifecycle
+
+    def time(self) -> float:
+        """The reactor's clock: ``time.monotonic()``, in seconds."""
+        return time.monotonic()
+
+    def is_running(self) -> bool:
+        """True while ``run()`` is executing."""
+        return self._running
+
+    def is_closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    def run(self) -> None:
+        """Run callbacks and I/O until ``stop()`` is called.
+
+        Raises ``ReactorStateError`` if the reactor is already running (a
+        nested ``run()`` from a callback) or closed.
+        """
+        self._check_open()
+        if self._running:
+            raise ReactorStateError("run() called while the reactor is already running")
+        self._running = True
+        self._thread_id = threading.get_ident()
+        try:
+            while True:
+                self._run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+            self._running = False
+            self._thread_id = None
+
+    def stop(self) -> None:
+        """Make ``run()`` return after the current iteration.
+
+        Called before ``run()``, the next ``run()`` does one iteration and
+        returns. Safe to call from another thread.
+        """
+        self._stopping = True
+        if self._thread_id is not None and self._thread_id != threading.get_ident():
+            self._write_wakeup()
+
+    def close(self) -> None:
+        """Release the selector, the wake-up fds and whatever listeners and
+        transports are still open on this reactor. Idempotent; raises
+        ``ReactorStateError`` while running."""
+        if self._running:
+            raise ReactorStateError("cannot close a running reactor; stop() it first")
+        if self._closed:
+            return
+        for resource in list(self._resources):
+            resource._reactor_closing()
+        self._resources.clear()
+        for signum in list(self._signal_handlers):
+            self.remove_signal_handler(signum)
+        self._closed = True
+        self._ready.clear()
+        for _, _, handle in self._timers:
+            handle._scheduled = False
+            handle.cancel()
+        self._timers.clear()
+        self._selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> Reactor:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(f"unclosed reactor {self!r}", ResourceWarning, source=self)
+            if not self._running:
+                self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._running else "idle"
+        return f"<Reactor backend={self.backend} native={self.native} {state}>"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ReactorStateError("the reactor is closed")
+
+    # ------------------------------------------------------------ the loop
+
+    def _run_once(self) -> None:
+        ready = self._ready
+        timers = self._timers
+        if ready or self._stopping:
+            timeout: float | None = 0.0
+        else:
+            timeout = None
+            while timers:
+                when, _, handle = timers[0]
+                if handle._cancelled:
+                    heapq.heappop(timers)
+                    handle._scheduled = False
+                    self._cancelled_timers -= 1
+                    continue
+                timeout = round_timeout(when - time.monotonic(), self._resolution)
+                break
+
+        for key, mask in self._selector.select(timeout):
+            reader, writer = key.data
+            if mask & _EVENT_READ and reader is not None and not reader._cancelled:
+                reader._run()
+            if mask & _EVENT_WRITE and writer is not None and not writer._cancelled:
+                writer._run()
+
+        if timers:
+            now = time.monotonic()
+            while timers and timers[0][0] <= now:
+                handle = heapq.heappop(timers)[2]
+                handle._scheduled = False
+                if handle._cancelled:
+                    self._cancelled_timers -= 1
+                else:
+                    ready.append(handle)
+
+        # Only what is ready now: callbacks scheduled by these run next time.
+        for _ in range(len(ready)):
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+
+    # ---------------------------------------------------------- scheduling
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the next iteration, after the callbacks
+        already queued (FIFO). Not thread-safe: see ``call_soon_threadsafe``."""
+        _check_callback(callback)
+        self._check_open()
+        handle = Handle(callback, args, self)
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Like ``call_soon``, from any thread: wakes the loop if it is waiting."""
+        _check_callback(callback)
+        self._check_open()
+        handle = Handle(callback, args, self)
+        self._ready.append(handle)  # deque.append is atomic
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._write_wakeup()
+        return handle
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` once ``delay`` seconds have passed (never
+        earlier). A delay <= 0 runs it on the next iteration, after callbacks
+        already queued with ``call_soon``."""
+        return self.call_at(self.time() + _check_delay(delay, "delay"), callback, *args)
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Run ``callback(*args)`` once ``self.time()`` reaches ``when``."""
+        when = _check_delay(when, "when")
+        _check_callback(callback)
+        self._check_open()
+        handle = TimerHandle(when, callback, args, self)
+        handle._scheduled = True
+        heapq.heappush(self._timers, (when, next(self._timer_seq), handle))
+        return handle
+
+    def _timer_cancelled(self) -> None:
+        self._cancelled_timers += 1
+        if (
+            self._cancelled_timers > _TIMER_COMPACT_MIN
+            and self._cancelled_timers > _TIMER_COMPACT_FRACTION * len(self._timers)
+        ):
+            live = []
+            for entry in self._timers:
+                if entry[2]._cancelled:
+                    entry[2]._scheduled = False
+                else:
+                    live.append(entry)
+            heapq.heapify(live)
+            self._timers[:] = live
+            self._cancelled_timers = 0
+
+    # ---------------------------------------------------------- fd watchers
+
+    def add_reader(self, fileobj: Any, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Call ``callback(*args)`` whenever ``fileobj`` is readable; replaces
+        a previous reader on the same fd."""
+        return self._add_watcher(fileobj, callback, args, _EVENT_READ)
+
+    def add_writer(self, fileobj: Any, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Call ``callback(*args)`` whenever ``fileobj`` is writable; replaces
+        a previous writer on the same fd."""
+        return self._add_watcher(fileobj, callback, args, _EVENT_WRITE)
+
+    def remove_reader(self, fileobj: Any) -> bool:
+        """Stop watching ``fileobj`` for reading; True if a reader was removed."""
+        return self._remove_watcher(fileobj, _EVENT_READ)
+
+    def remove_writer(self, fileobj: Any) -> bool:
+        """Stop watching ``fileobj`` for writing; True if a writer was removed."""
+        return self._remove_watcher(fileobj, _EVENT_WRITE)
+
+    def _add_watcher(self, fileobj: Any, callback: Callable[..., Any], args: tuple, event: int) -> Handle:
+        _check_callback(callback)
+        self._check_open()
+        fd = _fileobj_to_fd(fileobj)
+        if self.max_fd is not None and fd >= self.max_fd:
+            raise BackendLimitError(
+                f"the {self.backend} backend cannot watch fd {fd}: "
+                f"FD_SETSIZE is {self.max_fd}; use the poll or epoll backend"
+            )
+        handle = Handle(callback, args, self)
+        selector = self._selector
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            data = (handle, None) if event == _EVENT_READ else (None, handle)
+            selector.register(fd, event, data)
+            return handle
+        reader, writer = key.data
+        if event == _EVENT_READ:
+            old, data = reader, (handle, writer)
+        else:
+            old, data = writer, (reader, handle)
+        selector.modify(fd, key.events | event, data)
+        if old is not None:
+            old.cancel()
+        return handle
+
+    def _remove_watcher(self, fileobj: Any, event: int) -> bool:
+        if self._closed:
+            return False
+        fd = _fileobj_to_fd(fileobj)
+        selector = self._selector
+        try:
+            key = selector.get_key(fd)
+        except KeyError:
+            return False
+        reader, writer = key.data
+        if event == _EVENT_READ:
+            old, data = reader, (None, writer)
+        else:
+            old, data = writer, (reader, None)
+        if old is None:
+            return False
+        mask = key.events & ~event
+        if mask:
+            selector.modify(fd, mask, data)
+        else:
+            selector.unregister(fd)
+        old.cancel()
+        return True
+
+    def _forget_fd(self, fd: int) -> None:
+        """Drop every watcher on ``fd`` at once (its owner is closing it)."""
+        if self._closed:
+            return
+        try:
+            key = self._selector.unregister(fd)
+        except KeyError:
+            return
+        for handle in key.data:
+            if handle is not None:
+                handle.cancel()
+
+    # ------------------------------------------------- wake-ups and signals
+
+    def _write_wakeup(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            # Full (a wake-up is pending anyway) or closed (nothing to wake).
+            pass
+
+    def _read_wakeup(self) -> None:
+        signals = bytearray()
+        while True:
+            try:
+                data = self._wake_r.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            signals += data
+        # Cleared after draining: a thread that appends from here on writes
+        # a new byte; one that appended before is seen by this iteration.
+        self._wake_pending = False
+        for signum in signals:
+            if signum:
+                handle = self._signal_handlers.get(signum)
+                if handle is not None:
+                    self._ready.append(handle)
+
+    def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop when ``signum`` arrives.
+
+        The callback runs between other callbacks, not in the signal context.
+        Only the main thread may install signal handlers (``ValueError``
+        otherwise, as with ``signal.signal``).
+        """
+        _check_callback(callback)
+        self._check_open()
+        signum = _check_signum(signum)
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("add_signal_handler() must be called from the main thread")
+        if not self._signal_handlers:
+            previous = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+            self._previous_wakeup_fd = previous
+        self._signal_handlers[signum] = Handle(callback, args, self)
+        try:
+            signal.signal(signum, _ignore_signal)
+            # Restart interrupted syscalls; the wake-up byte does the waking.
+            signal.siginterrupt(signum, False)
+        except (OSError, RuntimeError) as exc:
+            del self._signal_handlers[signum]
+            self._restore_wakeup_fd()
+            raise ValueError(f"cannot handle signal {signum}: {exc}") from None
+
+    def remove_signal_handler(self, signum: int) -> bool:
+        """Restore the default action for ``signum``; True if a handler was
+        removed."""
+        signum = _check_signum(signum)
+        handle = self._signal_handlers.pop(signum, None)
+        if handle is None:
+            return False
+        handle.cancel()
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(signum, default)
+        except (OSError, ValueError):
+            pass
+        self._restore_wakeup_fd()
+        return True
+
+    def _restore_wakeup_fd(self) -> None:
+        if not self._signal_handlers and self._previous_wakeup_fd is not None:
+            try:
+                signal.set_wakeup_fd(self._previous_wakeup_fd)
+            except ValueError:
+                pass
+            self._previous_wakeup_fd = None
+
+    # ----------------------------------------------------------- exceptions
+
+    def set_exception_handler(self, handler: Callable[[Reactor, dict], Any] | None) -> None:
+        """Install ``handler(reactor, context)`` for exceptions from callbacks;
+        ``None`` restores the default, which logs them."""
+        if handler is not None:
+            _check_callback(handler, "handler")
+        self._exception_handler = handler
+
+    def get_exception_handler(self) -> Callable[[Reactor, dict], Any] | None:
+        """The handler set with ``set_exception_handler``, or None."""
+        return self._exception_handler
+
+    def default_exception_handler(self, context: dict) -> None:
+        """Log ``context['message']`` with the exception's traceback."""
+        message = context.get("message") or "unhandled exception in a reactor callback"
+        exc = context.get("exception")
+        details = [f"{key}={value!r}" for key, value in context.items() if key not in ("message", "exception")]
+        if details:
+            message = f"{message} ({', '.join(details)})"
+        exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+        logger.error(message, exc_info=exc_info)
+
+    def call_exception_handler(self, context: dict) -> None:
+        """Report ``context`` (keys: message, exception, and what was
+        involved: handle, transport, protocol, listener) to the handler."""
+        handler = self._exception_handler
+        if handler is None:
+            self.default_exception_handler(context)
+            return
+        try:
+            handler(self, context)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.default_exception_handler(
+                {"message": "exception in the exception handler", "exception": exc, "context": context}
+            )
+
+    # ------------------------------------------------- servers and clients
+
+    def listen(self, protocol_factory: Callable[[], Any], host: str = "127.0.0.1", port: int = 0,
+               **options: Any) -> Listener:
+        """Listen for TCP connections; see :class:`reactor.listener.Listener`."""
+        from .listener import listen_tcp
+
+        return listen_tcp(self, protocol_factory, host, port, **options)
+
+    def listen_unix(self, protocol_factory: Callable[[], Any], path: str, **options: Any) -> Listener:
+        """Listen on a Unix stream socket at ``path``."""
+        from .listener import listen_unix
+
+        return listen_unix(self, protocol_factory, path, **options)
+
+    def connect(self, protocol_factory: Callable[[], Any], host: str, port: int,
+                **options: Any) -> ConnectAttempt:
+        """Connect to ``host:port`` without blocking; returns a ConnectAttempt."""
+        from .connector import connect_tcp
+
+        return connect_tcp(self, protocol_factory, host, port, **options)
+
+    def connect_unix(self, protocol_factory: Callable[[], Any], path: str, **options: Any) -> ConnectAttempt:
+        """Connect to the Unix stream socket at ``path`` without blocking."""
+        from .connector import connect_unix
+
+        return connect_unix(self, protocol_factory, path, **options)
+
+
+def _check_delay(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    return value
+
+
+def _check_signum(signum: Any) -> int:
+    if isinstance(signum, bool) or not isinstance(signum, int):
+        raise TypeError(f"signum must be an int, not {type(signum).__name__}")
+    if not 1 <= signum < signal.NSIG:
+        raise ValueError(f"signum must be in 1..{signal.NSIG - 1}, not {signum}")
+    return signum

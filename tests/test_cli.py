@@ -1,0 +1,42 @@
+"""``python -m reactor``: info, and argument errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import reactor
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reactor", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_info_names_backends_limits_and_native():
+    done = run_cli("info")
+    assert done.returncode == 0, done.stderr
+    assert "backends (best first): " + ", ".join(reactor.available_backends()) in done.stdout
+    assert "somaxconn:" in done.stdout
+    assert "fd limit: soft" in done.stdout
+    assert "native accelerator:" in done.stdout
+
+
+def test_info_json():
+    done = run_cli("info", "--json")
+    facts = json.loads(done.stdout)
+    assert facts["default_backend"] == reactor.available_backends()[0]
+    assert facts["backends"]["select"]["max_fd"] == 1024
+    assert isinstance(facts["somaxconn"], int)
+
+
+def test_unknown_command_exits_2_with_usage():
+    done = run_cli("frobnicate")
+    assert done.returncode == 2
+    assert "usage:" in done.stderr
+
+
+def test_no_command_exits_2():
+    done = run_cli()
+    assert done.returncode == 2
+    assert "usage:" in done.stderr

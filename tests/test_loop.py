@@ -1,0 +1,429 @@
+"""The reactor core, on every backend (the ``loop`` fixture is parametrized)."""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import selectors
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+import reactor
+from reactor.errors import BackendLimitError, ReactorStateError
+
+from .conftest import open_fds, run_until
+
+
+class TestCallbackOrder:
+    def test_call_soon_is_fifo(self, loop):
+        seen = []
+        for i in range(10):
+            loop.call_soon(seen.append, i)
+        loop.call_soon(loop.stop)
+        loop.run()
+        assert seen == list(range(10))
+
+    def test_timers_run_in_deadline_order_and_ties_in_scheduling_order(self, loop):
+        seen = []
+        when = loop.time() + 0.02
+        loop.call_at(when + 0.01, seen.append, "late")
+        loop.call_at(when, seen.append, "tie-1")
+        loop.call_later(0.001, seen.append, "early")
+        loop.call_at(when, seen.append, "tie-2")
+        loop.call_at(when, seen.append, "tie-3")
+        loop.call_at(when + 0.02, loop.stop)
+        loop.run()
+        assert seen == ["early", "tie-1", "tie-2", "tie-3", "late"]
+
+    def test_call_later_zero_runs_after_already_queued_call_soon(self, loop):
+        seen = []
+        loop.call_soon(seen.append, "soon-1")
+        loop.call_later(0, seen.append, "later-0")
+        loop.call_soon(seen.append, "soon-2")
+        loop.call_later(0.01, loop.stop)
+        loop.run()
+        assert seen == ["soon-1", "soon-2", "later-0"]
+
+    def test_callbacks_scheduled_by_callbacks_wait_for_the_next_iteration(self, loop):
+        seen = []
+
+        def first():
+            seen.append("first")
+            loop.call_soon(seen.append, "scheduled-by-first")
+
+        loop.call_soon(first)
+        loop.call_soon(seen.append, "second")
+        loop.call_soon(loop.stop)
+        loop.run()
+        assert seen == ["first", "second"]
+        loop.call_soon(loop.stop)
+        loop.run()
+        assert seen == ["first", "second", "scheduled-by-first"]
+
+    def test_cancel_call_soon_and_timers(self, loop):
+        seen = []
+        soon = loop.call_soon(seen.append, "soon")
+        timer = loop.call_later(0.001, seen.append, "timer")
+        loop.call_soon(seen.append, "kept")
+        soon.cancel()
+        timer.cancel()
+        assert soon.cancelled() and timer.cancelled()
+        loop.call_later(0.02, loop.stop)
+        loop.run()
+        assert seen == ["kept"]
+
+    def test_timers_never_fire_early(self, loop):
+        lateness = []
+        for delay in (0.0005, 0.001, 0.0015, 0.003, 0.0101, 0.02):
+            due = loop.time() + delay
+            loop.call_at(due, lambda due=due: lateness.append(loop.time() - due))
+        loop.call_later(0.05, loop.stop)
+        loop.run()
+        assert len(lateness) == 6
+        assert min(lateness) >= 0
+
+    def test_many_cancelled_timers_are_compacted(self, loop):
+        handles = [loop.call_later(100 + i, lambda: None) for i in range(1000)]
+        for handle in handles[:900]:
+            handle.cancel()
+        # The heap is rebuilt once cancelled entries are the majority, so it
+        # cannot grow without bound under cancel-heavy use.
+        assert len(loop._timers) < 500
+        assert sum(not entry[2].cancelled() for entry in loop._timers) == 100
+
+
+class TestThreadsafe:
+    def test_call_soon_threadsafe_wakes_a_blocked_loop_within_50ms(self, loop):
+        latency = []
+
+        def poke():
+            time.sleep(0.1)  # let the loop block in the selector with no timer due
+            sent = time.monotonic()
+            loop.call_soon_threadsafe(lambda: (latency.append(time.monotonic() - sent), loop.stop()))
+
+        safety = loop.call_later(5, loop.stop)
+        thread = threading.Thread(target=poke)
+        thread.start()
+        loop.run()
+        thread.join(5)
+        safety.cancel()
+        assert latency, "the loop was not woken"
+        assert latency[0] < 0.05
+
+    def test_many_threads_none_lost(self, loop):
+        seen = []
+        threads = [
+            threading.Thread(target=lambda i=i: [loop.call_soon_threadsafe(seen.append, (i, j)) for j in range(200)])
+            for i in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        run_until(loop, lambda: len(seen) == 800)
+        for i in range(4):
+            assert [j for t, j in seen if t == i] == list(range(200))
+
+    def test_stop_from_another_thread_wakes_the_loop(self, loop):
+        thread = threading.Timer(0.05, loop.stop)
+        safety = loop.call_later(5, pytest.fail, "stop() from a thread did not wake the loop")
+        thread.start()
+        loop.run()
+        safety.cancel()
+        thread.join(5)
+
+
+class TestSignals:
+    def test_handler_runs_on_the_loop_not_in_signal_context(self, loop):
+        seen = []
+        state = {"kill_returned": False}
+
+        def send():
+            os.kill(os.getpid(), signal.SIGUSR1)
+            # In signal context, a Python handler would run before this line.
+            state["kill_returned"] = True
+
+        def handler(tag):
+            seen.append((tag, state["kill_returned"], threading.get_ident()))
+            loop.stop()
+
+        loop.add_signal_handler(signal.SIGUSR1, handler, "usr1")
+        try:
+            loop.call_soon(send)
+            safety = loop.call_later(5, loop.stop)
+            loop.run()
+            safety.cancel()
+        finally:
+            assert loop.remove_signal_handler(signal.SIGUSR1)
+        assert seen == [("usr1", True, threading.get_ident())]
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_DFL
+        assert not loop.remove_signal_handler(signal.SIGUSR1)
+
+    def test_signal_wakes_a_blocked_loop(self, loop):
+        seen = []
+        loop.add_signal_handler(signal.SIGUSR2, lambda: (seen.append(1), loop.stop()))
+        try:
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR2))
+            timer.start()
+            safety = loop.call_later(5, loop.stop)
+            loop.run()
+            safety.cancel()
+            timer.join(5)
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR2)
+        assert seen == [1]
+
+    @pytest.mark.parametrize("bad", [0, -1, 100000])
+    def test_bad_signal_numbers(self, loop, bad):
+        with pytest.raises(ValueError, match="signum"):
+            loop.add_signal_handler(bad, lambda: None)
+
+    def test_uncatchable_signal(self, loop):
+        with pytest.raises(ValueError, match="signal 9"):
+            loop.add_signal_handler(signal.SIGKILL, lambda: None)
+
+
+class TestWatchers:
+    def test_reader_and_writer_share_one_registration(self, loop):
+        a, b = socket.socketpair()
+        with a, b:
+            events = []
+            loop.add_writer(a, lambda: (events.append("w"), loop.remove_writer(a)))
+            loop.add_reader(a, lambda: (events.append("r:" + a.recv(10).decode()), loop.stop()))
+            key = loop._selector.get_key(a.fileno())
+            assert key.events == selectors.EVENT_READ | selectors.EVENT_WRITE
+            b.send(b"hi")
+            safety = loop.call_later(5, loop.stop)
+            loop.run()
+            safety.cancel()
+            assert "w" in events and "r:hi" in events
+            assert loop.remove_reader(a) is True
+            assert loop.remove_reader(a) is False
+            assert loop.remove_writer(a) is False
+            with pytest.raises(KeyError):
+                loop._selector.get_key(a.fileno())
+
+    def test_replacing_a_reader_runs_only_the_new_one(self, loop):
+        a, b = socket.socketpair()
+        with a, b:
+            seen = []
+            loop.add_reader(a, seen.append, "old")
+            loop.add_reader(a, lambda: (seen.append("new"), a.recv(10), loop.stop()))
+            b.send(b"x")
+            safety = loop.call_later(5, loop.stop)
+            loop.run()
+            safety.cancel()
+            assert seen == ["new"]
+            loop.remove_reader(a)
+
+    def test_removing_another_fds_reader_in_the_same_iteration(self, loop):
+        # Both fds are ready in one poll; the first callback removes the
+        # second's reader, which must then not run.
+        a1, b1 = socket.socketpair()
+        a2, b2 = socket.socketpair()
+        with a1, b1, a2, b2:
+            seen = []
+
+            def first(me, other):
+                seen.append(me.fileno())
+                loop.remove_reader(other)
+                loop.remove_reader(me)
+                loop.stop()
+
+            loop.add_reader(a1, first, a1, a2)
+            loop.add_reader(a2, first, a2, a1)
+            b1.send(b"x")
+            b2.send(b"x")
+            safety = loop.call_later(5, loop.stop)
+            loop.run()
+            safety.cancel()
+            assert len(seen) == 1
+
+    def test_bad_fileobj(self, loop):
+        with pytest.raises(TypeError, match="fileno"):
+            loop.add_reader("not a socket", lambda: None)
+        with pytest.raises(TypeError, match="callable"):
+            loop.add_reader(0, "not callable")
+
+
+class TestFailures:
+    def test_exception_in_callback_reaches_handler_and_loop_goes_on(self, loop, errors):
+        seen = []
+
+        def boom():
+            raise RuntimeError("boom")
+
+        loop.call_soon(boom)
+        loop.call_soon(seen.append, "next")
+        loop.call_later(0.001, boom)
+        loop.call_later(0.002, seen.append, "timer after")
+        loop.call_later(0.01, loop.stop)
+        loop.run()
+        assert seen == ["next", "timer after"]
+        contexts = errors.take()
+        assert [str(c["exception"]) for c in contexts] == ["boom", "boom"]
+        assert all("handle" in c and "message" in c for c in contexts)
+
+    def test_keyboard_interrupt_propagates(self, loop):
+        def interrupt():
+            raise KeyboardInterrupt
+
+        loop.call_soon(interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            loop.run()
+        assert not loop.is_running()
+
+    def test_failing_exception_handler_falls_back_to_logging(self, loop, caplog):
+        def bad_handler(r, context):
+            raise ValueError("handler broke")
+
+        loop.set_exception_handler(bad_handler)
+        loop.call_soon(lambda: 1 / 0)
+        loop.call_soon(loop.stop)
+        with caplog.at_level("ERROR", logger="reactor"):
+            loop.run()
+        assert "exception in the exception handler" in caplog.text
+
+    def test_default_handler_logs(self, backend, caplog):
+        with reactor.Reactor(backend=backend) as r:
+            r.call_soon(lambda: 1 / 0)
+            r.call_soon(r.stop)
+            with caplog.at_level("ERROR", logger="reactor"):
+                r.run()
+        assert "ZeroDivisionError" in caplog.text
+
+
+class TestLifecycle:
+    def test_nested_run_raises(self, loop):
+        caught = []
+
+        def nested():
+            try:
+                loop.run()
+            except ReactorStateError as exc:
+                caught.append(exc)
+            loop.stop()
+
+        loop.call_soon(nested)
+        loop.run()
+        assert len(caught) == 1 and "already running" in str(caught[0])
+
+    def test_stop_from_a_callback_and_run_again(self, loop):
+        seen = []
+        loop.call_soon(loop.stop)
+        loop.call_soon(seen.append, 1)  # same iteration: still runs
+        loop.run()
+        assert seen == [1]
+        loop.call_soon(seen.append, 2)
+        loop.call_soon(loop.stop)
+        loop.run()
+        assert seen == [1, 2]
+
+    def test_stop_before_run_runs_one_iteration(self, loop):
+        seen = []
+        loop.call_soon(seen.append, 1)
+        loop.stop()
+        loop.run()
+        assert seen == [1]
+
+    def test_close_leaves_no_fd_behind(self, backend):
+        before = open_fds()
+        r = reactor.Reactor(backend=backend)
+        a, b = socket.socketpair()
+        r.add_reader(a, lambda: None)
+        r.call_later(10, lambda: None)
+        r.call_soon(r.stop)
+        r.run()
+        r.close()
+        r.close()  # idempotent
+        a.close()
+        b.close()
+        assert open_fds() == before
+        with pytest.raises(ReactorStateError):
+            r.call_soon(lambda: None)
+        with pytest.raises(ReactorStateError):
+            r.run()
+
+    def test_close_while_running_raises(self, loop):
+        caught = []
+
+        def try_close():
+            try:
+                loop.close()
+            except ReactorStateError as exc:
+                caught.append(exc)
+            loop.stop()
+
+        loop.call_soon(try_close)
+        loop.run()
+        assert caught
+
+    def test_unclosed_reactor_warns(self, backend):
+        r = reactor.Reactor(backend=backend)
+        with pytest.warns(ResourceWarning, match="unclosed reactor"):
+            del r
+            gc.collect()
+
+
+def test_select_refuses_fds_past_fd_setsize(errors):
+    with reactor.Reactor(backend="select") as r:
+        a, b = socket.socketpair()
+        high = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, reactor.FD_SETSIZE + 5)
+        try:
+            with pytest.raises(BackendLimitError, match="FD_SETSIZE is 1024"):
+                r.add_reader(high, lambda: None)
+            # The loop still works for everyone else.
+            r.add_reader(a, lambda: (a.recv(1), r.stop()))
+            b.send(b"x")
+            r.call_later(5, r.stop)
+            r.run()
+            r.remove_reader(a)
+        finally:
+            os.close(high)
+            a.close()
+            b.close()
+
+
+@pytest.mark.parametrize("backend_name", ["poll", "epoll"])
+def test_other_backends_watch_high_fds(backend_name):
+    if backend_name not in reactor.available_backends():
+        pytest.skip(f"{backend_name} not available")
+    with reactor.Reactor(backend=backend_name) as r:
+        a, b = socket.socketpair()
+        high = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, 1500)
+        try:
+            seen = []
+            r.add_reader(high, lambda: (seen.append(os.read(high, 1)), r.stop()))
+            b.send(b"x")
+            r.call_later(5, r.stop)
+            r.run()
+            r.remove_reader(high)
+            assert seen == [b"x"]
+        finally:
+            os.close(high)
+            a.close()
+            b.close()
+
+
+class TestArguments:
+    @pytest.mark.parametrize("delay", ["1", None, [1]])
+    def test_call_later_rejects_non_numbers(self, loop, delay):
+        with pytest.raises(TypeError, match="delay"):
+            loop.call_later(delay, lambda: None)
+
+    def test_call_later_rejects_nan(self, loop):
+        with pytest.raises(ValueError, match="NaN"):
+            loop.call_later(float("nan"), lambda: None)
+
+    def test_not_callable(self, loop):
+        with pytest.raises(TypeError, match="callable"):
+            loop.call_soon(42)
+
+    def test_exception_handler_must_be_callable(self, loop):
+        with pytest.raises(TypeError, match="handler"):
+            loop.set_exception_handler(42)
