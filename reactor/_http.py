@@ -1,0 +1,158 @@
+"""A minimal HTTP/1.1 server protocol, enough for curl, ab and wrk.
+
+The parser is sans-IO (``RequestParser.feed(bytes) -> [Request]``): it knows
+nothing of sockets, so it is tested on byte strings alone. It handles
+pipelined requests, ``Content-Length`` bodies (read and dropped), HTTP/1.0
+vs 1.1 keep-alive defaults and ``Connection: close``. Anything else it refuses
+with the status a client can act on: 400 malformed, 405 method, 411/501
+bodies it cannot frame, 431 headers over 16 KiB.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .protocols import Protocol
+
+if TYPE_CHECKING:
+    from .transport import Transport
+
+__all__ = ["Request", "RequestParser", "HttpError", "HttpProtocol"]
+
+#: request line plus headers; more is refused (431) so a client cannot make
+#: the server buffer without limit
+MAX_HEAD = 16 * 1024
+#: bodies we read and drop; larger ones are refused (413)
+MAX_BODY = 1024 * 1024
+
+
+class HttpError(Exception):
+    """A request the parser refuses, with the status to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class Request:
+    method: str
+    target: str
+    version: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        if self.version == "HTTP/1.0":
+            return "keep-alive" in connection
+        return "close" not in connection
+
+
+class RequestParser:
+    """Feed bytes, get complete requests; raises ``HttpError``."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._body_left = 0
+
+    def feed(self, data: bytes) -> list[Request]:
+        self._buffer += data
+        requests = []
+        while True:
+            if self._body_left:
+                dropped = min(self._body_left, len(self._buffer))
+                del self._buffer[:dropped]
+                self._body_left -= dropped
+                if self._body_left:
+                    return requests
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_HEAD:
+                    raise HttpError(431, "Request Header Fields Too Large")
+                return requests
+            if end > MAX_HEAD:
+                raise HttpError(431, "Request Header Fields Too Large")
+            head = bytes(self._buffer[:end])
+            del self._buffer[: end + 4]
+            request = self._parse_head(head)
+            self._body_left = self._body_length(request)
+            requests.append(request)
+
+    @staticmethod
+    def _parse_head(head: bytes) -> Request:
+        try:
+            text = head.decode("latin-1")
+        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes everything
+            raise HttpError(400, "Bad Request")
+        lines = text.split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise HttpError(400, "Bad Request")
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise HttpError(400, "Bad Request")
+            headers[name.lower()] = value.strip()
+        return Request(parts[0], parts[1], parts[2], headers)
+
+    @staticmethod
+    def _body_length(request: Request) -> int:
+        if "transfer-encoding" in request.headers:
+            raise HttpError(501, "Not Implemented")
+        length = request.headers.get("content-length")
+        if length is None:
+            return 0
+        if not length.isdigit():
+            raise HttpError(400, "Bad Request")
+        if int(length) > MAX_BODY:
+            raise HttpError(413, "Content Too Large")
+        return int(length)
+
+
+def response(status: int, reason: str, body: bytes, keep_alive: bool, head_only: bool = False) -> bytes:
+    """A complete HTTP/1.1 response."""
+    headers = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        f"Content-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"X-Reactor-Pid: {os.getpid()}\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
+    ).encode("ascii")
+    return headers if head_only else headers + body
+
+
+class HttpProtocol(Protocol):
+    """Answers ``GET`` and ``HEAD`` with 200 and a short body; the
+    ``X-Reactor-Pid`` header names the serving process (useful with
+    ``serve --workers``)."""
+
+    body = b"Hello from reactor\n"
+
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        self.parser = RequestParser()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            requests = self.parser.feed(data)
+        except HttpError as exc:
+            self.transport.write(response(exc.status, exc.reason, exc.reason.encode() + b"\n", False))
+            self.transport.close()
+            return
+        for request in requests:
+            if request.method in ("GET", "HEAD"):
+                self.transport.write(
+                    response(200, "OK", self.body, request.keep_alive, head_only=request.method == "HEAD")
+                )
+            else:
+                self.transport.write(response(405, "Method Not Allowed", b"Method Not Allowed\n", False))
+                self.transport.close()
+                return
+            if not request.keep_alive:
+                self.transport.close()
+                return

@@ -1,0 +1,546 @@
+"""Listening sockets: bind, listen, and the accept drain that never blocks.
+
+What happens on one readiness event of a listening socket:
+
+1. Drain: accept until the queue is empty (EAGAIN) or ``max_accepts``
+   attempts were made, in one crossing into C when the accelerator is built
+   (``native.drain_native``), else with the pure-Python reference
+   (``_accept.drain_pure``). The errno policy -- retry, skip and count, stop
+   for capacity, give up -- is tabled once, in ``reactor/_accept.py``, with
+   what Linux returns and what asyncio, libuv, Twisted and trio do.
+2. Readiness can be stale: another acceptor sharing the queue (a thread, a
+   forked process, a dup of the fd) may have taken the connection between
+   the wake-up and our accept. Finding the queue empty is then normal; it is
+   counted in ``stats.empty_wakeups``.
+3. Each accepted fd becomes a Transport; its peer address comes from
+   accept's own return, because a connection reset while it waited in the
+   queue is still returned by Linux and ``getpeername()`` on it fails with
+   ENOTCONN. Its first read then reports ECONNRESET, and the transport turns
+   that into ``connection_lost(ConnectionResetError)``.
+4. With the select backend, an accepted fd >= FD_SETSIZE (1024) cannot be
+   watched: it is closed at once and counted in ``stats.rejected``, with one
+   warning per listener, so one connection too many never breaks ``select()``
+   for every other connection.
+
+Running out of fds (EMFILE/ENFILE) or kernel memory (ENOBUFS/ENOMEM) leaves the
+connection queued, and a level-triggered selector reports the listener ready
+again at once: retrying is a busy loop at 100% CPU. Two policies:
+
+- ``"pause"`` (default): stop watching the listener and retry after a
+  backoff (10 ms doubling to 1 s), or at once when one of our own
+  connections closes and so frees an fd. Clients wait in the queue (and the
+  kernel's SYN retries cover a full queue) instead of being refused.
+- ``"shed"``: keep one spare fd open; on EMFILE/ENFILE close it, accept the
+  waiting connections and close them at once (the client sees the
+  connection closed instead of hanging), then reopen the spare. libuv does
+  the same (``uv__emfile_trick``). If the spare cannot be reopened, fall
+  back to pausing.
+
+Logging while exhausted is rate-limited to one line per second per listener.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+import warnings
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import kernel
+from . import native as _native
+from ._accept import ACCEPT_CAPACITY, drain_pure
+from ._sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from .loop import Reactor
+
+__all__ = ["Listener", "ListenerStats", "listen_tcp", "listen_unix", "DEFAULT_BACKLOG"]
+
+logger = logging.getLogger("reactor.listener")
+
+#: backlog when none is given (then clamped to somaxconn, as the kernel would)
+DEFAULT_BACKLOG = 4096
+#: default ceiling on accepts per readiness event: large batches amortise the
+#: wake-up, but every accepted connection runs connection_made inline, and
+#: other connections' I/O waits for the batch
+MAX_ACCEPTS_CAP = 512
+#: exhaustion backoff: first pause, and the ceiling it doubles up to
+BACKOFF_INITIAL = 0.010
+BACKOFF_MAX = 1.0
+#: at most one exhaustion log line per listener per this many seconds
+LOG_INTERVAL = 1.0
+#: accepts-per-wakeup histogram: bucket i counts batches of 2**(i-1) .. 2**i - 1
+HISTOGRAM_BUCKETS = 12
+
+_ACTIVE, _PAUSED, _EXHAUSTED, _CLOSED = "active", "paused", "exhausted", "closed"
+_SHED_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE))
+
+
+class ListenerStats:
+    """Counters of one listener, updated as it accepts.
+
+    accepted: connections handed to a protocol (or rejected, see below)
+    aborted: connections that died in the queue (ECONNABORTED, EPROTO, ...)
+    exhausted: drains ended by EMFILE/ENFILE/ENOBUFS/ENOMEM
+    shed: connections accepted and closed at once under ``on_exhausted="shed"``
+    rejected: accepted fds closed because the backend cannot watch them
+    wakeups: readiness events handled; batches: those that accepted >= 1
+    max_batch: most connections accepted in one event
+    empty_wakeups: events that found the queue already empty (stale readiness)
+    active: connections accepted here and still open
+    histogram: batches by size, bucket i = sizes 2**(i-1) .. 2**i - 1
+    """
+
+    __slots__ = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
+                 "max_batch", "empty_wakeups", "active", "histogram")
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.aborted = 0
+        self.exhausted = 0
+        self.shed = 0
+        self.rejected = 0
+        self.wakeups = 0
+        self.batches = 0
+        self.max_batch = 0
+        self.empty_wakeups = 0
+        self.active = 0
+        self.histogram = [0] * HISTOGRAM_BUCKETS
+
+    @property
+    def accepts_per_wakeup(self) -> float:
+        """Mean connections accepted per readiness event."""
+        return self.accepted / self.wakeups if self.wakeups else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every counter, for JSON and summaries."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields["histogram"] = list(self.histogram)
+        fields["accepts_per_wakeup"] = round(self.accepts_per_wakeup, 3)
+        return fields
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__ if name != "histogram")
+        return f"ListenerStats({shown})"
+
+
+class Listener:
+    """A listening socket on a reactor, accepting into protocols.
+
+    Made by ``Reactor.listen`` / ``Reactor.listen_unix``.
+    """
+
+    def __init__(self, reactor: Reactor, sock: Any, protocol_factory: Callable[[], Any], *,
+                 backlog: int, max_accepts: int, on_exhausted: str = "pause",
+                 unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._family = sock.family
+        self._factory = protocol_factory
+        self.backlog: int = backlog
+        self.max_accepts: int = max_accepts
+        self.on_exhausted: str = on_exhausted
+        self.stats = ListenerStats()
+        self._unix_path = unix_path
+        self._unix_inode = os.stat(unix_path).st_ino if unix_path else None
+        self._tcp = self._family in (socket.AF_INET, socket.AF_INET6)
+        self._dead_peer = (keepalive, user_timeout_ms) if (keepalive or user_timeout_ms) else None
+        self._max_fd = reactor.max_fd
+        self._warned_rejected = False
+        self._state = _CLOSED
+        self._backoff = BACKOFF_INITIAL
+        self._retry_timer: Any = None
+        self._last_log = float("-inf")
+        self._unlogged = 0
+        self._reserve_fd = _open_reserve() if on_exhausted == "shed" else None
+        # Which drain: C takes the fd and returns non-blocking fds; the pure
+        # drain calls socket._accept (no socket object per connection) and
+        # its fds are blocking until we say otherwise.
+        drain_native = getattr(_native, "drain_native", None)
+        if reactor.native and drain_native is not None and isinstance(sock, socket.socket):
+            self._drain = lambda n, fd=self._fd: drain_native(fd, n)
+            self._sock_type = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
+            self.native = True
+        else:
+            accept = sock._accept
+            self._drain = lambda n: drain_pure(accept, n)
+            self._sock_type = socket.SOCK_STREAM
+            self.native = False
+        address = sock.getsockname()
+        self.address: Any = address[:2] if isinstance(address, tuple) else address
+        reactor._resources.add(self)
+        self._watch()
+
+    # --------------------------------------------------------------- state
+
+    @property
+    def socket(self) -> socket.socket:
+        """The listening socket (for ``kernel.listen_queue``, say)."""
+        return self._sock
+
+    @property
+    def state(self) -> str:
+        """``"active"``, ``"paused"``, ``"exhausted"`` (backing off) or ``"closed"``."""
+        return self._state
+
+    def is_serving(self) -> bool:
+        """True while the listener accepts (not paused, exhausted or closed)."""
+        return self._state == _ACTIVE
+
+    def pause(self) -> None:
+        """Stop accepting; new connections wait in the kernel's queue."""
+        if self._state in (_ACTIVE, _EXHAUSTED):
+            self._unwatch()
+            self._state = _PAUSED
+
+    def resume(self) -> None:
+        """Accept again after ``pause()`` (or end an exhaustion backoff early)."""
+        if self._state in (_PAUSED, _EXHAUSTED):
+            self._watch()
+
+    def close(self) -> None:
+        """Stop listening and release the socket (and a Unix socket's path).
+        Connections already accepted stay open. Idempotent."""
+        if self._state == _CLOSED and self._sock.fileno() < 0:
+            return
+        self._unwatch()
+        self._state = _CLOSED
+        if self._reserve_fd is not None:
+            os.close(self._reserve_fd)
+            self._reserve_fd = None
+        if self._unix_path is not None:
+            _unlink_if_ours(self._unix_path, self._unix_inode)
+            self._unix_path = None
+        self._sock.close()
+        self._reactor._resources.discard(self)
+
+    def _reactor_closing(self) -> None:
+        self.close()
+
+    def _watch(self) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        self._reactor.add_reader(self._fd, self._on_readable)
+        self._state = _ACTIVE
+
+    def _unwatch(self) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        if self._state == _ACTIVE:
+            self._reactor.remove_reader(self._fd)
+
+    def __del__(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is not None and sock.fileno() >= 0:
+            warnings.warn(f"unclosed listener {self!r}", ResourceWarning, source=self)
+            sock.close()
+            if getattr(self, "_reserve_fd", None) is not None:
+                os.close(self._reserve_fd)
+
+    def __repr__(self) -> str:
+        return f"<Listener {self.address!r} {self._state} backlog={self.backlog}>"
+
+    # ----------------------------------------------------------- accepting
+
+    def _on_readable(self) -> None:
+        accepted, skipped, err = self._drain(self.max_accepts)
+        stats = self.stats
+        stats.wakeups += 1
+        count = len(accepted)
+        if count:
+            stats.accepted += count
+            stats.batches += 1
+            if count > stats.max_batch:
+                stats.max_batch = count
+            stats.histogram[min(count.bit_length(), HISTOGRAM_BUCKETS - 1)] += 1
+            self._backoff = BACKOFF_INITIAL
+            new_connection = self._new_connection
+            for fd, address in accepted:
+                new_connection(fd, address)
+        elif not skipped and err == errno.EAGAIN:
+            stats.empty_wakeups += 1
+        stats.aborted += skipped
+        if err == errno.EAGAIN or err == 0 or self._state == _CLOSED:
+            return
+        if err in ACCEPT_CAPACITY:
+            self._on_capacity_error(err)
+        else:
+            self._on_fatal_error(err)
+
+    def _new_connection(self, fd: int, address: Any) -> None:
+        if self._max_fd is not None and fd >= self._max_fd:
+            os.close(fd)
+            self.stats.rejected += 1
+            if not self._warned_rejected:
+                self._warned_rejected = True
+                logger.warning(
+                    "listener %s: closed a connection on fd %d: the %s backend cannot watch fds >= %d "
+                    "(FD_SETSIZE); use poll or epoll for this many connections (warned once)",
+                    self.address, fd, self._reactor.backend, self._max_fd,
+                )
+            return
+        # Explicit family and type: socket() then asks the kernel nothing.
+        sock = socket.socket(self._family, self._sock_type, 0, fileno=fd)
+        try:
+            if not self.native:
+                sock.setblocking(False)
+            if self._dead_peer is not None and self._tcp:
+                apply_dead_peer_options(sock, *self._dead_peer)
+            protocol = self._factory()
+        except (SystemExit, KeyboardInterrupt):
+            sock.close()
+            raise
+        except BaseException as exc:
+            sock.close()
+            self._reactor.call_exception_handler(
+                {"message": "the protocol factory failed; connection closed", "exception": exc,
+                 "listener": self, "peername": address}
+            )
+            return
+        transport = Transport(self._reactor, sock, protocol, peername=address, server=self)
+        self.stats.active += 1
+        self._reactor._resources.add(transport)
+        transport._start()
+
+    def _connection_closed(self, transport: Transport) -> None:
+        self.stats.active -= 1
+        # One of our fds was just freed: the retry need not wait for the timer.
+        if self._state == _EXHAUSTED:
+            self._watch()
+
+    # ---------------------------------------------------------- exhaustion
+
+    def _on_capacity_error(self, err: int) -> None:
+        self.stats.exhausted += 1
+        if self.on_exhausted == "shed" and err in _SHED_ERRNOS and self._reserve_fd is not None:
+            shed = self._shed()
+            self.stats.shed += shed
+            self._log_exhausted(err, f"shed {shed} connection(s)")
+            if self._reserve_fd is not None:
+                return
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        self._log_exhausted(err, f"pausing accepts for {delay * 1000:.0f} ms")
+        if self._state == _ACTIVE:
+            self._reactor.remove_reader(self._fd)
+        self._state = _EXHAUSTED
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = self._reactor.call_later(delay, self._retry_after_backoff)
+
+    def _retry_after_backoff(self) -> None:
+        self._retry_timer = None
+        if self._state == _EXHAUSTED:
+            self._watch()
+
+    def _shed(self) -> int:
+        """Free the spare fd, accept and close what waits, take the spare
+        back. Returns how many connections were shed."""
+        os.close(self._reserve_fd)
+        self._reserve_fd = None
+        shed = 0
+        while shed < self.max_accepts:
+            accepted, skipped, err = self._drain(1)
+            for fd, _ in accepted:
+                os.close(fd)
+                shed += 1
+            if err != 0:
+                break
+        self._reserve_fd = _open_reserve()
+        return shed
+
+    def _log_exhausted(self, err: int, action: str) -> None:
+        now = self._reactor.time()
+        self._unlogged += 1
+        if now - self._last_log >= LOG_INTERVAL:
+            logger.warning(
+                "listener %s: accept() failed with %s (%s); %s [%d time(s) since the last message]",
+                self.address, errno.errorcode.get(err, err), os.strerror(err), action, self._unlogged,
+            )
+            self._last_log = now
+            self._unlogged = 0
+
+    def _on_fatal_error(self, err: int) -> None:
+        exc = OSError(err, f"accept() on listener {self.address!r} failed: {os.strerror(err)}; listener closed")
+        self.close()
+        self._reactor.call_exception_handler({"message": str(exc), "exception": exc, "listener": self})
+
+
+# ------------------------------------------------------------ construction
+
+def _open_reserve() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _unlink_if_ours(path: str, inode: int | None) -> None:
+    # Only the socket file we created: another server may have replaced it.
+    try:
+        if inode is None or os.stat(path).st_ino == inode:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def effective_backlog(backlog: Any) -> int:
+    """``backlog`` checked, defaulted and clamped to ``net.core.somaxconn``,
+    as the kernel would clamp it silently."""
+    if backlog is None:
+        backlog = DEFAULT_BACKLOG
+    elif isinstance(backlog, bool) or not isinstance(backlog, int):
+        raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
+    elif backlog < 0:
+        raise ValueError(f"backlog must be >= 0, not {backlog}")
+    return min(backlog, kernel.somaxconn())
+
+
+def _check_common(protocol_factory: Any, max_accepts: Any, on_exhausted: Any) -> None:
+    if not callable(protocol_factory):
+        raise TypeError(f"protocol_factory must be callable, not {type(protocol_factory).__name__}")
+    if max_accepts is not None:
+        if isinstance(max_accepts, bool) or not isinstance(max_accepts, int):
+            raise TypeError(f"max_accepts must be an int or None, not {type(max_accepts).__name__}")
+        if max_accepts < 1:
+            raise ValueError(f"max_accepts must be >= 1, not {max_accepts}")
+    if on_exhausted not in ("pause", "shed"):
+        raise ValueError(f"on_exhausted must be 'pause' or 'shed', not {on_exhausted!r}")
+
+
+def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
+    return max_accepts if max_accepts is not None else max(1, min(backlog, MAX_ACCEPTS_CAP))
+
+
+def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None = "127.0.0.1",
+               port: int = 0, *, backlog: int | None = None, reuse_port: bool = False,
+               max_accepts: int | None = None, on_exhausted: str = "pause", sock: socket.socket | None = None,
+               keepalive: Any = None, user_timeout: float | None = None) -> Listener:
+    """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
+    ephemeral port), or on an already bound ``sock``.
+
+    ``backlog``: None → min(4096, somaxconn); larger values are clamped to
+    somaxconn and the effective value is ``listener.backlog``.
+    ``max_accepts``: accepts per readiness event (default: the backlog, at
+    most 512). ``on_exhausted``: ``"pause"`` or ``"shed"`` (see the module
+    docs). ``keepalive`` / ``user_timeout``: dead-peer detection applied to
+    every accepted connection.
+    """
+    reactor._check_open()
+    _check_common(protocol_factory, max_accepts, on_exhausted)
+    keepalive = check_keepalive(keepalive)
+    user_timeout_ms = check_user_timeout(user_timeout)
+    effective = effective_backlog(backlog)
+    if sock is None:
+        if host is None:
+            host = "127.0.0.1"
+        if not isinstance(host, str):
+            raise TypeError(f"host must be a str, not {type(host).__name__}")
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int, not {type(port).__name__}")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port must be in 0..65535, not {port}")
+        sock = _bind_tcp(host, port, reuse_port)
+    elif sock.type != socket.SOCK_STREAM:
+        raise ValueError("sock must be a SOCK_STREAM socket")
+    try:
+        sock.listen(effective)
+        sock.setblocking(False)
+        return Listener(reactor, sock, protocol_factory, backlog=effective,
+                        max_accepts=_default_max_accepts(max_accepts, effective),
+                        on_exhausted=on_exhausted, keepalive=keepalive, user_timeout_ms=user_timeout_ms)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise socket.gaierror(exc.errno, f"cannot resolve listen address {host!r}: {exc.strerror}") from None
+    family, type_, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        # Restart without waiting out TIME_WAIT of the previous run's connections.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            if not hasattr(socket, "SO_REUSEPORT"):
+                raise ValueError("reuse_port=True but this platform has no SO_REUSEPORT")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            # "::" means IPv6 only: one listener per family, as asyncio does.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind(sockaddr)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {_format_address(sockaddr)}: {exc.strerror}") from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _format_address(sockaddr: Any) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,
+                max_accepts: int | None = None, on_exhausted: str = "pause") -> Listener:
+    """Listen on a Unix stream socket at ``path``.
+
+    A socket file left by a dead server (connecting to it is refused) is
+    replaced; a live one raises ``OSError(EADDRINUSE)``; any other file
+    there raises ``FileExistsError``. The path is removed on close.
+    """
+    reactor._check_open()
+    _check_common(protocol_factory, max_accepts, on_exhausted)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+    path = os.fspath(path)
+    effective = effective_backlog(backlog)
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror}") from None
+        sock.listen(effective)
+        sock.setblocking(False)
+        return Listener(reactor, sock, protocol_factory, backlog=effective,
+                        max_accepts=_default_max_accepts(max_accepts, effective),
+                        on_exhausted=on_exhausted, unix_path=path)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(errno.EEXIST, f"cannot listen on {path}: a file that is not a socket is there")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except ConnectionRefusedError:
+        # Nobody listens: a dead server's leftover.
+        os.unlink(path)
+        return
+    except OSError:
+        return  # let bind() report what is wrong
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, f"cannot listen on {path}: a server is listening there")

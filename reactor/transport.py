@@ -1,0 +1,447 @@
+"""The stream transport: one connected socket between the reactor and a protocol.
+
+States (a transition table in words; anything else is a no-op or an error):
+
+    open --write_eof()--> write side shut (we can still read)
+    open / write side shut --close()--> closing: reading stops, the buffer
+        flushes, then the socket closes (FIN) and connection_lost(None)
+    any --abort()--> closed at once: buffer dropped, RST, connection_lost(None)
+    any --peer reset / broken pipe / timeout--> closed, connection_lost(exc)
+
+Facts this module handles:
+
+- ``send()`` on a non-blocking socket may take part of the data or raise
+  EAGAIN (``BlockingIOError``) when the kernel's send buffer is full. So a
+  write is sent at once only when nothing is queued (ordering), the rest is
+  queued as memoryviews (no copy of bytes the caller handed us) and flushed
+  when the socket is writable, many buffers per ``sendmsg`` (writev).
+- A queue that only grows is how a slow reader eats a server's memory. Above
+  the high-water mark the protocol gets ``pause_writing()``; below the low
+  mark, ``resume_writing()``. The stock echo protocol stops reading while
+  paused, so its memory is bounded by the high mark plus one read.
+- ``close()`` must not lose queued bytes: it stops reading, flushes, and only
+  then closes (FIN). ``write_eof()`` is ``shutdown(SHUT_WR)`` after the flush:
+  the peer reads EOF and can still send to us.
+- ``abort()`` sets SO_LINGER {on, 0}: close() then sends RST and drops
+  unsent data, the way to tell a peer "this connection failed".
+- A peer's RST surfaces as ECONNRESET on recv/send; writing after the peer
+  closed gives EPIPE, which is ``BrokenPipeError`` and never SIGPIPE because
+  CPython ignores SIGPIPE at start-up. A connection reset while it waited in
+  the accept queue is still returned by accept(); its first read gives
+  ECONNRESET and ``getpeername()`` gives ENOTCONN -- so the peer address is
+  taken from accept's own return, never asked of the socket.
+- recv returning b"" is EOF (the peer's FIN): ``eof_received()`` decides
+  whether we keep the write side open (True) or close.
+- ``connection_lost`` is called exactly once, on the loop, after the fd is
+  closed and unregistered.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import warnings
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from .errors import ReactorStateError
+
+if TYPE_CHECKING:
+    from .loop import Reactor
+    from .protocols import Protocol
+
+__all__ = ["Transport", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER"]
+
+#: pause_writing() once this many bytes are queued
+DEFAULT_HIGH_WATER = 64 * 1024
+#: resume_writing() once the queue drains below this
+DEFAULT_LOW_WATER = 16 * 1024
+#: bytes asked of recv() per readiness event: large enough that a fast sender
+#: is drained in few calls, small enough not to over-allocate per connection
+READ_SIZE = 256 * 1024
+#: buffers per sendmsg(): Linux's IOV_MAX is 1024
+MAX_IOV = 1024
+_LINGER_RST = struct.pack("ii", 1, 0)
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+
+class Transport:
+    """A connected stream socket driven by a reactor. Created by listeners
+    and connectors; user code gets it in ``Protocol.connection_made``."""
+
+    __slots__ = (
+        "_reactor", "_sock", "_fd", "_protocol", "_peername", "_server",
+        "_buffer", "_buffer_size", "_high", "_low", "_writing_paused",
+        "_reading", "_reader_on", "_writer_on", "_closing", "_eof_wanted", "_eof_sent",
+        "_lost", "_nodelay_pending", "__weakref__",
+    )
+
+    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: Protocol, *,
+                 peername: Any = None, server: Any = None) -> None:
+        self._reactor = reactor
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._peername = peername
+        # the listener that accepted us (told when we close), or None
+        self._server = server
+        self._buffer: deque[memoryview | bytes] = deque()
+        self._buffer_size = 0
+        self._high = DEFAULT_HIGH_WATER
+        self._low = DEFAULT_LOW_WATER
+        self._writing_paused = False
+        self._reading = True
+        self._reader_on = False
+        self._writer_on = False
+        self._closing = False
+        self._eof_wanted = False
+        self._eof_sent = False
+        self._lost = False
+        # TCP_NODELAY is set on the first write, not at accept: a connection
+        # that is closed in connection_made never pays for the setsockopt.
+        self._nodelay_pending = sock.family in _INET
+
+    # ------------------------------------------------------------ start-up
+
+    def _start(self) -> None:
+        """Tell the protocol, then start reading unless it already closed."""
+        try:
+            self._protocol.connection_made(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._protocol_failed(exc, "connection_made")
+            return
+        if self._reading and not self._closing and not self._lost:
+            self._reactor.add_reader(self._fd, self._read_ready)
+            self._reader_on = True
+
+    # ------------------------------------------------------------- reading
+
+    def _read_ready(self) -> None:
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._connection_failed(exc)
+            return
+        if data:
+            try:
+                self._protocol.data_received(data)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._protocol_failed(exc, "data_received")
+        else:
+            self._eof_received()
+
+    def _eof_received(self) -> None:
+        self._stop_reading()
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._protocol_failed(exc, "eof_received")
+            return
+        if not keep_open:
+            self.close()
+
+    def _stop_reading(self) -> None:
+        if self._reader_on:
+            self._reader_on = False
+            self._reactor.remove_reader(self._fd)
+
+    def pause_reading(self) -> None:
+        """Stop calling ``data_received`` until ``resume_reading()``; the
+        kernel's receive buffer then fills and TCP slows the sender."""
+        self._reading = False
+        self._stop_reading()
+
+    def resume_reading(self) -> None:
+        """Undo ``pause_reading()``."""
+        self._reading = True
+        if not self._reader_on and not self._closing and not self._lost:
+            self._reactor.add_reader(self._fd, self._read_ready)
+            self._reader_on = True
+
+    def is_reading(self) -> bool:
+        """True while the transport delivers data (not paused, not closing)."""
+        return self._reading and not self._closing and not self._lost
+
+    # ------------------------------------------------------------- writing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``: at once if nothing is queued, else after what is.
+
+        Never blocks. Raises ``TypeError`` for non-bytes and
+        ``ReactorStateError`` after ``close()`` or ``write_eof()``; once the
+        connection is lost, data is dropped (the protocol has been told).
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+        if self._closing or self._eof_wanted:
+            if self._lost:
+                return
+            raise ReactorStateError("write() after close() or write_eof()")
+        if self._lost:
+            return
+        if not data:
+            return
+        if self._nodelay_pending:
+            self._nodelay_pending = False
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # a reset connection: the send below reports it
+        if not self._buffer:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._connection_failed(exc)
+                return
+            if sent == len(data):
+                return
+            data = memoryview(data)[sent:] if sent else data
+            self._reactor.add_writer(self._fd, self._write_ready)
+            self._writer_on = True
+        # The caller may reuse a mutable buffer after write() returns.
+        if not isinstance(data, bytes):
+            data = bytes(data)
+        self._buffer.append(data)
+        self._buffer_size += len(data)
+        self._check_high_water()
+
+    def writelines(self, buffers: Any) -> None:
+        """Write every buffer of an iterable, in order."""
+        self.write(b"".join(buffers))
+
+    def _write_ready(self) -> None:
+        buffer = self._buffer
+        try:
+            if len(buffer) == 1:
+                sent = self._sock.send(buffer[0])
+            else:
+                sent = self._sock.sendmsg(list(buffer)[:MAX_IOV] if len(buffer) > MAX_IOV else buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._connection_failed(exc)
+            return
+        self._buffer_size -= sent
+        while sent:
+            head = buffer[0]
+            if sent >= len(head):
+                sent -= len(head)
+                buffer.popleft()
+            else:
+                buffer[0] = memoryview(head)[sent:]
+                break
+        if self._writing_paused and self._buffer_size <= self._low:
+            self._writing_paused = False
+            self._call_protocol("resume_writing")
+        if not buffer:
+            self._writer_on = False
+            self._reactor.remove_writer(self._fd)
+            if self._closing:
+                self._close_now(None)
+            elif self._eof_wanted:
+                self._shutdown_write()
+
+    def _check_high_water(self) -> None:
+        if not self._writing_paused and self._buffer_size > self._high:
+            self._writing_paused = True
+            self._call_protocol("pause_writing")
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes queued and not yet taken by the kernel."""
+        return self._buffer_size
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        """``(low, high)`` water marks."""
+        return self._low, self._high
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the water marks: ``high`` defaults to 4 × ``low`` (or 64 KiB),
+        ``low`` to ``high`` / 4. Requires 0 <= low <= high."""
+        for name, value in (("high", high), ("low", low)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TypeError(f"{name} must be an int number of bytes or None, not {type(value).__name__}")
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not 0 <= low <= high:
+            raise ValueError(f"need 0 <= low <= high, got high={high!r} low={low!r}")
+        self._high, self._low = high, low
+        self._check_high_water()
+
+    def write_eof(self) -> None:
+        """Half-close: ``shutdown(SHUT_WR)`` once the queue is flushed. The
+        peer reads EOF; we keep reading."""
+        if self._closing or self._eof_wanted or self._lost:
+            return
+        self._eof_wanted = True
+        if not self._buffer:
+            self._shutdown_write()
+
+    def can_write_eof(self) -> bool:
+        """True: TCP and Unix stream sockets both half-close."""
+        return True
+
+    def _shutdown_write(self) -> None:
+        if self._eof_sent:
+            return
+        self._eof_sent = True
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._connection_failed(exc)
+
+    # ------------------------------------------------------------- closing
+
+    def is_closing(self) -> bool:
+        """True once ``close()`` or ``abort()`` was called or the connection
+        was lost."""
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        """Graceful close: stop reading, flush the queue, then close (FIN) and
+        call ``connection_lost(None)``. Idempotent."""
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._buffer:
+            self._close_now(None)
+
+    def abort(self) -> None:
+        """Abortive close: drop the queue and send RST (SO_LINGER {1, 0});
+        ``connection_lost(None)``."""
+        if self._lost:
+            return
+        self._closing = True
+        self._buffer.clear()
+        self._buffer_size = 0
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        except OSError:
+            pass  # already reset by the peer: closing is enough
+        self._close_now(None)
+
+    def _connection_failed(self, exc: OSError) -> None:
+        """The kernel reported an error on the socket (reset, broken pipe,
+        timeout): the connection is over."""
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            self._reactor.call_exception_handler(
+                {"message": "socket error on a transport", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
+        self._buffer.clear()
+        self._buffer_size = 0
+        self._closing = True
+        self._close_now(exc)
+
+    def _protocol_failed(self, exc: BaseException, method: str) -> None:
+        self._reactor.call_exception_handler(
+            {"message": f"exception in {type(self._protocol).__name__}.{method}()", "exception": exc,
+             "transport": self, "protocol": self._protocol}
+        )
+        # The protocol's state is unknown now: end this connection only.
+        if not self._lost:
+            self.abort()
+
+    def _close_now(self, exc: BaseException | None) -> None:
+        """Release the fd and, on the next iteration, tell the protocol."""
+        if self._lost:
+            return
+        self._lost = True
+        if self._reader_on or self._writer_on:
+            self._reader_on = self._writer_on = False
+            self._reactor._forget_fd(self._fd)
+        self._sock.close()
+        if self._server is not None:
+            self._server._connection_closed(self)
+        self._reactor._resources.discard(self)
+        # Deferred so connection_lost never runs inside another protocol
+        # callback (close() called from data_received, for instance).
+        self._reactor.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as error:
+            self._reactor.call_exception_handler(
+                {"message": f"exception in {type(self._protocol).__name__}.connection_lost()",
+                 "exception": error, "transport": self, "protocol": self._protocol}
+            )
+        finally:
+            self._protocol = None  # break the transport <-> protocol cycle
+
+    def _call_protocol(self, method: str) -> None:
+        try:
+            getattr(self._protocol, method)()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._reactor.call_exception_handler(
+                {"message": f"exception in {type(self._protocol).__name__}.{method}()", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
+
+    def _reactor_closing(self) -> None:
+        """The reactor is closing with this connection still open: abort it
+        and tell the protocol now, since the loop will not run again."""
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._buffer.clear()
+        self._buffer_size = 0
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+        except OSError:
+            pass
+        if self._reader_on or self._writer_on:
+            self._reactor._forget_fd(self._fd)
+        self._sock.close()
+        self._call_connection_lost(None)
+
+    def __del__(self) -> None:
+        sock = getattr(self, "_sock", None)
+        if sock is not None and sock.fileno() >= 0:
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            sock.close()
+
+    # --------------------------------------------------------------- extras
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``"peername"``, ``"sockname"``, ``"socket"``, or ``default``."""
+        if name == "peername":
+            if self._peername is None:
+                try:
+                    self._peername = self._sock.getpeername()
+                except OSError:
+                    return default
+            return self._peername
+        if name == "sockname":
+            try:
+                return self._sock.getsockname()
+            except OSError:
+                return default
+        if name == "socket":
+            return self._sock
+        return default
+
+    def get_protocol(self) -> Protocol:
+        """The protocol this transport drives."""
+        return self._protocol
+
+    def __repr__(self) -> str:
+        state = "closed" if self._lost else "closing" if self._closing else "open"
+        return f"<Transport fd={self._fd} {state} peer={self._peername!r}>"
