@@ -31,7 +31,81 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="backends, kernel limits and accelerator status of this machine")
     info.add_argument("--json", action="store_true", help="print the facts as JSON")
     info.set_defaults(run=run_info)
+
+    serve = commands.add_parser("serve", help="serve a stock protocol until SIGINT/SIGTERM")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=_port, default=8888, help="TCP port; 0 picks a free one (default: 8888)")
+    serve.add_argument("--unix", metavar="PATH", help="listen on a Unix stream socket instead of TCP")
+    serve.add_argument("--protocol", choices=["echo", "discard", "close", "http"], default="echo")
+    serve.add_argument("--backend", choices=["auto", *available_backends()], default="auto")
+    serve.add_argument("--native", choices=["auto", "on", "off"], default="auto",
+                       help="use the C accept drain: auto (if built), on (required), off")
+    serve.add_argument("--backlog", type=_positive_int, default=None,
+                       help="listen backlog (default: min(4096, somaxconn); clamped to somaxconn)")
+    serve.add_argument("--max-accepts", type=_positive_int, default=None, help="accepts per readiness event")
+    serve.add_argument("--on-exhausted", choices=["pause", "shed"], default="pause",
+                       help="when out of fds: pause accepting with backoff, or shed the surplus connections")
+    serve.add_argument("--stats-interval", type=_positive_float, default=None, metavar="S",
+                       help="print a stats line every S seconds (also on SIGUSR1)")
+    serve.add_argument("--grace", type=_non_negative_float, default=5.0, metavar="S",
+                       help="on SIGINT/SIGTERM, abort connections not closed after S seconds (default: 5)")
+    serve.set_defaults(run=run_serve)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, not {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535, not {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; exit 1 with a message if the address is unusable."""
+    from .errors import NativeUnavailableError
+    from .server import ServeConfig, serve
+
+    config = ServeConfig(
+        host=args.host, port=args.port, unix=args.unix, protocol=args.protocol, backend=args.backend,
+        native={"auto": "auto", "on": True, "off": False}[args.native], backlog=args.backlog,
+        grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
+        max_accepts=args.max_accepts,
+    )
+    try:
+        return serve(config)
+    except (OSError, NativeUnavailableError) as exc:
+        print(f"python -m reactor serve: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def machine_facts() -> dict:

@@ -1,0 +1,179 @@
+"""``python -m reactor serve``: one process serving a stock protocol until a
+signal, then a graceful stop.
+
+Shutdown, on SIGINT or SIGTERM:
+1. close the listener, so no new connection is accepted (clients still in
+   the kernel's queue are reset when the listening socket closes);
+2. ``close()`` every connection: queued bytes are flushed, then FIN, so
+   clients read EOF, not RST;
+3. a peer that does not read cannot hold the exit: whatever is still open
+   after ``grace`` seconds is aborted (RST);
+4. print a one-line summary of the listener's stats and return 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from . import kernel
+from .listener import Listener
+from .loop import Reactor
+from .protocols import stock_protocol
+from .transport import Transport
+
+__all__ = ["ServeConfig", "serve", "format_address"]
+
+#: how often, during the grace period, to check whether every connection closed
+_DRAIN_POLL = 0.02
+
+
+@dataclass
+class ServeConfig:
+    """What ``serve`` was asked for (the CLI's arguments)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8888
+    unix: str | None = None
+    protocol: str = "echo"
+    backend: str = "auto"
+    native: bool | str = "auto"
+    backlog: int | None = None
+    grace: float = 5.0
+    stats_interval: float | None = None
+    reuse_port: bool = False
+    on_exhausted: str = "pause"
+    max_accepts: int | None = None
+
+
+def format_address(address: object) -> str:
+    """``HOST:PORT`` (``[v6]:PORT``) for TCP, the path for Unix sockets."""
+    if isinstance(address, tuple):
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(address)
+
+
+class StatsReporter:
+    """Prints a stats line every interval and on SIGUSR1."""
+
+    def __init__(self, reactor: Reactor, listener: Listener, out: TextIO) -> None:
+        self._reactor = reactor
+        self._listener = listener
+        self._out = out
+        self._last_time = reactor.time()
+        self._last_accepted = 0
+        overflows = kernel.listen_overflows()
+        self._last_overflows = overflows["ListenOverflows"] if overflows else None
+
+    def line(self) -> str:
+        """One stats line; rates are since the previous line."""
+        stats = self._listener.stats
+        now = self._reactor.time()
+        elapsed = max(now - self._last_time, 1e-9)
+        rate = (stats.accepted - self._last_accepted) / elapsed
+        self._last_time, self._last_accepted = now, stats.accepted
+        queue = kernel.listen_queue(self._listener.socket) if self._listener.state != "closed" else None
+        queue_text = f"{queue[0]}/{queue[1]}" if queue else "n/a"
+        overflows = kernel.listen_overflows()
+        if overflows is not None and self._last_overflows is not None:
+            delta = overflows["ListenOverflows"] - self._last_overflows
+            self._last_overflows = overflows["ListenOverflows"]
+            overflow_text = str(delta)
+        else:
+            overflow_text = "n/a"
+        return (
+            f"stats: accepted/s={rate:.0f} accepted={stats.accepted} active={stats.active} "
+            f"queue={queue_text} accepts/wakeup={stats.accepts_per_wakeup:.2f} "
+            f"empty_wakeups={stats.empty_wakeups} overflows+={overflow_text}"
+        )
+
+    def report(self) -> None:
+        print(self.line(), file=self._out, flush=True)
+
+
+def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit code. Raises OSError when
+    the address cannot be bound (the CLI turns it into exit 1)."""
+    with Reactor(backend=config.backend, native=config.native) as reactor:
+        factory = stock_protocol(config.protocol)
+        if config.unix:
+            listener = reactor.listen_unix(factory, config.unix, backlog=config.backlog,
+                                           max_accepts=config.max_accepts, on_exhausted=config.on_exhausted)
+        else:
+            listener = reactor.listen(factory, config.host, config.port, backlog=config.backlog,
+                                      reuse_port=config.reuse_port, max_accepts=config.max_accepts,
+                                      on_exhausted=config.on_exhausted)
+        reporter = StatsReporter(reactor, listener, out)
+        shutdown = _Shutdown(reactor, listener, config.grace)
+        # Handlers first: whoever reads the first line may signal at once.
+        reactor.add_signal_handler(signal.SIGINT, shutdown.begin)
+        reactor.add_signal_handler(signal.SIGTERM, shutdown.begin)
+        reactor.add_signal_handler(signal.SIGUSR1, reporter.report)
+        native = "on" if listener.native else "off"
+        print(f"listening on {format_address(listener.address)} backend={reactor.backend} native={native}",
+              file=out, flush=True)
+        if config.stats_interval:
+            _every(reactor, config.stats_interval, reporter.report)
+        reactor.run()
+        stats = listener.stats
+        print(
+            f"stopped: accepted={stats.accepted} aborted={stats.aborted} exhausted={stats.exhausted} "
+            f"shed={stats.shed} rejected={stats.rejected} batches={stats.batches} max_batch={stats.max_batch} "
+            f"empty_wakeups={stats.empty_wakeups} closed_at_exit={shutdown.closed_gracefully} "
+            f"aborted_at_exit={shutdown.aborted} pid={os.getpid()}",
+            file=out, flush=True,
+        )
+    return 0
+
+
+def _every(reactor: Reactor, interval: float, callback) -> None:
+    def tick() -> None:
+        callback()
+        reactor.call_later(interval, tick)
+
+    reactor.call_later(interval, tick)
+
+
+class _Shutdown:
+    """The graceful stop: close the listener and every connection, abort
+    what has not closed after the grace period, then stop the reactor."""
+
+    def __init__(self, reactor: Reactor, listener: Listener, grace: float) -> None:
+        self._reactor = reactor
+        self._listener = listener
+        self._grace = grace
+        self._started = False
+        self._deadline = 0.0
+        self.closed_gracefully = 0
+        self.aborted = 0
+
+    def _open_transports(self) -> list[Transport]:
+        return [r for r in self._reactor._resources if isinstance(r, Transport) and not r._lost]
+
+    def begin(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._listener.close()
+        transports = self._open_transports()
+        for transport in transports:
+            transport.close()
+        self._deadline = self._reactor.time() + self._grace
+        self._pending = len(transports)
+        self._check()
+
+    def _check(self) -> None:
+        still_open = self._open_transports()
+        if still_open and self._reactor.time() < self._deadline:
+            self._reactor.call_later(_DRAIN_POLL, self._check)
+            return
+        for transport in still_open:
+            transport.abort()
+        self.aborted = len(still_open)
+        self.closed_gracefully = self._pending - self.aborted
+        # one more iteration delivers the connection_lost callbacks
+        self._reactor.call_soon(self._reactor.stop)

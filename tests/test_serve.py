@@ -1,0 +1,267 @@
+"""``python -m reactor serve`` as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+FIRST_LINE = re.compile(
+    r"^listening on (?P<host>\S+):(?P<port>\d+) backend=(?P<backend>\w+) native=(?P<native>on|off)$"
+)
+
+
+class Server:
+    """A ``serve`` child process; stopped and reaped by ``stop()`` or the fixture."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "serve", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.stopping = False
+        # A thread moves stdout lines to a queue, so every read has a deadline.
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.rest: list[str] = []
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        self.first_line = self.readline(timeout=20)
+        self.match = FIRST_LINE.match(self.first_line)
+        if self.match:
+            self.host = self.match["host"].strip("[]")
+            self.port = int(self.match["port"])
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def readline(self, timeout: float = 10) -> str:
+        """The next stdout line; fails the test after ``timeout`` or at EOF."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"serve printed no line within {timeout} s")
+        assert line is not None, f"serve exited early; stderr: {self._stderr()}"
+        return line
+
+    def _stderr(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read()
+
+    def send_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> tuple[int, str, str]:
+        if self.proc.poll() is None and not self.stopping:
+            self.send_signal(signum)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"serve did not exit within {timeout} s after signal {signum}")
+        self._reader.join(10)
+        out = []
+        while not self.lines.empty():
+            line = self.lines.get()
+            if line is not None:
+                out.append(line + "\n")
+        return self.proc.returncode, "".join(out), self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def start_server():
+    servers: list[Server] = []
+
+    def start(*args: str) -> Server:
+        server = Server(*args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+def connect(server: Server) -> socket.socket:
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    return sock
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll"])
+def test_first_line_and_echo(start_server, backend):
+    server = start_server("--port", "0", "--backend", backend, "--protocol", "echo")
+    assert server.match, server.first_line
+    assert server.match["backend"] == backend
+    assert server.host == "127.0.0.1" and server.port > 0
+    with connect(server) as sock:
+        sock.sendall(b"hello reactor")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"hello reactor"
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert re.search(r"^stopped: accepted=1 ", out, re.M), out
+
+
+def test_sigterm_closes_connections_gracefully(start_server):
+    server = start_server("--port", "0", "--protocol", "echo")
+    clients = [connect(server) for _ in range(5)]
+    try:
+        for client in clients:
+            client.sendall(b"ping")
+            assert client.recv(4) == b"ping"  # accepted and served
+        server.send_signal(signal.SIGTERM)
+        for client in clients:
+            # EOF (FIN), not ConnectionResetError (RST)
+            assert client.recv(10) == b""
+    finally:
+        for client in clients:
+            client.close()
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert "closed_at_exit=5 aborted_at_exit=0" in out
+
+
+def test_sigint_also_stops(start_server):
+    server = start_server("--port", "0")
+    code, out, _ = server.stop(signal.SIGINT)
+    assert code == 0
+    assert out.startswith("stopped: ")
+
+
+def test_peer_that_does_not_read_cannot_hold_the_exit(start_server):
+    server = start_server("--port", "0", "--protocol", "echo", "--grace", "0.5")
+    with connect(server) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"  # accepted, not still in the queue
+        # Fill both directions: the echo server stops reading once its write
+        # buffer passes the high mark, so our sends eventually block.
+        client.setblocking(False)
+        payload = b"x" * 65536
+        sent = 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                sent += client.send(payload)
+            except BlockingIOError:
+                break
+        assert sent > 0
+        started = time.monotonic()
+        code, out, err = server.stop()
+        elapsed = time.monotonic() - started
+    assert code == 0, err
+    assert "aborted_at_exit=1" in out
+    assert elapsed < 5, f"exit took {elapsed:.1f} s with --grace 0.5"
+
+
+def test_address_in_use_exits_1_naming_it(start_server):
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        done = subprocess.run([sys.executable, "-m", "reactor", "serve", "--port", str(port)],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        holder.close()
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port}" in done.stderr
+    assert "in use" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--port", "70000"], ["--port", "abc"], ["--protocol", "gopher"], ["--backend", "iocp"],
+     ["--backlog", "0"], ["--grace", "-1"], ["--stats-interval", "0"], ["--native", "maybe"]],
+)
+def test_bad_arguments_exit_2_with_usage(args):
+    done = subprocess.run([sys.executable, "-m", "reactor", "serve", *args],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert "usage:" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_gets_200_from_http(start_server):
+    server = start_server("--port", "0", "--protocol", "http")
+    done = subprocess.run(["curl", "-sS", "-i", "--max-time", "10", f"http://127.0.0.1:{server.port}/"],
+                          capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("HTTP/1.1 200 OK")
+    assert f"X-Reactor-Pid: {server.proc.pid}" in done.stdout
+    assert done.stdout.endswith("Hello from reactor\n")
+    assert server.stop()[0] == 0
+
+
+def test_close_protocol_closes_at_once(start_server):
+    server = start_server("--port", "0", "--protocol", "close")
+    for _ in range(20):
+        with connect(server) as sock:
+            assert sock.recv(10) == b""
+    code, out, _ = server.stop()
+    assert code == 0
+    assert "accepted=20 " in out
+
+
+def test_unix_socket(start_server, tmp_path):
+    path = str(tmp_path / "echo.sock")
+    server = start_server("--unix", path)
+    assert server.first_line.startswith(f"listening on {path} backend=")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b"unix")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"unix"
+    code, _, err = server.stop()
+    assert code == 0, err
+    assert not os.path.exists(path), "the socket file outlived the server"
+
+
+def test_stats_lines_at_the_interval_and_on_sigusr1(start_server):
+    server = start_server("--port", "0", "--protocol", "close", "--stats-interval", "0.2")
+    for _ in range(3):
+        with connect(server) as sock:
+            sock.recv(1)
+    line = server.readline()
+    assert line.startswith("stats: accepted/s="), line
+    server.send_signal(signal.SIGUSR1)
+    lines = [server.readline() for _ in range(3)]
+    assert all(line.startswith("stats: ") for line in lines), lines
+    code, out, _ = server.stop()
+    assert code == 0
+    last_stats = [line for line in out.splitlines() if line.startswith("stats: ")]
+    summary = [line for line in out.splitlines() if line.startswith("stopped: ")][0]
+    assert "accepted=3 " in summary
+    if last_stats:
+        assert "accepted=3 " in last_stats[-1]
