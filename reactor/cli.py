@@ -49,8 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print a stats line every S seconds (also on SIGUSR1)")
     serve.add_argument("--grace", type=_non_negative_float, default=5.0, metavar="S",
                        help="on SIGINT/SIGTERM, abort connections not closed after S seconds (default: 5)")
-    serve.set_defaults(run=run_serve)
+    serve.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                       help="run N worker processes on one port with SO_REUSEPORT (default: 1)")
+    # Set by the supervisor for its workers: bind with SO_REUSEPORT.
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(run=run_serve, parser=serve)
     return parser
+
+
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    """The serve arguments each worker process gets (not --port/--workers)."""
+    worker = ["--host", args.host, "--protocol", args.protocol, "--backend", args.backend,
+              "--native", args.native, "--on-exhausted", args.on_exhausted, "--grace", str(args.grace)]
+    for flag, value in (("--backlog", args.backlog), ("--max-accepts", args.max_accepts),
+                        ("--stats-interval", args.stats_interval)):
+        if value is not None:
+            worker += [flag, str(value)]
+    return worker
 
 
 def _positive_int(text: str) -> int:
@@ -95,13 +110,19 @@ def run_serve(args: argparse.Namespace) -> int:
     from .errors import NativeUnavailableError
     from .server import ServeConfig, serve
 
+    if args.workers > 1 and args.unix:
+        args.parser.error("--workers needs a TCP address, not --unix")
     config = ServeConfig(
         host=args.host, port=args.port, unix=args.unix, protocol=args.protocol, backend=args.backend,
         native={"auto": "auto", "on": True, "off": False}[args.native], backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
-        max_accepts=args.max_accepts,
+        max_accepts=args.max_accepts, reuse_port=args.reuse_port,
     )
     try:
+        if args.workers > 1:
+            from .workers import supervise
+
+            return supervise(config, args.workers, _worker_args(args))
         return serve(config)
     except (OSError, NativeUnavailableError) as exc:
         print(f"python -m reactor serve: error: {exc}", file=sys.stderr)
