@@ -51,10 +51,76 @@ def build_parser() -> argparse.ArgumentParser:
                        help="on SIGINT/SIGTERM, abort connections not closed after S seconds (default: 5)")
     serve.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                        help="run N worker processes on one port with SO_REUSEPORT (default: 1)")
+    serve.add_argument("--idle-listener", action="store_true",
+                       help="also listen on an ephemeral port whose connections are only held open "
+                            "(for benchmarks with idle connections)")
     # Set by the supervisor for its workers: bind with SO_REUSEPORT.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=run_serve, parser=serve)
+
+    bench = commands.add_parser(
+        "bench", help="measure accept or echo throughput: backends × accept path × idle fds, and peers",
+        description="Start each server in its own process, drive it with the load generator, and print a "
+                    "table (medians of --repeat runs). A full default run takes about 2 minutes on 2 cores.",
+    )
+    bench.add_argument("workload", choices=["accept", "echo"],
+                       help="accept: connect and get closed at once; echo: request/response on open connections")
+    bench.add_argument("--backends", type=_name_list(available_backends()), default=None,
+                       help="comma-separated (default: select,poll,epoll where available)")
+    bench.add_argument("--native", type=_on_off_list, default=None, help="on,off (default: both)")
+    bench.add_argument("--idle", type=_int_list, default=None, help="idle connections, e.g. 0,1000,10000")
+    bench.add_argument("--peers", type=_peer_list, default=None,
+                       help="asyncio,uvloop,tornado,twisted,trio or none (default: asyncio,uvloop)")
+    bench.add_argument("--concurrency", type=_positive_int, default=64, help="connections in flight (default: 64)")
+    bench.add_argument("--duration", type=_positive_float, default=None, help="seconds per run (default: 1.5)")
+    bench.add_argument("--repeat", type=_positive_int, default=None, help="runs per configuration (default: 3)")
+    bench.add_argument("--size", type=_positive_int, default=64, help="echo message size in bytes (default: 64)")
+    bench.add_argument("--open-loop", action="store_true",
+                       help="accept: the client closes right after connecting and never waits for the server")
+    bench.add_argument("--rate", type=_positive_float, default=None,
+                       help="cap new connections per second (default: as fast as the window allows)")
+    bench.add_argument("--quick", action="store_true",
+                       help="a short run: idle 0 only, one 0.5 s run per configuration")
+    bench.add_argument("--json", metavar="PATH", help="write every figure, the options and the machine as JSON")
+    bench.add_argument("--plot", metavar="PATH", help="write a PNG plot (needs matplotlib: pip install '.[plot]')")
+    bench.set_defaults(run=run_bench, parser=bench)
     return parser
+
+
+def _name_list(allowed: list[str]):
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = [name for name in names if name not in allowed]
+        if not names or unknown:
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}, not {text!r}")
+        return names
+
+    return parse
+
+
+def _on_off_list(text: str) -> list[bool]:
+    values = [item.strip() for item in text.split(",")]
+    if not values or any(value not in ("on", "off") for value in values):
+        raise argparse.ArgumentTypeError(f"expected on, off or on,off, not {text!r}")
+    return [value == "on" for value in values]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers like 0,1000,10000, not {text!r}") from None
+    if any(value < 0 for value in values):
+        raise argparse.ArgumentTypeError("idle counts must be >= 0")
+    return values
+
+
+def _peer_list(text: str) -> list[str]:
+    from .benchmark import PEERS
+
+    if text.strip() == "none":
+        return []
+    return _name_list(list(PEERS))(text)
 
 
 def _worker_args(args: argparse.Namespace) -> list[str]:
@@ -116,7 +182,7 @@ def run_serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, unix=args.unix, protocol=args.protocol, backend=args.backend,
         native={"auto": "auto", "on": True, "off": False}[args.native], backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
-        max_accepts=args.max_accepts, reuse_port=args.reuse_port,
+        max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
     )
     try:
         if args.workers > 1:
@@ -189,6 +255,42 @@ def run_info(args: argparse.Namespace) -> int:
 
 def _limit(value: int) -> str:
     return "unlimited" if value < 0 else str(value)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark, print progress and the table; write JSON and plot."""
+    from .benchmark import BenchOptions, format_table, run_bench, write_json, write_plot
+
+    options = BenchOptions(workload=args.workload, concurrency=args.concurrency, size=args.size,
+                           open_loop=args.open_loop, rate=args.rate)
+    if args.open_loop and args.workload != "accept":
+        args.parser.error("--open-loop applies to the accept workload")
+    if args.quick:
+        options.idle, options.repeat, options.duration, options.warmup = [0], 1, 0.5, 0.2
+    options.backends = args.backends or [b for b in options.backends if b in available_backends()]
+    for name in ("native", "idle", "peers", "duration", "repeat"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(options, "natives" if name == "native" else name, value)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            args.parser.error("--plot needs matplotlib: pip install -e '.[plot]'")
+    print(f"bench {options.workload}: backends={','.join(options.backends)} "
+          f"native={','.join('on' if n else 'off' for n in options.natives)} "
+          f"idle={','.join(map(str, options.idle))} peers={','.join(options.peers) or 'none'} "
+          f"concurrency={options.concurrency} duration={options.duration}s repeat={options.repeat}", flush=True)
+    results = run_bench(options, progress=lambda line: print(line, flush=True))
+    print()
+    print(format_table(results, options))
+    if args.json:
+        write_json(args.json, results, options)
+        print(f"wrote {args.json}")
+    if args.plot:
+        write_plot(args.plot, results, options)
+        print(f"wrote {args.plot}")
+    return 0 if any(r.status == "ok" for r in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from typing import TextIO
 from . import kernel
 from .listener import Listener
 from .loop import Reactor
-from .protocols import stock_protocol
+from .protocols import Protocol, stock_protocol
 from .transport import Transport
 
 __all__ = ["ServeConfig", "serve", "format_address"]
@@ -47,6 +47,9 @@ class ServeConfig:
     reuse_port: bool = False
     on_exhausted: str = "pause"
     max_accepts: int | None = None
+    #: also listen on an ephemeral port whose connections are only held open
+    #: (the benchmark's idle connections, registered in the same selector)
+    idle_listener: bool = False
 
 
 def format_address(address: object) -> str:
@@ -116,6 +119,9 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
         native = "on" if listener.native else "off"
         print(f"listening on {format_address(listener.address)} backend={reactor.backend} native={native}",
               file=out, flush=True)
+        if config.idle_listener:
+            idle = reactor.listen(Protocol, config.host, 0)
+            print(f"idle listener on {format_address(idle.address)}", file=out, flush=True)
         if config.stats_interval:
             _every(reactor, config.stats_interval, reporter.report)
         reactor.run()

@@ -1,0 +1,534 @@
+"""The measurement engine behind ``python -m reactor bench``.
+
+How a figure is made, and why:
+
+- Each server runs in its own process (``python -m reactor serve`` or a peer
+  from ``bench/peers/``), started fresh for each configuration; the load
+  generator (C, from the accelerator, else its Python twin) runs in this
+  process. With two or more CPUs they are pinned to different ones, so the
+  server's CPU time is its own.
+- On a 2-core machine the load generator saturates before a fast server
+  does, so connections/s alone says more about the client than the server.
+  The fair figure is the **server's CPU time per connection** (utime + stime
+  of the server process from ``/proc/PID/stat``, over the measured window,
+  divided by the connections completed in it). We print both, and warn when
+  the load generator used most of its CPU.
+- Every configuration gets a warm-up, then ``repeat`` measured runs; the
+  table shows the median and the spread (min..max as ± percent of the median).
+- ``--idle N`` first opens N connections to a second listener in the same
+  server process and leaves them idle, so each wake-up of select and poll
+  walks N more fds while epoll does not. select cannot watch fds past
+  FD_SETSIZE (1024): such configurations are reported "n/a (FD_SETSIZE)".
+- The kernel's TcpExt ListenOverflows / ListenDrops are read before and
+  after each run: a server that does not keep up makes the kernel drop
+  handshakes, which clients see as a one-second retransmission.
+- Peers (asyncio, uvloop, Tornado, Twisted, trio) serve the same close/echo
+  protocol with their usual public API, under the same load, in the same
+  run: ratios between them are honest, absolute numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import queue
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import kernel, loadgen, native
+from .backends import FD_SETSIZE, available_backends
+
+__all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table"]
+
+#: peer name -> (script in bench/peers, extra args, module that must import)
+PEERS: dict[str, tuple[str, list[str], str]] = {
+    "asyncio": ("asyncio_server.py", [], "asyncio"),
+    "uvloop": ("asyncio_server.py", ["--uvloop"], "uvloop"),
+    "tornado": ("tornado_server.py", [], "tornado"),
+    "twisted": ("twisted_server.py", [], "twisted"),
+    "trio": ("trio_server.py", [], "trio"),
+}
+PEERS_DIR = Path(__file__).resolve().parent.parent / "bench" / "peers"
+#: seconds to wait for a server's first line, a stats line, or its exit
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+#: fds a server needs besides the idle connections and the load's
+FD_MARGIN = 32
+#: warn when the load generator used more than this share of one CPU
+SATURATED = 0.9
+
+
+@dataclass
+class BenchOptions:
+    """What to measure (the CLI's arguments)."""
+
+    workload: str = "accept"  # "accept" or "echo"
+    backends: list[str] = field(default_factory=lambda: ["select", "poll", "epoll"])
+    natives: list[bool] = field(default_factory=lambda: [True, False])
+    idle: list[int] = field(default_factory=lambda: [0, 1000, 10000])
+    peers: list[str] = field(default_factory=lambda: ["asyncio", "uvloop"])
+    concurrency: int = 64
+    duration: float = 1.5
+    warmup: float = 0.3
+    repeat: int = 3
+    size: int = 64
+    open_loop: bool = False
+    rate: float | None = None
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class Target:
+    """One server to measure: reactor with a backend and accept path, or a peer."""
+
+    kind: str  # "reactor" or "peer"
+    backend: str = ""
+    native: bool = False
+    peer: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.kind == "peer":
+            return self.peer
+        return f"reactor {self.backend} {'native' if self.native else 'pure'}"
+
+    def command(self, protocol: str, idle: bool) -> list[str]:
+        if self.kind == "peer":
+            script, extra, _ = PEERS[self.peer]
+            cmd = [sys.executable, str(PEERS_DIR / script), *extra, "--mode", protocol, "--port", "0"]
+        else:
+            cmd = [sys.executable, "-m", "reactor", "serve", "--port", "0", "--protocol", protocol,
+                   "--backend", self.backend, "--native", "on" if self.native else "off", "--grace", "1"]
+        return cmd + (["--idle-listener"] if idle else [])
+
+
+@dataclass
+class RunResult:
+    """One measured run."""
+
+    units: int  # connections (accept) or round trips (echo) completed
+    wall_s: float
+    rate: float  # units per second, client side
+    server_cpu_s: float
+    cpu_us_per_unit: float | None
+    p50_us: float | None
+    p99_us: float | None
+    connect_p50_us: float | None
+    connect_p99_us: float | None
+    accepted_per_s: float | None
+    accepts_per_wakeup: float | None
+    empty_wakeups: int | None
+    listen_overflows: int | None
+    listen_drops: int | None
+    loadgen_cpu_s: float
+    loadgen_saturated: bool
+    errors: dict[str, int]
+
+
+@dataclass
+class ConfigResult:
+    """Every run of one target at one idle count."""
+
+    target: Target
+    idle: int
+    status: str = "ok"  # "ok", "n/a (FD_SETSIZE)", "skipped: ...", "failed: ..."
+    runs: list[RunResult] = field(default_factory=list)
+
+    def median(self, name: str) -> float | None:
+        values = [getattr(run, name) for run in self.runs if getattr(run, name) is not None]
+        return statistics.median(values) if values else None
+
+    def spread(self, name: str) -> float | None:
+        """Half the range of the runs, as a fraction of the median."""
+        values = [getattr(run, name) for run in self.runs if getattr(run, name) is not None]
+        middle = statistics.median(values) if values else 0
+        if len(values) < 2 or not middle:
+            return None
+        return (max(values) - min(values)) / 2 / middle
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.target.label, "kind": self.target.kind, "backend": self.target.backend or None,
+            "native": self.target.native if self.target.kind == "reactor" else None,
+            "idle": self.idle, "status": self.status,
+            "median": {name: self.median(name) for name in _MEDIAN_FIELDS},
+            "spread": {name: self.spread(name) for name in ("rate", "cpu_us_per_unit")},
+            "runs": [dataclasses.asdict(run) for run in self.runs],
+        }
+
+
+_MEDIAN_FIELDS = ("rate", "cpu_us_per_unit", "p50_us", "p99_us", "connect_p50_us", "connect_p99_us",
+                  "accepted_per_s", "accepts_per_wakeup", "empty_wakeups", "listen_overflows", "listen_drops",
+                  "loadgen_cpu_s")
+
+
+# ------------------------------------------------------------------ servers
+
+class ServerProcess:
+    """A server child: its port, its CPU time, its stats on SIGUSR1."""
+
+    def __init__(self, command: list[str], cpu: int | None) -> None:
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     stdin=subprocess.DEVNULL)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.stderr_tail: list[str] = []
+        threading.Thread(target=self._pump_stderr, daemon=True).start()
+        first = self.next_line("listening on ")
+        self.port = int(first.split()[2].rsplit(":", 1)[1])
+        self.idle_port: int | None = None
+        if cpu is not None:
+            try:
+                os.sched_setaffinity(self.proc.pid, {cpu})
+            except OSError:
+                pass
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _pump_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr_tail = (self.stderr_tail + [line.rstrip("\n")])[-20:]
+
+    def next_line(self, prefix: str, timeout: float = START_TIMEOUT) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                line = self.lines.get(timeout=max(remaining, 0.001))
+            except queue.Empty:
+                raise RuntimeError(f"server printed no {prefix!r} line within {timeout:.0f} s") from None
+            if line is None:
+                self.proc.wait(STOP_TIMEOUT)
+                tail = "\n".join(self.stderr_tail[-5:])
+                raise RuntimeError(f"server exited with code {self.proc.returncode}: {tail}")
+            if line.startswith(prefix):
+                return line
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process, from /proc."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stats(self) -> dict[str, float] | None:
+        """The server's own counters (reactor servers only), via SIGUSR1."""
+        self.proc.send_signal(signal.SIGUSR1)
+        line = self.next_line("stats: ", timeout=10)
+        fields = {}
+        for item in line[len("stats: "):].split():
+            key, _, value = item.partition("=")
+            try:
+                fields[key] = float(value)
+            except ValueError:
+                pass
+        return fields
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+def _open_idle(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` connections that send nothing (from 127.0.0.1; the load
+    uses 127.0.0.2 and up)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sockets.append(socket.create_connection((host, port), timeout=10))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+# ------------------------------------------------------------------ running
+
+def plan(options: BenchOptions) -> list[tuple[Target, int]]:
+    """Every (target, idle) pair to measure, reactor first, then peers at idle 0."""
+    pairs = []
+    for idle in options.idle:
+        for backend in options.backends:
+            for use_native in options.natives:
+                pairs.append((Target("reactor", backend=backend, native=use_native), idle))
+    for peer in options.peers:
+        for idle in options.idle[:1]:
+            pairs.append((Target("peer", peer=peer), idle))
+    return pairs
+
+
+def _why_skip(target: Target, idle: int, options: BenchOptions) -> str | None:
+    if target.kind == "peer":
+        if target.peer not in PEERS:
+            return f"skipped: unknown peer (choose from {', '.join(PEERS)})"
+        if not (PEERS_DIR / PEERS[target.peer][0]).exists():
+            return "skipped: bench/peers not found (run from a source checkout)"
+        module = PEERS[target.peer][2]
+        try:
+            __import__(module)
+        except ImportError:
+            return f"skipped: {module} is not installed (pip install -e '.[peers]')"
+        return None
+    if target.backend not in available_backends():
+        return "skipped: backend not available here"
+    if target.native and not native.native_available():
+        return f"skipped: {native.native_error()}"
+    if target.backend == "select" and idle + options.concurrency + FD_MARGIN >= FD_SETSIZE:
+        return "n/a (FD_SETSIZE)"
+    soft, _ = kernel.fd_limits()
+    if soft != -1 and 2 * idle + options.concurrency + FD_MARGIN > soft:
+        return f"skipped: fd limit {soft} too low for {idle} idle connections"
+    return None
+
+
+def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
+    """Start the server, open the idle connections, warm up, run ``repeat`` times."""
+    result = ConfigResult(target, idle)
+    reason = _why_skip(target, idle, options)
+    if reason:
+        result.status = reason
+        return result
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    protocol = "close" if options.workload == "accept" else "echo"
+    server = None
+    idle_socks: list[socket.socket] = []
+    saved_affinity = os.sched_getaffinity(0)
+    try:
+        server = ServerProcess(target.command(protocol, idle > 0), server_cpu)
+        if idle:
+            server.idle_port = int(server.next_line("idle listener on ").rsplit(":", 1)[1])
+            idle_socks = _open_idle(options.host, server.idle_port, idle)
+        if load_cpu is not None:
+            os.sched_setaffinity(0, {load_cpu})
+        _load(server.port, options, options.warmup)
+        for _ in range(options.repeat):
+            result.runs.append(_one_run(server, target, options))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        result.status = f"failed: {exc}"
+    finally:
+        os.sched_setaffinity(0, saved_affinity)
+        for sock in idle_socks:
+            sock.close()
+        if server is not None:
+            server.stop()
+    return result
+
+
+def _load(port: int, options: BenchOptions, duration: float) -> loadgen.LoadResult:
+    if options.workload == "echo":
+        mode = "echo"
+    else:
+        mode = "connect-close" if options.open_loop else "client-close"
+    return loadgen.run_load(options.host, port, mode, options.concurrency, duration, size=options.size,
+                            rate=options.rate)
+
+
+def _one_run(server: ServerProcess, target: Target, options: BenchOptions) -> RunResult:
+    is_reactor = target.kind == "reactor"
+    stats_before = server.stats() if is_reactor else None
+    overflows_before = kernel.listen_overflows()
+    cpu_before = server.cpu_seconds()
+    load = _load(server.port, options, options.duration)
+    cpu_after = server.cpu_seconds()
+    overflows_after = kernel.listen_overflows()
+    stats_after = server.stats() if is_reactor else None
+    server_cpu = cpu_after - cpu_before
+    accepted_per_s = accepts_per_wakeup = empty = None
+    if stats_before and stats_after:
+        accepted = stats_after.get("accepted", 0) - stats_before.get("accepted", 0)
+        accepted_per_s = accepted / load.wall_s if load.wall_s else None
+        accepts_per_wakeup = stats_after.get("accepts/wakeup")
+        empty = int(stats_after.get("empty_wakeups", 0) - stats_before.get("empty_wakeups", 0))
+    overflows = drops = None
+    if overflows_before and overflows_after:
+        overflows = overflows_after["ListenOverflows"] - overflows_before["ListenOverflows"]
+        drops = overflows_after["ListenDrops"] - overflows_before["ListenDrops"]
+    return RunResult(
+        units=load.completed, wall_s=load.wall_s, rate=load.per_second, server_cpu_s=server_cpu,
+        cpu_us_per_unit=server_cpu / load.completed * 1e6 if load.completed else None,
+        p50_us=load.p50_us, p99_us=load.p99_us, connect_p50_us=load.connect_p50_us,
+        connect_p99_us=load.connect_p99_us, accepted_per_s=accepted_per_s, accepts_per_wakeup=accepts_per_wakeup,
+        empty_wakeups=empty, listen_overflows=overflows, listen_drops=drops, loadgen_cpu_s=load.cpu_s,
+        loadgen_saturated=load.cpu_s > SATURATED * load.wall_s, errors=dict(load.errors),
+    )
+
+
+def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) -> list[ConfigResult]:
+    """Measure every configuration of ``options``; ``progress`` gets a line each."""
+    kernel.raise_fd_limit()
+    pairs = plan(options)
+    results = []
+    for index, (target, idle) in enumerate(pairs, 1):
+        started = time.monotonic()
+        result = measure(target, idle, options)
+        results.append(result)
+        rate = result.median("rate")
+        cpu = result.median("cpu_us_per_unit")
+        summary = (f"{rate:,.0f}/s, {cpu:.1f} µs CPU each" if rate is not None and cpu is not None
+                   else result.status)
+        progress(f"[{index}/{len(pairs)}] {target.label}, idle {idle}: {summary} "
+                 f"({time.monotonic() - started:.1f} s)")
+    return results
+
+
+# ------------------------------------------------------------------ output
+
+def _fmt(value: float | None, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
+    """The results as a fixed-width table, with ratios to asyncio."""
+    unit = "conn" if options.workload == "accept" else "req"
+    baseline = next((r for r in results if r.target.kind == "peer" and r.target.peer == "asyncio"
+                     and r.status == "ok"), None)
+    base_cpu = baseline.median("cpu_us_per_unit") if baseline else None
+    base_rate = baseline.median("rate") if baseline else None
+    headers = ["server", "idle", f"{unit}/s", "±", f"CPU µs/{unit}", "±", "CPU vs asyncio", "rate vs asyncio",
+               "p50 µs", "p99 µs"]
+    if options.workload == "accept":
+        headers += ["acc/wake", "empty", "overflows"]
+    rows = [headers]
+    for result in results:
+        if result.status != "ok":
+            rows.append([result.target.label, str(result.idle), result.status] + [""] * (len(headers) - 3))
+            continue
+        cpu, rate = result.median("cpu_us_per_unit"), result.median("rate")
+        spread_rate, spread_cpu = result.spread("rate"), result.spread("cpu_us_per_unit")
+        latency = ("connect_p50_us", "connect_p99_us") if options.workload == "accept" else ("p50_us", "p99_us")
+        row = [
+            result.target.label, str(result.idle), _fmt(rate),
+            "-" if spread_rate is None else f"{spread_rate:.0%}", _fmt(cpu, ".1f"),
+            "-" if spread_cpu is None else f"{spread_cpu:.0%}",
+            f"{base_cpu / cpu:.2f}x" if base_cpu and cpu else "-",
+            f"{rate / base_rate:.2f}x" if base_rate and rate else "-",
+            _fmt(result.median(latency[0])), _fmt(result.median(latency[1])),
+        ]
+        if options.workload == "accept":
+            row += [_fmt(result.median("accepts_per_wakeup"), ".2f"), _fmt(result.median("empty_wakeups")),
+                    _fmt(result.median("listen_overflows"))]
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(headers))]
+    lines = []
+    for number, row in enumerate(rows):
+        if len(row) > 3 and row[3] == "" and row[2] and not row[2][0].isdigit():
+            lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]}")
+            continue
+        cells = [f"{cell:<{widths[i]}}" if i == 0 else f"{cell:>{widths[i]}}" for i, cell in enumerate(row)]
+        lines.append("  ".join(cells))
+        if number == 0:
+            lines.append("-" * len(lines[0]))
+    notes = []
+    if any(run.loadgen_saturated for r in results for run in r.runs):
+        notes.append("note: the load generator used over 90% of its CPU in some runs: there, conn/s measures "
+                     "the client; compare CPU µs per connection.")
+    engine = "C" if loadgen.c_engine_available() else "Python (no C compiler: rates are the client's limit)"
+    notes.append(f"load generator: {engine}; CPU vs asyncio > 1 means less server CPU per {unit} than asyncio.")
+    return "\n".join(lines + [""] + notes)
+
+
+def machine_description() -> dict[str, Any]:
+    """CPU model, cores, kernel, Python and the versions of what was measured."""
+    from .cli import machine_facts
+
+    facts = machine_facts()
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    facts["cpu_model"] = model
+    versions = {}
+    for package in ("uvloop", "tornado", "twisted", "trio", "cffi"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+        except Exception:
+            versions[package] = None
+    facts["packages"] = versions
+    facts["loadgen"] = "c" if loadgen.c_engine_available() else "python"
+    return facts
+
+
+def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions) -> None:
+    """Every figure, the options and the machine, as JSON."""
+    document = {
+        "workload": options.workload,
+        "options": dataclasses.asdict(options),
+        "machine": machine_description(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": [result.as_dict() for result in results],
+    }
+    Path(path).write_text(json.dumps(document, indent=2))
+
+
+def write_plot(path: str, results: Sequence[ConfigResult], options: BenchOptions) -> None:
+    """Rate and CPU per unit against idle connections: one line per backend ×
+    accept path, peers as dashed reference lines. Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    unit = "connection" if options.workload == "accept" else "request"
+    figure, (ax_rate, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
+    lines: dict[str, list[tuple[int, float, float]]] = {}
+    for result in results:
+        if result.status != "ok" or result.target.kind != "reactor":
+            continue
+        lines.setdefault(result.target.label, []).append(
+            (result.idle, result.median("rate") or 0, result.median("cpu_us_per_unit") or 0))
+    for label, points in lines.items():
+        points.sort()
+        idle = [p[0] for p in points]
+        style = "-" if "native" in label else "--"
+        ax_rate.plot(idle, [p[1] for p in points], style, marker="o", label=label)
+        ax_cpu.plot(idle, [p[2] for p in points], style, marker="o", label=label)
+    for result in results:
+        if result.status == "ok" and result.target.kind == "peer":
+            for axis, value in ((ax_rate, result.median("rate")), (ax_cpu, result.median("cpu_us_per_unit"))):
+                if value:
+                    axis.axhline(value, linestyle=":", linewidth=1, color="gray")
+                    axis.annotate(result.target.label, (0, value), textcoords="offset points", xytext=(2, 2),
+                                  fontsize=8, color="gray")
+    idle_values = sorted({r.idle for r in results})
+    for axis in (ax_rate, ax_cpu):
+        axis.set_xlabel("idle connections")
+        if len(idle_values) > 1 and idle_values[0] >= 0 and max(idle_values) > 100:
+            axis.set_xscale("symlog", linthresh=100)
+        axis.grid(True, alpha=0.3)
+    ax_rate.set_ylabel(f"{unit}s / s (client side)")
+    ax_cpu.set_ylabel(f"server CPU µs per {unit} (lower is better)")
+    ax_rate.set_title(f"{options.workload}: throughput")
+    ax_cpu.set_title(f"{options.workload}: server CPU per {unit}")
+    ax_cpu.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
