@@ -410,10 +410,10 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
                "p50 µs", "p99 µs"]
     if options.workload == "accept":
         headers += ["acc/wake", "empty", "overflows"]
-    rows = [headers]
+    rows: list[list[str]] = [headers]
     for result in results:
         if result.status != "ok":
-            rows.append([result.target.label, str(result.idle), result.status] + [""] * (len(headers) - 3))
+            rows.append([result.target.label, str(result.idle), result.status])
             continue
         cpu, rate = result.median("cpu_us_per_unit"), result.median("rate")
         spread_rate, spread_cpu = result.spread("rate"), result.spread("cpu_us_per_unit")
@@ -430,10 +430,11 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
             row += [_fmt(result.median("accepts_per_wakeup"), ".2f"), _fmt(result.median("empty_wakeups")),
                     _fmt(result.median("listen_overflows"))]
         rows.append(row)
-    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(headers))]
+    # Status rows ("n/a (FD_SETSIZE)") span the figure columns; they do not set widths.
+    widths = [max(len(row[i]) for row in rows if len(row) == len(headers) or i < 2) for i in range(len(headers))]
     lines = []
     for number, row in enumerate(rows):
-        if len(row) > 3 and row[3] == "" and row[2] and not row[2][0].isdigit():
+        if len(row) < len(headers):
             lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]}")
             continue
         cells = [f"{cell:<{widths[i]}}" if i == 0 else f"{cell:>{widths[i]}}" for i, cell in enumerate(row)]
@@ -441,6 +442,15 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
         if number == 0:
             lines.append("-" * len(lines[0]))
     notes = []
+    for result in results:
+        errors: dict[str, int] = {}
+        for run in result.runs:
+            for name, count in run.errors.items():
+                errors[name] = errors.get(name, 0) + count
+        if errors:
+            listed = ", ".join(f"{name} {count}" for name, count in sorted(errors.items()))
+            notes.append(f"client errors, {result.target.label} idle {result.idle}: {listed}"
+                         + (" -- ECHO DATA DIFFERED" if "mismatch" in errors else ""))
     if any(run.loadgen_saturated for r in results for run in r.runs):
         notes.append("note: the load generator used over 90% of its CPU in some runs: there, conn/s measures "
                      "the client; compare CPU µs per connection.")
