@@ -10,6 +10,7 @@ from ._handles import Handle as Handle
 from ._handles import TimerHandle as TimerHandle
 from .backends import FD_SETSIZE as FD_SETSIZE
 from .backends import available_backends as available_backends
+from .connector import ConnectAttempt as ConnectAttempt
 from .errors import BackendLimitError as BackendLimitError
 from .errors import CancelledError as CancelledError
 from .errors import ConnectTimeout as ConnectTimeout
@@ -29,6 +30,7 @@ __all__ = [
     "FD_SETSIZE",
     "BackendLimitError",
     "CancelledError",
+    "ConnectAttempt",
     "ConnectTimeout",
     "Handle",
     "InvalidStateError",

@@ -54,6 +54,9 @@ logger = logging.getLogger("reactor")
 _EVENT_READ = selectors.EVENT_READ
 _EVENT_WRITE = selectors.EVENT_WRITE
 
+#: Longest single wait: select/poll/epoll reject huge timeouts (epoll_wait
+#: takes an int of milliseconds), and a timer at +inf must not overflow them.
+_MAX_TIMEOUT = 86400.0
 #: Rebuild the timer heap when more than this many entries are cancelled ...
 _TIMER_COMPACT_MIN = 100
 #: ... and they are more than this fraction of the heap.
@@ -228,7 +231,7 @@ class Reactor:
                     handle._scheduled = False
                     self._cancelled_timers -= 1
                     continue
-                timeout = round_timeout(when - time.monotonic(), self._resolution)
+                timeout = round_timeout(min(when - time.monotonic(), _MAX_TIMEOUT), self._resolution)
                 break
 
         for key, mask in self._selector.select(timeout):

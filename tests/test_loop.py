@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import gc
+import math
 import os
 import selectors
 import signal
@@ -86,6 +87,15 @@ class TestCallbackOrder:
         loop.run()
         assert len(lateness) == 6
         assert min(lateness) >= 0
+
+    def test_a_timer_at_infinity_never_fires_and_does_not_break_the_wait(self, loop):
+        seen = []
+        loop.call_later(math.inf, seen.append, "never")  # the only timer: it sets the wait
+        stopper = threading.Timer(0.05, loop.stop)
+        stopper.start()
+        loop.run()
+        stopper.join(5)
+        assert seen == []
 
     def test_many_cancelled_timers_are_compacted(self, loop):
         handles = [loop.call_later(100 + i, lambda: None) for i in range(1000)]
