@@ -29,12 +29,17 @@ MAX_BODY = 1024 * 1024
 
 
 class HttpError(Exception):
-    """A request the parser refuses, with the status to answer."""
+    """A request the parser refuses, with the status to answer.
+
+    ``requests`` holds the complete requests that the same ``feed()`` parsed
+    before the refused one: pipelined requests are answered in order, so they
+    still get their responses before the error."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
+        self.requests: list[Request] = []
 
 
 @dataclass
@@ -61,19 +66,29 @@ class RequestParser:
 
     def feed(self, data: bytes) -> list[Request]:
         self._buffer += data
-        requests = []
+        requests: list[Request] = []
+        try:
+            self._parse(requests)
+        except HttpError as exc:
+            exc.requests = requests
+            raise
+        return requests
+
+    def _parse(self, requests: list[Request]) -> None:
         while True:
             if self._body_left:
                 dropped = min(self._body_left, len(self._buffer))
                 del self._buffer[:dropped]
                 self._body_left -= dropped
                 if self._body_left:
-                    return requests
+                    return
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
-                if len(self._buffer) > MAX_HEAD:
+                # The buffer may end with the first 3 bytes of the terminator:
+                # only past that is the head surely too large.
+                if len(self._buffer) > MAX_HEAD + 3:
                     raise HttpError(431, "Request Header Fields Too Large")
-                return requests
+                return
             if end > MAX_HEAD:
                 raise HttpError(431, "Request Header Fields Too Large")
             head = bytes(self._buffer[:end])
@@ -138,12 +153,11 @@ class HttpProtocol(Protocol):
         self.parser = RequestParser()
 
     def data_received(self, data: bytes) -> None:
+        error = None
         try:
             requests = self.parser.feed(data)
         except HttpError as exc:
-            self.transport.write(response(exc.status, exc.reason, exc.reason.encode() + b"\n", False))
-            self.transport.close()
-            return
+            requests, error = exc.requests, exc
         for request in requests:
             if request.method in ("GET", "HEAD"):
                 self.transport.write(
@@ -156,3 +170,15 @@ class HttpProtocol(Protocol):
             if not request.keep_alive:
                 self.transport.close()
                 return
+        if error is not None:
+            self.transport.write(response(error.status, error.reason, error.reason.encode() + b"\n", False))
+            self.transport.close()
+
+    # A client that pipelines requests and does not read the responses would
+    # otherwise grow the write buffer without limit: stop reading while it is
+    # over the high-water mark (the kernel's buffers then slow the client).
+    def pause_writing(self) -> None:
+        self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.transport.resume_reading()

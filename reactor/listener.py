@@ -33,8 +33,9 @@ again at once: retrying is a busy loop at 100% CPU. Two policies:
 - ``"shed"``: keep one spare fd open; on EMFILE/ENFILE close it, accept the
   waiting connections and close them at once (the client sees the
   connection closed instead of hanging), then reopen the spare. libuv does
-  the same (``uv__emfile_trick``). If the spare cannot be reopened, fall
-  back to pausing.
+  the same (``uv__emfile_trick``). If the spare cannot be reopened, or the
+  spare freed nothing (ENFILE is system-wide: another process may take the
+  fd first), fall back to pausing -- shedding must never spin either.
 
 Logging while exhausted is rate-limited to one line per second per listener.
 """
@@ -267,7 +268,9 @@ class Listener:
         elif not skipped and err == errno.EAGAIN:
             stats.empty_wakeups += 1
         stats.aborted += skipped
-        if err == errno.EAGAIN or err == 0 or self._state == _CLOSED:
+        # A protocol callback may have paused or closed us during the batch:
+        # then an error that ended it must not start a retry behind its back.
+        if err == errno.EAGAIN or err == 0 or self._state != _ACTIVE:
             return
         if err in ACCEPT_CAPACITY:
             self._on_capacity_error(err)
@@ -323,7 +326,7 @@ class Listener:
             shed = self._shed()
             self.stats.shed += shed
             self._log_exhausted(err, f"shed {shed} connection(s)")
-            if self._reserve_fd is not None:
+            if shed and self._reserve_fd is not None:
                 return
         delay = self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)

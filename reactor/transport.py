@@ -25,15 +25,21 @@ Facts this module handles:
 - ``abort()`` sets SO_LINGER {on, 0}: close() then sends RST and drops
   unsent data, the way to tell a peer "this connection failed".
 - A peer's RST surfaces as ECONNRESET on recv/send; writing after the peer
-  closed gives EPIPE, which is ``BrokenPipeError`` and never SIGPIPE because
-  CPython ignores SIGPIPE at start-up. A connection reset while it waited in
-  the accept queue is still returned by accept(); its first read gives
-  ECONNRESET and ``getpeername()`` gives ENOTCONN -- so the peer address is
-  taken from accept's own return, never asked of the socket.
+  closed gives EPIPE, which is ``BrokenPipeError``. The kernel also raises
+  SIGPIPE for it unless the send says MSG_NOSIGNAL: CPython ignores SIGPIPE at
+  start-up, but an application may restore the default (CLI tools often do,
+  to die quietly on a closed stdout) or install a handler, and one peer must
+  never kill the server -- so every send passes MSG_NOSIGNAL.
+- A connection reset while it waited in the accept queue is still returned
+  by accept(); its first read gives ECONNRESET and ``getpeername()`` gives
+  ENOTCONN -- so the peer address is taken from accept's own return, never
+  asked of the socket.
 - recv returning b"" is EOF (the peer's FIN): ``eof_received()`` decides
   whether we keep the write side open (True) or close.
 - ``connection_lost`` is called exactly once, on the loop, after the fd is
-  closed and unregistered.
+  closed and unregistered -- also when the reactor is closed between the
+  close and that call (the transport stays among the reactor's resources
+  until the protocol has been told).
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ READ_SIZE = 256 * 1024
 #: buffers per sendmsg(): Linux's IOV_MAX is 1024
 MAX_IOV = 1024
 _LINGER_RST = struct.pack("ii", 1, 0)
+#: no SIGPIPE on a send to a closed peer (Linux, the BSDs); EPIPE is enough
+_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _INET = (socket.AF_INET, socket.AF_INET6)
 
 
@@ -73,7 +81,7 @@ class Transport:
         "_reactor", "_sock", "_fd", "_protocol", "_peername", "_server",
         "_buffer", "_buffer_size", "_high", "_low", "_writing_paused",
         "_reading", "_reader_on", "_writer_on", "_closing", "_eof_wanted", "_eof_sent",
-        "_lost", "_nodelay_pending", "__weakref__",
+        "_lost", "_lost_exc", "_eof_seen", "_nodelay_pending", "__weakref__",
     )
 
     def __init__(self, reactor: Reactor, sock: socket.socket, protocol: Protocol, *,
@@ -97,6 +105,9 @@ class Transport:
         self._eof_wanted = False
         self._eof_sent = False
         self._lost = False
+        self._lost_exc: BaseException | None = None
+        # the peer's FIN was read: reading again would only repeat eof_received
+        self._eof_seen = False
         # TCP_NODELAY is set on the first write, not at accept: a connection
         # that is closed in connection_made never pays for the setsockopt.
         self._nodelay_pending = sock.family in _INET
@@ -137,6 +148,7 @@ class Transport:
             self._eof_received()
 
     def _eof_received(self) -> None:
+        self._eof_seen = True
         self._stop_reading()
         try:
             keep_open = self._protocol.eof_received()
@@ -160,15 +172,17 @@ class Transport:
         self._stop_reading()
 
     def resume_reading(self) -> None:
-        """Undo ``pause_reading()``."""
+        """Undo ``pause_reading()``. After the peer's EOF there is nothing
+        more to read, and ``eof_received`` is never called twice."""
         self._reading = True
-        if not self._reader_on and not self._closing and not self._lost:
+        if not self._reader_on and not self._closing and not self._lost and not self._eof_seen:
             self._reactor.add_reader(self._fd, self._read_ready)
             self._reader_on = True
 
     def is_reading(self) -> bool:
-        """True while the transport delivers data (not paused, not closing)."""
-        return self._reading and not self._closing and not self._lost
+        """True while the transport delivers data (not paused, not closing,
+        no EOF from the peer yet)."""
+        return self._reading and not self._closing and not self._lost and not self._eof_seen
 
     # ------------------------------------------------------------- writing
 
@@ -176,15 +190,19 @@ class Transport:
         """Send ``data``: at once if nothing is queued, else after what is.
 
         Never blocks. Raises ``TypeError`` for non-bytes and
-        ``ReactorStateError`` after ``close()`` or ``write_eof()``; once the
-        connection is lost, data is dropped (the protocol has been told).
+        ``ReactorStateError`` after ``close()``, ``abort()`` or ``write_eof()``
+        (also once the close has completed); once the connection is lost for
+        another reason (peer reset, broken pipe), data is dropped (the protocol
+        has been told).
         """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data must be bytes, bytearray or memoryview, not {type(data).__name__}")
+        if isinstance(data, memoryview):
+            # Count and slice bytes, not items: send() reports bytes, and
+            # len() of a memoryview of an array('Q') counts 8-byte items.
+            data = data.cast("B")
         if self._closing or self._eof_wanted:
-            if self._lost:
-                return
-            raise ReactorStateError("write() after close() or write_eof()")
+            raise ReactorStateError("write() after close(), abort() or write_eof()")
         if self._lost:
             return
         if not data:
@@ -197,7 +215,7 @@ class Transport:
                 pass  # a reset connection: the send below reports it
         if not self._buffer:
             try:
-                sent = self._sock.send(data)
+                sent = self._sock.send(data, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -223,9 +241,10 @@ class Transport:
         buffer = self._buffer
         try:
             if len(buffer) == 1:
-                sent = self._sock.send(buffer[0])
+                sent = self._sock.send(buffer[0], _SEND_FLAGS)
             else:
-                sent = self._sock.sendmsg(list(buffer)[:MAX_IOV] if len(buffer) > MAX_IOV else buffer)
+                sent = self._sock.sendmsg(list(buffer)[:MAX_IOV] if len(buffer) > MAX_IOV else buffer, (),
+                                          _SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -342,7 +361,7 @@ class Transport:
             )
         self._buffer.clear()
         self._buffer_size = 0
-        self._closing = True
+        # not _closing: that means the user closed, and makes write() raise
         self._close_now(exc)
 
     def _protocol_failed(self, exc: BaseException, method: str) -> None:
@@ -359,18 +378,23 @@ class Transport:
         if self._lost:
             return
         self._lost = True
+        self._lost_exc = exc
         if self._reader_on or self._writer_on:
             self._reader_on = self._writer_on = False
             self._reactor._forget_fd(self._fd)
         self._sock.close()
         if self._server is not None:
             self._server._connection_closed(self)
-        self._reactor._resources.discard(self)
         # Deferred so connection_lost never runs inside another protocol
-        # callback (close() called from data_received, for instance).
+        # callback (close() called from data_received, for instance). We stay
+        # in the reactor's resources until it has run: a reactor closed before
+        # then calls it from _reactor_closing instead.
         self._reactor.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._protocol is None:
+            return  # already told
+        self._reactor._resources.discard(self)
         try:
             self._protocol.connection_lost(exc)
         except (SystemExit, KeyboardInterrupt):
@@ -398,9 +422,10 @@ class Transport:
         """The reactor is closing with this connection still open: abort it
         and tell the protocol now, since the loop will not run again."""
         if self._lost:
+            # closed already, but connection_lost has not run yet: run it now
+            self._call_connection_lost(self._lost_exc)
             return
         self._lost = True
-        self._closing = True
         self._buffer.clear()
         self._buffer_size = 0
         try:

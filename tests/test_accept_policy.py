@@ -1,0 +1,481 @@
+"""The accept errno policy, exactly: first ``drain_pure`` on a scripted
+``accept``, then a real Listener on a scripted fake listening socket (its fd
+is real and readable while the script is not empty, so the reactor's
+selectors see it like a listening socket with a queue)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import pytest
+
+import reactor.listener as listener_mod
+from reactor._accept import ACCEPT_CAPACITY, ACCEPT_FATAL, ACCEPT_RETRY, ACCEPT_SKIP, drain_pure
+
+from .conftest import open_fds, run_until
+from .helpers_server import Factory, FakeListenSocket, Recorder, run_for
+
+
+def scripted(*items):
+    """An ``accept`` callable replaying ``items``: ints are fds (returned with
+    an address), errno names raise OSError; the end raises EAGAIN."""
+    queue = list(items)
+    calls = []
+
+    def accept():
+        calls.append(queue[0] if queue else "EAGAIN")
+        if not queue:
+            raise BlockingIOError(errno.EAGAIN, "empty")
+        item = queue.pop(0)
+        if isinstance(item, str):
+            code = getattr(errno, item)
+            raise (InterruptedError if code == errno.EINTR else OSError)(code, os.strerror(code))
+        return item, ("127.0.0.1", 1000 + item)
+
+    accept.calls = calls
+    return accept
+
+
+class TestPolicySets:
+    def test_named_sets_hold_what_the_design_says(self):
+        assert ACCEPT_RETRY == {errno.EINTR}
+        assert {errno.ECONNABORTED, errno.EPROTO} <= ACCEPT_SKIP
+        assert {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM} == ACCEPT_CAPACITY
+        assert {errno.EBADF, errno.EINVAL, errno.ENOTSOCK} <= ACCEPT_FATAL
+
+    def test_sets_are_disjoint_and_leave_eagain_out(self):
+        sets = [ACCEPT_RETRY, ACCEPT_SKIP, ACCEPT_CAPACITY, ACCEPT_FATAL]
+        for i, a in enumerate(sets):
+            for b in sets[i + 1:]:
+                assert not a & b
+            assert errno.EAGAIN not in a
+
+
+class TestDrainPure:
+    def test_drains_until_eagain(self):
+        accept = scripted(5, 6, 7)
+        accepted, skipped, err = drain_pure(accept, 100)
+        assert [fd for fd, _ in accepted] == [5, 6, 7]
+        assert accepted[0][1] == ("127.0.0.1", 1005)
+        assert (skipped, err) == (0, errno.EAGAIN)
+
+    def test_empty_queue_is_a_normal_end(self):
+        assert drain_pure(scripted(), 10) == ([], 0, errno.EAGAIN)
+
+    def test_stops_at_max_accepts_with_err_zero_and_leaves_the_rest(self):
+        accept = scripted(5, 6, 7)
+        accepted, skipped, err = drain_pure(accept, 2)
+        assert [fd for fd, _ in accepted] == [5, 6]
+        assert err == 0
+        assert accept.calls == [5, 6]  # the third was never asked for
+
+    def test_batch_of_one(self):
+        accepted, _, err = drain_pure(scripted(5, 6), 1)
+        assert [fd for fd, _ in accepted] == [5] and err == 0
+
+    def test_aborted_and_eproto_are_skipped_and_counted(self):
+        accepted, skipped, err = drain_pure(scripted(5, "ECONNABORTED", "EPROTO", 6), 100)
+        assert [fd for fd, _ in accepted] == [5, 6]
+        assert (skipped, err) == (2, errno.EAGAIN)
+
+    def test_skips_count_towards_max_accepts(self):
+        # A queue full of dead connections still gives the loop back.
+        accept = scripted(*["ECONNABORTED"] * 10)
+        assert drain_pure(accept, 3) == ([], 3, 0)
+        assert len(accept.calls) == 3
+
+    def test_eintr_is_retried_and_costs_no_attempt(self):
+        accept = scripted("EINTR", 5, "EINTR", "EINTR", 6)
+        accepted, skipped, err = drain_pure(accept, 2)
+        assert [fd for fd, _ in accepted] == [5, 6]
+        assert (skipped, err) == (0, 0)
+
+    @pytest.mark.parametrize("name", ["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"])
+    def test_capacity_errors_end_the_drain_keeping_what_was_accepted(self, name):
+        accept = scripted(5, name, 6)
+        accepted, skipped, err = drain_pure(accept, 100)
+        assert [fd for fd, _ in accepted] == [5]
+        assert err == getattr(errno, name)
+        assert accept.calls == [5, name]  # 6 is still queued
+
+    @pytest.mark.parametrize("name", ["EBADF", "EINVAL", "ENOTSOCK"])
+    def test_fatal_errors_end_the_drain(self, name):
+        assert drain_pure(scripted(name, 5), 100) == ([], 0, getattr(errno, name))
+
+    def test_oserror_without_errno_is_reported_as_einval(self):
+        def accept():
+            raise OSError("no errno")
+
+        assert drain_pure(accept, 5) == ([], 0, errno.EINVAL)
+
+
+# ----------------------------------------------------------------- listener
+
+@pytest.fixture
+def fake():
+    sock = FakeListenSocket()
+    yield sock
+    sock.close_all()
+
+
+def listen_fake(loop, fake, factory=None, **options):
+    lst = loop.listen(factory or Factory(), sock=fake, **options)
+    assert not lst.native  # a fake is always drained by the pure reference
+    return lst
+
+
+def registered(loop, fd):
+    try:
+        loop._selector.get_key(fd)
+    except KeyError:
+        return False
+    return True
+
+
+class TestListenerOnScript:
+    def test_listen_accepts_a_socket_like_object(self, loop, fake):
+        lst = listen_fake(loop, fake)
+        assert fake.listened == lst.backlog
+        assert lst.address == "fake"
+        assert lst.state == "active"
+
+    def test_one_wakeup_drains_everything_and_the_histogram_says_so(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory)
+        for _ in range(5):
+            fake.push_connection()
+        run_until(loop, lambda: factory.made == 5)
+        s = lst.stats
+        assert (s.accepted, s.wakeups, s.batches, s.max_batch, s.empty_wakeups) == (5, 1, 1, 5, 0)
+        assert s.histogram[3] == 1 and sum(s.histogram) == 1  # 5 is in 4..7
+        assert fake.outcomes() == ["conn"] * 5 + ["EAGAIN"]
+
+    def test_max_accepts_splits_the_queue_over_wakeups(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory, max_accepts=2)
+        for _ in range(5):
+            fake.push_connection()
+        run_until(loop, lambda: factory.made == 5)
+        s = lst.stats
+        assert (s.batches, s.max_batch, s.wakeups) == (3, 2, 3)
+        assert s.histogram[2] == 2 and s.histogram[1] == 1
+
+    def test_aborted_connections_are_skipped_and_counted(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory)
+        fake.push_connection()
+        fake.push_error(errno.ECONNABORTED)
+        fake.push_error(errno.EPROTO)
+        fake.push_connection()
+        run_until(loop, lambda: factory.made == 2)
+        s = lst.stats
+        assert (s.accepted, s.aborted, s.batches, s.max_batch, s.wakeups) == (2, 2, 1, 2, 1)
+        assert lst.state == "active"
+
+    def test_a_queue_of_only_aborted_connections_is_not_an_empty_wakeup(self, loop, fake):
+        lst = listen_fake(loop, fake)
+        for _ in range(3):
+            fake.push_error(errno.ECONNABORTED)
+        run_until(loop, lambda: lst.stats.aborted == 3)
+        assert lst.stats.empty_wakeups == 0 and lst.stats.batches == 0
+
+    def test_eintr_is_retried_at_once(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory)
+        fake.push_error(errno.EINTR)
+        fake.push_connection()
+        run_until(loop, lambda: factory.made == 1)
+        assert fake.outcomes() == ["EINTR", "conn", "EAGAIN"]
+        assert (lst.stats.aborted, lst.stats.wakeups, lst.stats.exhausted) == (0, 1, 0)
+
+    def test_dead_queue_gives_the_loop_back_between_batches(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory, max_accepts=2)
+        for _ in range(6):
+            fake.push_error(errno.ECONNABORTED)
+        fake.push_connection()
+        run_until(loop, lambda: factory.made == 1)
+        # three batches of two dead connections, then the live one and EAGAIN
+        assert lst.stats.aborted == 6 and lst.stats.wakeups == 4
+
+    def test_emfile_pauses_with_the_reader_removed_then_retries_after_backoff(self, loop, fake):
+        factory = Factory()
+        seen = {}
+
+        def on_call(item):
+            if isinstance(item, OSError) and item.errno == errno.EMFILE and not seen:
+                # runs after the listener reacted to EMFILE, before the retry timer
+                loop.call_soon(look)
+
+        def look():
+            seen["state"] = lst.state
+            seen["watched"] = registered(loop, fake.fileno())
+            seen["retry_in"] = lst._retry_timer.when - loop.time()
+
+        fake.on_call = on_call
+        lst = listen_fake(loop, fake, factory)
+        fake.push_error(errno.EMFILE)
+        fake.push_connection()
+        run_until(loop, lambda: factory.made == 1)
+        assert seen["state"] == "exhausted"
+        assert seen["watched"] is False
+        assert 0 < seen["retry_in"] <= listener_mod.BACKOFF_INITIAL
+        assert fake.outcomes() == ["EMFILE", "conn", "EAGAIN"]  # no busy loop in between
+        (t_emfile, _), (t_retry, _) = fake.calls[:2]
+        assert t_retry - t_emfile >= listener_mod.BACKOFF_INITIAL
+        assert lst.state == "active" and registered(loop, fake.fileno())
+        assert (lst.stats.exhausted, lst.stats.accepted) == (1, 1)
+
+    def test_backoff_doubles_while_exhausted_and_resets_after_an_accept(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory)
+        for _ in range(3):
+            fake.push_error(errno.EMFILE)
+        fake.push_connection()
+        run_until(loop, lambda: factory.made == 1)
+        assert fake.outcomes() == ["EMFILE", "EMFILE", "EMFILE", "conn", "EAGAIN"]
+        times = [t for t, _ in fake.calls]
+        gaps = [b - a for a, b in zip(times, times[1:4])]
+        initial = listener_mod.BACKOFF_INITIAL
+        assert gaps[0] >= initial and gaps[1] >= 2 * initial and gaps[2] >= 4 * initial
+        assert lst.stats.exhausted == 3
+        # an accept resets the backoff: the next EMFILE waits the initial delay
+        fake.push_error(errno.EMFILE)
+        run_until(loop, lambda: lst.state == "exhausted")
+        assert lst._retry_timer.when - loop.time() <= initial
+
+    @pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
+    def test_every_capacity_errno_pauses(self, loop, fake, code):
+        lst = listen_fake(loop, fake)
+        fake.push_error(code)
+        run_until(loop, lambda: lst.stats.exhausted == 1)
+        assert lst.state == "exhausted" and not registered(loop, fake.fileno())
+
+    def test_a_closing_connection_ends_the_backoff_early(self, loop, fake, monkeypatch):
+        monkeypatch.setattr(listener_mod, "BACKOFF_INITIAL", 30.0)
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory)
+        first = fake.push_connection()
+        fake.push_error(errno.EMFILE)
+        fake.push_connection()
+        run_until(loop, lambda: lst.state == "exhausted")
+        assert factory.made == 1
+        first.close()  # the peer leaves: our transport closes and frees an fd
+        elapsed = run_until(loop, lambda: factory.made == 2, timeout=5.0)
+        assert elapsed < 5.0 and lst.state == "active"
+
+    def test_pause_during_exhaustion_wins_over_the_retry_timer(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory)
+        fake.push_error(errno.EMFILE)
+        fake.push_connection()
+        run_until(loop, lambda: lst.state == "exhausted")
+        lst.pause()
+        run_for(loop, 3 * listener_mod.BACKOFF_INITIAL)
+        assert lst.state == "paused" and factory.made == 0
+        lst.resume()
+        run_until(loop, lambda: factory.made == 1)
+
+    def test_close_during_exhaustion_cancels_the_retry(self, loop, fake):
+        lst = listen_fake(loop, fake)
+        fake.push_error(errno.EMFILE)
+        run_until(loop, lambda: lst.state == "exhausted")
+        lst.close()
+        assert lst.state == "closed" and fake.closed
+        run_for(loop, 3 * listener_mod.BACKOFF_INITIAL)
+        assert lst.state == "closed"
+
+    def test_shed_accepts_and_closes_the_surplus_and_keeps_serving(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory, on_exhausted="shed")
+        reserve = lst._reserve_fd
+        assert reserve is not None
+        fake.push_error(errno.EMFILE)
+        shed_peers = [fake.push_connection(), fake.push_connection()]
+        run_until(loop, lambda: lst.stats.shed == 2)
+        assert factory.made == 0
+        assert (lst.stats.exhausted, lst.state) == (1, "active")
+        assert lst._reserve_fd is not None  # taken back
+        for peer in shed_peers:
+            assert peer.recv(10) == b""  # closed at once, not left hanging
+        fake.push_connection()
+        run_until(loop, lambda: factory.made == 1)
+
+    def test_a_shed_that_frees_nothing_backs_off_instead_of_spinning(self, loop, fake):
+        # ENFILE is system-wide: the fd we free may be taken by another
+        # process before our accept, which then fails again.
+        lst = listen_fake(loop, fake, on_exhausted="shed")
+        for _ in range(4):
+            fake.push_error(errno.ENFILE)
+        run_until(loop, lambda: len(fake.calls) >= 4)
+        assert lst.stats.shed == 0
+        times = [t for t, _ in fake.calls]
+        # drain + shed attempt, then a pause before the next pair
+        assert times[2] - times[1] >= listener_mod.BACKOFF_INITIAL
+
+    def test_pause_from_a_protocol_survives_an_exhausted_drain(self, loop, fake):
+        class Pauser(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                lst.pause()
+
+        factory = Factory(Pauser)
+        lst = listen_fake(loop, fake, factory)
+        fake.push_connection()
+        fake.push_error(errno.EMFILE)
+        fake.push_connection()
+        run_until(loop, lambda: factory.made == 1)
+        run_for(loop, 5 * listener_mod.BACKOFF_INITIAL)
+        assert lst.state == "paused" and factory.made == 1  # no retry behind the user's back
+        lst.resume()
+        run_until(loop, lambda: factory.made == 2)
+
+    def test_shed_falls_back_to_pause_for_memory_errors(self, loop, fake):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory, on_exhausted="shed")
+        fake.push_error(errno.ENOBUFS)
+        fake.push_connection()
+        run_until(loop, lambda: lst.state == "exhausted")
+        assert lst.stats.shed == 0
+        run_until(loop, lambda: factory.made == 1)
+
+    @pytest.mark.parametrize("code", [errno.EBADF, errno.EINVAL, errno.ENOTSOCK])
+    def test_fatal_error_closes_the_listener_and_reports(self, loop, errors, fake, code):
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory)
+        fake.push_connection()
+        fake.push_error(code)
+        run_until(loop, lambda: lst.state == "closed")
+        assert fake.closed
+        assert factory.made == 1  # what was accepted before still got its protocol
+        (context,) = errors.take()
+        assert context["exception"].errno == code
+        assert context["listener"] is lst
+        assert "fake" in context["message"]
+        lst.close()  # idempotent
+
+    def test_factory_failure_closes_that_connection_and_reports(self, loop, errors, fake):
+        made = []
+
+        def factory():
+            if not made:
+                made.append(None)
+                raise RuntimeError("factory broke")
+            made.append(Recorder())
+            return made[-1]
+
+        lst = listen_fake(loop, fake, factory)
+        first = fake.push_connection("p1")
+        fake.push_connection("p2")
+        run_until(loop, lambda: len(made) == 2)
+        (context,) = errors.take()
+        assert isinstance(context["exception"], RuntimeError) and context["peername"] == "p1"
+        assert first.recv(10) == b""
+        assert lst.stats.active == 1
+
+    def test_no_fd_is_leaked_by_any_scripted_path(self, loop, errors, fake):
+        before = open_fds()
+        factory = Factory()
+        lst = listen_fake(loop, fake, factory, on_exhausted="shed")
+        fake.push_connection()
+        fake.push_error(errno.ECONNABORTED)
+        fake.push_error(errno.EMFILE)
+        fake.push_connection()
+        fake.push_connection()
+        run_until(loop, lambda: lst.stats.shed == 2)
+        for p in factory.protocols:
+            p.transport.close()
+        lst.close()
+        run_until(loop, lambda: factory.lost == 1)
+        for peer in fake.peers:
+            peer.close()
+        # the fake's own pair and the peers are closed; the reserve fd too
+        assert open_fds() <= before
+
+
+class TestRealEmptyQueue:
+    """Stale readiness on a real socket: someone else takes the connection
+    between the wake-up and our drain."""
+
+    def test_stale_readiness_is_counted_and_never_blocks(self, loop):
+        import select
+        import threading
+
+        factory = Factory()
+        lst = loop.listen(factory)
+        listening = lst.socket
+        stolen = []
+        real_drain = lst._drain
+
+        def steal_then_drain(n):
+            # another acceptor wins the race, then our drain runs (select
+            # first, so that the thief never changes the socket's flags)
+            while select.select([listening], [], [], 0)[0]:
+                fd, _ = listening._accept()
+                stolen.append(socket.socket(fileno=fd))
+            return real_drain(n)
+
+        def unblock():
+            # Only matters if the drain blocked in accept(): make the socket
+            # non-blocking and wake the accept, so that the test fails on the
+            # late timer instead of hanging.
+            os.set_blocking(listening.fileno(), False)
+            socket.create_connection(lst.address, timeout=5).close()
+
+        lst._drain = steal_then_drain
+        client = socket.create_connection(lst.address, timeout=5)
+        watchdog = threading.Timer(1.0, unblock)
+        watchdog.start()
+        try:
+            fired = []
+            start = loop.time()
+            loop.call_later(0.05, lambda: fired.append(loop.time() - start))
+            run_until(loop, lambda: fired and lst.stats.wakeups >= 1)
+            assert fired[0] < 0.5
+            assert len(stolen) == 1 and factory.made == 0
+            assert lst.stats.empty_wakeups == 1 and lst.stats.accepted == 0
+            assert lst.state == "active"
+        finally:
+            watchdog.cancel()
+            watchdog.join(5)
+            client.close()
+            for sock in stolen:
+                sock.close()
+
+    def test_a_competing_thread_acceptor_never_breaks_the_loop(self, loop):
+        import threading
+
+        factory = Factory()
+        lst = loop.listen(factory)
+        other = lst.socket.dup()
+        other.settimeout(0.05)
+        taken = []
+        stop = threading.Event()
+
+        def acceptor():
+            while not stop.is_set():
+                try:
+                    sock, _ = other.accept()
+                except (TimeoutError, BlockingIOError):
+                    continue
+                except OSError:
+                    break
+                taken.append(sock)
+
+        thread = threading.Thread(target=acceptor, daemon=True)
+        thread.start()
+        clients = []
+        try:
+            for _ in range(200):
+                clients.append(socket.create_connection(lst.address, timeout=5))
+            run_until(loop, lambda: factory.made + len(taken) == 200, timeout=10)
+            s = lst.stats
+            assert s.accepted == factory.made and s.aborted == 0
+        finally:
+            stop.set()
+            thread.join(5)
+            other.close()
+            for sock in taken + clients:
+                sock.close()

@@ -1,0 +1,664 @@
+"""Listeners on real loopback sockets: the accept drain, RST before accept,
+fd exhaustion (in a child process with a low RLIMIT_NOFILE), select's
+FD_SETSIZE, backlog, address families, and the listener's own API.
+
+The exact errno policy (on a scripted fake socket) is in test_accept_policy.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import shutil
+import socket
+import tempfile
+import time
+
+import pytest
+
+import reactor
+from reactor import kernel
+from reactor.listener import DEFAULT_BACKLOG
+from reactor.protocols import EchoProtocol
+
+from .conftest import LOOP_BACKENDS, open_fds, run_until
+from .helpers_server import (
+    LINGER_RST,
+    Child,
+    Clients,
+    Factory,
+    Recorder,
+    move_fd_high,
+    proc_cpu_seconds,
+    readable,
+    recv_exactly,
+    run_for,
+)
+
+NATIVE_MODES = [False, True]
+
+
+@pytest.fixture(params=NATIVE_MODES, ids=["pure", "native"])
+def server_loop(request, backend, errors):
+    """A reactor per backend x accept drain (pure Python / C when built)."""
+    if request.param and not reactor.native_available():
+        pytest.skip(f"C accelerator not available: {reactor.native_error()}")
+    r = reactor.Reactor(backend=backend, native=request.param)
+    r.set_exception_handler(errors)
+    yield r
+    r.close()
+    unexpected = errors.take()
+    assert not unexpected, f"unexpected exceptions in callbacks: {unexpected}"
+
+
+@pytest.fixture
+def clients():
+    pool = Clients()
+    yield pool
+    pool.close_all()
+
+
+@pytest.fixture
+def short_dir():
+    # Unix socket paths are limited to 107 bytes: pytest's tmp_path can be longer.
+    path = tempfile.mkdtemp(prefix="rx-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class EchoRecorder(Recorder):
+    def data_received(self, data):
+        super().data_received(data)
+        self.transport.write(data)
+
+
+def somaxconn():
+    return kernel.somaxconn()
+
+
+# -------------------------------------------------------------- accept drain
+
+class TestDrain:
+    @pytest.mark.parametrize("family", ["tcp", "unix"])
+    def test_queued_connections_are_all_accepted_in_one_wakeup(self, server_loop, clients, short_dir, family):
+        n = 100
+        factory = Factory()
+        if family == "tcp":
+            lst = server_loop.listen(factory)
+        else:
+            lst = server_loop.listen_unix(factory, os.path.join(short_dir, "s"))
+        for _ in range(n):
+            clients.connect(lst.address)  # completed by the kernel, queued
+        if family == "tcp":
+            assert kernel.listen_queue(lst.socket)[0] == n
+        run_until(server_loop, lambda: factory.made == n)
+        s = lst.stats
+        assert (s.accepted, s.wakeups, s.batches, s.max_batch, s.empty_wakeups, s.aborted) == (n, 1, 1, n, 0, 0)
+        assert s.histogram[n.bit_length()] == 1 and sum(s.histogram) == 1  # 100 is in 64..127
+        assert s.active == n
+        if family == "tcp":
+            assert kernel.listen_queue(lst.socket)[0] == 0
+
+    @pytest.mark.parametrize("k", [1, 7, 50])
+    def test_max_accepts_spreads_the_queue_over_wakeups(self, server_loop, clients, k):
+        n = 50
+        factory = Factory()
+        lst = server_loop.listen(factory, max_accepts=k)
+        for _ in range(n):
+            clients.connect(lst.address)
+        run_until(server_loop, lambda: factory.made == n)
+        s = lst.stats
+        assert s.batches == math.ceil(n / k) == s.wakeups
+        assert s.max_batch == k
+        expected = [0] * len(s.histogram)
+        expected[k.bit_length()] += n // k
+        if n % k:
+            expected[(n % k).bit_length()] += 1
+        assert s.histogram == expected
+
+    def test_default_max_accepts_is_the_backlog_capped(self, server_loop):
+        assert server_loop.listen(Factory()).max_accepts == min(somaxconn(), DEFAULT_BACKLOG, 512)
+        assert server_loop.listen(Factory(), backlog=5).max_accepts == 5
+
+    def test_peer_address_comes_from_accept(self, server_loop, clients):
+        factory = Factory()
+        lst = server_loop.listen(factory)
+        client = clients.connect(lst.address)
+        run_until(server_loop, lambda: factory.made == 1)
+        transport = factory.protocols[0].transport
+        assert transport.get_extra_info("peername") == client.getsockname()
+        assert transport.get_extra_info("sockname") == client.getpeername()
+
+
+class TestResetBeforeAccept:
+    def test_500_connections_reset_in_the_queue(self, server_loop, clients):
+        n = 500
+        factory = Factory(EchoRecorder)
+        lst = server_loop.listen(factory)
+        baseline = open_fds()
+        for _ in range(n):
+            sock = socket.create_connection(lst.address, timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            sock.close()
+        assert open_fds() == baseline
+        run_until(server_loop, lambda: factory.lost == n, timeout=20)
+        # Linux still returns a connection reset in the queue: accept succeeds,
+        # and the first read reports ECONNRESET.
+        s = lst.stats
+        assert (s.accepted, s.aborted, s.active, s.rejected) == (n, 0, 0, 0)
+        for p in factory.protocols:
+            assert p.events == ["made", "lost"]
+            assert len(p.lost) == 1 and isinstance(p.lost[0], ConnectionResetError)
+            assert p.transport.get_extra_info("peername")[0] == "127.0.0.1"
+        assert open_fds() == baseline
+        # the same listener still serves
+        client = clients.connect(lst.address)
+        client.sendall(b"still here")
+        run_until(server_loop, lambda: len(factory.protocols) == n + 1 and factory.protocols[-1].data == b"still here")
+        assert recv_exactly(client, 10) == b"still here"
+        assert lst.state == "active"
+
+    def test_listener_keeps_serving_after_resets(self, server_loop, clients):
+        factory = Factory(EchoRecorder)
+        lst = server_loop.listen(factory)
+        for _ in range(20):
+            sock = socket.create_connection(lst.address, timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            sock.close()
+        client = clients.connect(lst.address)
+        client.sendall(b"ping")
+        run_until(server_loop, lambda: factory.lost == 20 and len(factory.protocols) == 21)
+        assert recv_exactly(client, 4) == b"ping"
+        assert lst.state == "active"
+
+
+# ------------------------------------------------------------ select's limit
+
+@pytest.mark.skipif("select" not in LOOP_BACKENDS, reason="no select backend")
+def test_select_refuses_connections_past_fd_setsize_and_keeps_serving(errors, caplog):
+    n = 1100
+    floor = 8192
+    if kernel.raise_fd_limit(floor + n + 200) < floor + n + 200:
+        pytest.skip("cannot raise RLIMIT_NOFILE far enough")
+    pool = Clients()
+    r = reactor.Reactor(backend="select")
+    r.set_exception_handler(errors)
+    try:
+        factory = Factory(EchoRecorder)
+        lst = r.listen(factory)
+        # Client fds are moved above `floor`, so the server's accepted fds
+        # take the low numbers in order and cross FD_SETSIZE mid-way.
+        for _ in range(n):
+            sock = socket.create_connection(lst.address, timeout=5)
+            pool.adopt(move_fd_high(sock, floor))
+        with caplog.at_level(logging.WARNING, logger="reactor.listener"):
+            run_until(r, lambda: lst.stats.accepted == n, timeout=20)
+        made = len(factory.protocols)
+        s = lst.stats
+        assert s.rejected == n - made
+        assert s.rejected >= n - reactor.FD_SETSIZE
+        assert made >= 900
+        warnings = [rec for rec in caplog.records if rec.name == "reactor.listener"]
+        assert len(warnings) == 1 and "FD_SETSIZE" in warnings[0].getMessage()
+        served = {p.transport.get_extra_info("peername") for p in factory.protocols}
+        served_clients = [c for c in pool.socks if c.getsockname() in served]
+        refused = [c for c in pool.socks if c.getsockname() not in served]
+        assert len(refused) == s.rejected
+        # the refused ones were closed cleanly: EOF
+        for sock in refused:
+            assert sock.recv(16) == b""
+        # the early ones still echo (first, middle, last served)
+        for sock in (served_clients[0], served_clients[made // 2], served_clients[-1]):
+            sock.sendall(b"ping")
+        run_until(r, lambda: sum(p.data == b"ping" for p in factory.protocols) == 3)
+        for sock in (served_clients[0], served_clients[made // 2], served_clients[-1]):
+            assert recv_exactly(sock, 4) == b"ping"
+        # the loop is alive: a timer fires, and once low fds are free again a
+        # new connection is served
+        for sock in served_clients[:10]:
+            sock.close()
+        run_until(r, lambda: factory.lost == 10)
+        late = move_fd_high(socket.create_connection(lst.address, timeout=5), floor)
+        pool.adopt(late)
+        late.sendall(b"late")
+        run_until(r, lambda: factory.protocols[-1].data == b"late" and len(factory.protocols) == made + 1)
+        assert recv_exactly(late, 4) == b"late"
+        assert not errors.take()
+    finally:
+        r.close()
+        pool.close_all()
+
+
+# ---------------------------------------------------------------- exhaustion
+
+EMFILE_CHILD = r"""
+import json, os, resource, sys, time
+import reactor
+from reactor.protocols import EchoProtocol
+
+policy, backend, slack = sys.argv[1], sys.argv[2], int(sys.argv[3])
+r = reactor.Reactor(backend=backend)
+errors = []
+r.set_exception_handler(lambda loop, ctx: errors.append(repr(ctx.get("exception"))))
+lst = r.listen(EchoProtocol, "127.0.0.1", 0, on_exhausted=policy)
+spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(5)]
+
+def open_fds():
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        fds.append(int(name))
+    return fds
+
+fds = open_fds()
+limit = max(fds) + 1 + slack
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+buffer = b""
+
+def report(**extra):
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps(dict(state=lst.state, stats=lst.stats.as_dict(), cpu=usage.ru_utime + usage.ru_stime,
+                          time=time.monotonic(), errors=errors, **extra)), flush=True)
+
+def on_stdin():
+    global buffer
+    data = os.read(0, 4096)
+    if not data:
+        r.stop()
+        return
+    buffer += data
+    while b"\n" in buffer:
+        line, buffer = buffer.split(b"\n", 1)
+        if line == b"free":
+            while spare:
+                os.close(spare.pop())
+        if line == b"quit":
+            r.stop()
+        report()
+
+r.add_reader(0, on_stdin)
+print(json.dumps(dict(port=lst.address[1], capacity=limit - len(fds), spare=len(spare))), flush=True)
+r.run()
+r.close()
+"""
+
+
+def wait_child(child, predicate, timeout=10.0):
+    """Ask the child for its state until ``predicate(report)``; bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = child.command("stats")
+        if predicate(report):
+            return report
+        if time.monotonic() > deadline:
+            raise AssertionError(f"child never reached the state; last report: {report}")
+        time.sleep(0.02)
+
+
+def cpu_rate(child, window=1.0):
+    """CPU seconds per second of the child over ``window`` (its own getrusage,
+    cross-checked with /proc/PID/stat)."""
+    first = child.command("stats")
+    proc_first = proc_cpu_seconds(child.proc.pid)
+    time.sleep(window)  # the measurement window, not a synchronisation
+    last = child.command("stats")
+    proc_last = proc_cpu_seconds(child.proc.pid)
+    elapsed = last["time"] - first["time"]
+    return (last["cpu"] - first["cpu"]) / elapsed, (proc_last - proc_first) / elapsed, last
+
+
+@pytest.mark.parametrize("backend", ["epoll", "select"] if "epoll" in LOOP_BACKENDS else ["select"])
+class TestExhaustionInAChild:
+    def test_pause_waits_without_spinning_and_resumes_by_itself(self, backend):
+        child = Child(EMFILE_CHILD, "pause", backend, "20")
+        pool = Clients()
+        try:
+            info = child.read_json()
+            address = ("127.0.0.1", info["port"])
+            capacity = info["capacity"]
+            n = capacity + 25
+            for i in range(n):
+                pool.connect(address).sendall(b"%05d" % i)
+            # served in queue order until the fds run out
+            for i in range(capacity):
+                assert recv_exactly(pool.socks[i], 5) == b"%05d" % i
+            report = wait_child(child, lambda rep: rep["stats"]["exhausted"] >= 1)
+            assert report["state"] == "exhausted"
+            assert report["stats"]["accepted"] == capacity
+            rate, proc_rate, report = cpu_rate(child)
+            assert rate < 0.2 and proc_rate < 0.2, (rate, proc_rate)
+            assert report["stats"]["exhausted"] <= 20  # backoff, not a busy loop
+            assert not any(readable(sock, 0) for sock in pool.socks[capacity:])  # waiting in the queue
+            # fds freed by something else: the backoff retry finds them
+            child.command("free")
+            for i in range(capacity, capacity + info["spare"]):
+                assert recv_exactly(pool.socks[i], 5) == b"%05d" % i
+            # our own connections closing frees fds: served again
+            for sock in pool.socks[:10]:
+                sock.close()
+            first_waiting = capacity + info["spare"]
+            for i in range(first_waiting, first_waiting + 10):
+                assert recv_exactly(pool.socks[i], 5) == b"%05d" % i
+            final = child.command("quit")
+            assert final["errors"] == []
+            assert child.finish() == 0
+        finally:
+            pool.close_all()
+            child.close()
+
+    def test_shed_closes_the_surplus_promptly_and_resumes_by_itself(self, backend):
+        child = Child(EMFILE_CHILD, "shed", backend, "20")
+        pool = Clients()
+        try:
+            info = child.read_json()
+            address = ("127.0.0.1", info["port"])
+            capacity = info["capacity"]
+            surplus = 25
+            start = time.monotonic()
+            for _ in range(capacity + surplus):
+                pool.connect(address)
+            # the surplus sees its connection closed (EOF), not a hang
+            for sock in pool.socks[capacity:]:
+                assert readable(sock, 3.0)
+                assert sock.recv(16) == b""
+            assert time.monotonic() - start < 3.0
+            report = wait_child(child, lambda rep: rep["stats"]["shed"] == surplus)
+            assert report["stats"]["accepted"] == capacity and report["state"] == "active"
+            assert report["stats"]["exhausted"] >= 1
+            # and the served ones are really served
+            for i, sock in enumerate(pool.socks[:capacity]):
+                sock.sendall(b"%05d" % i)
+            for i, sock in enumerate(pool.socks[:capacity]):
+                assert recv_exactly(sock, 5) == b"%05d" % i
+            rate, proc_rate, _ = cpu_rate(child)
+            assert rate < 0.2 and proc_rate < 0.2, (rate, proc_rate)
+            # free fds by closing some of our connections: new ones are served
+            for sock in pool.socks[:5]:
+                sock.close()
+            wait_child(child, lambda rep: rep["stats"]["active"] == capacity - 5)
+            fresh = [pool.connect(address) for _ in range(5)]
+            for i, sock in enumerate(fresh):
+                sock.sendall(b"new%02d" % i)
+            for i, sock in enumerate(fresh):
+                assert recv_exactly(sock, 5) == b"new%02d" % i
+            final = child.command("quit")
+            assert final["errors"] == [] and final["stats"]["shed"] == surplus
+            assert child.finish() == 0
+        finally:
+            pool.close_all()
+            child.close()
+
+
+# ------------------------------------------------------------------- backlog
+
+class TestBacklog:
+    def test_default_is_4096_clamped_to_somaxconn_and_the_kernel_agrees(self, loop):
+        lst = loop.listen(Factory())
+        assert lst.backlog == min(DEFAULT_BACKLOG, somaxconn())
+        assert kernel.listen_queue(lst.socket) == (0, lst.backlog)
+
+    def test_small_backlog_is_used_as_given(self, loop):
+        lst = loop.listen(Factory(), backlog=7)
+        assert lst.backlog == 7
+        assert kernel.listen_queue(lst.socket)[1] == 7
+
+    def test_large_backlog_is_clamped_and_reported(self, loop):
+        lst = loop.listen(Factory(), backlog=10 ** 6)
+        assert lst.backlog == somaxconn()
+        assert kernel.listen_queue(lst.socket)[1] == somaxconn()
+
+    def test_unix_backlog_is_reported(self, loop, short_dir):
+        lst = loop.listen_unix(Factory(), os.path.join(short_dir, "s"), backlog=3)
+        assert lst.backlog == 3
+
+    def test_queue_holds_the_backlog(self, loop, clients):
+        lst = loop.listen(Factory(), backlog=4)
+        lst.pause()
+        for _ in range(4):
+            clients.connect(lst.address)
+        assert kernel.listen_queue(lst.socket) == (4, 4)
+
+
+# ----------------------------------------------------------------- addresses
+
+class TestAddresses:
+    def test_port_zero_reports_the_real_port(self, loop, clients):
+        factory = Factory()
+        lst = loop.listen(factory, "127.0.0.1", 0)
+        host, port = lst.address
+        assert host == "127.0.0.1" and port > 0
+        assert lst.socket.getsockname() == ("127.0.0.1", port)
+        clients.connect(("127.0.0.1", port))
+        run_until(loop, lambda: factory.made == 1)
+
+    def test_ipv6_loopback(self, loop, clients):
+        if not socket.has_ipv6:
+            pytest.skip("no IPv6")
+        try:
+            probe = socket.socket(socket.AF_INET6)
+            probe.bind(("::1", 0))
+            probe.close()
+        except OSError:
+            pytest.skip("::1 not available")
+        factory = Factory(EchoRecorder)
+        lst = loop.listen(factory, "::1", 0)
+        assert lst.address[0] == "::1" and lst.address[1] > 0
+        assert lst.socket.family == socket.AF_INET6
+        client = clients.connect(lst.address)
+        client.sendall(b"six")
+        run_until(loop, lambda: factory.protocols and factory.protocols[0].data == b"six")
+        assert recv_exactly(client, 3) == b"six"
+        assert factory.protocols[0].transport.get_extra_info("peername")[0] == "::1"
+
+    def test_address_in_use_names_the_address(self, loop):
+        lst = loop.listen(Factory())
+        port = lst.address[1]
+        with pytest.raises(OSError) as info:
+            loop.listen(Factory(), "127.0.0.1", port)
+        assert info.value.errno == errno.EADDRINUSE
+        assert f"127.0.0.1:{port}" in str(info.value)
+
+    def test_reuse_port_lets_two_listeners_share_a_port(self, loop):
+        if not hasattr(socket, "SO_REUSEPORT"):
+            pytest.skip("no SO_REUSEPORT")
+        first = loop.listen(Factory(), reuse_port=True)
+        second = loop.listen(Factory(), port=first.address[1], reuse_port=True)
+        assert second.address == first.address
+
+    def test_an_already_bound_socket(self, loop, clients):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        factory = Factory()
+        lst = loop.listen(factory, sock=sock)
+        assert lst.socket is sock and lst.address == sock.getsockname()
+        clients.connect(lst.address)
+        run_until(loop, lambda: factory.made == 1)
+        lst.close()
+        assert sock.fileno() == -1
+
+
+class TestUnix:
+    def test_serves_and_removes_its_path_on_close(self, loop, clients, short_dir):
+        path = os.path.join(short_dir, "s")
+        factory = Factory(EchoRecorder)
+        lst = loop.listen_unix(factory, path)
+        assert lst.address == path
+        client = clients.connect(path)
+        client.sendall(b"unix")
+        run_until(loop, lambda: factory.protocols and factory.protocols[0].data == b"unix")
+        assert recv_exactly(client, 4) == b"unix"
+        lst.close()
+        assert not os.path.exists(path)
+
+    def test_stale_socket_file_is_replaced(self, loop, clients, short_dir):
+        path = os.path.join(short_dir, "s")
+        dead = socket.socket(socket.AF_UNIX)
+        dead.bind(path)
+        dead.listen(1)
+        dead.close()  # leaves the file behind, nobody listening
+        assert os.path.exists(path)
+        factory = Factory()
+        loop.listen_unix(factory, path)
+        clients.connect(path)
+        run_until(loop, lambda: factory.made == 1)
+
+    def test_live_socket_is_refused_with_eaddrinuse(self, loop, short_dir):
+        path = os.path.join(short_dir, "s")
+        live = loop.listen_unix(Factory(), path)
+        with pytest.raises(OSError) as info:
+            loop.listen_unix(Factory(), path)
+        assert info.value.errno == errno.EADDRINUSE
+        assert path in str(info.value)
+        assert live.state == "active" and os.path.exists(path)
+
+    def test_a_file_that_is_not_a_socket_is_left_alone(self, loop, short_dir):
+        path = os.path.join(short_dir, "f")
+        with open(path, "w") as f:
+            f.write("precious")
+        with pytest.raises(FileExistsError):
+            loop.listen_unix(Factory(), path)
+        with open(path) as f:
+            assert f.read() == "precious"
+
+    def test_close_does_not_remove_another_servers_socket(self, loop, short_dir):
+        path = os.path.join(short_dir, "s")
+        first = loop.listen_unix(Factory(), path)
+        os.unlink(path)
+        second = loop.listen_unix(Factory(), path)
+        first.close()
+        assert os.path.exists(path)
+        second.close()
+        assert not os.path.exists(path)
+
+
+# ----------------------------------------------------------- listener's API
+
+class TestListenerApi:
+    def test_pause_queues_resume_accepts(self, loop, clients):
+        factory = Factory()
+        lst = loop.listen(factory)
+        lst.pause()
+        assert lst.state == "paused" and not lst.is_serving()
+        clients.connect(lst.address)
+        run_for(loop, 0.1)
+        assert factory.made == 0
+        assert kernel.listen_queue(lst.socket)[0] == 1
+        lst.pause()  # idempotent
+        lst.resume()
+        assert lst.state == "active" and lst.is_serving()
+        run_until(loop, lambda: factory.made == 1)
+        lst.resume()  # idempotent
+        assert lst.stats.wakeups == 1
+
+    def test_close_stops_listening_and_keeps_connections(self, loop, clients):
+        factory = Factory(EchoRecorder)
+        lst = loop.listen(factory)
+        listening_fd = lst.socket.fileno()
+        before = open_fds()
+        client = clients.connect(lst.address)
+        run_until(loop, lambda: factory.made == 1)
+        lst.close()
+        assert lst.state == "closed" and not lst.is_serving()
+        assert lst.socket.fileno() == -1
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(lst.address, timeout=5).close()
+        client.sendall(b"after")
+        run_until(loop, lambda: factory.protocols[0].data == b"after")
+        assert recv_exactly(client, 5) == b"after"
+        lst.close()  # idempotent
+        lst.resume()
+        lst.pause()
+        assert lst.state == "closed"
+        client.close()
+        run_until(loop, lambda: factory.lost == 1)
+        assert open_fds() == before - {listening_fd}
+
+    def test_stats_repr_and_dict(self, loop):
+        lst = loop.listen(Factory())
+        d = lst.stats.as_dict()
+        for name in ("accepted", "aborted", "exhausted", "shed", "rejected", "batches", "max_batch"):
+            assert d[name] == 0
+        assert "backlog" in repr(lst)
+
+    def test_listen_on_a_closed_reactor_raises(self, backend):
+        r = reactor.Reactor(backend=backend)
+        r.close()
+        with pytest.raises(reactor.ReactorStateError):
+            r.listen(Factory())
+
+
+class TestValidation:
+    @pytest.mark.parametrize(
+        "kwargs, exc, name",
+        [
+            (dict(protocol_factory=42), TypeError, "protocol_factory"),
+            (dict(backlog="10"), TypeError, "backlog"),
+            (dict(backlog=1.5), TypeError, "backlog"),
+            (dict(backlog=True), TypeError, "backlog"),
+            (dict(backlog=-1), ValueError, "backlog"),
+            (dict(max_accepts="1"), TypeError, "max_accepts"),
+            (dict(max_accepts=0), ValueError, "max_accepts"),
+            (dict(on_exhausted="drop"), ValueError, "on_exhausted"),
+            (dict(port=70000), ValueError, "port"),
+            (dict(port=-1), ValueError, "port"),
+            (dict(port="80"), TypeError, "port"),
+            (dict(host=1), TypeError, "host"),
+        ],
+    )
+    def test_tcp_arguments(self, loop, kwargs, exc, name):
+        kwargs = dict(kwargs)
+        factory = kwargs.pop("protocol_factory", Factory())
+        before = open_fds()
+        with pytest.raises(exc) as info:
+            loop.listen(factory, **kwargs)
+        assert name in str(info.value)
+        assert open_fds() == before
+
+    def test_a_datagram_socket_is_refused(self, loop):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            with pytest.raises(ValueError, match="SOCK_STREAM"):
+                loop.listen(Factory(), sock=sock)
+        finally:
+            sock.close()
+
+    @pytest.mark.parametrize(
+        "kwargs, exc, name",
+        [
+            (dict(path=1), TypeError, "path"),
+            (dict(backlog="x"), TypeError, "backlog"),
+            (dict(max_accepts=0), ValueError, "max_accepts"),
+            (dict(protocol_factory=None), TypeError, "protocol_factory"),
+        ],
+    )
+    def test_unix_arguments(self, loop, short_dir, kwargs, exc, name):
+        kwargs = dict(kwargs)
+        path = kwargs.pop("path", os.path.join(short_dir, "s"))
+        factory = kwargs.pop("protocol_factory", Factory())
+        with pytest.raises(exc) as info:
+            loop.listen_unix(factory, path, **kwargs)
+        assert name in str(info.value)
+        if isinstance(path, str):
+            assert not os.path.exists(path)
+
+
+
+def test_echo_protocol_is_served_on_every_backend(loop, clients):
+    lst = loop.listen(EchoProtocol)
+    client = clients.connect(lst.address)
+    client.sendall(b"hello")
+    got = bytearray()
+
+    def check():
+        if readable(client, 0):
+            got.extend(client.recv(100))
+        return bytes(got) == b"hello"
+
+    run_until(loop, check)
+

@@ -1,0 +1,745 @@
+"""The stream transport on real loopback sockets (TCP, and Unix where the
+behaviour is the same), every backend: FIN vs RST, half-close, backpressure
+with a slow reader, dead and resetting peers, exactly-once connection_lost,
+and fds that never outlive their transport."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+import reactor
+from reactor.errors import ReactorStateError
+from reactor.protocols import EchoProtocol
+from reactor.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_SIZE
+
+from .conftest import open_fds, run_until
+from .helpers_server import (
+    LINGER_RST,
+    BackgroundReader,
+    Clients,
+    Factory,
+    Recorder,
+    readable,
+    recv_exactly,
+    run_for,
+)
+
+TCP_CLOSE = 7  # tcp_info.tcpi_state once a reset arrived
+
+
+@pytest.fixture
+def clients():
+    pool = Clients()
+    yield pool
+    pool.close_all()
+
+
+@pytest.fixture(params=["tcp", "unix"])
+def family(request):
+    return request.param
+
+
+@pytest.fixture
+def short_dir():
+    path = tempfile.mkdtemp(prefix="rx-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def serve(loop, factory, family="tcp", short_dir=None):
+    if family == "unix":
+        return loop.listen_unix(factory, os.path.join(short_dir, "s"))
+    return loop.listen(factory)
+
+
+def connected(loop, clients, factory, family="tcp", short_dir=None, cls_kwargs=None):
+    """A listener, one client, and the server protocol of that client."""
+    lst = serve(loop, factory, family, short_dir)
+    client = clients.connect(lst.address)
+    run_until(loop, lambda: len(factory.protocols) == 1 and factory.protocols[0].made)
+    return lst, client, factory.protocols[0]
+
+
+def wait_tcp_state(sock, state, timeout=5.0):
+    """Poll a TCP socket's state (tcp_info's first byte) until it is ``state``."""
+    deadline = time.monotonic() + timeout
+    while sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] != state:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"TCP state never became {state}")
+        time.sleep(0.001)
+
+
+class EchoRecorder(Recorder):
+    def data_received(self, data):
+        super().data_received(data)
+        self.transport.write(data)
+
+
+# ------------------------------------------------------------------ FIN / RST
+
+class TestCloseVersusAbort:
+    def test_close_sends_fin(self, loop, clients, family, short_dir):
+        _, client, p = connected(loop, clients, Factory(), family, short_dir)
+        p.transport.close()
+        assert p.transport.is_closing()
+        assert client.recv(10) == b""
+        run_until(loop, lambda: p.lost)
+        assert p.lost == [None]
+
+    def test_abort_sends_rst(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        p.transport.write(b"dropped?")
+        p.transport.abort()
+        with pytest.raises(ConnectionResetError):
+            # data already sent may arrive first; the reset follows
+            while client.recv(100):
+                pass
+        run_until(loop, lambda: p.lost)
+        assert p.lost == [None]
+
+    def test_abort_drops_the_queue(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        p.transport.write(b"x" * (16 << 20))  # far more than the kernel takes
+        assert p.transport.get_write_buffer_size() > 0
+        p.transport.abort()
+        assert p.transport.get_write_buffer_size() == 0
+        got = 0
+        with pytest.raises(ConnectionResetError):
+            while True:
+                chunk = client.recv(1 << 20)
+                if not chunk:
+                    break
+                got += len(chunk)
+        assert got < 16 << 20
+
+
+# ----------------------------------------------------------------- half-close
+
+class TestHalfClose:
+    def test_peer_eof_calls_eof_received_and_closes_by_default(self, loop, clients, family, short_dir):
+        _, client, p = connected(loop, clients, Factory(), family, short_dir)
+        client.sendall(b"last words")
+        client.shutdown(socket.SHUT_WR)
+        run_until(loop, lambda: p.lost)
+        assert p.events == ["made", "data", "eof", "lost"]
+        assert p.data == b"last words" and p.lost == [None]
+        assert client.recv(10) == b""
+
+    def test_returning_true_keeps_the_write_side_open(self, loop, clients, family, short_dir):
+        class KeepOpen(Recorder):
+            eof_result = True
+
+        _, client, p = connected(loop, clients, Factory(KeepOpen), family, short_dir)
+        client.shutdown(socket.SHUT_WR)
+        run_until(loop, lambda: p.eofs == 1)
+        assert not p.transport.is_closing()
+        p.transport.write(b"reply after your EOF")
+        assert recv_exactly(client, 20) == b"reply after your EOF"
+        run_for(loop, 0.02)
+        assert not p.lost
+        p.transport.close()
+        assert client.recv(10) == b""
+        run_until(loop, lambda: p.lost)
+        assert p.lost == [None] and p.eofs == 1
+
+    def test_write_eof_lets_the_peer_keep_sending(self, loop, clients, family, short_dir):
+        _, client, p = connected(loop, clients, Factory(), family, short_dir)
+        t = p.transport
+        assert t.can_write_eof()
+        t.write(b"before eof")
+        t.write_eof()
+        t.write_eof()  # idempotent
+        assert recv_exactly(client, 10) == b"before eof"
+        assert client.recv(10) == b""  # our FIN
+        with pytest.raises(ReactorStateError):
+            t.write(b"after eof")
+        client.sendall(b"still talking")
+        run_until(loop, lambda: p.data == b"still talking")
+        assert t.is_reading() and not p.lost
+        client.close()
+        run_until(loop, lambda: p.lost)
+        assert p.lost == [None] and p.events[-2:] == ["eof", "lost"]
+
+    def test_eof_is_delivered_once_even_if_reading_is_resumed(self, loop, clients):
+        class KeepOpen(Recorder):
+            eof_result = True
+
+        _, client, p = connected(loop, clients, Factory(KeepOpen))
+        client.shutdown(socket.SHUT_WR)
+        run_until(loop, lambda: p.eofs == 1)
+        assert not p.transport.is_reading()
+        p.transport.pause_reading()
+        p.transport.resume_reading()  # e.g. from resume_writing()
+        run_for(loop, 0.05)
+        assert p.eofs == 1 and not p.transport.is_reading()
+        p.transport.write(b"still writable")
+        assert recv_exactly(client, 14) == b"still writable"
+
+    def test_write_eof_waits_for_the_queue(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        payload = random.randbytes(8 << 20)
+        p.transport.write(payload)
+        assert p.transport.get_write_buffer_size() > 0
+        p.transport.write_eof()
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: reader.done, timeout=20)
+        reader.join()
+        assert reader.error is None
+        assert bytes(reader.data) == payload  # all of it, then EOF
+        assert not p.lost
+
+
+# --------------------------------------------------------------- backpressure
+
+class TestBackpressure:
+    def test_64_mib_echo_to_a_slow_reader_with_bounded_memory(self, loop, clients):
+        total = 64 << 20
+        block = random.randbytes(1 << 20)
+        high = DEFAULT_HIGH_WATER
+
+        class MeasuredEcho(EchoProtocol):
+            peak = 0
+            pauses = 0
+
+            def data_received(self, data):
+                super().data_received(data)
+                size = self.transport.get_write_buffer_size()
+                if size > MeasuredEcho.peak:
+                    MeasuredEcho.peak = size
+
+            def pause_writing(self):
+                MeasuredEcho.pauses += 1
+                super().pause_writing()
+
+            def connection_lost(self, exc):
+                MeasuredEcho.lost = exc
+
+        factory = Factory(MeasuredEcho)
+        lst = loop.listen(factory)
+        client = clients.connect(lst.address)
+        client.settimeout(30)
+        sent_hash = hashlib.sha256()
+        got_hash = hashlib.sha256()
+        sender_error = []
+
+        def send():
+            try:
+                for i in range(total // len(block)):
+                    chunk = block[i:] + block[:i]
+                    sent_hash.update(chunk)
+                    client.sendall(chunk)
+                client.shutdown(socket.SHUT_WR)
+            except BaseException as exc:
+                sender_error.append(exc)
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        # the reader starts late: everything backs up into the server first
+        reader = BackgroundReader(client, delay=0.3, chunk=1 << 18, on_chunk=got_hash.update)
+        run_until(loop, lambda: reader.done and hasattr(MeasuredEcho, "lost"), timeout=60)
+        sender.join(10)
+        reader.join()
+        assert not sender_error and reader.error is None
+        assert reader.count == total
+        assert got_hash.digest() == sent_hash.digest()
+        assert MeasuredEcho.pauses >= 1  # the slow reader did push back
+        assert MeasuredEcho.peak <= high + READ_SIZE
+        assert MeasuredEcho.lost is None
+
+    def test_pause_and_resume_writing_at_the_water_marks(self, loop, clients):
+        class Marks(Recorder):
+            def pause_writing(self):
+                super().pause_writing()
+                self.size_at_pause = self.transport.get_write_buffer_size()
+
+            def resume_writing(self):
+                super().resume_writing()
+                self.size_at_resume = self.transport.get_write_buffer_size()
+
+        _, client, p = connected(loop, clients, Factory(Marks))
+        t = p.transport
+        t.set_write_buffer_limits(high=1 << 30)
+        while t.get_write_buffer_size() == 0:  # fill the kernel's buffers
+            t.write(b"k" * (256 << 10))
+        queued = t.get_write_buffer_size()
+        t.set_write_buffer_limits(high=queued + 1000, low=100)
+        assert t.get_write_buffer_limits() == (100, queued + 1000)
+        t.write(b"a" * 1000)
+        assert p.paused == 0  # exactly at the high mark: not over it
+        t.write(b"b")
+        assert p.paused == 1 and p.size_at_pause == queued + 1001
+        t.write(b"c" * 5000)
+        assert p.paused == 1  # once per crossing
+        t.close()
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: p.lost and reader.done, timeout=20)
+        reader.join()
+        assert p.resumed == 1 and p.size_at_resume <= 100
+        assert p.events.index("pause") < p.events.index("resume") < p.events.index("lost")
+
+    def test_lowering_the_high_mark_below_the_queue_pauses_at_once(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        t = p.transport
+        t.set_write_buffer_limits(high=1 << 30)
+        while t.get_write_buffer_size() == 0:
+            t.write(b"k" * (256 << 10))
+        assert p.paused == 0
+        t.set_write_buffer_limits(high=t.get_write_buffer_size() - 1)
+        assert p.paused == 1
+
+    def test_buffer_limits_defaults_and_validation(self, loop, clients):
+        _, _, p = connected(loop, clients, Factory())
+        t = p.transport
+        assert t.get_write_buffer_limits() == (DEFAULT_LOW_WATER, DEFAULT_HIGH_WATER)
+        t.set_write_buffer_limits(high=100)
+        assert t.get_write_buffer_limits() == (25, 100)
+        t.set_write_buffer_limits(low=10)
+        assert t.get_write_buffer_limits() == (10, 40)
+        t.set_write_buffer_limits()
+        assert t.get_write_buffer_limits() == (DEFAULT_LOW_WATER, DEFAULT_HIGH_WATER)
+        t.set_write_buffer_limits(high=0, low=0)
+        assert t.get_write_buffer_limits() == (0, 0)
+        for kwargs, exc, name in [
+            (dict(high="1"), TypeError, "high"),
+            (dict(high=1.5), TypeError, "high"),
+            (dict(low=True), TypeError, "low"),
+            (dict(high=10, low=11), ValueError, "low"),
+            (dict(high=-1), ValueError, "high"),
+            (dict(low=-1, high=5), ValueError, "low"),
+        ]:
+            with pytest.raises(exc, match=name):
+                t.set_write_buffer_limits(**kwargs)
+        assert t.get_write_buffer_limits() == (0, 0)  # unchanged by the failures
+
+    def test_pause_reading_stops_data_until_resumed(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        t = p.transport
+        t.pause_reading()
+        assert not t.is_reading()
+        client.sendall(b"held back")
+        run_for(loop, 0.05)
+        assert p.data == b""
+        t.resume_reading()
+        assert t.is_reading()
+        run_until(loop, lambda: p.data == b"held back")
+
+
+# --------------------------------------------------------------- dying peers
+
+KILLED_CLIENT = r"""
+import socket, sys, time
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+print("connected", flush=True)
+time.sleep(60)
+"""
+
+
+class TestDeadPeers:
+    @pytest.mark.parametrize("unread", [False, True], ids=["idle", "unread-data"])
+    def test_peer_killed_with_sigkill(self, loop, unread):
+        factory = Factory()
+        lst = loop.listen(factory)
+        before = open_fds()
+        child = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, str(lst.address[1])],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            assert readable(child.stdout, 10), "child did not connect"
+            assert child.stdout.readline() == b"connected\n"
+            run_until(loop, lambda: factory.protocols and factory.protocols[0].made)
+            p = factory.protocols[0]
+            if unread:
+                p.transport.write(b"you will never read this")
+            child.send_signal(signal.SIGKILL)
+            child.wait(10)
+            run_until(loop, lambda: p.lost)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+            child.stdout.close()
+        # The kernel closes a killed process's sockets: FIN, or RST when it
+        # had unread data.
+        if unread:
+            assert len(p.lost) == 1 and isinstance(p.lost[0], ConnectionResetError)
+            assert p.eofs == 0
+        else:
+            assert p.lost == [None] and p.eofs == 1
+        assert open_fds() == before
+
+    @pytest.mark.parametrize("path", ["direct", "queued"])
+    def test_writing_to_a_closed_peer_is_broken_pipe_without_sigpipe(self, loop, clients, path):
+        class KeepOpen(Recorder):
+            eof_result = True
+
+        pipes = []
+        previous = signal.signal(signal.SIGPIPE, lambda *args: pipes.append(args[0]))
+        try:
+            _, client, p = connected(loop, clients, Factory(KeepOpen))
+            t = p.transport
+            client.close()  # FIN; its kernel answers whatever we send next with RST
+            run_until(loop, lambda: p.eofs == 1)
+            if path == "direct":
+                t.write(b"first")  # accepted by our kernel, reset by theirs
+                wait_tcp_state(t.get_extra_info("socket"), TCP_CLOSE)
+                t.write(b"second")  # EPIPE
+            else:
+                t.set_write_buffer_limits(high=1 << 30)
+                t.write(b"x" * (8 << 20))
+                t.write(b"y" * (1 << 20))  # queued behind: flushed with sendmsg
+            run_until(loop, lambda: p.lost)
+            assert len(p.lost) == 1 and isinstance(p.lost[0], (BrokenPipeError, ConnectionResetError))
+            if path == "direct":
+                assert isinstance(p.lost[0], BrokenPipeError)
+            t.write(b"dropped quietly")  # the connection is gone; the protocol was told
+        finally:
+            signal.signal(signal.SIGPIPE, previous)
+        assert pipes == []  # never SIGPIPE, whatever the process's SIGPIPE disposition
+
+    @pytest.mark.parametrize("queued", [False, True])
+    def test_writing_after_the_peer_reset(self, loop, clients, queued):
+        pipes = []
+        previous = signal.signal(signal.SIGPIPE, lambda *args: pipes.append(args[0]))
+        try:
+            _, client, p = connected(loop, clients, Factory())
+            t = p.transport
+            t.pause_reading()  # so the reset is found by writing, not reading
+            if queued:
+                t.set_write_buffer_limits(high=1 << 30)
+                t.write(b"x" * (8 << 20))
+                assert t.get_write_buffer_size() > 0
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            client.close()
+            wait_tcp_state(t.get_extra_info("socket"), TCP_CLOSE)
+            t.write(b"into the void")
+            run_until(loop, lambda: p.lost)
+            assert len(p.lost) == 1 and isinstance(p.lost[0], (ConnectionResetError, BrokenPipeError))
+        finally:
+            signal.signal(signal.SIGPIPE, previous)
+        assert pipes == []
+
+    def test_peer_reset_while_reading(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        client.close()
+        run_until(loop, lambda: p.lost)
+        assert len(p.lost) == 1 and isinstance(p.lost[0], ConnectionResetError)
+        assert p.eofs == 0
+
+
+# ------------------------------------------------------ callbacks fail alone
+
+class TestFailingCallbacks:
+    def test_exception_in_data_received_aborts_only_that_connection(self, loop, errors, clients):
+        class Fragile(EchoRecorder):
+            def data_received(self, data):
+                if data == b"boom":
+                    raise ValueError("protocol bug")
+                super().data_received(data)
+
+        factory = Factory(Fragile)
+        lst = loop.listen(factory)
+        healthy = clients.connect(lst.address)
+        fragile = clients.connect(lst.address)
+        run_until(loop, lambda: len(factory.protocols) == 2)
+        fragile.sendall(b"boom")
+        run_until(loop, lambda: errors.contexts)
+        with pytest.raises(ConnectionResetError):
+            fragile.recv(10)  # aborted: RST
+        (context,) = errors.take()
+        assert isinstance(context["exception"], ValueError)
+        assert "data_received" in context["message"]
+        broken = context["protocol"]
+        run_until(loop, lambda: broken.lost)
+        assert broken.lost == [None]
+        healthy.sendall(b"fine")
+        run_until(loop, lambda: sum(p.data == b"fine" for p in factory.protocols) == 1)
+        assert recv_exactly(healthy, 4) == b"fine"
+        assert lst.state == "active"
+
+    @pytest.mark.parametrize("method", ["connection_made", "eof_received", "connection_lost",
+                                        "pause_writing"])
+    def test_exception_in_any_callback_reaches_the_handler(self, loop, errors, clients, method):
+        class Failing(Recorder):
+            pass
+
+        def fail(self, *args):
+            getattr(Recorder, method)(self, *args)
+            raise RuntimeError(method)
+
+        setattr(Failing, method, fail)
+        factory = Factory(Failing)
+        lst = loop.listen(factory)
+        client = clients.connect(lst.address)
+        run_until(loop, lambda: factory.protocols and factory.protocols[0].made)
+        p = factory.protocols[0]
+        if method == "eof_received":
+            client.shutdown(socket.SHUT_WR)
+        elif method == "connection_lost":
+            p.transport.close()
+        elif method == "pause_writing":
+            p.transport.set_write_buffer_limits(high=0)
+            p.transport.write(b"x" * (16 << 20))
+        run_until(loop, lambda: errors.contexts)
+        (context,) = errors.take()
+        assert str(context["exception"]) == method and method in context["message"]
+        if method != "pause_writing":
+            run_until(loop, lambda: p.lost)
+            assert len(p.lost) == 1
+        run_for(loop, 0.01)
+        assert not errors.take()
+
+
+# ------------------------------------------------- connection_lost exactly once
+
+def _scenario(name, loop, client, p):
+    t = p.transport
+    if name == "close":
+        t.close()
+    elif name == "close-twice":
+        t.close()
+        t.close()
+    elif name == "close-with-queue":
+        t.write(b"q" * (8 << 20))
+        t.close()
+        return BackgroundReader(client)
+    elif name == "abort":
+        t.abort()
+    elif name == "close-then-abort":
+        t.write(b"q" * (8 << 20))
+        t.close()
+        t.abort()
+    elif name == "abort-then-close":
+        t.abort()
+        t.close()
+        t.abort()
+    elif name == "peer-fin":
+        client.shutdown(socket.SHUT_WR)
+    elif name == "peer-rst":
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        client.close()
+    elif name == "write-eof-then-peer-close":
+        t.write_eof()
+        client.close()
+    elif name == "reactor-close-open":
+        loop.close()
+    elif name == "reactor-close-after-close":
+        t.close()
+        loop.close()
+    elif name == "reactor-close-with-queue":
+        t.write(b"q" * (8 << 20))
+        t.close()
+        loop.close()
+    else:  # pragma: no cover
+        raise AssertionError(name)
+    return None
+
+
+@pytest.mark.parametrize("scenario", [
+    "close", "close-twice", "close-with-queue", "abort", "close-then-abort", "abort-then-close", "peer-fin",
+    "peer-rst", "write-eof-then-peer-close", "reactor-close-open", "reactor-close-after-close",
+    "reactor-close-with-queue",
+])
+def test_connection_lost_exactly_once(loop, clients, scenario):
+    factory = Factory()
+    lst = loop.listen(factory)
+    before = open_fds()
+    client = clients.connect(lst.address)
+    run_until(loop, lambda: factory.protocols and factory.protocols[0].made)
+    p = factory.protocols[0]
+    reader = _scenario(scenario, loop, client, p)
+    if not loop.is_closed():
+        run_until(loop, lambda: p.lost, timeout=20)
+        run_for(loop, 0.02)
+    if reader is not None:
+        reader.join()
+        assert reader.error is None and reader.count == 8 << 20
+    assert len(p.lost) == 1, p.events
+    assert p.events.count("lost") == 1 and p.events[-1] == "lost"
+    assert p.transport.is_closing()
+    clients.close_all()
+    after = open_fds()
+    assert after <= before, after - before
+
+
+# -------------------------------------------------------------- state errors
+
+class TestStateErrors:
+    def test_write_after_close_raises(self, loop, clients):
+        _, _, p = connected(loop, clients, Factory())
+        p.transport.close()
+        with pytest.raises(ReactorStateError):
+            p.transport.write(b"late")
+        run_until(loop, lambda: p.lost)
+        with pytest.raises(ReactorStateError):
+            p.transport.write(b"later")
+
+    def test_write_after_close_with_a_queue_raises(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        p.transport.write(b"q" * (8 << 20))
+        p.transport.close()
+        with pytest.raises(ReactorStateError):
+            p.transport.writelines([b"late"])
+        client.close()
+        run_until(loop, lambda: p.lost)
+
+    def test_write_after_abort_raises(self, loop, clients):
+        _, _, p = connected(loop, clients, Factory())
+        p.transport.abort()
+        with pytest.raises(ReactorStateError):
+            p.transport.write(b"late")
+
+    def test_write_rejects_non_bytes(self, loop, clients):
+        _, _, p = connected(loop, clients, Factory())
+        with pytest.raises(TypeError, match="str"):
+            p.transport.write("text")
+
+    def test_memoryviews_of_wide_items_are_sent_whole(self, loop, clients):
+        import array
+
+        _, client, p = connected(loop, clients, Factory())
+        items = array.array("Q", range(1 << 21))  # 16 MiB: the kernel takes only part at once
+        p.transport.write(memoryview(items))
+        assert 0 < p.transport.get_write_buffer_size() < len(items) * items.itemsize
+        p.transport.close()
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: reader.done and p.lost, timeout=20)
+        reader.join()
+        assert bytes(reader.data) == items.tobytes()
+
+    def test_empty_write_is_a_no_op(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        p.transport.write(b"")
+        p.transport.write(b"x")
+        assert recv_exactly(client, 1) == b"x"
+
+    def test_mutable_buffers_are_copied_when_queued(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        t = p.transport
+        t.set_write_buffer_limits(high=1 << 30)
+        filler = b"k" * (256 << 10)
+        sent = bytearray()
+        while t.get_write_buffer_size() == 0:
+            t.write(filler)
+            sent += filler
+        data = bytearray(b"original")
+        t.write(data)
+        sent += data
+        data[:] = b"CHANGED!"
+        t.close()
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: reader.done, timeout=20)
+        reader.join()
+        assert bytes(reader.data) == bytes(sent)
+
+
+# ------------------------------------------------------------------- extras
+
+class TestExtraInfo:
+    def test_tcp(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        t = p.transport
+        assert t.get_extra_info("peername") == client.getsockname()
+        assert t.get_extra_info("sockname") == client.getpeername()
+        sock = t.get_extra_info("socket")
+        assert isinstance(sock, socket.socket) and sock.getpeername() == client.getsockname()
+        assert t.get_extra_info("nonsense", "default") == "default"
+        assert t.get_extra_info("nonsense") is None
+        assert t.get_protocol() is p
+        assert "open" in repr(t)
+
+    def test_unix(self, loop, clients, short_dir):
+        lst, client, p = connected(loop, clients, Factory(), "unix", short_dir)
+        t = p.transport
+        assert t.get_extra_info("sockname") == lst.address
+        assert t.get_extra_info("peername") in ("", None, b"")
+        assert t.get_extra_info("socket").family == socket.AF_UNIX
+
+
+# ---------------------------------------------------------- nothing is lost
+
+class TestNothingLost:
+    @pytest.mark.parametrize("how", ["one-write", "many-writes", "writelines"])
+    def test_every_byte_written_before_close_arrives(self, loop, clients, family, short_dir, how):
+        payload = random.randbytes(4 << 20)
+
+        class WriteAndClose(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                if how == "one-write":
+                    transport.write(payload)
+                elif how == "many-writes":
+                    for i in range(0, len(payload), 4096):
+                        transport.write(payload[i:i + 4096])
+                else:
+                    transport.writelines(payload[i:i + 65536] for i in range(0, len(payload), 65536))
+                transport.close()
+
+        factory = Factory(WriteAndClose)
+        lst = serve(loop, factory, family, short_dir)
+        before = open_fds()
+        client = clients.connect(lst.address)
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: reader.done and factory.lost == 1, timeout=20)
+        reader.join()
+        assert reader.error is None
+        assert hashlib.sha256(reader.data).digest() == hashlib.sha256(payload).digest()
+        assert factory.protocols[0].lost == [None]
+        clients.close_all()
+        assert open_fds() == before
+
+    def test_no_fd_outlives_its_transport(self, loop, clients):
+        factory = Factory(EchoRecorder)
+        lst = loop.listen(factory)
+        before = open_fds()
+        for i in range(30):
+            client = clients.connect(lst.address)
+            client.sendall(b"x")
+            if i % 3 == 0:
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        run_until(loop, lambda: sum(len(p.data) for p in factory.protocols) == 30)
+        for i, p in enumerate(factory.protocols):
+            if i % 5 == 1:
+                p.transport.abort()
+            elif i % 5 == 2:
+                p.transport.close()
+        clients.close_all()
+        run_until(loop, lambda: factory.lost == 30)
+        assert open_fds() == before
+        assert lst.stats.active == 0
+
+
+def test_reactor_close_releases_every_fd(backend, clients):
+    before = open_fds()
+    r = reactor.Reactor(backend=backend)
+    factory = Factory()
+    tcp = r.listen(factory)
+    short = tempfile.mkdtemp(prefix="rx-", dir="/tmp")
+    try:
+        unix = r.listen_unix(factory, os.path.join(short, "s"))
+        for address in (tcp.address, unix.address, tcp.address):
+            clients.connect(address)
+        run_until(r, lambda: factory.made == 3)
+        factory.protocols[0].transport.write(b"q" * (8 << 20))  # a queue left unflushed
+        factory.protocols[1].transport.pause_reading()
+        r.close()
+        assert tcp.state == "closed" and unix.state == "closed"
+        assert not os.path.exists(os.path.join(short, "s"))
+        assert [p.lost for p in factory.protocols] == [[None]] * 3
+        clients.close_all()
+        assert open_fds() == before
+    finally:
+        r.close()
+        shutil.rmtree(short, ignore_errors=True)
+
