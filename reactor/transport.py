@@ -52,21 +52,19 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .errors import ReactorStateError
+from .loop import READ_BUFFER_SIZE as READ_SIZE  # bytes one read may deliver
 from .protocols import Protocol as _BaseProtocol
 
 if TYPE_CHECKING:
     from .loop import Reactor
     from .protocols import Protocol
 
-__all__ = ["Transport", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER"]
+__all__ = ["Transport", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "READ_SIZE"]
 
 #: pause_writing() once this many bytes are queued
 DEFAULT_HIGH_WATER = 64 * 1024
 #: resume_writing() once the queue drains below this
 DEFAULT_LOW_WATER = 16 * 1024
-#: bytes asked of recv() per readiness event: large enough that a fast sender
-#: is drained in few calls, small enough not to over-allocate per connection
-READ_SIZE = 256 * 1024
 #: buffers per sendmsg(): Linux's IOV_MAX is 1024
 MAX_IOV = 1024
 _LINGER_RST = struct.pack("ii", 1, 0)
@@ -158,14 +156,16 @@ class Transport:
     # ------------------------------------------------------------- reading
 
     def _read_ready(self) -> None:
+        view = self._reactor._read_view
         try:
-            data = self._sock.recv(READ_SIZE)
+            count = self._sock.recv_into(view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._connection_failed(exc)
             return
-        if data:
+        if count:
+            data = view[:count].tobytes()
             try:
                 self._protocol.data_received(data)
             except (SystemExit, KeyboardInterrupt):
