@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backends", type=_name_list(available_backends()), default=None,
                        help="comma-separated (default: select,poll,epoll where available)")
     bench.add_argument("--native", type=_on_off_list, default=None, help="on,off (default: both)")
-    bench.add_argument("--idle", type=_int_list, default=None, help="idle connections, e.g. 0,1000,10000")
+    bench.add_argument("--idle", type=_int_list, default=None, help="idle connections (default: 0,800,10000)")
     bench.add_argument("--peers", type=_peer_list, default=None,
                        help="asyncio,uvloop,tornado,twisted,trio or none (default: asyncio,uvloop)")
     bench.add_argument("--concurrency", type=_positive_int, default=64, help="connections in flight (default: 64)")

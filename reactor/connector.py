@@ -567,7 +567,7 @@ class ConnectAttempt:
         transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
         self._reactor._resources.add(transport)
         try:
-            failure = _start_transport(self._reactor, transport)
+            failure = transport._start()
         except BaseException as exc:  # SystemExit / KeyboardInterrupt from connection_made
             self._finish(_FAILED, exception=exc)
             raise
@@ -679,32 +679,6 @@ def _lookup(getaddrinfo: Callable[..., Any], host: str, port: int, what: str) ->
     if not infos:
         raise socket.gaierror(socket.EAI_NONAME, f"cannot resolve {what}: no address")
     return infos
-
-
-def _start_transport(reactor: Reactor, transport: Transport) -> BaseException | None:
-    """``transport._start()``, returning the exception if ``connection_made``
-    raised. The transport reports that to the exception handler and aborts
-    itself, but does not tell its caller; so the handler is wrapped for the
-    duration of the call to see it pass."""
-    failures: list[BaseException] = []
-    previous = reactor.get_exception_handler()
-
-    def recording(loop: Reactor, context: dict) -> None:
-        if context.get("transport") is transport and context.get("exception") is not None:
-            failures.append(context["exception"])
-        if previous is None:
-            loop.default_exception_handler(context)
-        else:
-            previous(loop, context)
-
-    reactor.set_exception_handler(recording)
-    try:
-        transport._start()
-    finally:
-        # unless connection_made installed a handler of its own
-        if reactor.get_exception_handler() is recording:
-            reactor.set_exception_handler(previous)
-    return failures[0] if failures else None
 
 
 # ------------------------------------------------------------ construction

@@ -218,6 +218,9 @@ class Listener:
         self._sock.close()
         self._reactor._resources.discard(self)
 
+    #: Reactor.close() closes listeners before connections
+    _reactor_close_order = 0
+
     def _reactor_closing(self) -> None:
         self.close()
 

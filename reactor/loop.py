@@ -186,7 +186,9 @@ class Reactor:
             raise ReactorStateError("cannot close a running reactor; stop() it first")
         if self._closed:
             return
-        for resource in list(self._resources):
+        # Listeners first (order 0), so that no listener resumes accepting
+        # while connections (order 2) close; then everything else.
+        for resource in sorted(self._resources, key=lambda r: getattr(r, "_reactor_close_order", 1)):
             resource._reactor_closing()
         self._resources.clear()
         for signum in list(self._signal_handlers):

@@ -139,19 +139,23 @@ class Transport:
 
     # ------------------------------------------------------------ start-up
 
-    def _start(self) -> None:
-        """Tell the protocol, then start reading unless it already closed."""
+    def _start(self) -> BaseException | None:
+        """Tell the protocol, then start reading unless it already closed.
+        Returns the exception if ``connection_made`` raised (it has gone to
+        the exception handler and the connection is aborted), so that a
+        connect attempt can fail with it."""
         try:
             self._protocol.connection_made(self)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
             self._protocol_failed(exc, "connection_made")
-            return
+            return exc
         if self._reading and not self._closing and not self._lost:
             self._socket()
             self._reactor.add_reader(self._fd, self._read_ready)
             self._reader_on = True
+        return None
 
     # ------------------------------------------------------------- reading
 
@@ -461,6 +465,9 @@ class Transport:
                  "transport": self, "protocol": self._protocol}
             )
 
+    #: Reactor.close() closes listeners before connections
+    _reactor_close_order = 2
+
     def _reactor_closing(self) -> None:
         """The reactor is closing with this connection still open: abort it
         and tell the protocol now, since the loop will not run again."""
@@ -478,6 +485,8 @@ class Transport:
         if self._reader_on or self._writer_on:
             self._reactor._forget_fd(self._fd)
         self._close_fd()
+        if self._server is not None:
+            self._server._connection_closed(self)
         self._call_connection_lost(None)
 
     def __del__(self) -> None:

@@ -662,3 +662,13 @@ def test_echo_protocol_is_served_on_every_backend(loop, clients):
 
     run_until(loop, check)
 
+
+
+def test_reactor_close_with_open_connections_leaves_stats_active_at_zero(backend, clients):
+    r = reactor.Reactor(backend=backend)
+    lst = r.listen(reactor.Protocol)
+    for _ in range(3):
+        clients.connect(lst.address)
+    run_until(r, lambda: lst.stats.active == 3)
+    r.close()  # the three connections are aborted by the reactor
+    assert lst.stats.active == 0
