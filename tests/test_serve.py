@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import select
 import shutil
 import signal
 import socket
@@ -164,8 +165,10 @@ def test_peer_that_does_not_read_cannot_hold_the_exit(start_server):
         client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         client.sendall(b"ping")
         assert client.recv(4) == b"ping"  # accepted, not still in the queue
-        # Fill both directions: the echo server stops reading once its write
-        # buffer passes the high mark, so our sends eventually block.
+        # Fill both directions until the echo server has bytes it cannot
+        # send: it then stops reading (its write buffer is over the high
+        # mark), and our socket stays unwritable. A socket that becomes
+        # writable again means the server is still draining: keep sending.
         client.setblocking(False)
         payload = b"x" * 65536
         sent = 0
@@ -174,7 +177,11 @@ def test_peer_that_does_not_read_cannot_hold_the_exit(start_server):
             try:
                 sent += client.send(payload)
             except BlockingIOError:
-                break
+                _, writable, _ = select.select([], [client], [], 0.5)
+                if not writable:
+                    break
+        else:
+            pytest.fail("the server kept reading: no backpressure")
         assert sent > 0
         started = time.monotonic()
         code, out, err = server.stop()
