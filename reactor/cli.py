@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 from collections.abc import Sequence
@@ -134,41 +135,26 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
     return worker
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
-    return value
+def _checked(convert, expected: str, valid, rule: str):
+    """An argparse type: ``convert`` the text, then require ``valid(value)``."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, not {text!r}") from None
+        if not valid(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text}")
+        return value
+
+    return parse
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, not {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in 0..65535, not {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+_positive_int = _checked(int, "a whole number", lambda v: v >= 1, ">= 1")
+_port = _checked(int, "a port number", lambda v: 0 <= v <= 65535, "in 0..65535")
+# NaN fails both comparisons, so it is refused too.
+_non_negative_float = _checked(float, "a number of seconds", lambda v: 0 <= v < math.inf, "a finite number >= 0")
+_positive_float = _checked(float, "a number of seconds", lambda v: 0 < v < math.inf, "a finite number > 0")
 
 
 def run_serve(args: argparse.Namespace) -> int:

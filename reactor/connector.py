@@ -123,6 +123,7 @@ from collections import deque
 from numbers import Real
 from typing import TYPE_CHECKING, Any, Callable
 
+from ._addresses import format_address
 from ._resolver import AddrInfo, numeric_addrinfo, pool_for
 from ._sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
@@ -173,18 +174,6 @@ CONNECT_ERRORS: dict[int, type[OSError]] = {
 
 _PENDING, _CONNECTED, _FAILED, _CANCELLED = "pending", "connected", "failed", "cancelled"
 _INET = (socket.AF_INET, socket.AF_INET6)
-
-
-def format_address(sockaddr: Any) -> str:
-    """``127.0.0.1:80``, ``[::1]:80``, or a Unix path (``@name`` if abstract)."""
-    if isinstance(sockaddr, tuple):
-        host, port = sockaddr[0], sockaddr[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if isinstance(sockaddr, bytes):
-        sockaddr = os.fsdecode(sockaddr)
-    if sockaddr.startswith("\0"):
-        return "@" + sockaddr[1:]
-    return sockaddr
 
 
 def connect_error(err: int | None, address: str, detail: str | None = None) -> OSError:

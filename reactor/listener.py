@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from . import kernel
 from . import native as _native
 from ._accept import ACCEPT_CAPACITY, drain_pure
+from ._addresses import format_address
 from ._sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .transport import Transport
 
@@ -453,7 +454,7 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
             raise TypeError(f"port must be an int, not {type(port).__name__}")
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, not {port}")
-        sock = _bind_tcp(host, port, reuse_port)
+        sock = bind_tcp(host, port, reuse_port)
     elif sock.type != socket.SOCK_STREAM:
         raise ValueError("sock must be a SOCK_STREAM socket")
     try:
@@ -467,7 +468,9 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
         raise
 
 
-def _bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
+def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound (not listening) to the first address of
+    ``host:port``, with SO_REUSEADDR, SO_REUSEPORT if asked, and IPV6_V6ONLY."""
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -487,16 +490,11 @@ def _bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
         try:
             sock.bind(sockaddr)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {_format_address(sockaddr)}: {exc.strerror}") from None
+            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)}: {exc.strerror}") from None
     except BaseException:
         sock.close()
         raise
     return sock
-
-
-def _format_address(sockaddr: Any) -> str:
-    host, port = sockaddr[0], sockaddr[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from . import kernel
+from ._addresses import format_address
 from .listener import Listener
 from .loop import Reactor
 from .protocols import Protocol, stock_protocol
@@ -50,14 +51,6 @@ class ServeConfig:
     #: also listen on an ephemeral port whose connections are only held open
     #: (the benchmark's idle connections, registered in the same selector)
     idle_listener: bool = False
-
-
-def format_address(address: object) -> str:
-    """``HOST:PORT`` (``[v6]:PORT``) for TCP, the path for Unix sockets."""
-    if isinstance(address, tuple):
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(address)
 
 
 class StatsReporter:

@@ -37,8 +37,10 @@ import sys
 import time
 from typing import TextIO
 
+from ._addresses import format_address
+from .listener import bind_tcp
 from .loop import Reactor
-from .server import ServeConfig, format_address
+from .server import ServeConfig
 
 __all__ = ["supervise", "MAX_RESTARTS", "RESTART_WINDOW"]
 
@@ -236,21 +238,7 @@ def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, non-listening SO_REUSEPORT socket holding the port."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise OSError("--workers needs SO_REUSEPORT, which this platform does not have")
-    info = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
-    sock = socket.socket(info[0], info[1], info[2])
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if info[0] == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            sock.bind(info[4])
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {format_address(info[4])}: {exc.strerror}") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bind_tcp(host, port, reuse_port=True)
 
 
 def supervise(config: ServeConfig, count: int, worker_args: list[str], out: TextIO = sys.stdout) -> int:

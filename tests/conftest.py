@@ -41,6 +41,16 @@ class Recorder:
         return taken
 
 
+@pytest.fixture
+def clients():
+    """Plain blocking client sockets, all closed after the test."""
+    from .helpers_server import Clients
+
+    pool = Clients()
+    yield pool
+    pool.close_all()
+
+
 @pytest.fixture(params=LOOP_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -54,13 +54,6 @@ def server_loop(request, backend, errors):
 
 
 @pytest.fixture
-def clients():
-    pool = Clients()
-    yield pool
-    pool.close_all()
-
-
-@pytest.fixture
 def short_dir():
     # Unix socket paths are limited to 107 bytes: pytest's tmp_path can be longer.
     path = tempfile.mkdtemp(prefix="rx-", dir="/tmp")

@@ -18,14 +18,7 @@ from reactor._http import HttpProtocol
 from reactor.protocols import CloseProtocol, DiscardProtocol, EchoProtocol, Protocol, stock_protocol
 
 from .conftest import open_fds, run_until
-from .helpers_server import BackgroundReader, Clients, recv_exactly
-
-
-@pytest.fixture
-def clients():
-    pool = Clients()
-    yield pool
-    pool.close_all()
+from .helpers_server import BackgroundReader, recv_exactly
 
 
 @pytest.fixture(params=["tcp", "unix"])

@@ -28,7 +28,6 @@ from .conftest import open_fds, run_until
 from .helpers_server import (
     LINGER_RST,
     BackgroundReader,
-    Clients,
     Factory,
     Recorder,
     readable,
@@ -37,13 +36,6 @@ from .helpers_server import (
 )
 
 TCP_CLOSE = 7  # tcp_info.tcpi_state once a reset arrived
-
-
-@pytest.fixture
-def clients():
-    pool = Clients()
-    yield pool
-    pool.close_all()
 
 
 @pytest.fixture(params=["tcp", "unix"])
