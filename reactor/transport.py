@@ -470,24 +470,11 @@ class Transport:
 
     def _reactor_closing(self) -> None:
         """The reactor is closing with this connection still open: abort it
-        and tell the protocol now, since the loop will not run again."""
-        if self._lost:
-            # closed already, but connection_lost has not run yet: run it now
-            self._call_connection_lost(self._lost_exc)
-            return
-        self._lost = True
-        self._buffer = ()
-        self._buffer_size = 0
-        try:
-            self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
-        except OSError:
-            pass
-        if self._reader_on or self._writer_on:
-            self._reactor._forget_fd(self._fd)
-        self._close_fd()
-        if self._server is not None:
-            self._server._connection_closed(self)
-        self._call_connection_lost(None)
+        (the loop will not run again to flush) and tell the protocol now
+        rather than on a next iteration that will not come."""
+        if not self._lost:
+            self.abort()
+        self._call_connection_lost(self._lost_exc)
 
     def __del__(self) -> None:
         if getattr(self, "_lost", True):
