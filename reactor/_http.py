@@ -10,6 +10,7 @@ bodies it cannot frame, 431 headers over 16 KiB.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -122,7 +123,9 @@ class RequestParser:
         length = request.headers.get("content-length")
         if length is None:
             return 0
-        if not length.isdigit():
+        # isdigit() alone admits '²' and other Unicode digits, and int() of a
+        # few thousand digits raises ValueError: only short ASCII numbers.
+        if not (length.isascii() and length.isdigit()) or len(length) > 12:
             raise HttpError(400, "Bad Request")
         if int(length) > MAX_BODY:
             raise HttpError(413, "Content Too Large")
@@ -130,15 +133,30 @@ class RequestParser:
 
 
 def response(status: int, reason: str, body: bytes, keep_alive: bool, head_only: bool = False) -> bytes:
-    """A complete HTTP/1.1 response."""
+    """A complete HTTP/1.1 response (built once per process for each shape)."""
+    return _response(_pid, status, reason, body, keep_alive, head_only)
+
+
+@functools.lru_cache(maxsize=64)
+def _response(pid: int, status: int, reason: str, body: bytes, keep_alive: bool, head_only: bool) -> bytes:
     headers = (
         f"HTTP/1.1 {status} {reason}\r\n"
         f"Content-Type: text/plain\r\n"
         f"Content-Length: {len(body)}\r\n"
-        f"X-Reactor-Pid: {os.getpid()}\r\n"
+        f"X-Reactor-Pid: {pid}\r\n"
         f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     ).encode("ascii")
     return headers if head_only else headers + body
+
+
+def _remember_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# getpid() is a syscall (glibc no longer caches it): once, and again after a fork.
+_pid = os.getpid()
+os.register_at_fork(after_in_child=_remember_pid)
 
 
 class HttpProtocol(Protocol):

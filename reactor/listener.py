@@ -159,7 +159,7 @@ class Listener:
         self._retry_timer: Any = None
         self._last_log = float("-inf")
         self._unlogged = 0
-        self._reserve_fd = _open_reserve() if on_exhausted == "shed" else None
+        self._reserve_fd: int | None = None
         # Which drain: C takes the fd and returns non-blocking fds; the pure
         # drain calls socket._accept (no socket object per connection) and
         # its fds are blocking until we say otherwise.
@@ -173,8 +173,11 @@ class Listener:
             self.native = False
         address = sock.getsockname()
         self.address: Any = address[:2] if isinstance(address, tuple) else address
-        reactor._resources.add(self)
+        # Watch first: if the backend refuses the fd, nothing else is held yet.
         self._watch()
+        if on_exhausted == "shed":
+            self._reserve_fd = _open_reserve()
+        reactor._resources.add(self)
 
     # --------------------------------------------------------------- state
 
@@ -265,8 +268,15 @@ class Listener:
             stats.histogram[min(count.bit_length(), HISTOGRAM_BUCKETS - 1)] += 1
             self._backoff = BACKOFF_INITIAL
             new_connection = self._new_connection
-            for fd, address in accepted:
-                new_connection(fd, address)
+            for index, (fd, address) in enumerate(accepted):
+                try:
+                    new_connection(fd, address)
+                except BaseException:
+                    # KeyboardInterrupt or SystemExit from a protocol: the fds
+                    # not yet handed to a transport must not leak.
+                    for unclaimed, _ in accepted[index + 1:]:
+                        os.close(unclaimed)
+                    raise
         elif not skipped and err == errno.EAGAIN:
             stats.empty_wakeups += 1
         stats.aborted += skipped

@@ -187,9 +187,14 @@ class Reactor:
         if self._closed:
             return
         # Listeners first (order 0), so that no listener resumes accepting
-        # while connections (order 2) close; then everything else.
-        for resource in sorted(self._resources, key=lambda r: getattr(r, "_reactor_close_order", 1)):
-            resource._reactor_closing()
+        # while connections (order 2) close; then everything else. Callbacks
+        # run here (connection_lost) may open new resources: close those too.
+        for _ in range(10):
+            if not self._resources:
+                break
+            closing, self._resources = self._resources, set()
+            for resource in sorted(closing, key=lambda r: getattr(r, "_reactor_close_order", 1)):
+                resource._reactor_closing()
         self._resources.clear()
         for signum in list(self._signal_handlers):
             self.remove_signal_handler(signum)

@@ -49,9 +49,10 @@ import socket
 import struct
 import warnings
 from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-from .errors import ReactorStateError
+from .errors import BackendLimitError, ReactorStateError
 from .loop import READ_BUFFER_SIZE as READ_SIZE  # bytes one read may deliver
 from .protocols import Protocol as _BaseProtocol
 
@@ -130,7 +131,8 @@ class Transport:
         """The socket object, made on first use (only while the fd is open)."""
         sock = self._sock
         if sock is None:
-            # Explicit family and type: socket() then asks the kernel nothing.
+            # Explicit family and type: no SO_DOMAIN/SO_TYPE queries (CPython
+            # still checks the fd with one getsockname()).
             sock_type = _STREAM_NONBLOCK if self._nonblocking else socket.SOCK_STREAM
             sock = self._sock = socket.socket(self._family, sock_type, 0, self._fd)
             if not self._nonblocking:
@@ -152,9 +154,19 @@ class Transport:
             self._protocol_failed(exc, "connection_made")
             return exc
         if self._reading and not self._closing and not self._lost:
-            self._socket()
+            return self._start_reading()
+        return None
+
+    def _start_reading(self) -> BaseException | None:
+        self._socket()
+        try:
             self._reactor.add_reader(self._fd, self._read_ready)
-            self._reader_on = True
+        except BackendLimitError as exc:
+            # select cannot watch this fd (>= FD_SETSIZE): on this backend the
+            # connection cannot work, so it ends here instead of hanging.
+            self._connection_failed(exc)
+            return exc
+        self._reader_on = True
         return None
 
     # ------------------------------------------------------------- reading
@@ -208,9 +220,7 @@ class Transport:
         more to read, and ``eof_received`` is never called twice."""
         self._reading = True
         if not self._reader_on and not self._closing and not self._lost and not self._eof_seen:
-            self._socket()
-            self._reactor.add_reader(self._fd, self._read_ready)
-            self._reader_on = True
+            self._start_reading()
 
     def is_reading(self) -> bool:
         """True while the transport delivers data (not paused, not closing,
@@ -247,6 +257,9 @@ class Transport:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass  # a reset connection: the send below reports it
+        # bytes cannot change under us: queue a view of them; anything else the
+        # caller may reuse after write() returns, so queue a copy.
+        immutable = isinstance(data, bytes)
         if not self._buffer:
             try:
                 sent = sock.send(data, _SEND_FLAGS)
@@ -258,10 +271,13 @@ class Transport:
             if sent == len(data):
                 return
             data = memoryview(data)[sent:] if sent else data
-            self._reactor.add_writer(self._fd, self._write_ready)
+            try:
+                self._reactor.add_writer(self._fd, self._write_ready)
+            except BackendLimitError as exc:
+                self._connection_failed(exc)
+                return
             self._writer_on = True
-        # The caller may reuse a mutable buffer after write() returns.
-        if not isinstance(data, bytes):
+        if not immutable:
             data = bytes(data)
         if not self._buffer:
             self._buffer = deque()
@@ -279,8 +295,7 @@ class Transport:
             if len(buffer) == 1:
                 sent = self._sock.send(buffer[0], _SEND_FLAGS)
             else:
-                sent = self._sock.sendmsg(list(buffer)[:MAX_IOV] if len(buffer) > MAX_IOV else buffer, (),
-                                          _SEND_FLAGS)
+                sent = self._sock.sendmsg(islice(buffer, MAX_IOV), (), _SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:

@@ -318,3 +318,15 @@ def test_a_client_that_does_not_read_cannot_grow_the_server_buffer(loop):
         assert Measured.peak <= bound, (Measured.peak, bound)
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("length", ["\u00b2", "1" * 5000, "-1", "+5", " 5x"])
+def test_content_length_that_is_not_a_short_ascii_number_is_400(length):
+    head = f"POST / HTTP/1.1\r\nContent-Length: {length}\r\n\r\n".encode("latin-1", "replace")
+    with pytest.raises(HttpError) as info:
+        RequestParser().feed(head)
+    assert info.value.status == 400
+
+
+def test_responses_name_this_process():
+    assert f"X-Reactor-Pid: {os.getpid()}".encode() in response(200, "OK", b"x", True)

@@ -665,3 +665,42 @@ def test_reactor_close_with_open_connections_leaves_stats_active_at_zero(backend
     run_until(r, lambda: lst.stats.active == 3)
     r.close()  # the three connections are aborted by the reactor
     assert lst.stats.active == 0
+
+
+def test_a_listener_the_backend_cannot_watch_holds_nothing(errors):
+    with reactor.Reactor(backend="select") as r:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        high = socket.socket(fileno=os.dup2(sock.detach(), reactor.FD_SETSIZE + 7))
+        before = open_fds()
+        with pytest.raises(reactor.BackendLimitError):
+            r.listen(reactor.Protocol, sock=high, on_exhausted="shed")
+        assert open_fds() <= before  # no spare fd left behind; the socket itself was closed
+        assert not r._resources
+
+
+def test_keyboard_interrupt_in_a_batch_leaks_no_accepted_fd(backend, clients):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return reactor.Protocol()
+
+    r = reactor.Reactor(backend=backend)
+    try:
+        lst = r.listen(factory)
+        lst.pause()
+        for _ in range(4):
+            clients.connect(lst.address)
+        baseline = open_fds()
+        lst.resume()
+        with pytest.raises(KeyboardInterrupt):
+            r.call_later(5, r.stop)
+            r.run()
+        # one transport (the first connection) is open; the other three fds
+        # were closed rather than dropped
+        assert len(open_fds() - baseline) == 1
+    finally:
+        r.close()

@@ -437,3 +437,25 @@ class TestArguments:
     def test_exception_handler_must_be_callable(self, loop):
         with pytest.raises(TypeError, match="handler"):
             loop.set_exception_handler(42)
+
+
+def test_close_also_closes_what_its_own_callbacks_open(backend):
+    from reactor.transport import Transport
+
+    before = open_fds()
+    r = reactor.Reactor(backend=backend)
+    opened = []
+
+    class Reconnecting(reactor.Protocol):
+        def connection_lost(self, exc):
+            # a protocol that reopens a listener when it loses its connection
+            opened.append(r.listen(reactor.Protocol))
+
+    a, b = socket.socketpair()
+    transport = Transport(r, a, Reconnecting())
+    r._resources.add(transport)
+    transport._start()
+    r.close()
+    b.close()
+    assert len(opened) == 1 and opened[0].socket.fileno() == -1
+    assert open_fds() == before

@@ -5,6 +5,7 @@ and fds that never outlive their transport."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
@@ -22,7 +23,7 @@ import pytest
 import reactor
 from reactor.errors import ReactorStateError
 from reactor.protocols import EchoProtocol
-from reactor.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_SIZE
+from reactor.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_SIZE, Transport
 
 from .conftest import open_fds, run_until
 from .helpers_server import (
@@ -735,3 +736,48 @@ def test_reactor_close_releases_every_fd(backend, clients):
         r.close()
         shutil.rmtree(short, ignore_errors=True)
 
+
+
+def test_a_partial_send_of_bytes_queues_a_view_not_a_copy(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    with b:
+        transport = Transport(loop, a, reactor.Protocol())
+        loop._resources.add(transport)
+        transport._start()
+        payload = b"y" * (8 * 1024 * 1024)  # more than the kernel takes at once
+        transport.write(payload)
+        queued = transport._buffer[0]
+        assert isinstance(queued, memoryview) and queued.obj is payload
+        mutable = bytearray(b"z" * 1000)
+        transport.write(mutable)
+        assert isinstance(transport._buffer[-1], bytes)  # copied: the caller may reuse it
+        transport.abort()
+        loop.call_soon(loop.stop)
+        loop.run()
+
+
+def test_select_ends_a_connection_it_cannot_watch(errors):
+    with reactor.Reactor(backend="select") as r:
+        r.set_exception_handler(errors)
+        a, b = socket.socketpair()
+        high = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD, reactor.FD_SETSIZE + 3)
+        a.close()
+        lost = []
+
+        class Watch(reactor.Protocol):
+            def connection_lost(self, exc):
+                lost.append(exc)
+
+        transport = Transport(r, socket.socket(fileno=high), Watch())
+        r._resources.add(transport)
+        failure = transport._start()
+        assert isinstance(failure, reactor.BackendLimitError)
+        r.call_soon(r.stop)
+        r.run()
+        b.close()
+        assert len(lost) == 1 and isinstance(lost[0], reactor.BackendLimitError)
+        assert transport.is_closing()
+        with pytest.raises(OSError):
+            os.fstat(high)  # closed, not leaked
+        assert [type(c["exception"]) for c in errors.take()] == [reactor.BackendLimitError]
