@@ -173,10 +173,9 @@ class Listener:
             self.native = False
         address = sock.getsockname()
         self.address: Any = address[:2] if isinstance(address, tuple) else address
-        # Watch first: if the backend refuses the fd, nothing else is held yet.
+        # Watch first (it also takes the spare fd for "shed"): if the backend
+        # refuses the fd, nothing else is held yet.
         self._watch()
-        if on_exhausted == "shed":
-            self._reserve_fd = _open_reserve()
         reactor._resources.add(self)
 
     # --------------------------------------------------------------- state
@@ -234,6 +233,11 @@ class Listener:
             self._retry_timer = None
         self._reactor.add_reader(self._fd, self._on_readable)
         self._state = _ACTIVE
+        if self.on_exhausted == "shed" and self._reserve_fd is None:
+            # Take (or, after a shed could not take it back while fds were
+            # short, retake) the spare fd; if fds are still short, the next
+            # resume tries again.
+            self._reserve_fd = _open_reserve()
 
     def _unwatch(self) -> None:
         if self._retry_timer is not None:

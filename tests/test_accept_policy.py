@@ -479,3 +479,20 @@ class TestRealEmptyQueue:
             other.close()
             for sock in taken + clients:
                 sock.close()
+
+
+def test_shed_retakes_its_spare_fd_after_failing_to(loop, fake, monkeypatch):
+    factory = Factory()
+    lst = listen_fake(loop, fake, factory, on_exhausted="shed")
+    real_open = listener_mod._open_reserve
+    monkeypatch.setattr(listener_mod, "_open_reserve", lambda: None)  # fds still short after the shed
+    fake.push_error(errno.EMFILE)
+    fake.push_connection()
+    run_until(loop, lambda: lst.stats.shed == 1)
+    assert lst._reserve_fd is None and lst.state == "exhausted"  # falls back to pausing
+    monkeypatch.setattr(listener_mod, "_open_reserve", real_open)  # fds are free again
+    run_until(loop, lambda: lst.state == "active")
+    assert lst._reserve_fd is not None
+    fake.push_error(errno.EMFILE)
+    fake.push_connection()
+    run_until(loop, lambda: lst.stats.shed == 2)  # shedding works again
