@@ -453,6 +453,10 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     most 512). ``on_exhausted``: ``"pause"`` or ``"shed"`` (see the module
     docs). ``keepalive`` / ``user_timeout``: dead-peer detection applied to
     every accepted connection.
+
+    Set-up runs on the calling thread: a host name is resolved there
+    (getaddrinfo may block), so listen on a numeric address from a running
+    loop's callbacks.
     """
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
@@ -517,7 +521,9 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
 
     A socket file left by a dead server (connecting to it is refused) is
     replaced; a live one raises ``OSError(EADDRINUSE)``; any other file
-    there raises ``FileExistsError``. The path is removed on close.
+    there raises ``FileExistsError``. The path is removed on close. Telling
+    a stale file from a live one takes one local connect(), which a server
+    with a full accept queue may hold for up to a second.
     """
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
