@@ -504,6 +504,8 @@ class Transport:
         """``"peername"``, ``"sockname"``, ``"socket"``, or ``default``."""
         if name == "peername":
             if self._peername is None:
+                if self._lost:
+                    return default  # the fd may already belong to someone else
                 try:
                     self._peername = self._socket().getpeername()
                 except OSError:
