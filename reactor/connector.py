@@ -120,10 +120,10 @@ import math
 import os
 import socket
 from collections import deque
-from numbers import Real
 from typing import TYPE_CHECKING, Any, Callable
 
 from ._addresses import format_address
+from ._checks import check_callable, check_host_port, check_seconds
 from ._resolver import AddrInfo, numeric_addrinfo, pool_for
 from ._sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
@@ -305,8 +305,7 @@ class ConnectAttempt:
     def add_done_callback(self, fn: Callable[[ConnectAttempt], Any]) -> None:
         """Call ``fn(attempt)`` on the loop once the attempt is done (on the
         next iteration if it already is)."""
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, not {type(fn).__name__}")
+        check_callable(fn, "fn")
         if self._state == _PENDING:
             self._callbacks.append(fn)
         else:
@@ -672,31 +671,11 @@ def _lookup(getaddrinfo: Callable[..., Any], host: str, port: int, what: str) ->
 
 # ------------------------------------------------------------ construction
 
-def _check_factory(protocol_factory: Any) -> None:
-    if not callable(protocol_factory):
-        raise TypeError(f"protocol_factory must be callable, not {type(protocol_factory).__name__}")
-
-
 def _check_seconds(value: Any, name: str, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
+    value = check_seconds(value, name)
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value!r}")
     return value
-
-
-def _check_host_port(host: Any, port: Any, what: str, port_min: int) -> None:
-    if not isinstance(host, str):
-        raise TypeError(f"{what}host must be a str, not {type(host).__name__}")
-    if not host:
-        raise ValueError(f"{what}host must not be empty")
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"{what}port must be an int, not {type(port).__name__}")
-    if not port_min <= port <= 65535:
-        raise ValueError(f"{what}port must be in {port_min}..65535, not {port}")
 
 
 def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int, *,
@@ -719,8 +698,8 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     once a connection is made.
     """
     reactor._check_open()
-    _check_factory(protocol_factory)
-    _check_host_port(host, port, "", 1)
+    check_callable(protocol_factory, "protocol_factory")
+    check_host_port(host, port, port_min=1)
     timeout = _check_seconds(timeout, "timeout", allow_zero=False)
     if happy_eyeballs_delay is not None:
         happy_eyeballs_delay = _check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay", allow_zero=True)
@@ -729,7 +708,7 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     if local_addr is not None:
         if not isinstance(local_addr, tuple) or len(local_addr) != 2:
             raise TypeError(f"local_addr must be a (host, port) tuple or None, not {local_addr!r}")
-        _check_host_port(local_addr[0], local_addr[1], "local_addr ", 0)
+        check_host_port(local_addr[0], local_addr[1], what="local_addr ")
     keepalive = check_keepalive(keepalive)
     user_timeout_ms = check_user_timeout(user_timeout)
     if resolver is not None and not callable(resolver):
@@ -747,7 +726,7 @@ def connect_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: An
     os.PathLike; a leading NUL is Linux's abstract namespace) without
     blocking. A full backlog is retried until ``timeout``."""
     reactor._check_open()
-    _check_factory(protocol_factory)
+    check_callable(protocol_factory, "protocol_factory")
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str, bytes or os.PathLike, not {type(path).__name__}")
     path = os.fspath(path)

@@ -54,6 +54,7 @@ from . import kernel
 from . import native as _native
 from ._accept import ACCEPT_CAPACITY, drain_pure
 from ._addresses import format_address
+from ._checks import check_callable, check_host_port
 from ._sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .transport import Transport
 
@@ -150,8 +151,9 @@ class Listener:
         self.stats = ListenerStats()
         self._unix_path = unix_path
         self._unix_inode = os.stat(unix_path).st_ino if unix_path else None
-        self._tcp = self._family in (socket.AF_INET, socket.AF_INET6)
-        self._dead_peer = (keepalive, user_timeout_ms) if (keepalive or user_timeout_ms) else None
+        # keepalive / TCP_USER_TIMEOUT are TCP options: None for Unix sockets
+        tcp = self._family in (socket.AF_INET, socket.AF_INET6)
+        self._dead_peer = (keepalive, user_timeout_ms) if tcp and (keepalive or user_timeout_ms) else None
         self._max_fd = reactor.max_fd
         self._warned_rejected = False
         self._state = _CLOSED
@@ -321,7 +323,7 @@ class Listener:
         # the connection outlives connection_made.
         transport = Transport(self._reactor, fd, protocol, peername=address, server=self,
                               family=self._family, nonblocking=self.native)
-        if self._dead_peer is not None and self._tcp:
+        if self._dead_peer is not None:
             try:
                 apply_dead_peer_options(transport._socket(), *self._dead_peer)
             except OSError:
@@ -425,8 +427,7 @@ def effective_backlog(backlog: Any) -> int:
 
 
 def _check_common(protocol_factory: Any, max_accepts: Any, on_exhausted: Any) -> None:
-    if not callable(protocol_factory):
-        raise TypeError(f"protocol_factory must be callable, not {type(protocol_factory).__name__}")
+    check_callable(protocol_factory, "protocol_factory")
     if max_accepts is not None:
         if isinstance(max_accepts, bool) or not isinstance(max_accepts, int):
             raise TypeError(f"max_accepts must be an int or None, not {type(max_accepts).__name__}")
@@ -466,12 +467,8 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     if sock is None:
         if host is None:
             host = "127.0.0.1"
-        if not isinstance(host, str):
-            raise TypeError(f"host must be a str, not {type(host).__name__}")
-        if isinstance(port, bool) or not isinstance(port, int):
-            raise TypeError(f"port must be an int, not {type(port).__name__}")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port must be in 0..65535, not {port}")
+        # "" is allowed: it binds every interface, as the caller asked
+        check_host_port(host, port, allow_empty=True)
         sock = bind_tcp(host, port, reuse_port)
     elif sock.type != socket.SOCK_STREAM:
         raise ValueError("sock must be a SOCK_STREAM socket")

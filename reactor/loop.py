@@ -27,7 +27,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import selectors
 import signal
 import socket
@@ -35,10 +34,10 @@ import threading
 import time
 import warnings
 from collections import deque
-from numbers import Real
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import native as _native
+from ._checks import check_callable, check_seconds
 from ._handles import Handle, TimerHandle
 from .backends import backend_info, round_timeout
 from .errors import BackendLimitError, ReactorStateError
@@ -82,11 +81,6 @@ def _fileobj_to_fd(fileobj: Any) -> int:
     if fd < 0:
         raise ValueError(f"fileobj has an invalid fd {fd} (closed?)")
     return fd
-
-
-def _check_callback(callback: Any, name: str = "callback") -> None:
-    if not callable(callback):
-        raise TypeError(f"{name} must be callable, not {type(callback).__name__}")
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
@@ -275,7 +269,7 @@ class Reactor:
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """Run ``callback(*args)`` on the next iteration, after the callbacks
         already queued (FIFO). Not thread-safe: see ``call_soon_threadsafe``."""
-        _check_callback(callback)
+        check_callable(callback, "callback")
         self._check_open()
         handle = Handle(callback, args, self)
         self._ready.append(handle)
@@ -283,7 +277,7 @@ class Reactor:
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> Handle:
         """Like ``call_soon``, from any thread: wakes the loop if it is waiting."""
-        _check_callback(callback)
+        check_callable(callback, "callback")
         self._check_open()
         handle = Handle(callback, args, self)
         self._ready.append(handle)  # deque.append is atomic
@@ -296,12 +290,12 @@ class Reactor:
         """Run ``callback(*args)`` once ``delay`` seconds have passed (never
         earlier). A delay <= 0 runs it on the next iteration, after callbacks
         already queued with ``call_soon``."""
-        return self.call_at(self.time() + _check_delay(delay, "delay"), callback, *args)
+        return self.call_at(self.time() + check_seconds(delay, "delay"), callback, *args)
 
     def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
         """Run ``callback(*args)`` once ``self.time()`` reaches ``when``."""
-        when = _check_delay(when, "when")
-        _check_callback(callback)
+        when = check_seconds(when, "when")
+        check_callable(callback, "callback")
         self._check_open()
         handle = TimerHandle(when, callback, args, self)
         handle._scheduled = True
@@ -345,7 +339,7 @@ class Reactor:
         return self._remove_watcher(fileobj, _EVENT_WRITE)
 
     def _add_watcher(self, fileobj: Any, callback: Callable[..., Any], args: tuple, event: int) -> Handle:
-        _check_callback(callback)
+        check_callable(callback, "callback")
         self._check_open()
         fd = _fileobj_to_fd(fileobj)
         if self.max_fd is not None and fd >= self.max_fd:
@@ -442,7 +436,7 @@ class Reactor:
         Only the main thread may install signal handlers (``ValueError``
         otherwise, as with ``signal.signal``).
         """
-        _check_callback(callback)
+        check_callable(callback, "callback")
         self._check_open()
         signum = _check_signum(signum)
         if threading.current_thread() is not threading.main_thread():
@@ -490,7 +484,7 @@ class Reactor:
         """Install ``handler(reactor, context)`` for exceptions from callbacks;
         ``None`` restores the default, which logs them."""
         if handler is not None:
-            _check_callback(handler, "handler")
+            check_callable(handler, "handler")
         self._exception_handler = handler
 
     def get_exception_handler(self) -> Callable[[Reactor, dict], Any] | None:
@@ -550,15 +544,6 @@ class Reactor:
         from .connector import connect_unix
 
         return connect_unix(self, protocol_factory, path, **options)
-
-
-def _check_delay(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{name} must not be NaN")
-    return value
 
 
 def _check_signum(signum: Any) -> int:

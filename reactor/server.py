@@ -147,6 +147,7 @@ class _Shutdown:
         self._grace = grace
         self._started = False
         self._deadline = 0.0
+        self._pending = 0  # connections open when the stop began
         self.closed_gracefully = 0
         self.aborted = 0
 

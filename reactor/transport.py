@@ -406,20 +406,21 @@ class Transport:
         """The kernel reported an error on the socket (reset, broken pipe,
         timeout): the connection is over."""
         if not isinstance(exc, (ConnectionError, TimeoutError)):
-            self._reactor.call_exception_handler(
-                {"message": "socket error on a transport", "exception": exc,
-                 "transport": self, "protocol": self._protocol}
-            )
+            self._report(exc, "socket error on a transport")
         self._buffer = ()
         self._buffer_size = 0
         # not _closing: that means the user closed, and makes write() raise
         self._close_now(exc)
 
-    def _protocol_failed(self, exc: BaseException, method: str) -> None:
+    def _report(self, exc: BaseException, message: str) -> None:
+        """Hand ``exc`` to the reactor's exception handler, with this
+        connection in the context."""
         self._reactor.call_exception_handler(
-            {"message": f"exception in {type(self._protocol).__name__}.{method}()", "exception": exc,
-             "transport": self, "protocol": self._protocol}
+            {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
         )
+
+    def _protocol_failed(self, exc: BaseException, method: str) -> None:
+        self._report(exc, f"exception in {type(self._protocol).__name__}.{method}()")
         # The protocol's state is unknown now: end this connection only.
         if not self._lost:
             self.abort()
@@ -462,10 +463,7 @@ class Transport:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as error:
-            self._reactor.call_exception_handler(
-                {"message": f"exception in {type(self._protocol).__name__}.connection_lost()",
-                 "exception": error, "transport": self, "protocol": self._protocol}
-            )
+            self._report(error, f"exception in {type(self._protocol).__name__}.connection_lost()")
         finally:
             self._protocol = None  # break the transport <-> protocol cycle
 
@@ -475,10 +473,7 @@ class Transport:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._reactor.call_exception_handler(
-                {"message": f"exception in {type(self._protocol).__name__}.{method}()", "exception": exc,
-                 "transport": self, "protocol": self._protocol}
-            )
+            self._report(exc, f"exception in {type(self._protocol).__name__}.{method}()")
 
     #: Reactor.close() closes listeners before connections
     _reactor_close_order = 2
