@@ -4,7 +4,7 @@ What happens on one readiness event of a listening socket:
 
 1. Drain: accept until the queue is empty (EAGAIN) or ``max_accepts``
    attempts were made, in one crossing into C when the accelerator is built
-   (``native.drain_native``), else with the pure-Python reference
+   (``native.NativeDrainer``), else with the pure-Python reference
    (``_accept.drain_pure``). The errno policy -- retry, skip and count, stop
    for capacity, give up -- is tabled once, in ``reactor/_accept.py``, with
    what Linux returns and what asyncio, libuv, Twisted and trio do.
@@ -43,6 +43,7 @@ Logging while exhausted is rate-limited to one line per second per listener.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import socket
@@ -165,14 +166,13 @@ class Listener:
         # Which drain: C takes the fd and returns non-blocking fds; the pure
         # drain calls socket._accept (no socket object per connection) and
         # its fds are blocking until we say otherwise.
-        drain_native = getattr(_native, "drain_native", None)
-        if reactor.native and drain_native is not None and isinstance(sock, socket.socket):
-            self._drain = lambda n, fd=self._fd: drain_native(fd, n)
-            self.native = True
+        # A listener runs on its reactor's thread only, so it can own its C
+        # buffers (drain_native keeps them per thread for any caller).
+        self.native: bool = reactor.native and isinstance(sock, socket.socket)
+        if self.native:
+            self._drain = functools.partial(_native.NativeDrainer().drain, self._fd)
         else:
-            accept = sock._accept
-            self._drain = lambda n: drain_pure(accept, n)
-            self.native = False
+            self._drain = functools.partial(drain_pure, sock._accept)
         address = sock.getsockname()
         self.address: Any = address[:2] if isinstance(address, tuple) else address
         # Watch first (it also takes the spare fd for "shed"): if the backend
