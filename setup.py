@@ -28,6 +28,6 @@ setup(
         "plot": ["matplotlib>=3.5"],
         "peers": PEERS,
     },
-    entry_points={"console_scripts": ["reactor=reactor.cli:main"]},
+    entry_points={"console_scripts": ["reactor=reactor.tools.cli:main"]},
     zip_safe=False,
 )

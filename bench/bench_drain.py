@@ -11,7 +11,7 @@ Variants:
 - ``pure``: ``drain_pure(sock._accept, n)``, the reference (blocking fds);
 - ``pure+nonblock``: the same plus ``os.set_blocking(fd, False)`` per fd, which
   the listener must do on that path: the fair comparison with ...
-- ``native``: ``drain_native(fd, n)``, one C call per batch, accept4() with
+- ``native``: ``NativeDrainer().drain(fd, n)``, one C call per batch, accept4() with
   SOCK_NONBLOCK | SOCK_CLOEXEC.
 
 Clients bind to 127.0.0.2..127.0.0.17 and are closed with RST (SO_LINGER
@@ -29,7 +29,7 @@ import time
 import pytest
 
 from reactor import kernel, native
-from reactor._accept import drain_pure
+from reactor._net.accept import NativeDrainer, drain_pure
 
 QUEUED = 1000
 ROUNDS = 25
@@ -88,7 +88,7 @@ def drain_all_pure_nonblock(r: Round, batch: int) -> None:
 
 def drain_all_native(r: Round, batch: int) -> None:
     fd = r.lsock.fileno()
-    drain = native.drain_native
+    drain = NativeDrainer().drain
     while True:
         accepted, _, err = drain(fd, batch)
         r.accepted += accepted

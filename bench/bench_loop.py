@@ -81,7 +81,7 @@ class _Sink(Protocol):
 @pytest.mark.parametrize("size", [64, 16384])
 def test_transport_round_trip(benchmark, size):
     """write() on one transport and data_received() on the other, over a Unix socketpair."""
-    from reactor.transport import Transport
+    from reactor._net.transport import Transport
 
     with reactor.Reactor() as r:
         a, b = socket.socketpair()

@@ -1,7 +1,7 @@
-"""``python -m reactor``: the command line (see reactor.cli)."""
+"""``python -m reactor``: the command line (see reactor.tools.cli)."""
 
 import sys
 
-from .cli import main
+from .tools.cli import main
 
 sys.exit(main())

@@ -11,8 +11,8 @@ import socket
 
 import pytest
 
-import reactor.listener as listener_mod
-from reactor._accept import ACCEPT_CAPACITY, ACCEPT_FATAL, ACCEPT_RETRY, ACCEPT_SKIP, drain_pure
+import reactor._net.listener as listener_mod
+from reactor._net.accept import ACCEPT_CAPACITY, ACCEPT_FATAL, ACCEPT_RETRY, ACCEPT_SKIP, drain_pure
 
 from .conftest import open_fds, run_until
 from .helpers_server import Factory, FakeListenSocket, Recorder, run_for

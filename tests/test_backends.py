@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import reactor
-from reactor.backends import backend_info, resolve_backend, round_timeout
+from reactor._core.backends import backend_info, resolve_backend, round_timeout
 
 
 def test_available_best_first_on_linux():

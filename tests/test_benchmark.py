@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from reactor.benchmark import BenchOptions, ConfigResult, Target, format_table, measure, plan
+from reactor.tools.benchmark import BenchOptions, ConfigResult, Target, format_table, measure, plan
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -51,7 +51,7 @@ def test_echo_run_verifies_bytes():
 
 
 def test_missing_peer_is_skipped_not_fatal(monkeypatch):
-    import reactor.benchmark as benchmark
+    import reactor.tools.benchmark as benchmark
 
     monkeypatch.setitem(benchmark.PEERS, "nosuchpeer", ("asyncio_server.py", [], "nosuch_module_xyz"))
     result = measure(Target("peer", peer="nosuchpeer"), 0, BenchOptions(duration=0.1, repeat=1))

@@ -25,10 +25,11 @@ import pytest
 
 import reactor
 from reactor import kernel
-from reactor.connector import CONNECT_ERRORS, ConnectAttempt, _combine, _interleave, connect_error
+from reactor._net.connector import CONNECT_ERRORS, ConnectAttempt, _combine, _interleave, connect_error
+from reactor._net.transport import Transport
 from reactor.errors import ReactorStateError
-from reactor.protocols import EchoProtocol, Protocol
-from reactor.transport import Transport
+from reactor.protocols import Protocol
+from reactor.tools.stock import EchoProtocol
 
 from . import netns
 from .conftest import open_fds, run_until

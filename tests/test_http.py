@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from reactor._http import MAX_BODY, MAX_HEAD, HttpError, HttpProtocol, Request, RequestParser, response
-from reactor.transport import DEFAULT_HIGH_WATER, READ_SIZE
+from reactor._net.transport import DEFAULT_HIGH_WATER, READ_SIZE
+from reactor.tools.http import MAX_BODY, MAX_HEAD, HttpError, HttpProtocol, Request, RequestParser, response
 
 from .conftest import run_until
 from .helpers_server import BackgroundReader, Clients, Factory, LoopThread

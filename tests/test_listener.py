@@ -20,8 +20,8 @@ import pytest
 
 import reactor
 from reactor import kernel
-from reactor.listener import DEFAULT_BACKLOG
-from reactor.protocols import EchoProtocol
+from reactor._net.listener import DEFAULT_BACKLOG
+from reactor.tools.stock import EchoProtocol
 
 from .conftest import LOOP_BACKENDS, open_fds, run_until
 from .helpers_server import (
@@ -229,7 +229,7 @@ def test_select_refuses_connections_past_fd_setsize_and_keeps_serving(errors, ca
 EMFILE_CHILD = r"""
 import json, os, resource, sys, time
 import reactor
-from reactor.protocols import EchoProtocol
+from reactor.tools.stock import EchoProtocol
 
 policy, backend, slack = sys.argv[1], sys.argv[2], int(sys.argv[3])
 r = reactor.Reactor(backend=backend)

@@ -13,8 +13,9 @@ from typing import Callable
 
 import pytest
 
-from reactor import loadgen, native
-from reactor.loadgen import bucket, percentile, run_load, start_load
+from reactor import native
+from reactor.tools import loadgen
+from reactor.tools.loadgen import bucket, percentile, run_load, start_load
 
 C_REASON = f"C load generator not available: {native.extension_error()}"
 needs_c = pytest.mark.skipif(not loadgen.c_engine_available(), reason=C_REASON)

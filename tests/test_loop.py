@@ -440,7 +440,7 @@ class TestArguments:
 
 
 def test_close_also_closes_what_its_own_callbacks_open(backend):
-    from reactor.transport import Transport
+    from reactor._net.transport import Transport
 
     before = open_fds()
     r = reactor.Reactor(backend=backend)

@@ -1,7 +1,7 @@
 """The C accept drain against its pure-Python twin, on real sockets.
 
 Every scenario runs once per drain (``drain`` is parametrized: ``pure`` is
-``drain_pure(sock._accept, n)``, ``native`` is ``drain_native(fd, n)``) and
+``drain_pure(sock._accept, n)``, ``native`` is ``NativeDrainer().drain(fd, n)``) and
 both must give the same, exactly predicted answer: the parity test is the
 shared expectation. The native side skips when the accelerator is not built;
 CI builds it with REACTOR_NATIVE=1, and there a missing build fails
@@ -28,8 +28,9 @@ from typing import Callable
 
 import pytest
 
-from reactor import _accept, kernel, native
-from reactor._accept import ACCEPT_SKIP, drain_pure
+from reactor import kernel, native
+from reactor._net import accept as _accept
+from reactor._net.accept import ACCEPT_SKIP, NativeDrainer, drain_pure
 
 from .conftest import open_fds
 
@@ -46,7 +47,7 @@ def pure(sock: socket.socket, n: int) -> _accept.DrainResult:
 
 
 def c_drain(sock: socket.socket, n: int) -> _accept.DrainResult:
-    return native.drain_native(sock.fileno(), n)
+    return NativeDrainer().drain(sock.fileno(), n)
 
 
 @pytest.fixture(params=[pytest.param(pure, id="pure"), pytest.param(c_drain, id="native", marks=needs_native)])
@@ -162,7 +163,7 @@ def test_the_c_drain_retries_what_the_pure_drain_retries():
 
 @needs_native
 def test_the_c_drain_is_given_the_pure_drains_skip_set():
-    drainer = native.NativeDrainer()
+    drainer = NativeDrainer()
     ctl = drainer._ctl
     assert sorted(ctl.skip[i] for i in range(ctl.nskip)) == sorted(ACCEPT_SKIP)
 
@@ -174,7 +175,6 @@ def fresh_native(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in (("_module", None), ("_error", None), ("_loaded", False),
                         ("_ext", None), ("_ext_error", None), ("_ext_loaded", False)):
         monkeypatch.setattr(native, name, value)
-    monkeypatch.setattr(native, "_local", threading.local())
 
 
 @needs_native
@@ -184,7 +184,7 @@ def test_a_stale_build_is_refused(monkeypatch: pytest.MonkeyPatch, fresh_native:
     assert "stale build" in native.native_error()
     assert native.extension() is None
     with pytest.raises(native.NativeUnavailableError, match="stale build"):
-        native.drain_native(0, 1)
+        NativeDrainer()
 
 
 @needs_native
@@ -236,8 +236,8 @@ def test_batch_larger_than_the_queue(owned: Sockets, drain: Drain, queued: int, 
 @needs_native
 def test_native_batches_beyond_its_buffers_in_several_calls(owned: Sockets, monkeypatch: pytest.MonkeyPatch):
     # A tiny buffer ceiling forces the multi-call path of NativeDrainer.drain.
-    monkeypatch.setattr(native, "MAX_CAPACITY", 4)
-    drainer = native.NativeDrainer(capacity=2)
+    monkeypatch.setattr(_accept, "MAX_CAPACITY", 4)
+    drainer = NativeDrainer(capacity=2)
     lsock = listener(owned)
     clients = connect(owned, lsock, 11)
     accepted, skipped, err = owned.take(drainer.drain(lsock.fileno(), 9))
@@ -295,9 +295,7 @@ def test_skipped_errors_count_towards_max_accepts(owned: Sockets, monkeypatch: p
     so the test declares EINVAL (accept on a socket that is not listening)
     a per-connection error, which puts both drains on their skip path."""
     skip_set = ACCEPT_SKIP | {code} if skip else ACCEPT_SKIP - {code}
-    monkeypatch.setattr(_accept, "ACCEPT_SKIP", skip_set)
-    monkeypatch.setattr(native, "ACCEPT_SKIP", skip_set)
-    monkeypatch.setattr(native, "_local", threading.local())  # a drainer built with the new skip set
+    monkeypatch.setattr(_accept, "ACCEPT_SKIP", skip_set)  # c_drain builds its drainer with it
     sock = owned.add(socket.socket())
     sock.setblocking(False)  # bound to nothing, not listening: accept gives EINVAL
     assert drain(sock, 5) == (([], 5, 0) if skip else ([], 0, errno.EINVAL))
@@ -314,7 +312,7 @@ def _fds_at_limit_script(mode: str) -> str:
     return textwrap.dedent(f"""
         import errno, json, os, resource, socket, sys, time
         from reactor import kernel, native
-        from reactor._accept import drain_pure
+        from reactor._net.accept import NativeDrainer, drain_pure
 
         def open_fds():
             fds = set()
@@ -329,8 +327,9 @@ def _fds_at_limit_script(mode: str) -> str:
         def drain(sock, n):
             if {mode!r} == "pure":
                 return drain_pure(sock._accept, n)
-            return native.drain_native(sock.fileno(), n)
+            return drainer.drain(sock.fileno(), n)
 
+        drainer = NativeDrainer() if {mode!r} == "native" else None
         lsock = socket.socket()
         lsock.bind(("127.0.0.1", 0))
         lsock.listen(64)
@@ -340,8 +339,6 @@ def _fds_at_limit_script(mode: str) -> str:
         while kernel.listen_queue(lsock)[0] < 20 and time.monotonic() < deadline:
             time.sleep(0.001)
         drain(lsock, 0)
-        if {mode!r} == "native":
-            native.drain_native(-1, 1)  # builds this thread's buffers before the limit
         before = open_fds()
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         limit = max(before) + 1 + 5  # fds are numbered from the lowest free one
@@ -506,7 +503,7 @@ def test_fds_above_1024(owned: Sockets, drain: Drain):
 
 @needs_native
 def test_a_failure_while_decoding_closes_the_accepted_fds(owned: Sockets, monkeypatch: pytest.MonkeyPatch):
-    drainer = native.NativeDrainer()
+    drainer = NativeDrainer()
     lsock = listener(owned)
     connect(owned, lsock, 3)
     before = open_fds()
@@ -532,9 +529,10 @@ def test_threads_drain_one_listener_with_their_own_buffers(owned: Sockets):
     go = threading.Event()
 
     def work(slot: int) -> None:
+        drainer = NativeDrainer()  # one per thread: cffi releases the GIL in the C call
         go.wait(5)
         while True:
-            accepted, _, err = native.drain_native(lsock.fileno(), 8)
+            accepted, _, err = drainer.drain(lsock.fileno(), 8)
             results[slot] += accepted
             if err == errno.EAGAIN:
                 return

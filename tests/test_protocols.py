@@ -14,8 +14,9 @@ import threading
 import pytest
 
 import reactor
-from reactor._http import HttpProtocol
-from reactor.protocols import CloseProtocol, DiscardProtocol, EchoProtocol, Protocol, stock_protocol
+from reactor.protocols import Protocol
+from reactor.tools.http import HttpProtocol
+from reactor.tools.stock import CloseProtocol, DiscardProtocol, EchoProtocol, stock_protocol
 
 from .conftest import open_fds, run_until
 from .helpers_server import BackgroundReader, recv_exactly

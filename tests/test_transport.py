@@ -21,9 +21,9 @@ import time
 import pytest
 
 import reactor
+from reactor._net.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_SIZE, Transport
 from reactor.errors import ReactorStateError
-from reactor.protocols import EchoProtocol
-from reactor.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_SIZE, Transport
+from reactor.tools.stock import EchoProtocol
 
 from .conftest import open_fds, run_until
 from .helpers_server import (

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 from collections.abc import Sequence
 
-from . import __version__, kernel, native
-from .backends import available_backends, backend_info
+from .. import __version__
+from .._core.backends import available_backends
+from .benchmark import PEERS
+from .facts import machine_facts
 
 __all__ = ["main", "build_parser"]
 
@@ -117,8 +118,6 @@ def _int_list(text: str) -> list[int]:
 
 
 def _peer_list(text: str) -> list[str]:
-    from .benchmark import PEERS
-
     if text.strip() == "none":
         return []
     return _name_list(list(PEERS))(text)
@@ -159,8 +158,8 @@ _positive_float = _checked(float, "a number of seconds", lambda v: 0 < v < math.
 
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit 1 with a message if the address is unusable."""
-    from .errors import NativeUnavailableError
-    from .server import ServeConfig, serve
+    from ..errors import NativeUnavailableError
+    from .serve import ServeConfig, serve
 
     if args.workers > 1 and args.unix:
         args.parser.error("--workers needs a TCP address, not --unix")
@@ -179,43 +178,6 @@ def run_serve(args: argparse.Namespace) -> int:
     except (OSError, NativeUnavailableError) as exc:
         print(f"python -m reactor serve: error: {exc}", file=sys.stderr)
         return 1
-
-
-def machine_facts() -> dict:
-    """What ``info`` reports, as a dict (also recorded by the benchmarks)."""
-    soft, hard = kernel.fd_limits()
-    backends = available_backends()
-    return {
-        "reactor": __version__,
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "platform": platform.platform(),
-        "kernel": platform.release(),
-        "cpus": _cpu_count(),
-        "backends": {
-            name: {
-                "max_fd": backend_info(name).max_fd,
-                "scaling": backend_info(name).scaling,
-                "resolution_s": backend_info(name).resolution,
-            }
-            for name in backends
-        },
-        "default_backend": backends[0],
-        "somaxconn": kernel.somaxconn(),
-        "fd_limit_soft": soft,
-        "fd_limit_hard": hard,
-        "native": native.native_available(),
-        "native_error": native.native_error(),
-        "native_env": native.env_setting(),
-    }
-
-
-def _cpu_count() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def run_info(args: argparse.Namespace) -> int:

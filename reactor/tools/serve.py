@@ -19,12 +19,13 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from . import kernel
-from ._addresses import format_address
-from .listener import Listener
-from .loop import Reactor
-from .protocols import Protocol, stock_protocol
-from .transport import Transport
+from .. import kernel
+from .._net.addresses import format_address
+from .._net.listener import Listener
+from .._net.reactor import Reactor
+from .._net.transport import Transport
+from ..protocols import Protocol
+from .stock import stock_protocol
 
 __all__ = ["ServeConfig", "serve", "format_address"]
 

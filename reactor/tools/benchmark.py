@@ -46,8 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import kernel, loadgen, native
-from .backends import FD_SETSIZE, available_backends
+from .. import kernel, native
+from .._core.backends import FD_SETSIZE, available_backends
+from . import loadgen
+from .facts import machine_facts
 
 __all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table"]
 
@@ -59,7 +61,7 @@ PEERS: dict[str, tuple[str, list[str], str]] = {
     "twisted": ("twisted_server.py", [], "twisted"),
     "trio": ("trio_server.py", [], "trio"),
 }
-PEERS_DIR = Path(__file__).resolve().parent.parent / "bench" / "peers"
+PEERS_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers"
 #: seconds to wait for a server's first line, a stats line, or its exit
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -464,8 +466,6 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
 
 def machine_description() -> dict[str, Any]:
     """CPU model, cores, kernel, Python and the versions of what was measured."""
-    from .cli import machine_facts
-
     facts = machine_facts()
     model = platform.processor()
     try:

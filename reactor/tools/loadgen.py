@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import native
+from .. import native
 
 __all__ = [
     "MODES",
@@ -567,13 +567,14 @@ def _run_python(cfg: LoadConfig, stop_fd: int | None, processes: int) -> list[di
     ]
     # Workers import this module from the same tree as we did.
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     pass_fds = () if stop_fd is None else (stop_fd,)
     procs = []
     try:
         for worker_cfg in configs:
-            argv = [sys.executable, "-m", "reactor.loadgen", "--worker", json.dumps(dataclasses.asdict(worker_cfg))]
+            argv = [sys.executable, "-m", "reactor.tools.loadgen", "--worker",
+                    json.dumps(dataclasses.asdict(worker_cfg))]
             if stop_fd is not None:
                 argv += ["--stop-fd", str(stop_fd)]
             procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, pass_fds=pass_fds))
@@ -732,9 +733,9 @@ def start_load(**kwargs: Any) -> BackgroundLoad:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m reactor.loadgen``: run a load and print its result as JSON.
+    """``python -m reactor.tools.loadgen``: run a load and print its result as JSON.
     (``--worker`` is the Python engine's per-process entry point.)"""
-    parser = argparse.ArgumentParser(prog="python -m reactor.loadgen", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m reactor.tools.loadgen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--stop-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--host", default="127.0.0.1")

@@ -29,10 +29,11 @@ import socket
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import ReactorStateError
+from .._core.resources import CLOSE_NORMAL
+from ..errors import ReactorStateError
 
 if TYPE_CHECKING:
-    from .loop import Reactor
+    from .reactor import Reactor
 
 __all__ = ["MAX_WORKERS", "AddrInfo", "ResolverPool", "numeric_addrinfo", "pool_for"]
 
@@ -59,9 +60,12 @@ def numeric_addrinfo(host: str, port: int) -> list[AddrInfo] | None:
 class ResolverPool:
     """The threads that run blocking lookups for one reactor.
 
-    Registered in ``reactor._resources`` so that ``Reactor.close()`` shuts it
-    down (``_reactor_closing``).
+    Tracked as a resource of its reactor, so that ``Reactor.close()`` shuts
+    it down (``close_for_loop``).
     """
+
+    #: Reactor.close() closes it after the listeners, before the connections
+    close_order = CLOSE_NORMAL
 
     def __init__(self, reactor: Reactor, max_workers: int = MAX_WORKERS) -> None:
         # weak: the module-level map below holds this pool, and a strong
@@ -99,7 +103,7 @@ class ResolverPool:
         future.add_done_callback(deliver)
         return future
 
-    def _reactor_closing(self) -> None:
+    def close_for_loop(self) -> None:
         self._closed = True
         reactor = self._reactor()
         if reactor is not None:
@@ -124,5 +128,5 @@ def pool_for(reactor: Reactor) -> ResolverPool:
     if pool is None:
         reactor._check_open()
         pool = _POOLS[reactor] = ResolverPool(reactor)
-        reactor._resources.add(pool)
+        reactor.track_resource(pool)
     return pool

@@ -2,7 +2,7 @@
 
 Rules of this module:
 
-- Only ``Reactor._run_once`` waits in the selector; nothing else here blocks.
+- Only ``EventLoop._run_once`` waits in the selector; nothing else here blocks.
 - One iteration: wait for I/O (no longer than the next timer, zero if
   callbacks are queued), run the I/O callbacks the backend reported, move due
   timers to the ready queue, then run exactly the callbacks that were ready at
@@ -20,6 +20,13 @@ Rules of this module:
   deadlines in scheduling order. Cancelled timers stay in the heap until they
   reach the top (lazy deletion), unless they become the majority, when the
   heap is rebuilt so that cancel-heavy code does not grow it without bound.
+- One clock: ``time()`` and ``_run_once`` both read the clock the loop was
+  given (``time.monotonic`` by default), so a test can hand in a virtual
+  clock and run backoffs and deadlines without sleeping.
+- This floor knows nothing about sockets: listeners, connections and the
+  accelerator live in ``reactor._net``, which builds ``Reactor`` on this
+  loop. What they own is closed through the resource interface
+  (``reactor._core.resources``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -34,19 +42,15 @@ import threading
 import time
 import warnings
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from . import native as _native
-from ._checks import check_callable, check_seconds
-from ._handles import Handle, TimerHandle
+from ..errors import BackendLimitError, ReactorStateError
 from .backends import backend_info, round_timeout
-from .errors import BackendLimitError, ReactorStateError
+from .checks import check_callable, check_seconds
+from .handles import Handle, TimerHandle
+from .resources import Resource
 
-if TYPE_CHECKING:
-    from .connector import ConnectAttempt
-    from .listener import Listener
-
-__all__ = ["Reactor"]
+__all__ = ["EventLoop", "Clock", "BACKEND_ENV"]
 
 logger = logging.getLogger("reactor")
 
@@ -56,11 +60,14 @@ _EVENT_WRITE = selectors.EVENT_WRITE
 #: Longest single wait: select/poll/epoll reject huge timeouts (epoll_wait
 #: takes an int of milliseconds), and a timer at +inf must not overflow them.
 _MAX_TIMEOUT = 86400.0
-#: One receive buffer per reactor, shared by its transports (one thread, one
-#: read at a time). recv(256 KiB) would allocate 256 KiB per call and then
-#: shrink it: above glibc's mmap threshold that is an mmap and an munmap per
-#: read (measured: 17 us against 2.7 us for recv_into plus a copy of 64 bytes).
-READ_BUFFER_SIZE = 256 * 1024
+#: EventLoop.close() closes resources in at most this many rounds: callbacks
+#: run while closing (connection_lost) may open new ones, but not forever.
+_CLOSE_ROUNDS = 10
+#: The environment variable that picks the backend when none is given.
+BACKEND_ENV = "REACTOR_BACKEND"
+
+#: A clock: seconds, monotonic, as a float.
+Clock = Callable[[], float]
 #: Rebuild the timer heap when more than this many entries are cancelled ...
 _TIMER_COMPACT_MIN = 100
 #: ... and they are more than this fraction of the heap.
@@ -88,18 +95,23 @@ def _ignore_signal(signum: int, frame: Any) -> None:
     byte the C-level handler wrote to the wake-up fd."""
 
 
-class Reactor:
-    """An event loop over one ``selectors`` backend.
+class EventLoop:
+    """An event loop over one ``selectors`` backend: callbacks, timers, fd
+    watchers, signals and thread wake-ups. ``reactor.Reactor`` adds sockets.
 
-    ``backend`` is ``"auto"`` (the best available) or a name from
-    :func:`reactor.available_backends`. ``native`` is ``"auto"`` (use the C
-    accept accelerator when it is built), ``True`` (require it) or ``False``;
-    the environment variable ``REACTOR_NATIVE`` overrides ``"auto"``.
+    ``backend`` is ``None`` (``$REACTOR_BACKEND``, read now, else
+    ``"auto"``), ``"auto"`` (the best available) or a name from
+    :func:`reactor.available_backends`. ``clock`` replaces
+    ``time.monotonic`` for both ``time()`` and the loop's own deadlines.
     """
 
-    def __init__(self, backend: str = "auto", native: bool | str = "auto") -> None:
+    def __init__(self, backend: str | None = None, *, clock: Clock | None = None) -> None:
+        if backend is None:
+            backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"
         info = backend_info(backend)
-        self.native: bool = _native.resolve(native)
+        if clock is not None:
+            check_callable(clock, "clock")
+        self._clock: Clock = clock or time.monotonic
         self.backend: str = info.name
         #: watched fds must be below this (select's FD_SETSIZE), or None
         self.max_fd: int | None = info.max_fd
@@ -113,13 +125,11 @@ class Reactor:
         self._running = False
         self._stopping = False
         self._thread_id: int | None = None
-        self._exception_handler: Callable[[Reactor, dict], Any] | None = None
+        self._exception_handler: Callable[[Any, dict[str, Any]], Any] | None = None
         self._signal_handlers: dict[int, Handle] = {}
         self._previous_wakeup_fd: int | None = None
-        # objects that own fds on this reactor (listeners, transports,
-        # connect attempts); close() closes whatever is still open
-        self._resources: set[Any] = set()
-        self._read_view = memoryview(bytearray(READ_BUFFER_SIZE))
+        # what close() must close: see track_resource()
+        self._resources: set[Resource] = set()
         self._wake_r, self._wake_w = socket.socketpair()
         self._closed = False
         self._wake_r.setblocking(False)
@@ -130,8 +140,9 @@ class Reactor:
     # ----------------------------------------------------------- lifecycle
 
     def time(self) -> float:
-        """The reactor's clock: ``time.monotonic()``, in seconds."""
-        return time.monotonic()
+        """The loop's clock, in seconds: ``time.monotonic()`` unless another
+        clock was given."""
+        return self._clock()
 
     def is_running(self) -> bool:
         """True while ``run()`` is executing."""
@@ -180,16 +191,7 @@ class Reactor:
             raise ReactorStateError("cannot close a running reactor; stop() it first")
         if self._closed:
             return
-        # Listeners first (order 0), so that no listener resumes accepting
-        # while connections (order 2) close; then everything else. Callbacks
-        # run here (connection_lost) may open new resources: close those too.
-        for _ in range(10):
-            if not self._resources:
-                break
-            closing, self._resources = self._resources, set()
-            for resource in sorted(closing, key=lambda r: getattr(r, "_reactor_close_order", 1)):
-                resource._reactor_closing()
-        self._resources.clear()
+        self._close_resources()
         for signum in list(self._signal_handlers):
             self.remove_signal_handler(signum)
         self._closed = True
@@ -202,7 +204,58 @@ class Reactor:
         self._wake_r.close()
         self._wake_w.close()
 
-    def __enter__(self) -> Reactor:
+    def track_resource(self, resource: Resource) -> None:
+        """Register ``resource`` (a listener, connection, connect attempt ...)
+        so that ``close()`` closes it if its owner has not. The resource calls
+        ``untrack_resource`` itself when it closes by other means."""
+        self._resources.add(resource)
+
+    def untrack_resource(self, resource: Resource) -> None:
+        """Forget ``resource``; harmless if it is not tracked."""
+        self._resources.discard(resource)
+
+    def _close_resources(self) -> None:
+        # In close_order (listeners first, so that none resumes accepting
+        # while connections close). Callbacks run here (connection_lost) may
+        # open new resources: close those too, in a bounded number of rounds.
+        closed: dict[str, int] = {}
+        for _ in range(_CLOSE_ROUNDS):
+            if not self._resources:
+                break
+            closing, self._resources = self._resources, set()
+            for resource in sorted(closing, key=lambda r: r.close_order):
+                name = type(resource).__name__
+                closed[name] = closed.get(name, 0) + 1
+                try:
+                    resource.close_for_loop()
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self.call_exception_handler(
+                        {"message": f"exception closing {resource!r} with the loop", "exception": exc}
+                    )
+        if self._resources:
+            # Something opens a resource every time one closes: stop here and
+            # say so rather than loop forever or drop them silently.
+            left = sorted(self._resources, key=lambda r: r.close_order)
+            self._resources = set()
+            logger.error(
+                "%r: resources still being opened after %d rounds of closing; closing %d more: %s",
+                self, _CLOSE_ROUNDS, len(left), ", ".join(repr(r) for r in left[:5]),
+            )
+            for resource in left:
+                try:
+                    resource.close_for_loop()
+                except Exception:
+                    logger.exception("exception closing %r with the loop", resource)
+            self._resources.clear()
+        if closed:
+            logger.info(
+                "%r closed what was still open: %s", self,
+                ", ".join(f"{count} {name}" for name, count in sorted(closed.items())),
+            )
+
+    def __enter__(self) -> EventLoop:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -216,7 +269,7 @@ class Reactor:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._running else "idle"
-        return f"<Reactor backend={self.backend} native={self.native} {state}>"
+        return f"<{type(self).__name__} backend={self.backend} {state}>"
 
     def _check_open(self) -> None:
         if self._closed:
@@ -238,7 +291,7 @@ class Reactor:
                     handle._scheduled = False
                     self._cancelled_timers -= 1
                     continue
-                timeout = round_timeout(min(when - time.monotonic(), _MAX_TIMEOUT), self._resolution)
+                timeout = round_timeout(min(when - self._clock(), _MAX_TIMEOUT), self._resolution)
                 break
 
         for key, mask in self._selector.select(timeout):
@@ -249,7 +302,7 @@ class Reactor:
                 writer._run()
 
         if timers:
-            now = time.monotonic()
+            now = self._clock()
             while timers and timers[0][0] <= now:
                 handle = heapq.heappop(timers)[2]
                 handle._scheduled = False
@@ -480,14 +533,14 @@ class Reactor:
 
     # ----------------------------------------------------------- exceptions
 
-    def set_exception_handler(self, handler: Callable[[Reactor, dict], Any] | None) -> None:
+    def set_exception_handler(self, handler: Callable[[Any, dict[str, Any]], Any] | None) -> None:
         """Install ``handler(reactor, context)`` for exceptions from callbacks;
         ``None`` restores the default, which logs them."""
         if handler is not None:
             check_callable(handler, "handler")
         self._exception_handler = handler
 
-    def get_exception_handler(self) -> Callable[[Reactor, dict], Any] | None:
+    def get_exception_handler(self) -> Callable[[Any, dict[str, Any]], Any] | None:
         """The handler set with ``set_exception_handler``, or None."""
         return self._exception_handler
 
@@ -516,34 +569,6 @@ class Reactor:
             self.default_exception_handler(
                 {"message": "exception in the exception handler", "exception": exc, "context": context}
             )
-
-    # ------------------------------------------------- servers and clients
-
-    def listen(self, protocol_factory: Callable[[], Any], host: str = "127.0.0.1", port: int = 0,
-               **options: Any) -> Listener:
-        """Listen for TCP connections; see :class:`reactor.listener.Listener`."""
-        from .listener import listen_tcp
-
-        return listen_tcp(self, protocol_factory, host, port, **options)
-
-    def listen_unix(self, protocol_factory: Callable[[], Any], path: str, **options: Any) -> Listener:
-        """Listen on a Unix stream socket at ``path``."""
-        from .listener import listen_unix
-
-        return listen_unix(self, protocol_factory, path, **options)
-
-    def connect(self, protocol_factory: Callable[[], Any], host: str, port: int,
-                **options: Any) -> ConnectAttempt:
-        """Connect to ``host:port`` without blocking; returns a ConnectAttempt."""
-        from .connector import connect_tcp
-
-        return connect_tcp(self, protocol_factory, host, port, **options)
-
-    def connect_unix(self, protocol_factory: Callable[[], Any], path: str, **options: Any) -> ConnectAttempt:
-        """Connect to the Unix stream socket at ``path`` without blocking."""
-        from .connector import connect_unix
-
-        return connect_unix(self, protocol_factory, path, **options)
 
 
 def _check_signum(signum: Any) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .loop import Reactor
+    from .loop import EventLoop
 
 __all__ = ["Handle", "TimerHandle"]
 
@@ -22,7 +22,7 @@ class Handle:
 
     __slots__ = ("_callback", "_args", "_reactor", "_cancelled")
 
-    def __init__(self, callback: Callable[..., Any], args: tuple, reactor: Reactor) -> None:
+    def __init__(self, callback: Callable[..., Any], args: tuple, reactor: EventLoop) -> None:
         self._callback = callback
         self._args = args
         self._reactor = reactor
@@ -64,7 +64,7 @@ class TimerHandle(Handle):
 
     __slots__ = ("when", "_scheduled")
 
-    def __init__(self, when: float, callback: Callable[..., Any], args: tuple, reactor: Reactor) -> None:
+    def __init__(self, when: float, callback: Callable[..., Any], args: tuple, reactor: EventLoop) -> None:
         super().__init__(callback, args, reactor)
         self.when = when
         # True while the handle sits in the reactor's heap; lets cancel() tell

@@ -122,18 +122,19 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._addresses import format_address
-from ._checks import check_callable, check_host_port, check_seconds
-from ._resolver import AddrInfo, numeric_addrinfo, pool_for
-from ._sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
-from .errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
+from .._core.checks import check_callable, check_host_port, check_seconds
+from .._core.resources import CLOSE_NORMAL
+from ..errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
+from .addresses import format_address
+from .resolver import AddrInfo, numeric_addrinfo, pool_for
+from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .transport import Transport
 
 if TYPE_CHECKING:
     import concurrent.futures
 
-    from ._handles import TimerHandle
-    from .loop import Reactor
+    from .._core.handles import TimerHandle
+    from .reactor import Reactor
 
 __all__ = [
     "ConnectAttempt",
@@ -254,6 +255,9 @@ class ConnectAttempt:
     their argument, after the protocol's ``connection_made``.
     """
 
+    #: Reactor.close() closes it after the listeners, before the connections
+    close_order = CLOSE_NORMAL
+
     def __init__(self, reactor: Reactor, protocol_factory: Callable[[], Any], target: str,
                  timeout: float, *, happy_eyeballs_delay: float | None = None,
                  keepalive: Any = None, user_timeout_ms: int | None = None) -> None:
@@ -282,7 +286,7 @@ class ConnectAttempt:
         self._deadline: TimerHandle | None = None
         if math.isfinite(timeout):
             self._deadline = reactor.call_later(timeout, self._on_deadline)
-        reactor._resources.add(self)
+        reactor.track_resource(self)
 
     # ----------------------------------------------------------- public
 
@@ -553,7 +557,7 @@ class ConnectAttempt:
             self._finish(_FAILED, exception=exc)
             return
         transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
-        self._reactor._resources.add(transport)
+        self._reactor.track_resource(transport)
         try:
             failure = transport._start()
         except BaseException as exc:  # SystemExit / KeyboardInterrupt from connection_made
@@ -605,7 +609,7 @@ class ConnectAttempt:
         self._exception = exception
         self._factory = None
         self._release()
-        self._reactor._resources.discard(self)
+        self._reactor.untrack_resource(self)
         callbacks, self._callbacks = self._callbacks, []
         return callbacks
 
@@ -635,7 +639,7 @@ class ConnectAttempt:
             self._reactor.remove_writer(sock)
         sock.close()
 
-    def _reactor_closing(self) -> None:
+    def close_for_loop(self) -> None:
         """The reactor is closing: cancel, and run the done callbacks now
         since the loop will not run again."""
         for fn in self._settle(_CANCELLED, None, None):

@@ -15,10 +15,10 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .protocols import Protocol
+from ..protocols import Protocol
 
 if TYPE_CHECKING:
-    from .transport import Transport
+    from .._net.transport import Transport
 
 __all__ = ["Request", "RequestParser", "HttpError", "HttpProtocol"]
 

@@ -37,10 +37,10 @@ import sys
 import time
 from typing import TextIO
 
-from ._addresses import format_address
-from .listener import bind_tcp
-from .loop import Reactor
-from .server import ServeConfig
+from .._net.addresses import format_address
+from .._net.listener import bind_tcp
+from .._net.reactor import Reactor
+from .serve import ServeConfig
 
 __all__ = ["supervise", "MAX_RESTARTS", "RESTART_WINDOW"]
 

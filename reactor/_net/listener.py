@@ -4,9 +4,9 @@ What happens on one readiness event of a listening socket:
 
 1. Drain: accept until the queue is empty (EAGAIN) or ``max_accepts``
    attempts were made, in one crossing into C when the accelerator is built
-   (``native.NativeDrainer``), else with the pure-Python reference
-   (``_accept.drain_pure``). The errno policy -- retry, skip and count, stop
-   for capacity, give up -- is tabled once, in ``reactor/_accept.py``, with
+   (``accept.NativeDrainer``), else with the pure-Python reference
+   (``accept.drain_pure``). The errno policy -- retry, skip and count, stop
+   for capacity, give up -- is tabled once, in ``reactor/_net/accept.py``, with
    what Linux returns and what asyncio, libuv, Twisted and trio do.
 2. Readiness can be stale: another acceptor sharing the queue (a thread, a
    forked process, a dup of the fd) may have taken the connection between
@@ -51,16 +51,16 @@ import stat
 import warnings
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import kernel
-from . import native as _native
-from ._accept import ACCEPT_CAPACITY, drain_pure
-from ._addresses import format_address
-from ._checks import check_callable, check_host_port
-from ._sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
+from .. import kernel
+from .._core.checks import check_callable, check_host_port
+from .._core.resources import CLOSE_FIRST
+from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
+from .addresses import format_address
+from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .transport import Transport
 
 if TYPE_CHECKING:
-    from .loop import Reactor
+    from .reactor import Reactor
 
 __all__ = ["Listener", "ListenerStats", "listen_tcp", "listen_unix", "DEFAULT_BACKLOG"]
 
@@ -165,20 +165,22 @@ class Listener:
         self._reserve_fd: int | None = None
         # Which drain: C takes the fd and returns non-blocking fds; the pure
         # drain calls socket._accept (no socket object per connection) and
-        # its fds are blocking until we say otherwise.
-        # A listener runs on its reactor's thread only, so it can own its C
-        # buffers (drain_native keeps them per thread for any caller).
+        # returns blocking fds. A listener runs on its reactor's thread only,
+        # so it owns its drainer and the C buffers in it.
         self.native: bool = reactor.native and isinstance(sock, socket.socket)
         if self.native:
-            self._drain = functools.partial(_native.NativeDrainer().drain, self._fd)
+            drainer = NativeDrainer()
+            self._drain = functools.partial(drainer.drain, self._fd)
+            self._nonblocking_fds: bool = drainer.NONBLOCKING
         else:
             self._drain = functools.partial(drain_pure, sock._accept)
+            self._nonblocking_fds = PURE_DRAIN_NONBLOCKING
         address = sock.getsockname()
         self.address: Any = address[:2] if isinstance(address, tuple) else address
         # Watch first (it also takes the spare fd for "shed"): if the backend
         # refuses the fd, nothing else is held yet.
         self._watch()
-        reactor._resources.add(self)
+        reactor.track_resource(self)
 
     # --------------------------------------------------------------- state
 
@@ -221,12 +223,12 @@ class Listener:
             _unlink_if_ours(self._unix_path, self._unix_inode)
             self._unix_path = None
         self._sock.close()
-        self._reactor._resources.discard(self)
+        self._reactor.untrack_resource(self)
 
     #: Reactor.close() closes listeners before connections
-    _reactor_close_order = 0
+    close_order = CLOSE_FIRST
 
-    def _reactor_closing(self) -> None:
+    def close_for_loop(self) -> None:
         self.close()
 
     def _watch(self) -> None:
@@ -322,14 +324,14 @@ class Listener:
         # The transport takes the bare fd and makes a socket object only if
         # the connection outlives connection_made.
         transport = Transport(self._reactor, fd, protocol, peername=address, server=self,
-                              family=self._family, nonblocking=self.native)
+                              family=self._family, nonblocking=self._nonblocking_fds)
         if self._dead_peer is not None:
             try:
                 apply_dead_peer_options(transport._socket(), *self._dead_peer)
             except OSError:
                 pass  # reset while queued: the first read reports it
         self.stats.active += 1
-        self._reactor._resources.add(transport)
+        self._reactor.track_resource(transport)
         transport._start()
 
     def _connection_closed(self, transport: Transport) -> None:

@@ -1,0 +1,97 @@
+"""``Reactor``: the kernel's event loop plus the network.
+
+The kernel (``reactor._core.loop.EventLoop``) knows callbacks, timers, fds and
+signals; this layer adds what a networking library is for: listening
+sockets with their accept drain, non-blocking connects, and the stream
+transports between them -- the way asyncio's ``BaseSelectorEventLoop`` adds
+sockets to ``BaseEventLoop``. It also owns what those share per loop: the
+choice of accept path (C or pure Python) and the one receive buffer every
+transport reads into.
+
+``listen`` and ``connect`` spell out their keywords (no ``**options``) so that
+readers, IDEs and mypy see them; the work is done by ``listener.listen_tcp``
+and ``connector.connect_tcp``, which check every argument.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable
+
+from .. import native as _native
+from .._core.loop import Clock, EventLoop
+from .connector import DEFAULT_HAPPY_EYEBALLS_DELAY, DEFAULT_TIMEOUT, ConnectAttempt, connect_tcp, connect_unix
+from .listener import Listener, listen_tcp, listen_unix
+from .transport import READ_SIZE
+
+__all__ = ["Reactor", "READ_BUFFER_SIZE"]
+
+#: The receive buffer every transport of this reactor reads into (see
+#: ``transport.READ_SIZE`` for why there is one).
+READ_BUFFER_SIZE = READ_SIZE
+
+ProtocolFactory = Callable[[], Any]
+
+
+class Reactor(EventLoop):
+    """An event loop over one ``selectors`` backend, with TCP and Unix
+    listeners, connectors and transports.
+
+    ``backend`` is ``None`` (``$REACTOR_BACKEND``, else ``"auto"``),
+    ``"auto"`` (the best available) or a name from
+    :func:`reactor.available_backends`. ``native`` is ``"auto"`` (use the C
+    accept accelerator when it is built), ``True`` (require it) or ``False``;
+    ``$REACTOR_NATIVE`` (``0``/``1``) overrides ``"auto"``. Both variables are
+    read here, when the reactor is made. ``clock`` replaces
+    ``time.monotonic`` (tests run backoffs and deadlines in virtual time).
+    """
+
+    def __init__(self, backend: str | None = None, native: bool | str = "auto", *,
+                 clock: Clock | None = None) -> None:
+        #: True if the accept drain runs in C
+        self.native: bool = _native.resolve(native)
+        super().__init__(backend, clock=clock)
+        self._read_view = memoryview(bytearray(READ_BUFFER_SIZE))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._running else "idle"
+        return f"<Reactor backend={self.backend} native={self.native} {state}>"
+
+    # ------------------------------------------------------------ servers
+
+    def listen(self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0, *,
+               backlog: int | None = None, reuse_port: bool = False, max_accepts: int | None = None,
+               on_exhausted: str = "pause", sock: socket.socket | None = None, keepalive: Any = None,
+               user_timeout: float | None = None) -> Listener:
+        """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
+        ephemeral port; ``""`` binds every interface), or on an already bound
+        ``sock``. See :func:`reactor._net.listener.listen_tcp` for each keyword."""
+        return listen_tcp(self, protocol_factory, host, port, backlog=backlog, reuse_port=reuse_port,
+                          max_accepts=max_accepts, on_exhausted=on_exhausted, sock=sock,
+                          keepalive=keepalive, user_timeout=user_timeout)
+
+    def listen_unix(self, protocol_factory: ProtocolFactory, path: str, *, backlog: int | None = None,
+                    max_accepts: int | None = None, on_exhausted: str = "pause") -> Listener:
+        """Listen on a Unix stream socket at ``path`` (a stale socket file is
+        replaced, a live one is ``EADDRINUSE``; the path is removed on close)."""
+        return listen_unix(self, protocol_factory, path, backlog=backlog, max_accepts=max_accepts,
+                           on_exhausted=on_exhausted)
+
+    # ------------------------------------------------------------ clients
+
+    def connect(self, protocol_factory: ProtocolFactory, host: str, port: int, *,
+                timeout: float = DEFAULT_TIMEOUT, local_addr: tuple[str, int] | None = None,
+                happy_eyeballs_delay: float | None = DEFAULT_HAPPY_EYEBALLS_DELAY, keepalive: Any = None,
+                user_timeout: float | None = None, resolver: Callable[..., Any] | None = None) -> ConnectAttempt:
+        """Connect to ``host:port`` without blocking; returns a
+        :class:`ConnectAttempt` at once. ``timeout=math.inf`` means no
+        deadline. See :func:`reactor._net.connector.connect_tcp`."""
+        return connect_tcp(self, protocol_factory, host, port, timeout=timeout, local_addr=local_addr,
+                           happy_eyeballs_delay=happy_eyeballs_delay, keepalive=keepalive,
+                           user_timeout=user_timeout, resolver=resolver)
+
+    def connect_unix(self, protocol_factory: ProtocolFactory, path: Any, *,
+                     timeout: float = DEFAULT_TIMEOUT) -> ConnectAttempt:
+        """Connect to the Unix stream socket at ``path`` without blocking."""
+        return connect_unix(self, protocol_factory, path, timeout=timeout)
+
