@@ -14,7 +14,7 @@ import pytest
 import reactor
 from reactor import kernel
 
-from .conftest import run_until
+from .support import run_until
 
 
 def test_somaxconn_matches_proc():

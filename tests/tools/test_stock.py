@@ -18,8 +18,7 @@ from reactor.protocols import Protocol
 from reactor.tools.http import HttpProtocol
 from reactor.tools.stock import CloseProtocol, DiscardProtocol, EchoProtocol, stock_protocol
 
-from .conftest import open_fds, run_until
-from .helpers_server import BackgroundReader, recv_exactly
+from ..support import BackgroundReader, open_fds, recv_exactly, run_until
 
 
 @pytest.fixture(params=["tcp", "unix"])

@@ -8,13 +8,18 @@ The exact errno policy (on a scripted fake socket) is in test_accept_policy.py.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import os
+import select
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
+from typing import Any
 
 import pytest
 
@@ -23,19 +28,97 @@ from reactor import kernel
 from reactor._net.listener import DEFAULT_BACKLOG
 from reactor.tools.stock import EchoProtocol
 
-from .conftest import LOOP_BACKENDS, open_fds, run_until
-from .helpers_server import (
+from ..support import (
     LINGER_RST,
-    Child,
+    LOOP_BACKENDS,
     Clients,
     Factory,
     Recorder,
-    move_fd_high,
-    proc_cpu_seconds,
+    open_fds,
     readable,
     recv_exactly,
     run_for,
+    run_until,
 )
+
+# ---------------------------------------- helpers used by this suite only
+
+def move_fd_high(sock: socket.socket, floor: int) -> socket.socket:
+    """A socket equal to ``sock`` on the lowest free fd >= ``floor`` (the
+    original is closed), so that its fd does not take a low number."""
+    import fcntl
+
+    fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor)
+    family, type_ = sock.family, sock.type
+    timeout = sock.gettimeout()
+    sock.close()
+    moved = socket.socket(family, type_, 0, fileno=fd)
+    moved.settimeout(timeout)
+    return moved
+
+
+class Child:
+    """A Python child process speaking JSON lines on stdout, commands on
+    stdin; every read is bounded; killed at the end if still running."""
+
+    def __init__(self, script: str, *args: str, env: dict | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", script, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env,
+        )
+        self._buffer = b""
+
+    def read_json(self, timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise AssertionError(f"child sent no line within {timeout} s; stderr: {self.stderr_now()}")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"child exited early: {self.stderr_now()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def command(self, text: str, timeout: float = 10.0) -> Any:
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+        return self.read_json(timeout)
+
+    def stderr_now(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read().decode(errors="replace")[-3000:]
+
+    def finish(self, timeout: float = 10.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError("child did not exit in time") from None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
 
 NATIVE_MODES = [False, True]
 

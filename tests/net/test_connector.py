@@ -31,8 +31,8 @@ from reactor.errors import ReactorStateError
 from reactor.protocols import Protocol
 from reactor.tools.stock import EchoProtocol
 
-from . import netns
-from .conftest import open_fds, run_until
+from .. import netns
+from ..support import open_fds, run_for, run_until
 
 
 def _can_bind(host: str) -> bool:
@@ -156,12 +156,6 @@ def scripted(*sockaddrs: tuple, calls: list | None = None,
 
 def v6(port: int) -> tuple:
     return ("::1", port, 0, 0)
-
-
-def run_for(loop: reactor.Reactor, seconds: float) -> None:
-    """Run the loop for about ``seconds``."""
-    end = time.monotonic() + seconds
-    run_until(loop, lambda: time.monotonic() >= end, timeout=seconds + 5)
 
 
 def settle_fds(before: set[int], timeout: float = 2.0) -> set[int]:

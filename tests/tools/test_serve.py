@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import select
 import shutil
@@ -11,83 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-FIRST_LINE = re.compile(
-    r"^listening on (?P<host>\S+):(?P<port>\d+) backend=(?P<backend>\w+) native=(?P<native>on|off)$"
-)
-
-
-class Server:
-    """A ``serve`` child process; stopped and reaped by ``stop()`` or the fixture."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "serve", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        self.stopping = False
-        # A thread moves stdout lines to a queue, so every read has a deadline.
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.rest: list[str] = []
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-        self.first_line = self.readline(timeout=20)
-        self.match = FIRST_LINE.match(self.first_line)
-        if self.match:
-            self.host = self.match["host"].strip("[]")
-            self.port = int(self.match["port"])
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def readline(self, timeout: float = 10) -> str:
-        """The next stdout line; fails the test after ``timeout`` or at EOF."""
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            pytest.fail(f"serve printed no line within {timeout} s")
-        assert line is not None, f"serve exited early; stderr: {self._stderr()}"
-        return line
-
-    def _stderr(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        return self.proc.stderr.read()
-
-    def send_signal(self, signum: int) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            self.stopping = True
-        self.proc.send_signal(signum)
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> tuple[int, str, str]:
-        if self.proc.poll() is None and not self.stopping:
-            self.send_signal(signum)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail(f"serve did not exit within {timeout} s after signal {signum}")
-        self._reader.join(10)
-        out = []
-        while not self.lines.empty():
-            line = self.lines.get()
-            if line is not None:
-                out.append(line + "\n")
-        return self.proc.returncode, "".join(out), self.proc.stderr.read()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+from ..support import Server
 
 
 @pytest.fixture

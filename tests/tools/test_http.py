@@ -8,14 +8,51 @@ import shutil
 import socket
 import subprocess
 import threading
+from typing import Any, Callable
 
 import pytest
 
+import reactor
 from reactor._net.transport import DEFAULT_HIGH_WATER, READ_SIZE
 from reactor.tools.http import MAX_BODY, MAX_HEAD, HttpError, HttpProtocol, Request, RequestParser, response
 
-from .conftest import run_until
-from .helpers_server import BackgroundReader, Clients, Factory, LoopThread
+from ..support import BackgroundReader, Clients, Factory, run_until
+
+# ---------------------------------------- helpers used by this suite only
+
+class LoopThread:
+    """Runs a reactor in a background thread, so the test's own thread can be
+    a blocking client (or wait for curl). Only the loop's thread touches the
+    reactor while it runs; ``call`` runs a function there and returns its
+    result."""
+
+    def __init__(self, loop: reactor.Reactor) -> None:
+        self.loop = loop
+        self.thread = threading.Thread(target=loop.run, daemon=True)
+
+    def __enter__(self) -> LoopThread:
+        self.thread.start()
+        return self
+
+    def call(self, fn: Callable[[], Any], timeout: float = 5.0) -> Any:
+        done = threading.Event()
+        box: list[Any] = []
+
+        def run() -> None:
+            try:
+                box.append(fn())
+            finally:
+                done.set()
+
+        self.loop.call_soon_threadsafe(run)
+        assert done.wait(timeout), "the loop did not run the call"
+        return box[0]
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "loop thread did not stop"
+
 
 BODY = HttpProtocol.body
 

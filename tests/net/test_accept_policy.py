@@ -8,14 +8,113 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import time
+from collections import deque
+from typing import Any, Callable
 
 import pytest
 
 import reactor._net.listener as listener_mod
 from reactor._net.accept import ACCEPT_CAPACITY, ACCEPT_FATAL, ACCEPT_RETRY, ACCEPT_SKIP, drain_pure
 
-from .conftest import open_fds, run_until
-from .helpers_server import Factory, FakeListenSocket, Recorder, run_for
+from ..support import Factory, Recorder, open_fds, run_for, run_until
+
+# ---------------------------------------- helpers used by this suite only
+
+class FakeListenSocket:
+    """A listening socket whose ``_accept()`` replays a script, trio-style.
+
+    ``fileno()`` is a real fd (one end of a socketpair) that is readable
+    exactly while the script is not empty -- like a listening socket with a
+    non-empty queue, level-triggered. Scripted connections are real
+    socketpair ends (the other end is in ``peers``); scripted errors are
+    ``OSError(errno.X)``. An empty script raises EAGAIN.
+    """
+
+    family = socket.AF_UNIX
+    type = socket.SOCK_STREAM
+
+    def __init__(self, on_call: Callable[[Any], None] | None = None) -> None:
+        self._ready_r, self._ready_w = socket.socketpair()
+        self._ready_r.setblocking(False)
+        self._signalled = False
+        self.script: deque[Any] = deque()
+        self.calls: list[tuple[float, Any]] = []
+        self.peers: list[socket.socket] = []
+        self.on_call = on_call
+        self.closed = False
+        self.listened: int | None = None
+
+    # the socket API the listener uses
+    def fileno(self) -> int:
+        return -1 if self.closed else self._ready_r.fileno()
+
+    def getsockname(self) -> str:
+        return "fake"
+
+    def listen(self, backlog: int) -> None:
+        self.listened = backlog
+
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def _accept(self) -> tuple[int, Any]:
+        if self.closed:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        item: Any = BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        if self.script:
+            item = self.script.popleft()
+        self._sync()
+        self.calls.append((time.monotonic(), item if isinstance(item, BaseException) else "conn"))
+        if self.on_call is not None:
+            self.on_call(item)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._ready_r.close()
+        self._ready_w.close()
+        for item in self.script:
+            if not isinstance(item, BaseException):
+                os.close(item[0])
+        self.script.clear()
+
+    # scripting
+    def push_connection(self, address: Any = "peer") -> socket.socket:
+        ours, peer = socket.socketpair()
+        self.peers.append(peer)
+        peer.settimeout(5.0)
+        self.script.append((ours.detach(), address))
+        self._sync()
+        return peer
+
+    def push_error(self, code: int) -> None:
+        exc: OSError = (InterruptedError if code == errno.EINTR else OSError)(code, os.strerror(code))
+        self.script.append(exc)
+        self._sync()
+
+    def outcomes(self) -> list[Any]:
+        return [item if item == "conn" else errno.errorcode[item.errno] for _, item in self.calls]
+
+    def _sync(self) -> None:
+        if self.closed:
+            return
+        if self.script and not self._signalled:
+            self._ready_w.send(b"x")
+            self._signalled = True
+        elif not self.script and self._signalled:
+            self._ready_r.recv(1)
+            self._signalled = False
+
+    def close_all(self) -> None:
+        self.close()
+        for peer in self.peers:
+            peer.close()
+
 
 
 def scripted(*items):

@@ -17,7 +17,7 @@ import pytest
 import reactor
 from reactor.errors import BackendLimitError, ReactorStateError
 
-from .conftest import open_fds, run_until
+from ..support import open_fds, run_until
 
 
 class TestCallbackOrder:

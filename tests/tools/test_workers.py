@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .test_serve import Server
+from ..support import Server
 
 
 def worker_pid(port: int) -> int:

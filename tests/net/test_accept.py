@@ -32,7 +32,7 @@ from reactor import kernel, native
 from reactor._net import accept as _accept
 from reactor._net.accept import ACCEPT_SKIP, NativeDrainer, drain_pure
 
-from .conftest import open_fds
+from ..support import open_fds
 
 NATIVE_REASON = (
     f"C accelerator not available: {native.native_error()} "

@@ -25,15 +25,16 @@ from reactor._net.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_S
 from reactor.errors import ReactorStateError
 from reactor.tools.stock import EchoProtocol
 
-from .conftest import open_fds, run_until
-from .helpers_server import (
+from ..support import (
     LINGER_RST,
     BackgroundReader,
     Factory,
     Recorder,
+    open_fds,
     readable,
     recv_exactly,
     run_for,
+    run_until,
 )
 
 TCP_CLOSE = 7  # tcp_info.tcpi_state once a reset arrived

@@ -1,0 +1,325 @@
+"""Helpers shared by several suites (a helper used by one suite lives in that
+suite): the backends to run on, an fd counter, bounded ways to run a loop, a
+recorder for the exception handler, a recording protocol and its factory,
+blocking loopback clients that are always closed, and a background reader."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+import pytest
+
+import reactor
+
+LOOP_BACKENDS = [name for name in ("select", "poll", "epoll") if name in reactor.available_backends()]
+
+#: SO_LINGER {on, 0}: close() then sends RST instead of FIN
+LINGER_RST = struct.pack("ii", 1, 0)
+
+
+# ------------------------------------------------------------- running a loop
+
+def open_fds() -> set[int]:
+    """The fds this process has open right now."""
+    fds = set()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            os.fstat(fd)
+        except OSError:
+            continue  # the listdir's own fd, already closed
+        fds.add(fd)
+    return fds
+
+
+def run_until(loop: reactor.Reactor, predicate: Callable[[], bool], timeout: float = 5.0,
+              poll: float = 0.005) -> float:
+    """Run ``loop`` until ``predicate()`` holds (checked every ``poll``
+    seconds and whenever the loop stops); fail after ``timeout``. Returns the
+    time it took."""
+    start = time.monotonic()
+    deadline = start + timeout
+
+    def check() -> None:
+        if predicate() or time.monotonic() >= deadline:
+            loop.stop()
+        else:
+            loop.call_later(poll, check)
+
+    loop.call_soon(check)
+    while True:
+        loop.run()
+        if predicate():
+            return time.monotonic() - start
+        if time.monotonic() >= deadline:
+            pytest.fail(f"condition not reached within {timeout} s")
+        loop.call_soon(check)
+
+
+class ErrorLog:
+    """An exception handler that collects what reaches it (the ``errors``
+    fixture: a test that expects errors takes them, any others fail it)."""
+
+    def __init__(self) -> None:
+        self.contexts: list[dict] = []
+
+    def __call__(self, loop: Any, context: dict) -> None:
+        self.contexts.append(context)
+
+    def take(self) -> list[dict]:
+        taken, self.contexts = self.contexts, []
+        return taken
+
+
+# ------------------------------------------------------------------ protocols
+
+class Recorder(reactor.Protocol):
+    """Records every event; ``eof_result`` is what ``eof_received`` returns."""
+
+    eof_result: Any = None
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self.made = 0
+        self.data = bytearray()
+        self.eofs = 0
+        self.lost: list[Any] = []
+        self.paused = 0
+        self.resumed = 0
+        self.events: list[str] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.made += 1
+        self.events.append("made")
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.events.append("data")
+        self.data += data
+
+    def eof_received(self) -> Any:
+        self.eofs += 1
+        self.events.append("eof")
+        return self.eof_result
+
+    def connection_lost(self, exc: Any) -> None:
+        self.events.append("lost")
+        self.lost.append(exc)
+
+    def pause_writing(self) -> None:
+        self.events.append("pause")
+        self.paused += 1
+
+    def resume_writing(self) -> None:
+        self.events.append("resume")
+        self.resumed += 1
+
+
+class Factory:
+    """A protocol factory that keeps every protocol it made."""
+
+    def __init__(self, cls: Callable[[], Any] = Recorder) -> None:
+        self.cls = cls
+        self.protocols: list[Any] = []
+
+    def __call__(self) -> Any:
+        protocol = self.cls()
+        self.protocols.append(protocol)
+        return protocol
+
+    @property
+    def made(self) -> int:
+        return sum(1 for p in self.protocols if getattr(p, "made", 1))
+
+    @property
+    def lost(self) -> int:
+        return sum(len(p.lost) for p in self.protocols)
+
+
+# -------------------------------------------------------------------- clients
+
+class Clients:
+    """Blocking loopback client sockets (each with a timeout), all closed at
+    the end of the test so none leaks a ResourceWarning."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+        self.socks: list[socket.socket] = []
+
+    def connect(self, address: Any, family: int | None = None) -> socket.socket:
+        if family is None:
+            family = socket.AF_UNIX if isinstance(address, str) else (
+                socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        self.socks.append(sock)
+        sock.settimeout(self.timeout)
+        sock.connect(address)
+        return sock
+
+    def adopt(self, sock: socket.socket) -> socket.socket:
+        self.socks.append(sock)
+        return sock
+
+    def close_all(self) -> None:
+        for sock in self.socks:
+            sock.close()
+        self.socks.clear()
+
+
+def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """Read ``size`` bytes (the socket's timeout bounds each wait)."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError(f"EOF after {len(data)} of {size} bytes")
+        data += chunk
+    return bytes(data)
+
+
+
+
+def readable(sock: socket.socket, timeout: float) -> bool:
+    return bool(select.select([sock], [], [], timeout)[0])
+
+
+class BackgroundReader:
+    """Reads a socket to EOF (or an error) in a thread; ``done`` when over."""
+
+    def __init__(self, sock: socket.socket, delay: float = 0.0, chunk: int = 1 << 16,
+                 on_chunk: Callable[[bytes], None] | None = None) -> None:
+        self.sock = sock
+        self.delay = delay
+        self.chunk = chunk
+        self.on_chunk = on_chunk
+        self.data = bytearray()
+        self.count = 0
+        self.error: BaseException | None = None
+        self.done = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            while True:
+                data = self.sock.recv(self.chunk)
+                if not data:
+                    break
+                self.count += len(data)
+                if self.on_chunk is not None:
+                    self.on_chunk(data)
+                else:
+                    self.data += data
+        except BaseException as exc:  # reported to the test
+            self.error = exc
+        finally:
+            self.done = True
+
+    def join(self, timeout: float = 10.0) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "reader thread did not finish"
+
+
+def run_for(loop: reactor.Reactor, seconds: float) -> None:
+    """Run the loop for ``seconds`` (for checks that something does NOT
+    happen, where there is no event to wait for)."""
+    loop.call_later(seconds, loop.stop)
+    loop.run()
+
+
+
+
+# ------------------------------------------------------ fake listening socket
+
+
+
+# ------------------------------------------------------------- child processes
+
+
+# ------------------------------------------------ a `serve` child process
+
+FIRST_LINE = re.compile(
+    r"^listening on (?P<host>\S+):(?P<port>\d+) backend=(?P<backend>\w+) native=(?P<native>on|off)$"
+)
+
+
+class Server:
+    """A ``serve`` child process; stopped and reaped by ``stop()`` or the fixture."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "serve", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.stopping = False
+        # A thread moves stdout lines to a queue, so every read has a deadline.
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.rest: list[str] = []
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        self.first_line = self.readline(timeout=20)
+        self.match = FIRST_LINE.match(self.first_line)
+        if self.match:
+            self.host = self.match["host"].strip("[]")
+            self.port = int(self.match["port"])
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def readline(self, timeout: float = 10) -> str:
+        """The next stdout line; fails the test after ``timeout`` or at EOF."""
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"serve printed no line within {timeout} s")
+        assert line is not None, f"serve exited early; stderr: {self._stderr()}"
+        return line
+
+    def _stderr(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stderr.read()
+
+    def send_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.stopping = True
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 20) -> tuple[int, str, str]:
+        if self.proc.poll() is None and not self.stopping:
+            self.send_signal(signum)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"serve did not exit within {timeout} s after signal {signum}")
+        self._reader.join(10)
+        out = []
+        while not self.lines.empty():
+            line = self.lines.get()
+            if line is not None:
+                out.append(line + "\n")
+        return self.proc.returncode, "".join(out), self.proc.stderr.read()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
