@@ -73,9 +73,9 @@ def listen_overflows(path: str = "/proc/net/netstat") -> dict[str, int] | None:
             lines = f.read().splitlines()
     except OSError:
         return None
-    for names, values in zip(lines, lines[1:]):
+    for names, values in zip(lines, lines[1:], strict=False):
         if names.startswith("TcpExt:") and values.startswith("TcpExt:"):
-            table = dict(zip(names.split()[1:], values.split()[1:]))
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=False))
             try:
                 return {key: int(table[key]) for key in ("ListenOverflows", "ListenDrops")}
             except (KeyError, ValueError):

@@ -9,7 +9,8 @@ the reactor's exception handler and the loop carries on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .loop import EventLoop

@@ -42,7 +42,8 @@ import threading
 import time
 import warnings
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import BackendLimitError, ReactorStateError
 from .backends import backend_info, round_timeout

@@ -46,7 +46,8 @@ import errno
 import os
 import socket
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import native as _native
 from ..errors import NativeUnavailableError
@@ -255,7 +256,7 @@ class NativeDrainer:
                 names = list(map(cache.__getitem__, hosts))
             except KeyError:
                 names = [cache.get(h) or self._name4(h) for h in hosts]
-            return list(zip(values[3::3], zip(names, values[5::3])))
+            return list(zip(values[3::3], zip(names, values[5::3], strict=False), strict=False))
         return [(values[3 + 3 * i], self._address(values, i)) for i in range(n)]
 
     def _name4(self, host: int) -> str:

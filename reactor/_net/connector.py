@@ -120,7 +120,8 @@ import math
 import os
 import socket
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._core.checks import check_callable, check_host_port, check_seconds
 from .._core.resources import CLOSE_NORMAL
@@ -588,7 +589,7 @@ class ConnectAttempt:
         if len(self._errors) + len(waiting) > 1:
             timeouts = [ConnectTimeout(errno.ETIMEDOUT, f"connect to {a}: no answer within {self._timeout:g} s")
                         for a in waiting]
-            for timeout_exc, a in zip(timeouts, waiting):
+            for timeout_exc, a in zip(timeouts, waiting, strict=False):
                 timeout_exc.address = a  # type: ignore[attr-defined]
             exc.exceptions = (*self._errors, *timeouts)  # type: ignore[attr-defined]
         self._fail(exc)

@@ -49,7 +49,8 @@ import os
 import socket
 import stat
 import warnings
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .. import kernel
 from .._core.checks import check_callable, check_host_port
@@ -163,6 +164,10 @@ class Listener:
         self._last_log = float("-inf")
         self._unlogged = 0
         self._reserve_fd: int | None = None
+        # the connections accepted here and still open, and who wants to know
+        # when the last of them closes (graceful shutdown)
+        self._connections: set[Transport] = set()
+        self._idle_callbacks: list[Callable[[], Any]] = []
         # Which drain: C takes the fd and returns non-blocking fds; the pure
         # drain calls socket._accept (no socket object per connection) and
         # returns blocking fds. A listener runs on its reactor's thread only,
@@ -197,6 +202,21 @@ class Listener:
     def is_serving(self) -> bool:
         """True while the listener accepts (not paused, exhausted or closed)."""
         return self._state == _ACTIVE
+
+    def connections(self) -> list[Transport]:
+        """The connections accepted here that are still open."""
+        return list(self._connections)
+
+    def add_idle_callback(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback()`` once, on the loop, as soon as no connection
+        accepted here is open (at the next iteration if none is open now).
+        With ``close()`` first, that is the moment a graceful shutdown is
+        complete."""
+        check_callable(callback, "callback")
+        if self._connections:
+            self._idle_callbacks.append(callback)
+        else:
+            self._reactor.call_soon(callback)
 
     def pause(self) -> None:
         """Stop accepting; new connections wait in the kernel's queue."""
@@ -331,11 +351,17 @@ class Listener:
             except OSError:
                 pass  # reset while queued: the first read reports it
         self.stats.active += 1
+        self._connections.add(transport)
         self._reactor.track_resource(transport)
         transport._start()
 
     def _connection_closed(self, transport: Transport) -> None:
         self.stats.active -= 1
+        self._connections.discard(transport)
+        if not self._connections and self._idle_callbacks:
+            callbacks, self._idle_callbacks = self._idle_callbacks, []
+            for callback in callbacks:
+                self._reactor.call_soon(callback)
         # One of our fds was just freed: the retry need not wait for the timer.
         if self._state == _EXHAUSTED:
             self._watch()

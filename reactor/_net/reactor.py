@@ -16,7 +16,8 @@ and ``connector.connect_tcp``, which check every argument.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import native as _native
 from .._core.loop import Clock, EventLoop

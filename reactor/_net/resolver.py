@@ -27,7 +27,8 @@ from __future__ import annotations
 import concurrent.futures
 import socket
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._core.resources import CLOSE_NORMAL
 from ..errors import ReactorStateError

@@ -562,7 +562,7 @@ def _run_python(cfg: LoadConfig, stop_fd: int | None, processes: int) -> list[di
     rate = cfg.rate / len(shares) if cfg.rate else None
     configs = [
         dataclasses.replace(cfg, concurrency=c, count=n, rate=rate)
-        for c, n in zip(shares, counts)
+        for c, n in zip(shares, counts, strict=False)
         if n is None or n > 0
     ]
     # Workers import this module from the same tree as we did.
@@ -603,8 +603,8 @@ def _merge(cfg: LoadConfig, engine: str, raws: list[dict[str, Any]]) -> LoadResu
     for key, name in (("timeouts", "timeout"), ("eofs", "eof"), ("mismatches", "mismatch")):
         if total[key]:
             errors[name] = errors.get(name, 0) + total[key]
-    hist = [sum(col) for col in zip(*(r["hist"] for r in raws))]
-    connect_hist = [sum(col) for col in zip(*(r["connect_hist"] for r in raws))]
+    hist = [sum(col) for col in zip(*(r["hist"] for r in raws), strict=False)]
+    connect_hist = [sum(col) for col in zip(*(r["connect_hist"] for r in raws), strict=False)]
     reasons = {r["stopped_by"] for r in raws}
     stopped_by = "stop" if "stop" in reasons else ("count" if reasons == {"count"} else "duration")
     return LoadResult(

@@ -7,7 +7,8 @@ Shutdown, on SIGINT or SIGTERM:
 2. ``close()`` every connection: queued bytes are flushed, then FIN, so
    clients read EOF, not RST;
 3. a peer that does not read cannot hold the exit: whatever is still open
-   after ``grace`` seconds is aborted (RST);
+   after ``grace`` seconds is aborted (RST); the listener tells us when its
+   last connection has closed;
 4. print a one-line summary of the listener's stats and return 0.
 """
 
@@ -20,17 +21,14 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from .. import kernel
+from .._core.handles import TimerHandle
 from .._net.addresses import format_address
 from .._net.listener import Listener
 from .._net.reactor import Reactor
-from .._net.transport import Transport
 from ..protocols import Protocol
 from .stock import stock_protocol
 
 __all__ = ["ServeConfig", "serve", "format_address"]
-
-#: how often, during the grace period, to check whether every connection closed
-_DRAIN_POLL = 0.02
 
 
 @dataclass
@@ -140,41 +138,45 @@ def _every(reactor: Reactor, interval: float, callback) -> None:
 
 class _Shutdown:
     """The graceful stop: close the listener and every connection, abort
-    what has not closed after the grace period, then stop the reactor."""
+    what has not closed after the grace period, then stop the reactor.
+
+    The listener says when its last connection has closed
+    (``add_idle_callback``), so nothing polls."""
 
     def __init__(self, reactor: Reactor, listener: Listener, grace: float) -> None:
         self._reactor = reactor
         self._listener = listener
         self._grace = grace
         self._started = False
-        self._deadline = 0.0
+        self._grace_timer: TimerHandle | None = None
         self._pending = 0  # connections open when the stop began
         self.closed_gracefully = 0
         self.aborted = 0
-
-    def _open_transports(self) -> list[Transport]:
-        return [r for r in self._reactor._resources if isinstance(r, Transport) and not r._lost]
 
     def begin(self) -> None:
         if self._started:
             return
         self._started = True
         self._listener.close()
-        transports = self._open_transports()
-        for transport in transports:
+        connections = self._listener.connections()
+        self._pending = len(connections)
+        for transport in connections:
             transport.close()
-        self._deadline = self._reactor.time() + self._grace
-        self._pending = len(transports)
-        self._check()
+        self._grace_timer = self._reactor.call_later(self._grace, self._grace_over)
+        self._listener.add_idle_callback(self._all_closed)
 
-    def _check(self) -> None:
-        still_open = self._open_transports()
-        if still_open and self._reactor.time() < self._deadline:
-            self._reactor.call_later(_DRAIN_POLL, self._check)
-            return
-        for transport in still_open:
-            transport.abort()
+    def _grace_over(self) -> None:
+        """Whatever could not flush within the grace period is aborted."""
+        self._grace_timer = None
+        still_open = self._listener.connections()
         self.aborted = len(still_open)
+        for transport in still_open:
+            transport.abort()  # the idle callback follows
+
+    def _all_closed(self) -> None:
+        if self._grace_timer is not None:
+            self._grace_timer.cancel()
+            self._grace_timer = None
         self.closed_gracefully = self._pending - self.aborted
         # one more iteration delivers the connection_lost callbacks
         self._reactor.call_soon(self._reactor.stop)
