@@ -23,8 +23,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -493,7 +492,7 @@ def test_fds_above_1024(owned: Sockets, drain: Drain):
     assert err == errno.EAGAIN
     assert [addr for _, addr in accepted] == [peer_of(c) for c in clients]
     assert all(fd >= 1024 for fd, _ in accepted)
-    for (fd, _), client in zip(accepted, clients):
+    for (fd, _), client in zip(accepted, clients, strict=False):
         client.sendall(b"x")
         assert os.read(fd, 1) == b"x"
 

@@ -10,7 +10,8 @@ import os
 import socket
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -336,7 +337,7 @@ class TestListenerOnScript:
         run_until(loop, lambda: factory.made == 1)
         assert fake.outcomes() == ["EMFILE", "EMFILE", "EMFILE", "conn", "EAGAIN"]
         times = [t for t, _ in fake.calls]
-        gaps = [b - a for a, b in zip(times, times[1:4])]
+        gaps = [b - a for a, b in zip(times, times[1:4], strict=False)]
         initial = listener_mod.BACKOFF_INITIAL
         assert gaps[0] >= initial and gaps[1] >= 2 * initial and gaps[2] >= 4 * initial
         assert lst.stats.exhausted == 3
