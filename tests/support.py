@@ -68,6 +68,29 @@ def run_until(loop: reactor.Reactor, predicate: Callable[[], bool], timeout: flo
         loop.call_soon(check)
 
 
+class VirtualClock:
+    """A clock for ``Reactor(clock=...)`` that moves only when told: backoff
+    and deadline tests run in virtual time instead of sleeping.
+
+    ``advance(seconds)`` moves it; ``step(loop)`` then runs one loop
+    iteration without waiting (``stop()`` before ``run()`` makes the wait
+    zero), so whatever became due at the new time runs now."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        assert seconds >= 0, "a monotonic clock does not go back"
+        self.now += seconds
+
+    def step(self, loop: Any) -> None:
+        loop.stop()
+        loop.run()
+
+
 class ErrorLog:
     """An exception handler that collects what reaches it (the ``errors``
     fixture: a test that expects errors takes them, any others fail it)."""
