@@ -198,11 +198,13 @@ class ServerProcess:
                 pass
 
     def _pump(self) -> None:
+        assert self.proc.stdout is not None  # Popen(stdout=PIPE)
         for line in self.proc.stdout:
             self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
 
     def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None  # Popen(stderr=PIPE)
         for line in self.proc.stderr:
             self.stderr_tail = (self.stderr_tail + [line.rstrip("\n")])[-20:]
 
@@ -248,8 +250,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def _open_idle(host: str, port: int, count: int) -> list[socket.socket]:
@@ -477,7 +480,7 @@ def machine_description() -> dict[str, Any]:
     except OSError:
         pass
     facts["cpu_model"] = model
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("uvloop", "tornado", "twisted", "trio", "cffi"):
         try:
             from importlib.metadata import version

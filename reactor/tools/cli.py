@@ -163,9 +163,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.workers > 1 and args.unix:
         args.parser.error("--workers needs a TCP address, not --unix")
+    native_choices: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+    native_choice = native_choices[args.native]
     config = ServeConfig(
         host=args.host, port=args.port, unix=args.unix, protocol=args.protocol, backend=args.backend,
-        native={"auto": "auto", "on": True, "off": False}[args.native], backlog=args.backlog,
+        native=native_choice, backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
     )

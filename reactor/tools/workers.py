@@ -100,20 +100,23 @@ class Supervisor:
             [sys.executable, "-m", "reactor", "serve", *self.worker_args],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
+        assert proc.stdout is not None  # Popen(stdout=PIPE)
         os.set_blocking(proc.stdout.fileno(), False)
         worker = _Worker(index, proc)
         self.workers[proc.pid] = worker
         self.reactor.add_reader(proc.stdout, self._read_worker, worker)
 
     def _read_worker(self, worker: _Worker) -> None:
+        stdout = worker.proc.stdout
+        assert stdout is not None  # Popen(stdout=PIPE)
         try:
-            data = os.read(worker.proc.stdout.fileno(), 65536)
+            data = os.read(stdout.fileno(), 65536)
         except BlockingIOError:
             return
         if not data:
             worker.eof = True
-            self.reactor.remove_reader(worker.proc.stdout)
-            worker.proc.stdout.close()
+            self.reactor.remove_reader(stdout)
+            stdout.close()
             self._check_exited()
             return
         worker.pending += data
