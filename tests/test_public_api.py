@@ -33,8 +33,13 @@ PINNED_METHODS = {
         "pause_reading", "resume_reading", "is_reading", "get_write_buffer_size",
         "set_write_buffer_limits", "get_extra_info",
     },
-    reactor.ConnectAttempt: {"done", "cancelled", "cancel", "add_done_callback", "result", "exception",
-                             "tried", "address"},
+    reactor.ConnectAttempt: {"done", "cancelled", "cancel", "add_done_callback", "result", "exception", "tried"},
+}
+#: attributes set per instance, checked on real objects
+PINNED_ATTRIBUTES = {
+    "Reactor": {"backend", "native"},
+    "Listener": {"address", "backlog", "native", "stats"},
+    "ConnectAttempt": {"address"},
 }
 PINNED_STATS = {"accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches", "max_batch",
                 "empty_wakeups", "active", "histogram"}
@@ -58,6 +63,17 @@ def test_all_is_explicit_and_importable():
 def test_pinned_methods(cls):
     missing = PINNED_METHODS[cls] - set(dir(cls))
     assert not missing, f"{cls.__name__} lacks {sorted(missing)}"
+
+
+def test_pinned_attributes_of_real_objects():
+    with reactor.Reactor() as r:
+        listener = r.listen(reactor.Protocol)
+        attempt = r.connect(reactor.Protocol, *listener.address)
+        for name, obj in (("Reactor", r), ("Listener", listener), ("ConnectAttempt", attempt)):
+            missing = {attr for attr in PINNED_ATTRIBUTES[name] if not hasattr(obj, attr)}
+            assert not missing, f"{name} lacks {sorted(missing)}"
+        attempt.cancel()
+        listener.close()
 
 
 def test_listener_stats_fields():
