@@ -18,6 +18,11 @@ if TYPE_CHECKING:
 __all__ = ["Handle", "TimerHandle"]
 
 
+def _cancelled_callback(*args: Any) -> None:
+    """What a cancelled handle holds instead of its callback: the reference
+    is dropped (nothing kept alive) and the attribute keeps its type."""
+
+
 class Handle:
     """A callback with its arguments, scheduled on a reactor."""
 
@@ -34,7 +39,7 @@ class Handle:
         if not self._cancelled:
             self._cancelled = True
             # drop references so a cancelled handle does not keep objects alive
-            self._callback = None
+            self._callback = _cancelled_callback
             self._args = ()
 
     def cancelled(self) -> bool:

@@ -286,10 +286,10 @@ class EventLoop:
         else:
             timeout = None
             while timers:
-                when, _, handle = timers[0]
-                if handle._cancelled:
+                when, _, timer = timers[0]
+                if timer._cancelled:
                     heapq.heappop(timers)
-                    handle._scheduled = False
+                    timer._scheduled = False
                     self._cancelled_timers -= 1
                     continue
                 timeout = round_timeout(min(when - self._clock(), _MAX_TIMEOUT), self._resolution)
@@ -305,12 +305,12 @@ class EventLoop:
         if timers:
             now = self._clock()
             while timers and timers[0][0] <= now:
-                handle = heapq.heappop(timers)[2]
-                handle._scheduled = False
-                if handle._cancelled:
+                timer = heapq.heappop(timers)[2]
+                timer._scheduled = False
+                if timer._cancelled:
                     self._cancelled_timers -= 1
                 else:
-                    ready.append(handle)
+                    ready.append(timer)
 
         # Only what is ready now: callbacks scheduled by these run next time.
         for _ in range(len(ready)):

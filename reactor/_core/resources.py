@@ -15,7 +15,7 @@ the rest is torn down.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 __all__ = ["Resource", "CLOSE_FIRST", "CLOSE_NORMAL", "CLOSE_LAST"]
 
@@ -31,8 +31,12 @@ CLOSE_LAST = 2
 class Resource(Protocol):
     """An object the loop must close if its owner did not."""
 
-    #: when ``EventLoop.close()`` closes it: lower values first
-    close_order: ClassVar[int]
+    # A read-only property, so that a plain class attribute
+    # (``close_order = CLOSE_LAST``) satisfies it; ``ClassVar[int]`` would
+    # make mypy refuse every implementation that does not spell ClassVar.
+    @property
+    def close_order(self) -> int:
+        """When ``EventLoop.close()`` closes it: lower values first."""
 
     def close_for_loop(self) -> None:
         """The loop is closing and will not run again: release everything
