@@ -20,16 +20,54 @@ Facts about the backends, and what follows for us:
   nanoseconds. The loop rounds a timeout *up* to the backend's resolution so a
   timer never fires early (CPython's selectors already round up for poll and
   epoll; rounding here keeps the rule in one place for every backend).
+
+An fd that user code closes while it is still watched ("bad fds fail alone"):
+
+- ``select(2)`` fails as a whole with EBADF, on every call until the fd
+  leaves its sets: one closed fd would stop the loop for everyone. Our
+  ``SelectSelector`` then finds the closed fds (``fstat`` each registered fd:
+  O(n), only on that error path) and forgets them.
+- ``poll(2)`` reports ``POLLNVAL`` for it, at once and on every call: a busy
+  loop. CPython's ``PollSelector`` folds POLLNVAL into "readable and
+  writable", so the watcher runs forever on a dead fd. Our ``PollSelector``
+  reads the raw revents (one ``&`` per event) and forgets such fds.
+- ``epoll(7)`` watches the open file, not the number: closing the last fd of
+  a file removes it from the interest list silently -- no event, no error,
+  nothing to spin on, so nothing to detect either: the watcher simply never
+  runs. The stale entry shows when the fd *number* is watched again (a new
+  socket often gets it at once): ``EPOLL_CTL_MOD`` then fails with ENOENT
+  (or EBADF if the number is still free), where CPython's ``EpollSelector``
+  would either raise (the events changed) or, when only the callback
+  changes, not ask the kernel at all and leave the new socket unwatched. Our
+  ``EpollSelector`` always asks the kernel on ``modify`` (only a callback
+  replacement pays one extra ``epoll_ctl``; changing events paid it anyway)
+  and forgets the stale entry. Not handled, because no cheap check sees it:
+  a closed fd whose file lives on in a ``dup`` (or a forked child) stays in
+  the interest list and keeps firing under the old number.
+- select and poll watch numbers: an fd closed *and reused* before the loop
+  next waits is watched as the new file, and cannot be told apart.
+
+Each of our selectors says what it forgot by raising :class:`BadFds` (with
+whatever else was ready), so the loop's hot path pays nothing for the check:
+it ends those watchers and reports each fd to the exception handler. They
+are ``BackendInfo.loop_selector_class``; ``selector_class`` stays the stdlib
+class for code that does not catch ``BadFds``. kqueue and /dev/poll keep
+the stdlib classes (not on Linux).
 """
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import select
 import selectors
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "FD_SETSIZE",
+    "BadFds",
     "BackendInfo",
     "available_backends",
     "backend_info",
@@ -41,12 +79,149 @@ __all__ = [
 FD_SETSIZE = 1024
 
 
+#: errnos of EPOLL_CTL_MOD that mean "this registration is stale": the fd
+#: number now names another file (ENOENT), or nothing at all (EBADF)
+_STALE_ERRNOS = frozenset({errno.ENOENT, errno.EBADF})
+
+_Ready = list[tuple[selectors.SelectorKey, int]]
+
+_POLLIN = select.POLLIN
+_POLLOUT = select.POLLOUT
+_POLLNVAL = select.POLLNVAL
+
+
+class BadFds(Exception):
+    """Raised by our selectors when registered fds turned out to be closed.
+
+    The selector has already forgotten them. ``keys`` are their
+    registrations (the loop ends their watchers and reports each fd);
+    ``ready`` is what else was ready in the same ``select()`` call.
+    """
+
+    def __init__(self, keys: list[selectors.SelectorKey], ready: _Ready, how: str) -> None:
+        super().__init__(f"closed fds still watched ({how}): {sorted(key.fd for key in keys)}")
+        self.keys = keys
+        self.ready = ready
+        #: how it was found, for the report
+        self.how = how
+
+
+def _is_closed(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError as exc:
+        return exc.errno == errno.EBADF
+    return False
+
+
+class SelectSelector(selectors.SelectSelector):
+    """select(2) that survives a closed fd in its sets (see the module)."""
+
+    def select(self, timeout: float | None = None) -> _Ready:
+        try:
+            return super().select(timeout)
+        except (OSError, ValueError) as exc:
+            bad = [key for key in list(self.get_map().values()) if _is_closed(key.fd)]
+            if not bad:
+                raise
+            for key in bad:
+                self.unregister(key.fd)
+            raise BadFds(bad, [], f"select() failed: {exc}") from exc
+
+
+class PollSelector(selectors.PollSelector):
+    """poll(2) that forgets an fd the kernel answers POLLNVAL for (see the
+    module), instead of reporting it ready forever."""
+
+    # CPython's private state, read here (typeshed leaves it out)
+    _selector: select.poll
+    _fd_to_key: dict[int, selectors.SelectorKey]
+
+    # The body is CPython's _PollLikeSelector.select, plus the POLLNVAL test,
+    # reading the registrations straight from the map (no method call per
+    # event).
+    def select(self, timeout: float | None = None) -> _Ready:
+        if timeout is None:
+            ms = None
+        elif timeout <= 0:
+            ms = 0
+        else:
+            # poll() has a resolution of 1 ms: round away from zero
+            ms = math.ceil(timeout * 1e3)
+        try:
+            fd_events = self._selector.poll(ms)
+        except InterruptedError:
+            return []
+        ready: _Ready = []
+        bad: list[selectors.SelectorKey] = []
+        fd_to_key = self._fd_to_key
+        for fd, revents in fd_events:
+            key = fd_to_key.get(fd)
+            if key is None:
+                continue
+            if revents & _POLLNVAL:
+                bad.append(key)
+                continue
+            events = 0
+            if revents & ~_POLLIN:
+                events |= selectors.EVENT_WRITE
+            if revents & ~_POLLOUT:
+                events |= selectors.EVENT_READ
+            ready.append((key, events & key.events))
+        if bad:
+            for key in bad:
+                self.unregister(key.fd)
+            raise BadFds(bad, ready, "poll() reported POLLNVAL")
+        return ready
+
+
+_selector_classes: dict[str, type[selectors.BaseSelector]] = {
+    "select": SelectSelector,
+    "poll": PollSelector,
+}
+
+if hasattr(selectors, "EpollSelector"):
+
+    class EpollSelector(selectors.EpollSelector):
+        """epoll(7) whose ``modify`` always asks the kernel, so that a stale
+        registration (its fd closed, its number maybe reused) is found and
+        forgotten instead of silently leaving the new file unwatched (see
+        the module)."""
+
+        # CPython's private state, used here (typeshed leaves it out)
+        _selector: select.epoll
+        _fd_to_key: dict[int, selectors.SelectorKey]
+
+        def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            key = self.get_key(fileobj)  # KeyError if not registered, as in the base class
+            fd = key.fd
+            try:
+                if events == key.events:
+                    # CPython changes only the data here, without a syscall.
+                    mask = (select.EPOLLIN if events & selectors.EVENT_READ else 0) | (
+                        select.EPOLLOUT if events & selectors.EVENT_WRITE else 0)
+                    self._selector.modify(fd, mask)
+                # On a kernel error this drops the registration and re-raises.
+                return super().modify(fileobj, events, data)
+            except OSError as exc:
+                if exc.errno not in _STALE_ERRNOS:
+                    raise
+                self._fd_to_key.pop(fd, None)
+                raise BadFds([key], [], f"epoll_ctl(MOD) failed: {exc}") from exc
+
+    _selector_classes["epoll"] = EpollSelector
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     """What one backend is and what it can do."""
 
     name: str
+    #: the stdlib class (what an asyncio loop's ``_run_once`` can use as is)
     selector_class: type[selectors.BaseSelector]
+    #: what ``EventLoop`` uses: ``selector_class`` plus the bad-fd checks
+    #: above, so its ``select()`` and ``modify()`` may raise ``BadFds``
+    loop_selector_class: type[selectors.BaseSelector]
     #: highest fd it can watch plus one, or None when unbounded
     max_fd: int | None
     #: granularity of its timeout argument, in seconds
@@ -68,7 +243,8 @@ def _known() -> list[BackendInfo]:
     for name, attr, max_fd, resolution, scaling in candidates:
         cls = getattr(selectors, attr, None)
         if cls is not None:
-            found.append(BackendInfo(name, cls, max_fd, resolution, scaling))
+            checked = _selector_classes.get(name, cls)
+            found.append(BackendInfo(name, cls, checked, max_fd, resolution, scaling))
     return found
 
 

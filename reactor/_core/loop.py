@@ -23,6 +23,12 @@ Rules of this module:
 - One clock: ``time()`` and ``_run_once`` both read the clock the loop was
   given (``time.monotonic`` by default), so a test can hand in a virtual
   clock and run backoffs and deadlines without sleeping.
+- Bad fds fail alone: an fd closed by user code while still watched ends
+  only its own watchers. The backend says which fds are dead by raising
+  ``BadFds`` (how each kernel shows it is in ``backends``); the loop cancels
+  their handles and reports each fd once to the exception handler, with
+  ``OSError(EBADF)`` and the ``fd``. The check costs the hot path nothing:
+  it is an ``except`` around the one ``select()`` call.
 - This floor knows nothing about sockets: listeners, connections and the
   accelerator live in ``reactor._net``, which builds ``Reactor`` on this
   loop. What they own is closed through the resource interface
@@ -31,6 +37,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import logging
@@ -46,7 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BackendLimitError, ReactorStateError
-from .backends import backend_info, round_timeout
+from .backends import BadFds, backend_info, round_timeout
 from .checks import check_callable, check_seconds
 from .handles import Handle, TimerHandle
 from .resources import Resource
@@ -118,7 +125,7 @@ class EventLoop:
         self.max_fd: int | None = info.max_fd
         self._resolution = info.resolution
         self._closed = True  # until the fds below exist, so __del__ is safe
-        self._selector = info.selector_class()
+        self._selector = info.loop_selector_class()
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
@@ -295,7 +302,15 @@ class EventLoop:
                 timeout = round_timeout(min(when - self._clock(), _MAX_TIMEOUT), self._resolution)
                 break
 
-        for key, mask in self._selector.select(timeout):
+        # try costs nothing until something is raised (3.11's zero-cost
+        # exceptions): the failure path below adds no work per iteration.
+        try:
+            event_list = self._selector.select(timeout)
+        except BadFds as bad:
+            event_list = bad.ready
+            self._end_watchers(bad)
+
+        for key, mask in event_list:
             reader, writer = key.data
             if mask & _EVENT_READ and reader is not None and not reader._cancelled:
                 reader._run()
@@ -317,6 +332,26 @@ class EventLoop:
             handle = ready.popleft()
             if not handle._cancelled:
                 handle._run()
+
+    def _end_watchers(self, bad: BadFds) -> None:
+        """The fds in ``bad`` were closed while watched, and the selector
+        has forgotten them: cancel their watchers, report each fd once."""
+        for key in bad.keys:
+            live = [handle for handle in key.data if handle is not None and not handle._cancelled]
+            if not live:
+                continue  # its watchers were cancelled already: nobody to tell
+            names = " and ".join(repr(handle) for handle in live)  # before cancel() forgets them
+            for handle in live:
+                handle.cancel()
+            error = OSError(errno.EBADF, f"fd {key.fd} was closed while it was watched")
+            error.__cause__ = bad.__cause__
+            self.call_exception_handler({
+                "message": f"fd {key.fd} was closed while still watched ({bad.how}); "
+                           f"removed its watcher {names}",
+                "exception": error,
+                "fd": key.fd,
+                "handle": live[0],
+            })
 
     # ---------------------------------------------------------- scheduling
 
@@ -414,7 +449,15 @@ class EventLoop:
             old, data = reader, (handle, writer)
         else:
             old, data = writer, (reader, handle)
-        selector.modify(fd, key.events | event, data)
+        try:
+            selector.modify(fd, key.events | event, data)
+        except BadFds as bad:
+            # The registration is stale: its fd was closed without
+            # remove_reader/remove_writer (epoll: this number now names
+            # another file). End those watchers, then watch this file afresh.
+            self._end_watchers(bad)
+            selector.register(fd, event, (handle, None) if event == _EVENT_READ else (None, handle))
+            return handle
         if old is not None:
             old.cancel()
         return handle
@@ -437,7 +480,14 @@ class EventLoop:
             return False
         mask = key.events & ~event
         if mask:
-            selector.modify(fd, mask, data)
+            try:
+                selector.modify(fd, mask, data)
+            except BadFds as bad:
+                # The fd was closed while watched: the one asked for goes
+                # quietly, the other watcher on it ends with a report.
+                old.cancel()
+                self._end_watchers(bad)
+                return True
         else:
             selector.unregister(fd)
         old.cancel()
