@@ -29,6 +29,9 @@ Rules of this module:
   their handles and reports each fd once to the exception handler, with
   ``OSError(EBADF)`` and the ``fd``. The check costs the hot path nothing:
   it is an ``except`` around the one ``select()`` call.
+- The selector itself failing (``MemoryError``, an ``OSError`` such as
+  ENOMEM) never ends ``run()``: it is reported and retried after
+  ``_SELECT_RETRY_DELAY``, without I/O for that iteration.
 - This floor knows nothing about sockets: listeners, connections and the
   accelerator live in ``reactor._net``, which builds ``Reactor`` on this
   loop. What they own is closed through the resource interface
@@ -68,6 +71,10 @@ _EVENT_WRITE = selectors.EVENT_WRITE
 #: Longest single wait: select/poll/epoll reject huge timeouts (epoll_wait
 #: takes an int of milliseconds), and a timer at +inf must not overflow them.
 _MAX_TIMEOUT = 86400.0
+#: Pause after the selector itself failed (MemoryError, ENOMEM) before the
+#: next try: a failure that repeats costs ten reports a second instead of a
+#: busy loop, and the loop is back within this long once memory is free.
+_SELECT_RETRY_DELAY = 0.1
 #: EventLoop.close() closes resources in at most this many rounds: callbacks
 #: run while closing (connection_lost) may open new ones, but not forever.
 _CLOSE_ROUNDS = 10
@@ -303,12 +310,15 @@ class EventLoop:
                 break
 
         # try costs nothing until something is raised (3.11's zero-cost
-        # exceptions): the failure path below adds no work per iteration.
+        # exceptions): the failure paths below add no work per iteration.
         try:
             event_list = self._selector.select(timeout)
         except BadFds as bad:
             event_list = bad.ready
             self._end_watchers(bad)
+        except (OSError, MemoryError) as exc:
+            event_list = []
+            self._selector_failed(exc)
 
         for key, mask in event_list:
             reader, writer = key.data
@@ -352,6 +362,18 @@ class EventLoop:
                 "fd": key.fd,
                 "handle": live[0],
             })
+
+    def _selector_failed(self, exc: BaseException) -> None:
+        """The selector raised (MemoryError, ENOMEM ...): report, pause, and
+        let the next iteration try again."""
+        try:
+            self.call_exception_handler({
+                "message": f"the {self.backend} selector failed; trying again in {_SELECT_RETRY_DELAY} s",
+                "exception": exc,
+            })
+        except MemoryError:
+            pass  # reporting needs memory too; the pause below still applies
+        time.sleep(_SELECT_RETRY_DELAY)
 
     # ---------------------------------------------------------- scheduling
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import gc
 import math
@@ -15,6 +16,7 @@ import time
 import pytest
 
 import reactor
+from reactor._core import loop as loop_module
 from reactor.errors import BackendLimitError, ReactorStateError
 
 from ..support import open_fds, run_until
@@ -306,6 +308,81 @@ class TestFailures:
             with caplog.at_level("ERROR", logger="reactor"):
                 r.run()
         assert "ZeroDivisionError" in caplog.text
+
+
+class TestSelectorFailures:
+    """The selector itself failing (not a bad fd: that is test_bad_fds.py)
+    is reported and retried after a pause; it never ends run()."""
+
+    @staticmethod
+    def fail_selects(loop, *errors_to_raise):
+        """Make the loop's next waits raise these, in order."""
+        pending = list(errors_to_raise)
+        real = loop._selector.select
+
+        def select(timeout=None):
+            if pending:
+                raise pending.pop(0)
+            return real(timeout)
+
+        loop._selector.select = select
+        return pending
+
+    def test_memory_error_is_reported_and_the_loop_goes_on(self, loop, errors):
+        a, b = socket.socketpair()
+        with a, b:
+            seen = []
+            loop.add_reader(a, lambda: seen.append(a.recv(10)))
+            b.send(b"io")
+            loop.call_soon(seen.append, "soon")
+            pending = self.fail_selects(loop, MemoryError(), MemoryError(), MemoryError())
+            start = time.monotonic()
+            run_until(loop, lambda: b"io" in seen)
+            elapsed = time.monotonic() - start
+            loop.remove_reader(a)
+        assert not pending
+        # callbacks still ran while the selector failed; I/O once it worked
+        assert seen == ["soon", b"io"]
+        contexts = errors.take()
+        assert [type(c["exception"]) for c in contexts] == [MemoryError] * 3
+        assert all("selector failed" in c["message"] for c in contexts)
+        # each failure paused before the next try: no busy loop
+        assert elapsed >= 3 * loop_module._SELECT_RETRY_DELAY
+
+    def test_an_oserror_is_reported_and_the_loop_goes_on(self, loop, errors):
+        self.fail_selects(loop, OSError(errno.ENOMEM, "Cannot allocate memory"))
+        seen = []
+        loop.call_later(0.001, seen.append, "timer")
+        run_until(loop, lambda: seen == ["timer"])
+        [context] = errors.take()
+        assert context["exception"].errno == errno.ENOMEM
+
+    def test_select_failing_without_a_bad_fd_is_not_blamed_on_one(self, errors):
+        # The select backend looks for closed fds when select() fails; when
+        # none is closed, the error is the selector's, reported as such,
+        # and no healthy watcher is ended.
+        with reactor.Reactor(backend="select") as r:
+            r.set_exception_handler(errors)
+            a, b = socket.socketpair()
+            with a, b:
+                seen = []
+                reader = r.add_reader(a, lambda: seen.append(a.recv(10)))
+                real = r._selector._select
+                calls = []
+
+                def failing_once(*args):
+                    calls.append(1)
+                    if len(calls) == 1:
+                        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+                    return real(*args)
+
+                r._selector._select = failing_once
+                b.send(b"x")
+                run_until(r, lambda: seen == [b"x"])
+                assert not reader.cancelled()
+                r.remove_reader(a)
+        [context] = errors.take()
+        assert "selector failed" in context["message"] and "fd" not in context
 
 
 class TestLifecycle:
