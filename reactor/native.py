@@ -15,6 +15,11 @@ pure-Python accept drain has the same semantics and the same tests.
   ``1``             require it: a ``native="auto"`` reactor raises
                     ``NativeUnavailableError`` when it cannot be loaded
 
+The switch is read on every call (``resolve``, ``native_available``,
+``native_error``, ``load``), so each new ``Reactor`` sees the environment as
+it is then; only the import of the extension is cached (``extension``),
+because importing it again would give the same module.
+
 A build left over from an older source tree is refused, not called: the C side
 reports an ABI version and it must equal :data:`ABI_VERSION`.
 """
@@ -37,23 +42,34 @@ __all__ = [
     "extension_error",
     "resolve",
     "env_setting",
+    "NATIVE_ENV",
 ]
 
 #: The ABI version of ``_native/accel.c`` this module was written against
 #: (``reactor_accel_abi_version()``); a build reporting another is stale.
 ABI_VERSION = 2
 
-_module: ModuleType | None = None
-_error: str | None = None
-_loaded = False
+#: The environment variable that switches the accelerator (see above).
+NATIVE_ENV = "REACTOR_NATIVE"
+#: Why the accelerator is not used when the switch says 0.
+_DISABLED = f"disabled by {NATIVE_ENV}=0"
+
+# The cached import (extension()): the module, or why there is none.
 _ext: ModuleType | None = None
 _ext_error: str | None = None
 _ext_loaded = False
+# Unused: the switch is no longer cached. Kept only because the fresh_native
+# fixture in tests/net/test_accept.py still monkeypatches these names; delete
+# them together with that fixture's three entries.
+_module: ModuleType | None = None
+_error: str | None = None
+_loaded = False
 
 
 def env_setting() -> str:
-    """The ``REACTOR_NATIVE`` switch: ``"auto"``, ``"0"`` or ``"1"``."""
-    value = os.environ.get("REACTOR_NATIVE", "auto").strip().lower() or "auto"
+    """The ``REACTOR_NATIVE`` switch as it is now: ``"auto"``, ``"0"`` or
+    ``"1"``."""
+    value = os.environ.get(NATIVE_ENV, "auto").strip().lower() or "auto"
     if value in ("0", "off", "false", "no"):
         return "0"
     if value in ("1", "on", "true", "yes"):
@@ -96,34 +112,30 @@ def extension_error() -> str | None:
 
 def load() -> ModuleType | None:
     """The compiled module (with ``ffi`` and ``lib``), or None when it is not
-    built, stale, or disabled by ``REACTOR_NATIVE=0``; cached."""
-    global _module, _error, _loaded
-    if not _loaded:
-        _loaded = True
-        if env_setting() == "0":
-            _error = "disabled by REACTOR_NATIVE=0"
-        else:
-            _module = extension()
-            _error = _ext_error
-    return _module
+    built, stale, or disabled by ``REACTOR_NATIVE=0`` (read now)."""
+    if env_setting() == "0":
+        return None
+    return extension()
 
 
 def native_available() -> bool:
-    """True if the C accelerator is built and allowed (REACTOR_NATIVE != 0)."""
+    """True if the C accelerator is built and allowed (REACTOR_NATIVE != 0,
+    read now)."""
     return load() is not None
 
 
 def native_error() -> str | None:
-    """Why the accelerator cannot be used, or None when it can."""
-    load()
-    return _error
+    """Why the accelerator cannot be used now, or None when it can."""
+    if env_setting() == "0":
+        return _DISABLED
+    return extension_error()
 
 
 def resolve(native: Any) -> bool:
     """Turn a ``Reactor(native=...)`` argument into whether to use C."""
     if native == "auto" and isinstance(native, str):
         if env_setting() == "1" and not native_available():
-            raise NativeUnavailableError(f"REACTOR_NATIVE=1 requires the accelerator: {native_error()}")
+            raise NativeUnavailableError(f"{NATIVE_ENV}=1 requires the accelerator: {native_error()}")
         return native_available()
     if native is True:
         if not native_available():

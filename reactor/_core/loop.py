@@ -56,7 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import BackendLimitError, ReactorStateError
-from .backends import BadFds, backend_info, round_timeout
+from .backends import BackendInfo, BadFds, backend_info, round_timeout
 from .checks import check_callable, check_seconds
 from .handles import Handle, TimerHandle
 from .resources import Resource
@@ -121,9 +121,7 @@ class EventLoop:
     """
 
     def __init__(self, backend: str | None = None, *, clock: Clock | None = None) -> None:
-        if backend is None:
-            backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"
-        info = backend_info(backend)
+        info = backend_info(backend) if backend is not None else _backend_from_env()
         if clock is not None:
             check_callable(clock, "clock")
         self._clock: Clock = clock or time.monotonic
@@ -642,6 +640,17 @@ class EventLoop:
             self.default_exception_handler(
                 {"message": "exception in the exception handler", "exception": exc, "context": context}
             )
+
+
+def _backend_from_env() -> BackendInfo:
+    """The backend ``$REACTOR_BACKEND`` names (read now), else "auto"'s."""
+    name = os.environ.get(BACKEND_ENV, "").strip()
+    if not name:
+        return backend_info("auto")
+    try:
+        return backend_info(name)
+    except ValueError as exc:
+        raise ValueError(f"${BACKEND_ENV}={name!r}: {exc}") from None
 
 
 def _check_signum(signum: Any) -> int:
