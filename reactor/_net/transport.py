@@ -1,12 +1,38 @@
 """The stream transport: one connected socket between the reactor and a protocol.
 
-States (a transition table in words; anything else is a no-op or an error):
+The lifecycle is data: ``State`` says where the write side and the fd are,
+``Event`` names what can happen to them, and ``_TRANSITIONS`` is every legal
+move -- everything that affects the state machine lives in that table (h11's
+rule). A move the table does not have raises at once (a bug here, never a
+user error); the public calls that may come twice (``close()``,
+``abort()``, ``write_eof()``) are no-ops where the table has no move for them.
 
-    open --write_eof()--> write side shut (we can still read)
-    open / write side shut --close()--> closing: reading stops, the buffer
-        flushes, then the socket closes (FIN) and connection_lost(None)
-    any --abort()--> closed at once: buffer dropped, RST, connection_lost(None)
-    any --peer reset / broken pipe / timeout--> closed, connection_lost(exc)
+    state           close()   abort()   write_eof()      flushed      failed
+    OPEN            CLOSING   CLOSED    SHUTTING_WRITE   -            LOST
+    SHUTTING_WRITE  CLOSING   CLOSED    (no-op)          WRITE_SHUT   CLOSED
+    WRITE_SHUT      CLOSING   CLOSED    (no-op)          -            CLOSED
+    CLOSING         (no-op)   CLOSED    (no-op)          CLOSED       CLOSED
+    CLOSED, LOST    (no-op)   (no-op)   (no-op)          -            -
+
+- OPEN: reading and writing. SHUTTING_WRITE: ``write_eof()`` was asked and
+  the queue is flushing; ``shutdown(SHUT_WR)`` follows. WRITE_SHUT: the peer
+  has our FIN; we still read. CLOSING: ``close()`` was asked: reading has
+  stopped, the queue flushes, then the fd closes (FIN).
+- CLOSED: the fd is closed, and the user had ended the write side first
+  (``close()``, ``abort()``, or ``write_eof()`` and then a peer error):
+  ``write()`` raises ``ReactorStateError``. LOST: the fd is closed because the
+  kernel reported an error (reset, broken pipe, timeout, or the fd cannot be
+  watched) while the write side was open: ``write()`` drops the data, because
+  the protocol has been (or is about to be) told with ``connection_lost(exc)``.
+- ``flushed`` is the queue running empty in a state that waits for it;
+  ``failed`` is an error from the kernel on this socket.
+
+Four facts are independent of that state and stay plain attributes: the user
+paused reading (``_reading``); we are registered for reading
+(``_reader_on``); the peer's FIN was read (``_eof_seen``: reading again would
+repeat ``eof_received``); ``pause_writing()`` was sent (``_writing_paused``).
+We are registered for writing exactly while the queue is not empty, so that
+needs no flag of its own.
 
 Facts this module handles:
 
@@ -36,31 +62,53 @@ Facts this module handles:
   asked of the socket.
 - recv returning b"" is EOF (the peer's FIN): ``eof_received()`` decides
   whether we keep the write side open (True) or close.
+- Registering the fd can fail: select cannot watch fds >= FD_SETSIZE
+  (``BackendLimitError``), ``epoll_ctl(ADD)`` gives ENOSPC past
+  ``fs.epoll.max_user_watches`` and ENOMEM without kernel memory. A
+  connection nobody watches is never read and never closed, so it ends
+  there: one report to the exception handler, the fd closed,
+  ``connection_lost(exc)`` (the ``failed`` event).
 - ``connection_lost`` is called exactly once, on the loop, after the fd is
   closed and unregistered -- also when the reactor is closed between the
   close and that call (the transport stays among the reactor's resources
   until the protocol has been told).
+- An exception caught here carries a traceback whose frames hold their
+  locals, ``self`` among them: a transport keeping the exception that ended
+  it would sit in a reference cycle (transport -> exception -> traceback ->
+  frame -> transport) that only the cyclic GC frees -- with a reset storm,
+  thousands of dead transports and their buffers. So the exception is kept
+  only until ``connection_lost`` has it, and not at all when nobody is told.
+
+Protocol callbacks: ``data_received`` runs once per read and is called
+inline in ``_read_ready``; the cold ones (``connection_made``,
+``eof_received``, ``connection_lost``, ``pause_writing``,
+``resume_writing``) go through one guard, ``_call_protocol``: SystemExit and
+KeyboardInterrupt go up, anything else goes to the exception handler with
+the transport and protocol in the context, and where the protocol's state is
+unknown afterwards (``data_received``, ``connection_made``,
+``eof_received``) the connection is aborted -- that one only.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import socket
 import struct
 import warnings
 from collections import deque
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core.resources import CLOSE_LAST
-from ..errors import BackendLimitError, ReactorStateError
+from ..errors import ReactorStateError
 from ..protocols import Protocol as _BaseProtocol
 
 if TYPE_CHECKING:
     from ..protocols import Protocol
     from .reactor import Reactor
 
-__all__ = ["Transport", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "READ_SIZE"]
+__all__ = ["Transport", "State", "Event", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "READ_SIZE"]
 
 #: Bytes one read may deliver. Every transport of a reactor reads into the
 #: reactor's one buffer of this size (one thread, one read at a time):
@@ -83,6 +131,85 @@ _NO_OP_CONNECTION_LOST = _BaseProtocol.connection_lost
 _STREAM_NONBLOCK = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)
 
 
+# ------------------------------------------------------------ the lifecycle
+#
+# StrEnum, not Enum: a move looks up a (state, event) tuple, and hashing a
+# str member uses str's cached C hash, where Enum.__hash__ is a Python call
+# (measured: 98 against 178 ns per lookup).
+
+class State(enum.StrEnum):
+    """Where a transport's write side and fd are (see the module docs)."""
+
+    OPEN = "open"
+    SHUTTING_WRITE = "shutting-write"
+    WRITE_SHUT = "write-shut"
+    CLOSING = "closing"
+    CLOSED = "closed"
+    LOST = "lost"
+
+
+class Event(enum.StrEnum):
+    """What moves a transport from one state to the next."""
+
+    WRITE_EOF = "write_eof"  # the user's write_eof()
+    FLUSHED = "flushed"      # the queue ran empty in a state waiting for it
+    CLOSE = "close"          # the user's close() (also: eof_received did not keep us open)
+    ABORT = "abort"          # the user's abort(), a protocol callback that raised, the reactor closing
+    FAILED = "failed"        # the kernel reported an error, or the fd cannot be watched
+
+
+OPEN, SHUTTING_WRITE, WRITE_SHUT, CLOSING, CLOSED, LOST = State
+WRITE_EOF, FLUSHED, CLOSE, ABORT, FAILED = Event
+
+#: Every legal move: state -> {event: next state}. Rule: everything that
+#: affects the state machine lives here; an event missing from a state's row
+#: is not a move (module docs).
+_TRANSITIONS: dict[State, dict[Event, State]] = {
+    OPEN: {WRITE_EOF: SHUTTING_WRITE, CLOSE: CLOSING, ABORT: CLOSED, FAILED: LOST},
+    # after write_eof(), a peer error still leaves write() raising: CLOSED, not LOST
+    SHUTTING_WRITE: {FLUSHED: WRITE_SHUT, CLOSE: CLOSING, ABORT: CLOSED, FAILED: CLOSED},
+    WRITE_SHUT: {CLOSE: CLOSING, ABORT: CLOSED, FAILED: CLOSED},
+    CLOSING: {FLUSHED: CLOSED, ABORT: CLOSED, FAILED: CLOSED},
+    CLOSED: {},
+    LOST: {},
+}
+
+
+def _column(event: Event) -> dict[State, State]:
+    return {state: row[event] for state, row in _TRANSITIONS.items() if event in row}
+
+
+# The same table by event (state -> next state), which is how the moves look
+# it up: ``self._state = _ON_X[self._state]``, where a move the table does not
+# have raises KeyError(state) at once; the public calls that may come twice
+# use ``.get`` and do nothing where there is no move. By event, and plain
+# dicts: one lookup on a cached str hash per move, where a (state, event)
+# tuple costs about 35 ns more to build and hash and a dict subclass with a
+# __missing__ message 20 ns more per lookup (two moves per connection).
+_ON_WRITE_EOF = _column(WRITE_EOF)
+_ON_FLUSHED = _column(FLUSHED)
+_ON_CLOSE = _column(CLOSE)
+_ON_ABORT = _column(ABORT)
+_ON_FAILED = _column(FAILED)
+
+#: the fd is closed: nothing can happen any more
+_FD_CLOSED = frozenset({CLOSED, LOST})
+#: data from the peer is still delivered (close() stops reading)
+_READING = frozenset({OPEN, SHUTTING_WRITE, WRITE_SHUT})
+#: waiting for the queue to run empty (the states with a ``flushed`` move)
+_FLUSHING = frozenset(_ON_FLUSHED)
+#: is_closing(): close() or abort() was called, or the fd is closed
+_CLOSING_OR_CLOSED = frozenset({CLOSING, CLOSED, LOST})
+
+#: The protocol's state is unknown once one of these raised (it may not have
+#: set itself up, or decided nothing about the half-close): the connection
+#: is aborted. pause_writing / resume_writing are flow-control hints (asyncio
+#: only reports them too), and connection_lost comes after the close.
+_ABORT_IF_IT_RAISES = frozenset({"connection_made", "data_received", "eof_received"})
+#: "no argument" for _call_protocol (None is connection_lost's argument)
+_NO_ARG: Any = object()
+
+
 class Transport:
     """A connected stream socket driven by a reactor. Created by listeners
     and connectors; user code gets it in ``Protocol.connection_made``."""
@@ -90,22 +217,26 @@ class Transport:
     # The initial state, as class attributes: an instance stores only what
     # differs, so a connection accepted and closed at once sets a handful of
     # attributes instead of twenty (measured: 0.8 -> 0.3 us per transport).
+    _fd = -1  # set last in __init__: until then the fd is not ours to close
     _sock: socket.socket | None = None  # made on first use for a bare fd
     _nonblocking = True
-    _buffer: deque[memoryview | bytes] | tuple = ()  # a deque once something is queued
+    _state = OPEN
+    #: why the fd closed, kept only until connection_lost has it (module docs)
+    _lost_exc: Exception | None = None
+    # a deque once something is queued; the writer is registered exactly then
+    _buffer: deque[bytes | memoryview] | tuple[()] = ()
     _buffer_size = 0
     _high = DEFAULT_HIGH_WATER
     _low = DEFAULT_LOW_WATER
-    _writing_paused = False  # pause_writing() sent, resume_writing() not yet
+    # the independent facts (module docs)
     _reading = True  # the user has not paused reading
     _reader_on = False  # registered with the reactor for reading
-    _writer_on = False  # registered for writing (something is queued)
-    _closing = False  # the user called close() or abort()
-    _eof_wanted = False  # write_eof() called
-    _eof_sent = False  # shutdown(SHUT_WR) done
-    _lost = False  # the fd is closed
-    _lost_exc: BaseException | None = None
-    _eof_seen = False  # the peer's FIN was read: reading again would repeat eof_received
+    _eof_seen = False  # the peer's FIN was read
+    _writing_paused = False  # pause_writing() sent, resume_writing() not yet
+    # TCP_NODELAY is set on the first write, not at accept: a connection that
+    # is closed in connection_made never pays for the setsockopt (nor for
+    # this flag: it is looked at, and set, on the first write only).
+    _nodelay_pending = True
 
     def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
                  peername: Any = None, server: Any = None, family: int = socket.AF_INET,
@@ -114,24 +245,23 @@ class Transport:
         ``family``, ``nonblocking`` or not. For a bare fd the socket object
         is made only when first needed: a connection closed in
         ``connection_made`` costs no object and, on the pure accept path, no
-        FIONBIO ioctl either."""
+        FIONBIO ioctl either. The transport owns the fd once this returns;
+        if it raises, the caller still does."""
         self._reactor = reactor
         if isinstance(sock, int):
-            self._fd = sock
+            fd = sock
             self._family = family
             if not nonblocking:
                 self._nonblocking = False
         else:
             self._sock = sock
-            self._fd = sock.fileno()
+            fd = sock.fileno()
             self._family = sock.family
-        self._protocol = protocol
+        self._protocol: Protocol | None = protocol
         self._peername = peername
         # the listener that accepted us (told when we close), or None
         self._server = server
-        # TCP_NODELAY is set on the first write, not at accept: a connection
-        # that is closed in connection_made never pays for the setsockopt.
-        self._nodelay_pending = self._family in _INET
+        self._fd = fd
 
     def _socket(self) -> socket.socket:
         """The socket object, made on first use (only while the fd is open)."""
@@ -145,42 +275,58 @@ class Transport:
                 sock.setblocking(False)
         return sock
 
+    # --------------------------------------------------------------- state
+
     # ------------------------------------------------------------ start-up
 
     def _start(self) -> BaseException | None:
-        """Tell the protocol, then start reading unless it already closed.
-        Returns the exception if ``connection_made`` raised (it has gone to
-        the exception handler and the connection is aborted), so that a
-        connect attempt can fail with it."""
+        """Tell the protocol, then start reading unless it already closed or
+        paused. Returns the exception if ``connection_made`` raised (it has
+        gone to the exception handler and the connection is aborted) or the
+        connection could not be watched (reported, closed,
+        ``connection_lost(exc)``), so that a connect attempt can fail with it."""
+        error = self._call_protocol("connection_made", self)[1]
+        if error is not None:
+            return error
+        if self._state not in _READING:
+            return None  # closed in connection_made (the accept-and-close path): no call
+        return self._start_reading()
+
+    def _start_reading(self) -> Exception | None:
+        """Register for reading if the connection wants data (not paused, no
+        EOF yet, not closing, not registered already). If the fd cannot be
+        watched, the connection ends here (see the module docs) and the
+        exception is returned."""
+        if self._reader_on or not self._reading or self._eof_seen or self._state not in _READING:
+            return None
         try:
-            self._protocol.connection_made(self)
+            self._socket()
+            self._reactor.add_reader(self._fd, self._read_ready)
         except (SystemExit, KeyboardInterrupt):
             raise
-        except BaseException as exc:
-            self._protocol_failed(exc, "connection_made")
-            return exc
-        if self._reading and not self._closing and not self._lost:
-            return self._start_reading()
-        return None
-
-    def _start_reading(self) -> BaseException | None:
-        self._socket()
-        try:
-            self._reactor.add_reader(self._fd, self._read_ready)
-        except BackendLimitError as exc:
-            # select cannot watch this fd (>= FD_SETSIZE): on this backend the
-            # connection cannot work, so it ends here instead of hanging.
-            self._connection_failed(exc)
+        except Exception as exc:  # BackendLimitError, OSError (ENOSPC, ENOMEM), MemoryError
+            self._cannot_watch(exc, "reading")
             return exc
         self._reader_on = True
         return None
+
+    def _discard(self) -> None:
+        """Set-up failed before ``connection_made``: close the fd and tell
+        nobody (a protocol that never saw connection_made gets no
+        connection_lost). For the listener, which keeps its own counts."""
+        if self._state in _FD_CLOSED:
+            return
+        self._state = _ON_ABORT[self._state]
+        self._reactor.untrack_resource(self)
+        self._protocol = None
+        self._close_fd()
 
     # ------------------------------------------------------------- reading
 
     def _read_ready(self) -> None:
         view = self._reactor._read_view
         try:
-            count = self._sock.recv_into(view)
+            count = (self._sock or self._socket()).recv_into(view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -188,8 +334,12 @@ class Transport:
             return
         if count:
             data = view[:count].tobytes()
+            protocol = self._protocol
+            assert protocol is not None  # we are registered only until the protocol is told
+            # Inline, not through _call_protocol: this runs once per read,
+            # and the helper's call and argument tuple would cost every read.
             try:
-                self._protocol.data_received(data)
+                protocol.data_received(data)
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException as exc:
@@ -200,14 +350,8 @@ class Transport:
     def _eof_received(self) -> None:
         self._eof_seen = True
         self._stop_reading()
-        try:
-            keep_open = self._protocol.eof_received()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._protocol_failed(exc, "eof_received")
-            return
-        if not keep_open:
+        keep_open, error = self._call_protocol("eof_received")
+        if error is None and not keep_open:
             self.close()
 
     def _stop_reading(self) -> None:
@@ -225,13 +369,12 @@ class Transport:
         """Undo ``pause_reading()``. After the peer's EOF there is nothing
         more to read, and ``eof_received`` is never called twice."""
         self._reading = True
-        if not self._reader_on and not self._closing and not self._lost and not self._eof_seen:
-            self._start_reading()
+        self._start_reading()
 
     def is_reading(self) -> bool:
         """True while the transport delivers data (not paused, not closing,
         no EOF from the peer yet)."""
-        return self._reading and not self._closing and not self._lost and not self._eof_seen
+        return self._reading and not self._eof_seen and self._state in _READING
 
     # ------------------------------------------------------------- writing
 
@@ -250,23 +393,28 @@ class Transport:
             # Count and slice bytes, not items: send() reports bytes, and
             # len() of a memoryview of an array('Q') counts 8-byte items.
             data = data.cast("B")
-        if self._closing or self._eof_wanted:
-            raise ReactorStateError("write() after close(), abort() or write_eof()")
-        if self._lost:
-            return
+        state = self._state
+        if state is not OPEN:
+            if state is LOST:
+                return
+            raise ReactorStateError(f"write() after close(), abort() or write_eof() (the transport is {state})")
         if not data:
             return
-        sock = self._sock or self._socket()
-        if self._nodelay_pending:
-            self._nodelay_pending = False
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass  # a reset connection: the send below reports it
-        # bytes cannot change under us: queue a view of them; anything else the
-        # caller may reuse after write() returns, so queue a copy.
-        immutable = isinstance(data, bytes)
-        if not self._buffer:
+        queued: bytes | memoryview
+        buffer = self._buffer
+        if buffer:
+            # bytes cannot change under us: queue them as they are; anything
+            # else the caller may reuse after write() returns: queue a copy.
+            queued = data if isinstance(data, bytes) else bytes(data)
+        else:
+            sock = self._sock or self._socket()
+            if self._nodelay_pending:
+                self._nodelay_pending = False
+                if self._family in _INET:
+                    try:
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    except OSError:
+                        pass  # a reset connection: the send below reports it
             try:
                 sent = sock.send(data, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
@@ -276,19 +424,20 @@ class Transport:
                 return
             if sent == len(data):
                 return
-            data = memoryview(data)[sent:] if sent else data
             try:
                 self._reactor.add_writer(self._fd, self._write_ready)
-            except BackendLimitError as exc:
-                self._connection_failed(exc)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                self._cannot_watch(exc, "writing")
                 return
-            self._writer_on = True
-        if not immutable:
-            data = bytes(data)
-        if not self._buffer:
-            self._buffer = deque()
-        self._buffer.append(data)
-        self._buffer_size += len(data)
+            if isinstance(data, bytes):
+                queued = memoryview(data)[sent:] if sent else data  # a view, not a copy
+            else:
+                queued = bytes(memoryview(data)[sent:]) if sent else bytes(data)
+            buffer = self._buffer = deque()
+        buffer.append(queued)
+        self._buffer_size += len(queued)
         self._check_high_water()
 
     def writelines(self, buffers: Any) -> None:
@@ -297,11 +446,14 @@ class Transport:
 
     def _write_ready(self) -> None:
         buffer = self._buffer
+        if not buffer:
+            return  # cannot happen: the writer goes when the queue runs empty
+        sock = self._sock or self._socket()
         try:
             if len(buffer) == 1:
-                sent = self._sock.send(buffer[0], _SEND_FLAGS)
+                sent = sock.send(buffer[0], _SEND_FLAGS)
             else:
-                sent = self._sock.sendmsg(islice(buffer, MAX_IOV), (), _SEND_FLAGS)
+                sent = sock.sendmsg(islice(buffer, MAX_IOV), (), _SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -316,16 +468,17 @@ class Transport:
             else:
                 buffer[0] = memoryview(head)[sent:]
                 break
+        if not buffer:
+            # At once, before any protocol callback: "registered for writing
+            # exactly while the queue is not empty" must hold whenever a
+            # callback could close us.
+            self._reactor.remove_writer(self._fd)
         if self._writing_paused and self._buffer_size <= self._low:
             self._writing_paused = False
             self._call_protocol("resume_writing")
-        if not buffer:
-            self._writer_on = False
-            self._reactor.remove_writer(self._fd)
-            if self._closing:
-                self._close_now(None)
-            elif self._eof_wanted:
-                self._shutdown_write()
+        # resume_writing may have written, closed or aborted: look again
+        if not self._buffer and self._state in _FLUSHING:
+            self._flushed()
 
     def _check_high_water(self) -> None:
         if not self._writing_paused and self._buffer_size > self._high:
@@ -357,21 +510,26 @@ class Transport:
 
     def write_eof(self) -> None:
         """Half-close: ``shutdown(SHUT_WR)`` once the queue is flushed. The
-        peer reads EOF; we keep reading."""
-        if self._closing or self._eof_wanted or self._lost:
+        peer reads EOF; we keep reading. A no-op once the write side is
+        ending or ended."""
+        state = _ON_WRITE_EOF.get(self._state)
+        if state is None:
             return
-        self._eof_wanted = True
+        self._state = state
         if not self._buffer:
-            self._shutdown_write()
+            self._flushed()
 
     def can_write_eof(self) -> bool:
         """True: TCP and Unix stream sockets both half-close."""
         return True
 
-    def _shutdown_write(self) -> None:
-        if self._eof_sent:
+    def _flushed(self) -> None:
+        """The queue is empty: finish what ``write_eof()`` or ``close()``
+        started."""
+        state = self._state = _ON_FLUSHED[self._state]
+        if state is CLOSED:
+            self._release(None)
             return
-        self._eof_sent = True
         try:
             self._socket().shutdown(socket.SHUT_WR)
         except OSError as exc:
@@ -382,41 +540,52 @@ class Transport:
     def is_closing(self) -> bool:
         """True once ``close()`` or ``abort()`` was called or the connection
         was lost."""
-        return self._closing or self._lost
+        return self._state in _CLOSING_OR_CLOSED
 
     def close(self) -> None:
         """Graceful close: stop reading, flush the queue, then close (FIN) and
         call ``connection_lost(None)``. Idempotent."""
-        if self._closing or self._lost:
-            return
-        self._closing = True
-        self._stop_reading()
+        # The table's move, looked up once (this runs for every connection).
+        state = _ON_CLOSE.get(self._state)
+        if state is None:
+            return  # already closing or closed
+        self._state = state
+        if self._reader_on:
+            self._stop_reading()
         if not self._buffer:
-            self._close_now(None)
+            # _flushed(), inline: CLOSING --flushed--> CLOSED (per connection)
+            self._state = _ON_FLUSHED[state]
+            self._release(None)
 
     def abort(self) -> None:
         """Abortive close: drop the queue and send RST (SO_LINGER {1, 0});
-        ``connection_lost(None)``."""
-        if self._lost:
-            return
-        self._closing = True
-        self._buffer = ()
-        self._buffer_size = 0
+        ``connection_lost(None)``. Idempotent."""
+        state = _ON_ABORT.get(self._state)
+        if state is None:
+            return  # already closed
         try:
             self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
         except OSError:
             pass  # already reset by the peer: closing is enough
-        self._close_now(None)
+        self._state = state
+        self._release(None)
 
     def _connection_failed(self, exc: OSError) -> None:
         """The kernel reported an error on the socket (reset, broken pipe,
-        timeout): the connection is over."""
+        timeout): the connection is over. Errors a peer can cause are the
+        protocol's news (connection_lost); anything else is also reported."""
         if not isinstance(exc, (ConnectionError, TimeoutError)):
             self._report(exc, "socket error on a transport")
-        self._buffer = ()
-        self._buffer_size = 0
-        # not _closing: that means the user closed, and makes write() raise
-        self._close_now(exc)
+        self._state = _ON_FAILED[self._state]
+        self._release(exc)
+
+    def _cannot_watch(self, exc: Exception, what: str) -> None:
+        """Registering the fd failed: the connection cannot work, so it ends
+        here, reported once, instead of hanging unread."""
+        self._report(exc, f"cannot watch the connection on fd {self._fd} for {what} "
+                          f"({self._reactor.backend} backend); connection closed")
+        self._state = _ON_FAILED[self._state]
+        self._release(exc)
 
     def _report(self, exc: BaseException, message: str) -> None:
         """Hand ``exc`` to the reactor's exception handler, with this
@@ -425,26 +594,27 @@ class Transport:
             {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
         )
 
-    def _protocol_failed(self, exc: BaseException, method: str) -> None:
-        self._report(exc, f"exception in {type(self._protocol).__name__}.{method}()")
-        # The protocol's state is unknown now: end this connection only.
-        if not self._lost:
-            self.abort()
-
-    def _close_now(self, exc: BaseException | None) -> None:
-        """Release the fd and, on the next iteration, tell the protocol."""
-        if self._lost:
-            return
-        self._lost = True
-        self._lost_exc = exc
-        if self._reader_on or self._writer_on:
-            self._reader_on = self._writer_on = False
+    def _release(self, exc: Exception | None) -> None:
+        """The move to CLOSED or LOST was made: drop the queue, release the
+        fd and, on the next iteration, tell the protocol."""
+        if self._reader_on or self._buffer:
+            self._reader_on = False
             self._reactor._forget_fd(self._fd)
-        self._close_fd()
+            if self._buffer:
+                self._buffer = ()
+                self._buffer_size = 0
+        # _close_fd(), inline: this runs for every connection
+        sock = self._sock
+        if sock is not None:
+            sock.close()
+        else:
+            os.close(self._fd)
         if self._server is not None:
             self._server._connection_closed(self)
-        if type(self._protocol).connection_lost is _NO_OP_CONNECTION_LOST:
-            # Nobody to tell: skip the deferred call (the accept-and-close path).
+        protocol = self._protocol
+        if protocol is None or type(protocol).connection_lost is _NO_OP_CONNECTION_LOST:
+            # Nobody to tell: skip the deferred call (the accept-and-close
+            # path), and keep no exception (module docs).
             self._reactor.untrack_resource(self)
             self._protocol = None
             return
@@ -452,7 +622,9 @@ class Transport:
         # callback (close() called from data_received, for instance). We stay
         # in the reactor's resources until it has run: a reactor closed before
         # then calls it from close_for_loop instead.
-        self._reactor.call_soon(self._call_connection_lost, exc)
+        if exc is not None:
+            self._lost_exc = exc
+        self._reactor.call_soon(self._call_connection_lost)
 
     def _close_fd(self) -> None:
         if self._sock is not None:
@@ -460,73 +632,87 @@ class Transport:
         else:
             os.close(self._fd)
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
+    def _call_connection_lost(self) -> None:
         if self._protocol is None:
             return  # already told
+        exc = self._lost_exc
+        if exc is not None:
+            self._lost_exc = None  # the protocol has it now; we must not (module docs)
         self._reactor.untrack_resource(self)
         try:
-            self._protocol.connection_lost(exc)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as error:
-            self._report(error, f"exception in {type(self._protocol).__name__}.connection_lost()")
+            self._call_protocol("connection_lost", exc)
         finally:
             self._protocol = None  # break the transport <-> protocol cycle
 
-    def _call_protocol(self, method: str) -> None:
+    # ---------------------------------------------------- protocol callbacks
+
+    def _call_protocol(self, method: str, arg: Any = _NO_ARG) -> tuple[Any, BaseException | None]:
+        """The guard of the cold protocol callbacks: ``protocol.method()``
+        (or ``protocol.method(arg)``) -> ``(result, None)``, or ``(None,
+        exc)`` if it raised -- reported, and the connection aborted where the
+        protocol's state is unknown (``_ABORT_IF_IT_RAISES``). SystemExit and
+        KeyboardInterrupt go up. One optional argument, not ``*args``: this
+        runs for every connection (connection_made), and packing costs."""
         try:
-            getattr(self._protocol, method)()
+            callback = getattr(self._protocol, method)
+            return (callback() if arg is _NO_ARG else callback(arg)), None
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._report(exc, f"exception in {type(self._protocol).__name__}.{method}()")
+            self._protocol_failed(exc, method)
+            return None, exc
+
+    def _protocol_failed(self, exc: BaseException, method: str) -> None:
+        self._report(exc, f"exception in {type(self._protocol).__name__}.{method}()")
+        # The protocol's state is unknown now: end this connection only.
+        if method in _ABORT_IF_IT_RAISES:
+            self.abort()
 
     #: Reactor.close() closes listeners before connections
-    close_order = CLOSE_LAST
+    close_order: ClassVar[int] = CLOSE_LAST
 
     def close_for_loop(self) -> None:
         """The reactor is closing with this connection still open: abort it
         (the loop will not run again to flush) and tell the protocol now
         rather than on a next iteration that will not come."""
-        if not self._lost:
-            self.abort()
-        self._call_connection_lost(self._lost_exc)
+        self.abort()
+        self._call_connection_lost()
 
     def __del__(self) -> None:
-        if getattr(self, "_lost", True):
+        if self._fd < 0 or self._state in _FD_CLOSED:
             return
         warnings.warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
-        self._lost = True
         self._close_fd()
 
     # --------------------------------------------------------------- extras
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``"peername"``, ``"sockname"``, ``"socket"``, or ``default``."""
+        closed = self._state in _FD_CLOSED  # the fd number may already belong to someone else
         if name == "peername":
             if self._peername is None:
-                if self._lost:
-                    return default  # the fd may already belong to someone else
+                if closed:
+                    return default
                 try:
                     self._peername = self._socket().getpeername()
                 except OSError:
                     return default
             return self._peername
         if name == "sockname":
-            if self._lost:
+            if closed:
                 return default
             try:
                 return self._socket().getsockname()
             except OSError:
                 return default
         if name == "socket":
-            return self._sock if self._lost else self._socket()
+            return self._sock if closed else self._socket()
         return default
 
-    def get_protocol(self) -> Protocol:
-        """The protocol this transport drives."""
+    def get_protocol(self) -> Protocol | None:
+        """The protocol this transport drives (None once it was told
+        ``connection_lost``)."""
         return self._protocol
 
     def __repr__(self) -> str:
-        state = "closed" if self._lost else "closing" if self._closing else "open"
-        return f"<Transport fd={self._fd} {state} peer={self._peername!r}>"
+        return f"<Transport fd={self._fd} {self._state} peer={self._peername!r}>"

@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +22,8 @@ import time
 import pytest
 
 import reactor
-from reactor._net.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_SIZE, Transport
+from reactor._net import transport as transport_mod
+from reactor._net.transport import DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, READ_SIZE, Event, State, Transport
 from reactor.errors import ReactorStateError
 from reactor.tools.stock import EchoProtocol
 
@@ -782,3 +784,142 @@ def test_select_ends_a_connection_it_cannot_watch(errors):
         with pytest.raises(OSError):
             os.fstat(high)  # closed, not leaked
         assert [type(c["exception"]) for c in errors.take()] == [reactor.BackendLimitError]
+
+
+# ------------------------------------------------------------ the lifecycle
+
+
+def _documented_table():
+    """The table printed in transport.py's docstring, as {(state, event): next}."""
+    lines = transport_mod.__doc__.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.split()[:2] == ["state", "close()"])
+    columns = [Event.CLOSE, Event.ABORT, Event.WRITE_EOF, Event.FLUSHED, Event.FAILED]
+    table = {}
+    for line in lines[head + 1:]:
+        if not line.strip():
+            break
+        names, cells = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        for name in names.split(", "):
+            for event, cell in zip(columns, cells.replace("(no-op)", "-").split(), strict=True):
+                if cell != "-":
+                    table[State[name], event] = State[cell]
+    return table
+
+
+class TestLifecycleTable:
+    def test_every_state_has_a_row_and_the_closed_states_have_no_moves(self):
+        table = transport_mod._TRANSITIONS
+        assert set(table) == set(State)
+        assert table[State.CLOSED] == {} and table[State.LOST] == {}
+        for row in table.values():
+            assert all(isinstance(e, Event) and isinstance(s, State) for e, s in row.items())
+
+    def test_the_docstring_shows_the_table_the_code_uses(self):
+        code = {(state, event): after for state, row in transport_mod._TRANSITIONS.items()
+                for event, after in row.items()}
+        assert _documented_table() == code
+
+    def test_the_columns_are_the_table(self):
+        for event in Event:
+            column = getattr(transport_mod, f"_ON_{event.name}")
+            expected = {s: row[event] for s, row in transport_mod._TRANSITIONS.items() if event in row}
+            assert column == expected
+
+    def test_an_illegal_internal_move_raises_at_once(self, loop):
+        a, b = socket.socketpair()
+        with b:
+            transport = Transport(loop, a, reactor.Protocol())
+            loop._resources.add(transport)
+            with pytest.raises(KeyError):
+                transport._flushed()  # nothing was waiting for the queue
+            assert transport._state is State.OPEN  # and nothing moved
+            transport.abort()
+            with pytest.raises(KeyError):
+                transport._connection_failed(ConnectionResetError())  # no fd, no failure
+            assert transport._state is State.CLOSED
+
+
+class TestStatesAsSeenFromOutside:
+    def test_peer_reset_then_write_drops_the_data(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        client.close()
+        run_until(loop, lambda: p.lost)
+        t = p.transport
+        assert t._state is State.LOST and t.is_closing() and not t.is_reading()
+        t.write(b"nobody reads this")  # no exception: the protocol was told
+        t.write_eof()
+        t.close()
+        t.abort()  # all no-ops
+        assert t._state is State.LOST and len(p.lost) == 1
+
+    def test_write_eof_then_peer_reset_keeps_write_raising(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        t = p.transport
+        t.write_eof()
+        assert t._state is State.WRITE_SHUT and t.is_reading() and not t.is_closing()
+        assert client.recv(10) == b""
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+        client.close()
+        run_until(loop, lambda: p.lost)
+        assert t._state is State.CLOSED and isinstance(p.lost[0], ConnectionResetError)
+        with pytest.raises(ReactorStateError):
+            t.write(b"after my own write_eof")
+
+    def test_write_eof_with_a_queue_is_shutting_until_flushed(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        t = p.transport
+        t.write(b"q" * (8 << 20))
+        t.write_eof()
+        assert t._state is State.SHUTTING_WRITE and t.get_write_buffer_size() > 0
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: reader.done, timeout=20)
+        reader.join()
+        assert reader.count == 8 << 20 and t._state is State.WRITE_SHUT
+
+    def test_close_during_write_eof_flush_closes_after_the_flush(self, loop, clients):
+        _, client, p = connected(loop, clients, Factory())
+        t = p.transport
+        t.write(b"q" * (8 << 20))
+        t.write_eof()
+        t.close()
+        assert t._state is State.CLOSING and t.is_closing()
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: reader.done and p.lost, timeout=20)
+        reader.join()
+        assert reader.count == 8 << 20 and p.lost == [None] and t._state is State.CLOSED
+
+    def test_resume_writing_that_raises_is_reported_and_the_connection_carries_on(self, loop, errors, clients):
+        class BadResume(Recorder):
+            def resume_writing(self):
+                super().resume_writing()
+                raise RuntimeError("resume_writing")
+
+        _, client, p = connected(loop, clients, Factory(BadResume))
+        t = p.transport
+        t.set_write_buffer_limits(high=1000, low=100)
+        t.write(b"r" * (8 << 20))
+        assert p.paused == 1
+        reader = BackgroundReader(client)
+        run_until(loop, lambda: errors.contexts, timeout=20)
+        (context,) = errors.take()
+        assert "resume_writing" in context["message"] and context["transport"] is t
+        assert not t.is_closing()  # a flow-control hint failing does not end the connection
+        t.close()
+        run_until(loop, lambda: reader.done and p.lost, timeout=20)
+        reader.join()
+        assert reader.count == 8 << 20 and p.lost == [None]
+
+    def test_an_accepted_and_closed_connection_sets_few_attributes(self, loop, clients):
+        class CloseAtOnce(reactor.Protocol):
+            def connection_made(self, transport):
+                seen.append(transport)
+                transport.close()
+
+        seen = []
+        lst = loop.listen(CloseAtOnce)
+        clients.connect(lst.address)
+        run_until(loop, lambda: seen and lst.stats.active == 0)
+        # the initial state lives on the class: only these were set
+        assert set(vars(seen[0])) <= {"_reactor", "_family", "_protocol", "_peername", "_server", "_fd",
+                                       "_state", "_nonblocking"}
