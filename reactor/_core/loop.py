@@ -22,7 +22,11 @@ Rules of this module:
   heap is rebuilt so that cancel-heavy code does not grow it without bound.
 - One clock: ``time()`` and ``_run_once`` both read the clock the loop was
   given (``time.monotonic`` by default), so a test can hand in a virtual
-  clock and run backoffs and deadlines without sleeping.
+  clock and run backoffs and deadlines without sleeping. The selector waits
+  in real seconds, which another clock cannot promise to match (a virtual
+  one jumps when told): with such a clock a wait is at most
+  ``_FOREIGN_CLOCK_MAX_WAIT``, and ``stop()`` + ``run()`` (one step) never
+  waits at all.
 - Bad fds fail alone: an fd closed by user code while still watched ends
   only its own watchers. The backend says which fds are dead by raising
   ``BadFds`` (how each kernel shows it is in ``backends``); the loop cancels
@@ -71,6 +75,11 @@ _EVENT_WRITE = selectors.EVENT_WRITE
 #: Longest single wait: select/poll/epoll reject huge timeouts (epoll_wait
 #: takes an int of milliseconds), and a timer at +inf must not overflow them.
 _MAX_TIMEOUT = 86400.0
+#: Longest wait while a timer is pending on a clock that is not
+#: time.monotonic: such a clock (a test's virtual one) may jump while the
+#: selector waits, and its seconds say nothing about real ones, so the loop
+#: looks at it again this often (100 wake-ups a second, only in tests).
+_FOREIGN_CLOCK_MAX_WAIT = 0.01
 #: Pause after the selector itself failed (MemoryError, ENOMEM) before the
 #: next try: a failure that repeats costs ten reports a second instead of a
 #: busy loop, and the loop is back within this long once memory is free.
@@ -116,15 +125,25 @@ class EventLoop:
 
     ``backend`` is ``None`` (``$REACTOR_BACKEND``, read now, else
     ``"auto"``), ``"auto"`` (the best available) or a name from
-    :func:`reactor.available_backends`. ``clock`` replaces
-    ``time.monotonic`` for both ``time()`` and the loop's own deadlines.
+    :func:`reactor.available_backends`.
+
+    ``clock`` replaces ``time.monotonic`` for both ``time()`` and the loop's
+    own deadlines. A virtual clock is for tests that *step* the loop:
+    advance the clock, then ``stop()`` and ``run()`` for one iteration that
+    never waits, and whatever became due runs. The selector still waits in
+    real time, so while a timer is pending on a clock other than
+    ``time.monotonic`` a wait lasts at most ``_FOREIGN_CLOCK_MAX_WAIT``
+    (10 ms): a timer 30 virtual seconds away does not make ``run()`` sleep
+    30 real ones, and a clock moved by another thread is seen soon.
     """
 
     def __init__(self, backend: str | None = None, *, clock: Clock | None = None) -> None:
         info = backend_info(backend) if backend is not None else _backend_from_env()
         if clock is not None:
             check_callable(clock, "clock")
-        self._clock: Clock = clock or time.monotonic
+        self._clock: Clock = clock if clock is not None else time.monotonic
+        #: longest wait in the selector while a timer is pending (see the class)
+        self._max_wait = _MAX_TIMEOUT if self._clock is time.monotonic else _FOREIGN_CLOCK_MAX_WAIT
         self.backend: str = info.name
         #: watched fds must be below this (select's FD_SETSIZE), or None
         self.max_fd: int | None = info.max_fd
@@ -304,7 +323,7 @@ class EventLoop:
                     timer._scheduled = False
                     self._cancelled_timers -= 1
                     continue
-                timeout = round_timeout(min(when - self._clock(), _MAX_TIMEOUT), self._resolution)
+                timeout = round_timeout(min(when - self._clock(), self._max_wait), self._resolution)
                 break
 
         # try costs nothing until something is raised (3.11's zero-cost
