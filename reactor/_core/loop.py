@@ -55,8 +55,8 @@ import socket
 import threading
 import time
 import warnings
-from collections import deque
-from collections.abc import Callable
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import BackendLimitError, ReactorStateError
@@ -87,6 +87,8 @@ _SELECT_RETRY_DELAY = 0.1
 #: EventLoop.close() closes resources in at most this many rounds: callbacks
 #: run while closing (connection_lost) may open new ones, but not forever.
 _CLOSE_ROUNDS = 10
+#: How many of the resources left open after those rounds the ERROR names.
+_CLOSE_LEFT_SHOWN = 5
 #: The environment variable that picks the backend when none is given.
 BACKEND_ENV = "REACTOR_BACKEND"
 
@@ -239,7 +241,12 @@ class EventLoop:
     def track_resource(self, resource: Resource) -> None:
         """Register ``resource`` (a listener, connection, connect attempt ...)
         so that ``close()`` closes it if its owner has not. The resource calls
-        ``untrack_resource`` itself when it closes by other means."""
+        ``untrack_resource`` itself when it closes by other means.
+
+        Raises ``ReactorStateError`` once the loop is closed: nothing would
+        ever close the resource then. (While ``close()`` runs, callbacks may
+        still open resources; they are closed in the same ``close()``.)"""
+        self._check_open()
         self._resources.add(resource)
 
     def untrack_resource(self, resource: Resource) -> None:
@@ -248,43 +255,43 @@ class EventLoop:
 
     def _close_resources(self) -> None:
         # In close_order (listeners first, so that none resumes accepting
-        # while connections close). Callbacks run here (connection_lost) may
-        # open new resources: close those too, in a bounded number of rounds.
-        closed: dict[str, int] = {}
+        # while connections close). Closing runs callbacks (connection_lost)
+        # that may open new resources: those are closed too, in at most
+        # _CLOSE_ROUNDS rounds. Whatever is still open after that is named
+        # at ERROR, never dropped silently.
+        closed: list[str] = []  # type names, for the log
         for _ in range(_CLOSE_ROUNDS):
             if not self._resources:
                 break
-            closing, self._resources = self._resources, set()
-            for resource in sorted(closing, key=lambda r: r.close_order):
-                name = type(resource).__name__
-                closed[name] = closed.get(name, 0) + 1
+            batch = sorted(self._resources, key=_close_order)
+            self._resources = set()
+            for index, resource in enumerate(batch):
                 try:
                     resource.close_for_loop()
                 except (SystemExit, KeyboardInterrupt):
+                    # The rest stays tracked, so a second close() finishes.
+                    self._resources.update(batch[index + 1:])
                     raise
                 except BaseException as exc:
-                    self.call_exception_handler(
-                        {"message": f"exception closing {resource!r} with the loop", "exception": exc}
-                    )
-        if self._resources:
-            # Something opens a resource every time one closes: stop here and
-            # say so rather than loop forever or drop them silently.
-            left = sorted(self._resources, key=lambda r: r.close_order)
-            self._resources = set()
-            logger.error(
-                "%r: resources still being opened after %d rounds of closing; closing %d more: %s",
-                self, _CLOSE_ROUNDS, len(left), ", ".join(repr(r) for r in left[:5]),
-            )
-            for resource in left:
-                try:
-                    resource.close_for_loop()
-                except Exception:
-                    logger.exception("exception closing %r with the loop", resource)
-            self._resources.clear()
+                    self.call_exception_handler({
+                        "message": f"exception closing {resource!r} with the loop",
+                        "exception": exc,
+                        "resource": resource,
+                    })
+                else:
+                    closed.append(type(resource).__name__)
         if closed:
-            logger.info(
-                "%r closed what was still open: %s", self,
-                ", ".join(f"{count} {name}" for name, count in sorted(closed.items())),
+            logger.info("%r closed what was still open: %s", self, _count_names(closed))
+        if self._resources:
+            # Something opens a resource every time one closes: stop rather
+            # than loop forever, and say what is left open.
+            left = sorted(self._resources, key=_close_order)
+            self._resources = set()
+            shown = ", ".join(repr(resource) for resource in left[:_CLOSE_LEFT_SHOWN])
+            logger.error(
+                "%r: closing kept opening new resources; after %d rounds %d are left open: %s (%s%s)",
+                self, _CLOSE_ROUNDS, len(left), _count_names(type(r).__name__ for r in left), shown,
+                ", ..." if len(left) > _CLOSE_LEFT_SHOWN else "",
             )
 
     def __enter__(self) -> EventLoop:
@@ -659,6 +666,16 @@ class EventLoop:
             self.default_exception_handler(
                 {"message": "exception in the exception handler", "exception": exc, "context": context}
             )
+
+
+def _close_order(resource: Resource) -> int:
+    return resource.close_order
+
+
+def _count_names(names: Iterable[str]) -> str:
+    """``["Transport", "Listener", "Transport"]`` -> ``"1 Listener, 2 Transport"``."""
+    counts = Counter(names)
+    return ", ".join(f"{counts[name]} {name}" for name in sorted(counts))
 
 
 def _backend_from_env() -> BackendInfo:
