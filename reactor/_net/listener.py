@@ -341,10 +341,7 @@ class Listener:
                  "listener": self, "peername": address}
             )
             return
-        # The transport takes the bare fd and makes a socket object only if
-        # the connection outlives connection_made.
-        transport = Transport(self._reactor, fd, protocol, peername=address, server=self,
-                              family=self._family, nonblocking=self._nonblocking_fds)
+        transport = self._make_transport(fd, protocol, address)
         if self._dead_peer is not None:
             try:
                 apply_dead_peer_options(transport._socket(), *self._dead_peer)
@@ -354,6 +351,14 @@ class Listener:
         self._connections.add(transport)
         self._reactor.track_resource(transport)
         transport._start()
+
+    def _make_transport(self, fd: int, protocol: Any, address: Any) -> Transport:
+        """The transport for an accepted ``fd`` (a subclass may make another
+        kind: ``reactor.aio`` makes asyncio transports)."""
+        # The transport takes the bare fd and makes a socket object only if
+        # the connection outlives connection_made.
+        return Transport(self._reactor, fd, protocol, peername=address, server=self,
+                         family=self._family, nonblocking=self._nonblocking_fds)
 
     def _connection_closed(self, transport: Transport) -> None:
         self.stats.active -= 1

@@ -1,0 +1,98 @@
+"""Servers of ``reactor.aio``: asyncio's ``Server`` over reactor listeners.
+
+``loop.create_server`` keeps asyncio's own logic for binding (hosts, families,
+``reuse_port``, ``sock=``) and its ``Server`` object (``serve_forever``,
+``wait_closed``, ``async with``); what accepts is a reactor ``Listener`` per
+listening socket, so asyncio code gets reactor's accept path: the drain until
+EAGAIN in one C call (or the pure twin), the errno table, the pause and shed
+policies when fds run out (no busy loop, one log line per second), and the
+select backend's FD_SETSIZE guard. ``server.stats`` sums the listeners'
+``ListenerStats``.
+"""
+
+from __future__ import annotations
+
+import socket
+from asyncio import base_events, constants, sslproto
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, effective_backlog
+from .transports import StreamTransport
+
+if TYPE_CHECKING:
+    from .loop import ReactorEventLoop
+
+__all__ = ["ReactorServer", "AioListener", "sum_stats"]
+
+#: accepts per readiness event for asyncio servers: asyncio itself accepts up
+#: to ``backlog`` per event; reactor's listener default applies the same cap
+#: it uses for its own servers (see ``reactor._net.listener``)
+_SUMMED = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
+           "empty_wakeups", "active")
+
+
+def sum_stats(listeners: list[Listener]) -> ListenerStats:
+    """One ``ListenerStats`` adding up several listeners' (``max_batch``:
+    the largest)."""
+    total = ListenerStats()
+    for listener in listeners:
+        stats = listener.stats
+        for name in _SUMMED:
+            setattr(total, name, getattr(total, name) + getattr(stats, name))
+        total.max_batch = max(total.max_batch, stats.max_batch)
+        for i in range(HISTOGRAM_BUCKETS):
+            total.histogram[i] += stats.histogram[i]
+    return total
+
+
+class ReactorServer(base_events.Server):
+    """asyncio's ``Server``, serving through reactor listeners."""
+
+    _listeners: list[Listener]
+
+    @property
+    def stats(self) -> ListenerStats:
+        """Accept counters summed over this server's listening sockets."""
+        return sum_stats(self._listeners)
+
+
+class AioListener(Listener):
+    """A reactor listener whose connections are asyncio transports (and, with
+    ``sslcontext``, TLS through asyncio's ``sslproto``)."""
+
+    _loop: ReactorEventLoop
+    _sslcontext: Any
+    _aio_server: Any
+    _ssl_timeouts: tuple[float | None, float | None]
+
+    @classmethod
+    def serve(cls, loop: ReactorEventLoop, sock: socket.socket, protocol_factory: Callable[[], Any], *,
+              sslcontext: Any, server: Any, backlog: int,
+              ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
+              ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT) -> AioListener:
+        """Start accepting on ``sock`` (bound and listening) for ``server``."""
+        effective = effective_backlog(backlog)
+        listener = cls.__new__(cls)
+        listener._loop = loop
+        listener._sslcontext = sslcontext
+        listener._aio_server = server
+        listener._ssl_timeouts = (ssl_handshake_timeout, ssl_shutdown_timeout)
+        Listener.__init__(listener, loop._host, sock, protocol_factory, backlog=effective,  # type: ignore[arg-type]
+                          max_accepts=_max_accepts(effective))
+        return listener
+
+    def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
+        if self._sslcontext is not None:
+            handshake_timeout, shutdown_timeout = self._ssl_timeouts
+            protocol = sslproto.SSLProtocol(
+                self._loop, protocol, self._sslcontext, None, server_side=True,
+                ssl_handshake_timeout=handshake_timeout, ssl_shutdown_timeout=shutdown_timeout)
+        return StreamTransport(self._loop, fd, protocol, peername=address, listener=self, family=self._family,
+                               nonblocking=self._nonblocking_fds, server=self._aio_server)
+
+
+def _max_accepts(backlog: int) -> int:
+    from .._net.listener import _default_max_accepts
+
+    return _default_max_accepts(None, backlog)

@@ -1,0 +1,230 @@
+"""The stream transport of ``reactor.aio``: reactor's ``Transport`` as an
+``asyncio.Transport``.
+
+Reading, writing, backpressure, half-close, FIN versus RST, MSG_NOSIGNAL and
+the lifecycle table are reactor's (``reactor._net.transport``); this class
+adds what asyncio code expects of a transport:
+
+- it *is* an ``asyncio.Transport`` (aiohttp checks ``isinstance``), with
+  ``set_protocol`` / ``get_protocol``, ``get_extra_info`` over asyncio's
+  ``extra`` dict (``socket`` is a ``TransportSocket``, as asyncio gives), and
+  the ``_start_tls_compatible`` / ``_sendfile_compatible`` marks that
+  ``loop.start_tls`` and ``loop.sendfile`` look for;
+- ``asyncio.BufferedProtocol``: the socket is read straight into the
+  protocol's buffer (``get_buffer`` / ``recv_into`` / ``buffer_updated``),
+  which is how ``asyncio.sslproto`` reads;
+- asyncio's rules for ``write`` when the transport is not open: after
+  ``write_eof()`` it raises ``RuntimeError``; after ``close()`` the data is
+  still queued and flushed before the FIN (asyncio sends it too); once the
+  connection is gone the data is dropped, with a warning after a few tries;
+- the asyncio ``Server`` is told when each of its connections ends
+  (``wait_closed``), and ``_force_close(exc)`` ends a connection with
+  ``connection_lost(exc)`` (``sslproto`` calls it on handshake and shutdown
+  timeouts).
+"""
+
+from __future__ import annotations
+
+import socket
+from asyncio import BufferedProtocol, constants, futures, trsock
+from asyncio import transports as aio_transports
+from typing import TYPE_CHECKING, Any
+
+from .._net import transport as _transport
+from .._net.transport import Transport
+
+if TYPE_CHECKING:
+    from .loop import ReactorEventLoop
+
+__all__ = ["StreamTransport"]
+
+_OPEN, _CLOSING, _FD_CLOSED = _transport.OPEN, _transport.CLOSING, _transport._FD_CLOSED
+_WRITE_SIDE_ENDING = frozenset({_transport.SHUTTING_WRITE, _transport.WRITE_SHUT})
+
+
+class StreamTransport(Transport, aio_transports.Transport):
+    """A TCP or Unix stream connection for asyncio protocols."""
+
+    _start_tls_compatible = True
+    _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+    _aio_server: Any = None
+    _flush_waiter: futures.Future[None] | None = None
+    _dropped_writes = 0
+
+    def __init__(self, loop: ReactorEventLoop, sock: socket.socket | int, protocol: Any, *,
+                 peername: Any = None, listener: Any = None, family: int = socket.AF_INET,
+                 nonblocking: bool = True, server: Any = None, extra: dict[str, Any] | None = None) -> None:
+        Transport.__init__(self, loop._host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
+                           family=family, nonblocking=nonblocking)
+        self._extra = dict(extra) if extra else {}
+        self._loop = loop
+        if isinstance(protocol, BufferedProtocol):
+            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
+        if server is not None:
+            server._attach()
+            self._aio_server = server
+        loop._transports[self._fd] = self
+
+    @classmethod
+    def start(cls, loop: ReactorEventLoop, sock: socket.socket, protocol: Any, *, waiter: Any = None,
+              extra: dict[str, Any] | None = None, server: Any = None) -> StreamTransport:
+        """A transport for a connected socket, asyncio's way: the protocol
+        hears ``connection_made`` on the next iteration, then ``waiter`` is
+        set."""
+        transport = cls(loop, sock, protocol, extra=extra, server=server)
+        loop._host.track_resource(transport)
+        loop.call_soon(transport._start_then_wake, waiter)
+        return transport
+
+    def _start_then_wake(self, waiter: Any) -> None:
+        self._start()
+        if waiter is not None:
+            futures._set_result_unless_cancelled(waiter, None)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} fd={self._fd} {self._state} peer={self._peername!r}>"
+
+    # ------------------------------------------------------------- reading
+
+    def _read_into_protocol(self) -> None:
+        """``_read_ready`` for a ``BufferedProtocol``: no copy, no bytes object."""
+        protocol: Any = self._protocol
+        try:
+            buffer = protocol.get_buffer(-1)
+            if not len(buffer):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        try:
+            count = (self._sock or self._socket()).recv_into(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._connection_failed(exc)
+            return
+        if not count:
+            self._eof_received()
+            return
+        try:
+            protocol.buffer_updated(count)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def set_protocol(self, protocol: Any) -> None:
+        """Hand the connection to another protocol (``start_tls`` does)."""
+        self._protocol = protocol
+        buffered = isinstance(protocol, BufferedProtocol)
+        if buffered:
+            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("_read_ready", None)
+        if self._reader_on:
+            self._reactor.add_reader(self._fd, self._read_ready)  # the new callback
+
+    def is_reading(self) -> bool:
+        """asyncio's meaning: not paused and not closing (also after an EOF
+        the protocol chose to keep)."""
+        return self._reading and self._state not in (_CLOSING, *_FD_CLOSED)
+
+    # ------------------------------------------------------------- writing
+
+    def write(self, data: Any) -> None:
+        """Queue ``data`` (sent at once when nothing waits): reactor's write,
+        with asyncio's rules once the transport is not open (module docs)."""
+        if self._state is _OPEN and self._flush_waiter is None:
+            Transport.write(self, data)
+            return
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._flush_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        state = self._state
+        if state in _WRITE_SIDE_ENDING:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if not data:
+            return
+        if state is _CLOSING:
+            # close() is flushing (the queue is not empty, or we would be
+            # closed): these bytes go out before the FIN, as in asyncio.
+            chunk = bytes(data)
+            self._buffer.append(chunk)  # type: ignore[union-attr]
+            self._buffer_size += len(chunk)
+            return
+        self._dropped_writes += 1
+        if self._dropped_writes >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+            self._loop.call_exception_handler({"message": "socket.send() raised exception.", "transport": self})
+
+    def _write_ready(self) -> None:
+        Transport._write_ready(self)
+        waiter = self._flush_waiter
+        if waiter is not None and not self._buffer:
+            self._flush_waiter = None
+            futures._set_result_unless_cancelled(waiter, None)
+
+    async def _wait_flushed(self) -> None:
+        """Wait until the queue is empty (``loop.sendfile`` sends the file
+        after what was written before it)."""
+        if not self._buffer:
+            return
+        waiter = self._flush_waiter = self._loop.create_future()
+        await waiter
+
+    # ------------------------------------------------------------- closing
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        """End the connection now (queue dropped, no RST) and tell the
+        protocol ``connection_lost(exc)``."""
+        state = _transport._ON_ABORT.get(self._state)
+        if state is None:
+            return
+        self._state = state
+        self._release(exc if isinstance(exc, Exception) else None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        # A peer's error is news for the protocol; anything else is a bug
+        # worth the exception handler (asyncio reports OSError only in debug).
+        if not isinstance(exc, OSError) or self._loop.get_debug():
+            self._loop.call_exception_handler(
+                {"message": message, "exception": exc, "transport": self, "protocol": self._protocol})
+        self._force_close(exc)
+
+    def _call_connection_lost(self) -> None:
+        try:
+            Transport._call_connection_lost(self)
+        finally:
+            self._end_for_server()
+
+    def _discard(self) -> None:
+        Transport._discard(self)
+        self._end_for_server()
+
+    def _end_for_server(self) -> None:
+        waiter = self._flush_waiter
+        if waiter is not None:
+            self._flush_waiter = None
+            if not waiter.done():
+                waiter.set_exception(ConnectionError("connection lost while flushing for sendfile"))
+        server = self._aio_server
+        if server is not None:
+            self._aio_server = None
+            server._detach()
+
+    # --------------------------------------------------------------- extras
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """asyncio's ``extra`` first (``socket``, ``sockname``, ``peername``,
+        and what the caller passed), then reactor's."""
+        extra = self._extra
+        if name in extra:
+            return extra[name]
+        if name == "socket":
+            if self._state in _FD_CLOSED:
+                return default
+            wrapped = extra["socket"] = trsock.TransportSocket(self._socket())
+            return wrapped
+        return Transport.get_extra_info(self, name, default)
