@@ -99,6 +99,15 @@ What this module does
 - Errors come from one table, ``CONNECT_ERRORS`` (errno -> class), with the
   errno on ``exc.errno``, the address in the message and on
   ``exc.address``. A lookup failure is ``socket.gaierror``.
+- An error the attempt keeps for ``result()`` / ``exception()`` is kept
+  without its traceback: the frames of a traceback keep their locals and,
+  once finished, their callers' frames -- the attempt's own methods among
+  them -- so keeping it would put the attempt in a reference cycle
+  (attempt -> exception -> traceback -> frame -> attempt) that only the
+  cyclic GC frees, with whatever those frames hold. Where it was raised is
+  kept as text in a note (``exc.__notes__``), printed with the exception.
+  (SystemExit and KeyboardInterrupt, which go up through the loop, keep
+  theirs.)
 - When every address fails, the error is one exception of the most specific
   class they share (all refused: still ``ConnectionRefusedError``; refused
   and unreachable: ``ConnectionError``; else ``OSError``), with their errno if
@@ -119,6 +128,7 @@ import functools
 import math
 import os
 import socket
+import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -223,6 +233,24 @@ def _combine(target: str, errors: list[OSError]) -> OSError:
     combined.address = target  # type: ignore[attr-defined]
     combined.exceptions = tuple(errors)  # type: ignore[attr-defined]
     return combined
+
+
+def _keep_without_frames(exc: BaseException) -> None:
+    """Make ``exc`` safe for the attempt to keep (see the module docs): along
+    its ``__cause__`` / ``__context__`` chain, each traceback becomes a note
+    (the same text it would print) and is dropped, frames and all."""
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        tb = error.__traceback__
+        if tb is not None:
+            error.add_note("where it was raised (kept as text: a connect attempt keeps no frames alive):\n"
+                           + "".join(traceback.format_tb(tb)).rstrip("\n"))
+            error.__traceback__ = None
+        pending.extend(e for e in (error.__cause__, error.__context__) if e is not None)
 
 
 def _guarded(method: Callable[..., None]) -> Callable[..., None]:
@@ -607,6 +635,8 @@ class ConnectAttempt:
             return []
         self._state = state
         self._result = result
+        if isinstance(exception, Exception):
+            _keep_without_frames(exception)
         self._exception = exception
         self._factory = None
         self._release()

@@ -77,7 +77,11 @@ Facts this module handles:
   it would sit in a reference cycle (transport -> exception -> traceback ->
   frame -> transport) that only the cyclic GC frees -- with a reset storm,
   thousands of dead transports and their buffers. So the exception is kept
-  only until ``connection_lost`` has it, and not at all when nobody is told.
+  only until ``connection_lost`` has it, and not at all when nobody is told;
+  and an error of the socket reaches ``connection_lost`` without its
+  traceback (one line of ours, the syscall: worth nothing to the protocol),
+  so a protocol that keeps its last error does not keep the transport, or
+  the loop's frames of that iteration, alive with it.
 
 Protocol callbacks: ``data_received`` runs once per read and is called
 inline in ``_read_ready``; the cold ones (``connection_made``,
@@ -576,6 +580,9 @@ class Transport:
         protocol's news (connection_lost); anything else is also reported."""
         if not isinstance(exc, (ConnectionError, TimeoutError)):
             self._report(exc, "socket error on a transport")
+        # Its traceback is one line of ours (the syscall) and its frames would
+        # keep us alive for as long as the protocol keeps the error.
+        exc.__traceback__ = None
         self._state = _ON_FAILED[self._state]
         self._release(exc)
 
@@ -584,6 +591,7 @@ class Transport:
         here, reported once, instead of hanging unread."""
         self._report(exc, f"cannot watch the connection on fd {self._fd} for {what} "
                           f"({self._reactor.backend} backend); connection closed")
+        exc.__traceback__ = None  # reported with it; the protocol gets it without (see above)
         self._state = _ON_FAILED[self._state]
         self._release(exc)
 
