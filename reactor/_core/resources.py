@@ -5,7 +5,20 @@ threads that must not outlive the loop. Each registers itself with
 ``EventLoop.track_resource`` when it comes to life and unregisters with
 ``EventLoop.untrack_resource`` when it is closed by other means; whatever is
 still registered when ``EventLoop.close()`` runs is closed there, in
-``close_order`` (lowest first), and logged.
+``close_order`` (lowest first), and logged (INFO, counts per type).
+
+Rules the loop keeps:
+
+- Closing runs callbacks (``connection_lost``) that may open new resources;
+  those are closed in the same ``close()``, in a bounded number of rounds.
+  Whatever is still open after the last round is named at ERROR: nothing
+  tracked is ever dropped silently.
+- A ``close_for_loop`` that raises is reported to the exception handler
+  (context key ``resource``) and the others are still closed;
+  ``KeyboardInterrupt`` / ``SystemExit`` propagate, and what was not closed
+  yet stays tracked for the next ``close()``.
+- A closed loop refuses ``track_resource`` (``ReactorStateError``): nothing
+  would ever close the resource.
 
 Why an order: a listener closed after its connections would see their fds
 freed and might resume accepting (the exhaustion policy resumes when a

@@ -20,6 +20,7 @@ from reactor._core import loop as loop_module
 from reactor.errors import BackendLimitError, ReactorStateError
 
 from ..support import open_fds, run_until
+from .waits import Backstop, SelectorWaits
 
 
 class TestCallbackOrder:
@@ -93,10 +94,21 @@ class TestCallbackOrder:
     def test_a_timer_at_infinity_never_fires_and_does_not_break_the_wait(self, loop):
         seen = []
         loop.call_later(math.inf, seen.append, "never")  # the only timer: it sets the wait
-        stopper = threading.Timer(0.05, loop.stop)
-        stopper.start()
-        loop.run()
-        stopper.join(5)
+        # Stop only once the loop waits on that timer's (capped) timeout: a
+        # stop() before run() would make the wait zero and test nothing.
+        waits = SelectorWaits(loop, blocking=lambda timeout: timeout is not None and timeout > 3600)
+        blocked = []
+
+        def stop_when_waiting():
+            blocked.append(waits.wait())
+            loop.stop()
+
+        stopper = threading.Thread(target=stop_when_waiting)
+        with Backstop(loop) as backstop:
+            stopper.start()
+            loop.run()
+            stopper.join(5)
+        assert blocked == [True] and not backstop.used
         assert seen == []
 
     def test_many_cancelled_timers_are_compacted(self, loop):
@@ -111,20 +123,24 @@ class TestCallbackOrder:
 
 class TestThreadsafe:
     def test_call_soon_threadsafe_wakes_a_blocked_loop_within_50ms(self, loop):
+        # No timer on the loop: it waits with no timeout, so only the
+        # wake-up can end the wait (the backstop, after 5 s, fails the test).
+        waits = SelectorWaits(loop)
         latency = []
+        blocked = []
 
         def poke():
-            time.sleep(0.1)  # let the loop block in the selector with no timer due
+            blocked.append(waits.wait())
             sent = time.monotonic()
             loop.call_soon_threadsafe(lambda: (latency.append(time.monotonic() - sent), loop.stop()))
 
-        safety = loop.call_later(5, loop.stop)
         thread = threading.Thread(target=poke)
-        thread.start()
-        loop.run()
-        thread.join(5)
-        safety.cancel()
-        assert latency, "the loop was not woken"
+        with Backstop(loop) as backstop:
+            thread.start()
+            loop.run()
+            thread.join(5)
+        assert blocked == [True], "the loop never blocked in its selector"
+        assert not backstop.used and latency, "the loop was not woken"
         assert latency[0] < 0.05
 
     def test_many_threads_none_lost(self, loop):
@@ -142,12 +158,20 @@ class TestThreadsafe:
             assert [j for t, j in seen if t == i] == list(range(200))
 
     def test_stop_from_another_thread_wakes_the_loop(self, loop):
-        thread = threading.Timer(0.05, loop.stop)
-        safety = loop.call_later(5, pytest.fail, "stop() from a thread did not wake the loop")
-        thread.start()
-        loop.run()
-        safety.cancel()
-        thread.join(5)
+        waits = SelectorWaits(loop)
+        blocked = []
+
+        def stop_when_blocked():
+            blocked.append(waits.wait())
+            loop.stop()
+
+        thread = threading.Thread(target=stop_when_blocked)
+        with Backstop(loop) as backstop:
+            thread.start()
+            loop.run()
+            thread.join(5)
+        assert blocked == [True], "the loop never blocked in its selector"
+        assert not backstop.used, "stop() from a thread did not wake the loop"
 
 
 class TestSignals:
@@ -178,17 +202,24 @@ class TestSignals:
 
     def test_signal_wakes_a_blocked_loop(self, loop):
         seen = []
+        blocked = []
+        waits = SelectorWaits(loop)
+
+        def kill_when_blocked():
+            blocked.append(waits.wait())
+            os.kill(os.getpid(), signal.SIGUSR2)
+
         loop.add_signal_handler(signal.SIGUSR2, lambda: (seen.append(1), loop.stop()))
         try:
-            timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR2))
-            timer.start()
-            safety = loop.call_later(5, loop.stop)
-            loop.run()
-            safety.cancel()
-            timer.join(5)
+            thread = threading.Thread(target=kill_when_blocked)
+            with Backstop(loop) as backstop:
+                thread.start()
+                loop.run()
+                thread.join(5)
         finally:
             loop.remove_signal_handler(signal.SIGUSR2)
-        assert seen == [1]
+        assert blocked == [True], "the loop never blocked in its selector"
+        assert seen == [1] and not backstop.used
 
     @pytest.mark.parametrize("bad", [0, -1, 100000])
     def test_bad_signal_numbers(self, loop, bad):
@@ -240,6 +271,15 @@ class TestWatchers:
         a2, b2 = socket.socketpair()
         with a1, b1, a2, b2:
             seen = []
+            batches = []
+            real = loop._selector.select
+
+            def select(timeout=None):
+                events = real(timeout)
+                batches.append(len(events))
+                return events
+
+            loop._selector.select = select
 
             def first(me, other):
                 seen.append(me.fileno())
@@ -254,6 +294,7 @@ class TestWatchers:
             safety = loop.call_later(5, loop.stop)
             loop.run()
             safety.cancel()
+            assert batches[0] == 2, "the scenario needs both fds ready in one wait"
             assert len(seen) == 1
 
     def test_bad_fileobj(self, loop):
@@ -465,11 +506,13 @@ def test_select_refuses_fds_past_fd_setsize(errors):
             with pytest.raises(BackendLimitError, match="FD_SETSIZE is 1024"):
                 r.add_reader(high, lambda: None)
             # The loop still works for everyone else.
-            r.add_reader(a, lambda: (a.recv(1), r.stop()))
+            seen = []
+            r.add_reader(a, lambda: (seen.append(a.recv(1)), r.stop()))
             b.send(b"x")
             r.call_later(5, r.stop)
             r.run()
             r.remove_reader(a)
+            assert seen == [b"x"]
         finally:
             os.close(high)
             a.close()
@@ -530,7 +573,7 @@ def test_close_also_closes_what_its_own_callbacks_open(backend):
 
     a, b = socket.socketpair()
     transport = Transport(r, a, Reconnecting())
-    r._resources.add(transport)
+    r.track_resource(transport)
     transport._start()
     r.close()
     b.close()

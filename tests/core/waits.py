@@ -4,6 +4,7 @@ from a thread, a signal, a clock moved behind its back)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,3 +40,33 @@ class SelectorWaits:
         ``timeout`` seconds; False if it never was. (A thread cannot fail
         the test itself: it returns this for the test to assert.)"""
         return self.entered.wait(timeout)
+
+
+class Backstop:
+    """A socketpair the loop watches, so that a wait the code under test
+    fails to end is ended anyway after ``seconds`` (the test then fails on
+    ``used`` instead of hanging), without a timer on the loop itself -- a
+    timer would change the very wait being tested (no timeout at all)."""
+
+    def __init__(self, loop: Any, seconds: float = 5.0) -> None:
+        self.loop = loop
+        self.used = False
+        self._r, self._w = socket.socketpair()
+        loop.add_reader(self._r, self._fire)
+        self._timer = threading.Timer(seconds, self._w.send, (b"x",))
+
+    def _fire(self) -> None:
+        self.used = True
+        self._r.recv(1)
+        self.loop.stop()
+
+    def __enter__(self) -> Backstop:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._timer.cancel()
+        self._timer.join(5)
+        self.loop.remove_reader(self._r)
+        self._r.close()
+        self._w.close()
