@@ -37,8 +37,9 @@ MAX_DATAGRAM = 256 * 1024
 DEFAULT_HIGH_WATER = 64 * 1024
 
 
-class DatagramTransport(transports.DatagramTransport):
-    """A UDP socket between the loop and a ``DatagramProtocol``."""
+class DatagramTransport(transports.Transport, transports.DatagramTransport):
+    """A UDP socket between the loop and a ``DatagramProtocol`` (also an
+    ``asyncio.Transport``, as asyncio's own datagram transport is)."""
 
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket, protocol: Any, address: Any = None,
                  waiter: futures.Future[Any] | None = None, extra: dict[str, Any] | None = None) -> None:

@@ -348,10 +348,12 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         del self._transports[fd]
         resume_reading = transp.is_reading()
         transp.pause_reading()
-        await transp._wait_flushed()
+        transp._sendfile_pending = True
         try:
+            await transp._wait_flushed()
             return await self.sock_sendfile(transp._socket(), file, offset, count, fallback=False)
         finally:
+            transp._sendfile_pending = False
             if resume_reading:
                 transp.resume_reading()
             if not transp.is_closing():

@@ -87,7 +87,7 @@ class SocketMethods:
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, sock.recv, n)
+        self._wait_readable(fut, sock, _retry_call, "recv", n)
         return await fut
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
@@ -98,7 +98,7 @@ class SocketMethods:
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, sock.recv_into, buf)
+        self._wait_readable(fut, sock, _retry_call, "recv_into", buf)
         return await fut
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
@@ -109,7 +109,7 @@ class SocketMethods:
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, sock.recvfrom, bufsize)
+        self._wait_readable(fut, sock, _retry_call, "recvfrom", bufsize)
         return await fut
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple[int, Any]:
@@ -122,7 +122,7 @@ class SocketMethods:
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, sock.recvfrom_into, buf, nbytes)
+        self._wait_readable(fut, sock, _retry_call, "recvfrom_into", buf, nbytes)
         return await fut
 
     # ------------------------------------------------------------- writing
@@ -170,7 +170,7 @@ class SocketMethods:
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_writable(fut, sock, _retry_call, sock.sendto, data, address)
+        self._wait_writable(fut, sock, _retry_call, "sendto", data, address)
         return await fut
 
     # ------------------------------------------------------ connect/accept
@@ -236,7 +236,7 @@ class SocketMethods:
         fut = self.create_future()  # type: ignore[attr-defined]
         # Readiness can be stale (another acceptor took the connection): the
         # retry then sees EAGAIN again and keeps waiting.
-        self._wait_readable(fut, sock, _retry_call, _accept_nonblocking, sock)
+        self._wait_readable(fut, sock, _retry_accept)
         return await fut
 
     # ------------------------------------------------------------ sendfile
@@ -314,14 +314,31 @@ class SocketMethods:
                          offset, count, blocksize, total)
 
 
-def _retry_call(fut: futures.Future[Any], sock: socket.socket, call: Any, *args: Any) -> None:
-    """A watcher's callback: retry ``call(*args)`` and settle ``fut``."""
+def _retry_call(fut: futures.Future[Any], sock: socket.socket, method: str, *args: Any) -> None:
+    """A watcher's callback: retry ``sock.method(*args)`` and settle ``fut``.
+    The method is looked up on every try, not bound once: a wrapper socket
+    (or a test's mock) may change it between tries."""
     if fut.done():
         return
     try:
-        result = call(*args)
+        result = getattr(sock, method)(*args)
     except (BlockingIOError, InterruptedError):
         return  # spurious readiness: wait for the next event
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
+
+
+def _retry_accept(fut: futures.Future[Any], sock: socket.socket) -> None:
+    if fut.done():
+        return
+    try:
+        result = _accept_nonblocking(sock)
+    except (BlockingIOError, InterruptedError):
+        return
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:

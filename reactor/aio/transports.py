@@ -9,7 +9,9 @@ adds what asyncio code expects of a transport:
   ``set_protocol`` / ``get_protocol``, ``get_extra_info`` over asyncio's
   ``extra`` dict (``socket`` is a ``TransportSocket``, as asyncio gives), and
   the ``_start_tls_compatible`` / ``_sendfile_compatible`` marks that
-  ``loop.start_tls`` and ``loop.sendfile`` look for;
+  ``loop.start_tls`` and ``loop.sendfile`` look for; it is also asyncio's
+  ``_FlowControlMixin``, which asyncio's sendfile fallback insists on (the
+  flow control itself is reactor's);
 - ``asyncio.BufferedProtocol``: the socket is read straight into the
   protocol's buffer (``get_buffer`` / ``recv_into`` / ``buffer_updated``),
   which is how ``asyncio.sslproto`` reads;
@@ -17,6 +19,7 @@ adds what asyncio code expects of a transport:
   ``write_eof()`` it raises ``RuntimeError``; after ``close()`` the data is
   still queued and flushed before the FIN (asyncio sends it too); once the
   connection is gone the data is dropped, with a warning after a few tries;
+- ``abort()`` is asyncio's (drop the queue, close), not reactor's RST;
 - the asyncio ``Server`` is told when each of its connections ends
   (``wait_closed``), and ``_force_close(exc)`` ends a connection with
   ``connection_lost(exc)`` (``sslproto`` calls it on handshake and shutdown
@@ -25,6 +28,7 @@ adds what asyncio code expects of a transport:
 
 from __future__ import annotations
 
+import collections
 import socket
 from asyncio import BufferedProtocol, constants, futures, trsock
 from asyncio import transports as aio_transports
@@ -42,14 +46,20 @@ _OPEN, _CLOSING, _FD_CLOSED = _transport.OPEN, _transport.CLOSING, _transport._F
 _WRITE_SIDE_ENDING = frozenset({_transport.SHUTTING_WRITE, _transport.WRITE_SHUT})
 
 
-class StreamTransport(Transport, aio_transports.Transport):
+class StreamTransport(Transport, aio_transports._FlowControlMixin):
     """A TCP or Unix stream connection for asyncio protocols."""
 
     _start_tls_compatible = True
     _sendfile_compatible = constants._SendfileMode.TRY_NATIVE
     _aio_server: Any = None
     _flush_waiter: futures.Future[None] | None = None
+    _sendfile_pending = False  # loop.sendfile is sending: write() raises
     _dropped_writes = 0
+
+    @property
+    def _protocol_paused(self) -> bool:  # type: ignore[override]
+        # asyncio's name for "pause_writing() sent" (its sendfile fallback reads it)
+        return self._writing_paused
 
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket | int, protocol: Any, *,
                  peername: Any = None, listener: Any = None, family: int = socket.AF_INET,
@@ -136,12 +146,12 @@ class StreamTransport(Transport, aio_transports.Transport):
     def write(self, data: Any) -> None:
         """Queue ``data`` (sent at once when nothing waits): reactor's write,
         with asyncio's rules once the transport is not open (module docs)."""
-        if self._state is _OPEN and self._flush_waiter is None:
+        if self._state is _OPEN and not self._sendfile_pending:
             Transport.write(self, data)
             return
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
-        if self._flush_waiter is not None:
+        if self._sendfile_pending:
             raise RuntimeError("unable to write; sendfile is in progress")
         state = self._state
         if state in _WRITE_SIDE_ENDING:
@@ -149,10 +159,15 @@ class StreamTransport(Transport, aio_transports.Transport):
         if not data:
             return
         if state is _CLOSING:
-            # close() is flushing (the queue is not empty, or we would be
-            # closed): these bytes go out before the FIN, as in asyncio.
+            # close() is flushing: these bytes go out before the FIN, as in
+            # asyncio. The queue may have just run empty (a resume_writing
+            # callback writing from inside the flush): then watch again.
             chunk = bytes(data)
-            self._buffer.append(chunk)  # type: ignore[union-attr]
+            buffer = self._buffer
+            if not buffer:
+                buffer = self._buffer = collections.deque()
+                self._reactor.add_writer(self._fd, self._write_ready)
+            buffer.append(chunk)
             self._buffer_size += len(chunk)
             return
         self._dropped_writes += 1
@@ -176,6 +191,13 @@ class StreamTransport(Transport, aio_transports.Transport):
 
     # ------------------------------------------------------------- closing
 
+    def abort(self) -> None:
+        """asyncio's abort: drop the queue and close now, ``connection_lost(None)``.
+        The close is a plain one (FIN, or RST only if unread data is left, as
+        the kernel does), not reactor's SO_LINGER reset: asyncio peers and
+        asyncio's own TLS layer expect an aborted connection to read as EOF."""
+        self._force_close(None)
+
     def _force_close(self, exc: BaseException | None) -> None:
         """End the connection now (queue dropped, no RST) and tell the
         protocol ``connection_lost(exc)``."""
@@ -192,6 +214,23 @@ class StreamTransport(Transport, aio_transports.Transport):
             self._loop.call_exception_handler(
                 {"message": message, "exception": exc, "transport": self, "protocol": self._protocol})
         self._force_close(exc)
+
+    def _release(self, exc: Exception | None) -> None:
+        # asyncio's transports know their addresses after the close (their
+        # extra dict is filled at creation); reactor's ask the socket, so
+        # ask it once more while the fd is still ours.
+        extra = self._extra
+        if "sockname" not in extra:
+            try:
+                extra["sockname"] = (self._sock or self._socket()).getsockname()
+            except OSError:
+                pass
+        if "peername" not in extra and self._peername is None:
+            try:
+                self._peername = (self._sock or self._socket()).getpeername()
+            except OSError:
+                pass
+        Transport._release(self, exc)
 
     def _call_connection_lost(self) -> None:
         try:
