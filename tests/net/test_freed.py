@@ -20,7 +20,6 @@ import reactor
 
 from ..support import LINGER_RST, CyclicGcOff, run_for, run_until
 
-
 # ----------------------------------------------------------------- transports
 
 @pytest.mark.parametrize("kind", ["told", "not-told", "keeps-the-error"])
@@ -93,10 +92,9 @@ def test_a_connection_reset_found_by_writing_is_freed_at_once(loop, clients):
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         client.close()
         transport = refs[0]()
-        sock = transport.get_extra_info("socket")
-        run_until(loop, lambda: sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == TCP_CLOSE)
+        run_until(loop, _reset_arrived(transport.get_extra_info("socket")))
         transport.write(b"x" * 100_000)  # EPIPE or ECONNRESET from send()
-        del transport, sock
+        del transport
         run_until(loop, lambda: kept)
         run_for(loop, 0.01)
         assert isinstance(kept[0].error, (BrokenPipeError, ConnectionResetError))
@@ -105,6 +103,10 @@ def test_a_connection_reset_found_by_writing_is_freed_at_once(loop, clients):
 
 
 TCP_CLOSE = 7  # tcp_info.tcpi_state once a reset arrived
+
+
+def _reset_arrived(sock):
+    return lambda: sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0] == TCP_CLOSE
 
 
 # -------------------------------------------------------------- connect attempts
@@ -145,8 +147,10 @@ def test_a_failed_connect_attempt_is_freed_at_once(loop, errors, case):
     with CyclicGcOff():
         attempt = start()
         # not run_until(loop, attempt.done): run_until's closure is itself a
-        # cycle, and would keep the bound method (and the attempt) alive
-        run_until(loop, lambda: attempt.done())
+        # cycle, and would keep what the predicate holds alive
+        box = [attempt]
+        run_until(loop, lambda: box[0].done())
+        box.clear()
         exc = attempt.exception()
         assert exc is not None and exc.__traceback__ is None
         if case in ("factory-raises", "connection_made-raises", "resolver-garbage"):
