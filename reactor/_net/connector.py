@@ -572,21 +572,26 @@ class ConnectAttempt:
         factory = self._factory
         assert factory is not None
         self._release()  # the losers, the timers
+        protocol = transport = None
         try:
             protocol = factory()
-        except (SystemExit, KeyboardInterrupt) as exc:
-            sock.close()
-            self._finish(_FAILED, exception=exc)
-            raise
+            transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
+            self._reactor.track_resource(transport)
         except BaseException as exc:
-            sock.close()
+            # The factory failed, or a MemoryError setting up: nothing was
+            # told connection_made, so nothing is told connection_lost.
+            if transport is not None:
+                transport._discard()
+            else:
+                sock.close()
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                self._finish(_FAILED, exception=exc)
+                raise
+            what = "exception in the protocol factory of" if protocol is None else "could not set up the"
             self._reactor.call_exception_handler(
-                {"message": f"exception in the protocol factory of connect to {self.address}",
-                 "exception": exc, "attempt": self})
+                {"message": f"{what} connect to {self.address}", "exception": exc, "attempt": self})
             self._finish(_FAILED, exception=exc)
             return
-        transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
-        self._reactor.track_resource(transport)
         try:
             failure = transport._start()
         except BaseException as exc:  # SystemExit / KeyboardInterrupt from connection_made

@@ -21,6 +21,14 @@ What happens on one readiness event of a listening socket:
    watched: it is closed at once and counted in ``stats.rejected``, with one
    warning per listener, so one connection too many never breaks ``select()``
    for every other connection.
+5. Setting a connection up can fail too: the protocol factory raises, a
+   MemoryError comes from anything on the way, or registering the fd fails
+   (``epoll_ctl(ADD)``: ENOSPC past ``fs.epoll.max_user_watches``, ENOMEM).
+   A connection nobody watches is never read and never closed -- an fd
+   leaked for ever -- so it is closed at once, counted in ``stats.rejected``,
+   reported once to the exception handler, and the batch goes on. If
+   ``connection_made`` had been called, the protocol gets
+   ``connection_lost(exc)``.
 
 Running out of fds (EMFILE/ENFILE) or kernel memory (ENOBUFS/ENOMEM) leaves the
 connection queued, and a level-triggered selector reports the listener ready
@@ -88,11 +96,17 @@ _SHED_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE))
 class ListenerStats:
     """Counters of one listener, updated as it accepts.
 
-    accepted: connections handed to a protocol (or rejected, see below)
+    accepted: connections accepted (including those rejected, see below)
     aborted: connections that died in the queue (ECONNABORTED, EPROTO, ...)
     exhausted: drains ended by EMFILE/ENFILE/ENOBUFS/ENOMEM
     shed: connections accepted and closed at once under ``on_exhausted="shed"``
-    rejected: accepted fds closed because the backend cannot watch them
+    rejected: accepted connections closed at once because they could not be
+        set up or watched: the backend cannot watch the fd (select, fd >=
+        FD_SETSIZE), registering it failed (epoll ENOSPC past
+        max_user_watches, ENOMEM), the protocol factory raised, or setting
+        up failed (MemoryError). Each but the first is also reported to the
+        exception handler; a protocol that was told connection_made is told
+        connection_lost(exc).
     wakeups: readiness events handled; batches: those that accepted >= 1
     max_batch: most connections accepted in one event
     empty_wakeups: events that found the queue already empty (stale readiness)
@@ -329,36 +343,54 @@ class Listener:
                     self.address, fd, self._reactor.backend, self._max_fd,
                 )
             return
+        protocol = transport = None
         try:
             protocol = self._factory()
-        except (SystemExit, KeyboardInterrupt):
-            os.close(fd)
-            raise
+            transport = self._make_transport(fd, protocol, address)
+            if self._dead_peer is not None:
+                try:
+                    apply_dead_peer_options(transport._socket(), *self._dead_peer)
+                except OSError:
+                    pass  # reset while queued: the first read reports it
+            self._connections.add(transport)
+            self._reactor.track_resource(transport)
         except BaseException as exc:
-            os.close(fd)
+            # The factory raised, or setting up did (a MemoryError can come
+            # from anything here). Nobody would ever read or close this fd:
+            # close it now, count it, report it, go on with the batch.
+            if transport is not None:
+                self._connections.discard(transport)
+                transport._discard()
+            else:
+                os.close(fd)
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                raise
+            self.stats.rejected += 1
+            what = "the protocol factory failed" if protocol is None else "could not set up the connection"
             self._reactor.call_exception_handler(
-                {"message": "the protocol factory failed; connection closed", "exception": exc,
-                 "listener": self, "peername": address}
+                {"message": f"{what}; connection closed", "exception": exc, "listener": self, "peername": address}
             )
             return
-        transport = self._make_transport(fd, protocol, address)
-        if self._dead_peer is not None:
-            try:
-                apply_dead_peer_options(transport._socket(), *self._dead_peer)
-            except OSError:
-                pass  # reset while queued: the first read reports it
         self.stats.active += 1
-        self._connections.add(transport)
-        self._reactor.track_resource(transport)
+        # connection_made, then the registration for reading; if that fails
+        # (epoll ENOSPC past max_user_watches, ENOMEM), the transport reports
+        # it, tells us (_connection_rejected), closes and says connection_lost.
         transport._start()
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> Transport:
         """The transport for an accepted ``fd`` (a subclass may make another
-        kind: ``reactor.aio`` makes asyncio transports)."""
+        kind: ``reactor.aio`` makes asyncio transports). It owns ``fd`` once
+        this returns; if this raises, ``fd`` is still ours to close, so a
+        subclass must not raise after the transport took it."""
         # The transport takes the bare fd and makes a socket object only if
         # the connection outlives connection_made.
         return Transport(self._reactor, fd, protocol, peername=address, server=self,
                          family=self._family, nonblocking=self._nonblocking_fds)
+
+    def _connection_rejected(self, transport: Transport) -> None:
+        """``transport`` cannot be watched (its registration failed): it is
+        closing at once, and counts as rejected."""
+        self.stats.rejected += 1
 
     def _connection_closed(self, transport: Transport) -> None:
         self.stats.active -= 1

@@ -592,6 +592,8 @@ class Transport:
         self._report(exc, f"cannot watch the connection on fd {self._fd} for {what} "
                           f"({self._reactor.backend} backend); connection closed")
         exc.__traceback__ = None  # reported with it; the protocol gets it without (see above)
+        if self._server is not None:
+            self._server._connection_rejected(self)
         self._state = _ON_FAILED[self._state]
         self._release(exc)
 

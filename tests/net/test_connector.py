@@ -441,6 +441,29 @@ def test_failing_factory_goes_to_the_handler_and_fails_the_attempt(loop: reactor
     listener.close()
 
 
+def test_memory_error_setting_up_the_transport_fails_the_attempt(loop: reactor.Reactor, errors: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import reactor._net.connector as connector_mod
+
+    listener = loop.listen(EchoProtocol)
+    before = open_fds()
+    made: list[Client] = []
+
+    def no_memory(*args: Any, **kwargs: Any) -> Transport:
+        raise MemoryError("Transport")
+
+    monkeypatch.setattr(connector_mod, "Transport", no_memory)
+    attempt = loop.connect(lambda: made.append(Client()) or made[-1], "127.0.0.1", listener.address[1])
+    run_until(loop, attempt.done)
+    assert isinstance(attempt.exception(), MemoryError)
+    (context,) = errors.take()
+    assert context["exception"] is attempt.exception() and "set up" in context["message"]
+    assert made and made[0].made == 0 and made[0].lost == []  # never told connection_made: nor connection_lost
+    run_until(loop, lambda: listener.stats.accepted == 1 and listener.stats.active == 0)
+    assert settle_fds(before) == set()  # the connected socket was closed, not left to the GC
+    listener.close()
+
+
 def test_failing_connection_made_fails_the_attempt(loop: reactor.Reactor, errors: Any) -> None:
     listener = loop.listen(EchoProtocol)
     before = open_fds()

@@ -787,3 +787,131 @@ def test_keyboard_interrupt_in_a_batch_leaks_no_accepted_fd(backend, clients):
         assert len(open_fds() - baseline) == 1
     finally:
         r.close()
+
+
+# ------------------------------------------------- set-up failures (injected)
+
+def _queued_clients(lst, n):
+    """``n`` clients connected (and queued: the listener is paused) before
+    the listener drains them all in one batch on resume."""
+    lst.pause()
+    pool = Clients()
+    for i in range(n):
+        pool.connect(lst.address).sendall(b"%d" % i)
+    return pool
+
+
+def _echoed(sock, i):
+    return recv_exactly(sock, len(b"%d" % i)) == b"%d" % i
+
+
+class FailOnce:
+    """Wraps ``real``: the ``nth`` call (1-based) whose arguments ``match``
+    raises ``exc`` instead."""
+
+    def __init__(self, real, nth, exc, match=lambda *args: True):
+        self.real, self.nth, self.exc, self.match = real, nth, exc, match
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        if self.match(*args):
+            self.calls += 1
+            if self.calls == self.nth:
+                raise self.exc
+        return self.real(*args, **kwargs)
+
+
+def _is_transport_fd(loop, lst):
+    def match(fd, *rest):
+        return fd != lst.socket.fileno() and fd != loop._wake_r.fileno()
+    return match
+
+
+class TestSetupFailures:
+    """A connection that cannot be set up is closed at once, counted in
+    stats.rejected and reported once; the rest of the batch is served and no
+    fd is left behind (both drains)."""
+
+    N = 5
+
+    def _serve_batch(self, loop, lst, errors, factory, failed_index):
+        baseline = open_fds()
+        pool = _queued_clients(lst, self.N)
+        try:
+            lst.resume()
+            # every other connection read its bytes (and echoed them at once)
+            run_until(loop, lambda: lst.stats.accepted == self.N and len(errors.contexts) == 1
+                      and sum(1 for p in factory.protocols if p.data) == self.N - 1)
+            for i, sock in enumerate(pool.socks):
+                if i == 1:
+                    # closed at once, not left hanging: RST, since the bytes
+                    # it sent were never read (EOF if they had been)
+                    with pytest.raises(ConnectionResetError):
+                        sock.recv(16)
+                else:
+                    assert _echoed(sock, i)
+            assert lst.stats.rejected == 1 and lst.state == "active"
+            (context,) = errors.take()
+            pool.close_all()
+            run_until(loop, lambda: lst.stats.active == 0)
+            assert open_fds() == baseline
+            return context
+        finally:
+            pool.close_all()
+
+    def test_factory_raising_memory_error(self, server_loop, errors):
+        calls = []
+
+        def factory():
+            calls.append(None)
+            if len(calls) == 2:
+                raise MemoryError("factory")
+            return made.cls()
+
+        made = Factory(EchoRecorder)
+        made.cls = EchoRecorder
+        wrapped = Factory(lambda: factory())
+        lst = server_loop.listen(wrapped)
+        context = self._serve_batch(server_loop, lst, errors, wrapped, failed_index=None)
+        assert isinstance(context["exception"], MemoryError) and "factory" in context["message"]
+
+    def test_transport_raising_memory_error(self, server_loop, errors, monkeypatch):
+        import reactor._net.listener as listener_mod
+
+        factory = Factory(EchoRecorder)
+        lst = server_loop.listen(factory)
+        monkeypatch.setattr(listener_mod, "Transport", FailOnce(listener_mod.Transport, 2, MemoryError("Transport")))
+        context = self._serve_batch(server_loop, lst, errors, factory, failed_index=1)
+        assert isinstance(context["exception"], MemoryError) and "set up" in context["message"]
+        assert factory.protocols[1].events == []  # never told connection_made, so never connection_lost
+
+    def test_memory_error_after_the_transport_was_made(self, server_loop, errors, monkeypatch):
+        import reactor._net.listener as listener_mod
+
+        factory = Factory(EchoRecorder)
+        lst = server_loop.listen(factory, keepalive=True)
+        monkeypatch.setattr(listener_mod, "apply_dead_peer_options",
+                            FailOnce(listener_mod.apply_dead_peer_options, 2, MemoryError("options")))
+        context = self._serve_batch(server_loop, lst, errors, factory, failed_index=1)
+        assert isinstance(context["exception"], MemoryError)
+        failed = factory.protocols[1]
+        assert failed.events == [] and context["peername"] is not None
+        assert not server_loop._resources & {p.transport for p in factory.protocols if p.transport}
+
+    @pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+                                     OSError(errno.ENOMEM, os.strerror(errno.ENOMEM)), MemoryError()],
+                             ids=["ENOSPC", "ENOMEM", "MemoryError"])
+    def test_registering_the_fd_fails(self, server_loop, errors, monkeypatch, exc):
+        factory = Factory(EchoRecorder)
+        lst = server_loop.listen(factory)
+        selector = server_loop._selector
+        monkeypatch.setattr(selector, "register",
+                            FailOnce(selector.register, 2, exc, _is_transport_fd(server_loop, lst)))
+        context = self._serve_batch(server_loop, lst, errors, factory, failed_index=1)
+        assert context["exception"] is exc and "cannot watch" in context["message"]
+        failed = factory.protocols[1]
+        run_until(server_loop, lambda: failed.lost)
+        run_for(server_loop, 0.01)
+        # told connection_made, so told connection_lost(exc), exactly once
+        assert failed.events == ["made", "lost"] and failed.lost == [exc]
+        assert failed.transport.is_closing() and not server_loop._resources & {failed.transport}
