@@ -10,8 +10,12 @@ are counted apart as "skipped (other)" when there are any."""
 
 from __future__ import annotations
 
+import gc
 import os
+import traceback
+from collections.abc import Generator
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import pytest
 
@@ -46,6 +50,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         unavailable = getattr(item.cls, "conformance_unavailable", None)
         if tally.combos.get(combo.label) is None:
             tally.combos[combo.label] = unavailable
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    report = yield
+    # A failed test's traceback keeps its frames, so its loop, transports and
+    # sockets, alive (pytest keeps the ExceptionInfo): they would be collected
+    # during a later test, and their ResourceWarning (an error here) counted
+    # against that one. The report is written by now: free them and collect,
+    # so that what leaked shows at this test's teardown. (A unittest test's
+    # setUp and tearDown run in its call phase: its loop is closed by now.)
+    if call.excinfo is not None and item.nodeid in _TALLY.nodes and not item.config.getoption("usepdb", False):
+        _free_frames(call.excinfo.tb)
+        gc.collect()
+    return report
+
+
+def _free_frames(tb: TracebackType | None) -> None:
+    traceback.clear_frames(tb)
+    # Formatting the report read the frames' f_locals, a dict snapshot that
+    # frame.clear() leaves alone; reading it again re-syncs it with the now
+    # empty locals, which drops the snapshot's references.
+    while tb is not None:
+        snapshot = tb.tb_frame.f_locals
+        del snapshot
+        tb = tb.tb_next
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
