@@ -502,7 +502,7 @@ class ConnectAttempt:
                 last = connect_error(exc.errno, address, f"cannot bind to local address {format_address(info[4])}")
         return last
 
-    def _after_connect(self, sock: socket.socket, sockaddr: Any, address: str, err: int,
+    def _after_connect(self, sock: socket.socket, sockaddr: Any, address: str, err: int | None,
                        backoff: float) -> OSError | None:
         if err == 0:
             self._connected(sock, sockaddr)
@@ -530,10 +530,11 @@ class ConnectAttempt:
         if self._state != _PENDING or sock not in self._sockets:
             return
         address = self._sockets[sock]
+        err: int | None
         try:
             err = sock.connect_ex(sockaddr)
         except OSError as exc:
-            err = exc.errno
+            err = exc.errno  # None for an OSError without one: connect_error says "failed"
         error = self._after_connect(sock, sockaddr, address, err, backoff)
         if error is not None:
             self._address_failed(error)
@@ -543,10 +544,11 @@ class ConnectAttempt:
         if self._state != _PENDING or sock not in self._sockets:
             return
         address = self._sockets[sock]
+        err: int | None
         try:
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         except OSError as exc:
-            err = exc.errno
+            err = exc.errno  # None for an OSError without one: connect_error says "failed"
         if err == 0:
             self._connected(sock, sockaddr)
             return

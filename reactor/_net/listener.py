@@ -58,7 +58,7 @@ import socket
 import stat
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import kernel
 from .._core.checks import check_callable, check_host_port
@@ -260,7 +260,7 @@ class Listener:
         self._reactor.untrack_resource(self)
 
     #: Reactor.close() closes listeners before connections
-    close_order = CLOSE_FIRST
+    close_order: ClassVar[int] = CLOSE_FIRST
 
     def close_for_loop(self) -> None:
         self.close()
@@ -289,8 +289,9 @@ class Listener:
         if sock is not None and sock.fileno() >= 0:
             warnings.warn(f"unclosed listener {self!r}", ResourceWarning, source=self)
             sock.close()
-            if getattr(self, "_reserve_fd", None) is not None:
-                os.close(self._reserve_fd)
+            reserve = getattr(self, "_reserve_fd", None)
+            if reserve is not None:
+                os.close(reserve)
 
     def __repr__(self) -> str:
         return f"<Listener {self.address!r} {self._state} backlog={self.backlog}>"
@@ -430,9 +431,11 @@ class Listener:
 
     def _shed(self) -> int:
         """Free the spare fd, accept and close what waits, take the spare
-        back. Returns how many connections were shed."""
-        os.close(self._reserve_fd)
-        self._reserve_fd = None
+        back. Returns how many connections were shed (called only while
+        the spare is held)."""
+        reserve, self._reserve_fd = self._reserve_fd, None
+        if reserve is not None:
+            os.close(reserve)
         shed = 0
         while shed < self.max_accepts:
             accepted, skipped, err = self._drain(1)

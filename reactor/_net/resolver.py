@@ -53,9 +53,11 @@ def numeric_addrinfo(host: str, port: int) -> list[AddrInfo] | None:
     blocks and is safe to call on the loop.
     """
     try:
-        return socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+        infos: list[AddrInfo] = list(
+            socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST))
     except (socket.gaierror, UnicodeError, ValueError):
         return None
+    return infos
 
 
 class ResolverPool:
