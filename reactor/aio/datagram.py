@@ -26,6 +26,8 @@ import warnings
 from asyncio import constants, futures, transports
 from typing import TYPE_CHECKING, Any
 
+from ._private import set_result_unless_cancelled
+
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
 
@@ -37,13 +39,14 @@ MAX_DATAGRAM = 256 * 1024
 DEFAULT_HIGH_WATER = 64 * 1024
 
 
-class DatagramTransport(transports.Transport, transports.DatagramTransport):
+class DatagramTransport(transports.Transport, transports.DatagramTransport):  # type: ignore[misc]
     """A UDP socket between the loop and a ``DatagramProtocol`` (also an
     ``asyncio.Transport``, as asyncio's own datagram transport is)."""
 
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket, protocol: Any, address: Any = None,
                  waiter: futures.Future[Any] | None = None, extra: dict[str, Any] | None = None) -> None:
         super().__init__(extra)
+        self._extra: dict[str, Any]  # asyncio's BaseTransport slot, filled by __init__
         self._loop = loop
         self._sock: socket.socket | None = sock
         self._fd = sock.fileno()
@@ -68,7 +71,7 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):
         loop.call_soon(self._protocol.connection_made, self)
         loop.call_soon(loop._add_reader, self._fd, self._read_ready)
         if waiter is not None:
-            loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+            loop.call_soon(set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
         state = "closed" if self._sock is None else "closing" if self._closing else "open"

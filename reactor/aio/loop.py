@@ -40,15 +40,16 @@ import stat
 import sys
 import warnings
 import weakref
-from asyncio import base_events, constants, coroutines, events, sslproto, tasks, unix_events
+from asyncio import base_events, constants, coroutines, events, sslproto, tasks
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack
 
 from .. import native as _native
 from .._core.backends import backend_info
 from .._core.loop import BACKEND_ENV
 from .._core.watchers import EVENT_READ, EVENT_WRITE, FdWatchers, fileobj_to_fd
 from .._net.transport import READ_SIZE
+from ._private import UnixReadPipeTransport, UnixSubprocessTransport, UnixWritePipeTransport, logger
 from .datagram import DatagramTransport
 from .host import LoopHost
 from .servers import AioListener, ReactorServer
@@ -57,7 +58,8 @@ from .transports import StreamTransport
 
 __all__ = ["ReactorEventLoop"]
 
-logger = base_events.logger
+_Ts = TypeVarTuple("_Ts")
+
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
@@ -73,6 +75,20 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
     ``"auto"`` (the C accept drain when built; ``$REACTOR_NATIVE`` decides),
     ``True`` or ``False``.
     """
+
+    if TYPE_CHECKING:
+        # BaseEventLoop's own helpers, which typeshed does not declare
+        _internal_fds: int
+        _ssock: Any
+        _csock: Any
+
+        def _check_closed(self) -> None: ...
+        def _add_callback(self, handle: events.Handle) -> None: ...
+        def _add_callback_signalsafe(self, handle: events.Handle) -> None: ...
+        async def _create_connection_transport(self, sock: socket.socket, protocol_factory: Callable[[], Any],
+                                               ssl: Any, server_hostname: str | None,
+                                               **kwargs: Any) -> tuple[Any, Any]: ...
+        async def _ensure_resolved(self, address: Any, **kwargs: Any) -> Any: ...
 
     def __init__(self, backend: str | None = None, native: bool | str = "auto") -> None:
         super().__init__()
@@ -232,7 +248,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         if transport is not None and not transport.is_closing():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {transport!r}")
 
-    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_reader(self, fd: Any, callback: Callable[[Unpack[_Ts]], Any], *args: *_Ts) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is readable."""
         self._ensure_fd_no_transport(fd)
         self._add_reader(fd, callback, *args)
@@ -242,7 +258,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         self._ensure_fd_no_transport(fd)
         return self._remove_reader(fd)
 
-    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> None:
+    def add_writer(self, fd: Any, callback: Callable[[Unpack[_Ts]], Any], *args: *_Ts) -> None:
         """Call ``callback(*args)`` whenever ``fd`` is writable."""
         self._ensure_fd_no_transport(fd)
         self._add_writer(fd, callback, *args)
@@ -254,7 +270,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
 
     # ------------------------------------------------------------ signals
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts) -> None:
         """Run ``callback(*args)`` on the loop when signal ``sig`` arrives
         (main thread only). ValueError for an invalid or uncatchable signal,
         RuntimeError if it cannot be set up."""
@@ -333,7 +349,8 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                             ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT) -> Any:
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
+            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
+            ssl_shutdown_timeout=ssl_shutdown_timeout)  # type: ignore[arg-type]
         StreamTransport.start(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
@@ -490,11 +507,11 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
 
     def _make_read_pipe_transport(self, pipe: Any, protocol: Any, waiter: Any = None,
                                   extra: dict[str, Any] | None = None) -> Any:
-        return unix_events._UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
+        return UnixReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_write_pipe_transport(self, pipe: Any, protocol: Any, waiter: Any = None,
                                    extra: dict[str, Any] | None = None) -> Any:
-        return unix_events._UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
+        return UnixWritePipeTransport(self, pipe, protocol, waiter, extra)
 
     async def _make_subprocess_transport(self, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
                                          stderr: Any, bufsize: int, extra: dict[str, Any] | None = None,
@@ -508,7 +525,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                 raise RuntimeError("asyncio.get_child_watcher() is not activated, "
                                    "subprocess support is not installed.")
             waiter = self.create_future()
-            transport = unix_events._UnixSubprocessTransport(
+            transport = UnixSubprocessTransport(
                 self, protocol, args, shell, stdin, stdout, stderr, bufsize, waiter=waiter, extra=extra, **kwargs)
             watcher.add_child_handler(transport.get_pid(), self._child_exited, transport)
             try:

@@ -51,6 +51,9 @@ class ReactorServer(base_events.Server):
 
     _listeners: list[Listener]
 
+    if TYPE_CHECKING:
+        def _start_serving(self) -> None: ...  # base_events.Server's, not in typeshed
+
     @property
     def stats(self) -> ListenerStats:
         """Accept counters summed over this server's listening sockets."""
@@ -86,8 +89,9 @@ class AioListener(Listener):
         if self._sslcontext is not None:
             handshake_timeout, shutdown_timeout = self._ssl_timeouts
             protocol = sslproto.SSLProtocol(
-                self._loop, protocol, self._sslcontext, None, server_side=True,
-                ssl_handshake_timeout=handshake_timeout, ssl_shutdown_timeout=shutdown_timeout)
+                self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
+                ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
+                ssl_shutdown_timeout=shutdown_timeout)  # type: ignore[arg-type]
         return StreamTransport(self._loop, fd, protocol, peername=address, listener=self, family=self._family,
                                nonblocking=self._nonblocking_fds, server=self._aio_server)
 

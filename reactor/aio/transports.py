@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._net import transport as _transport
 from .._net.transport import Transport
+from ._private import set_result_unless_cancelled
 
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
@@ -89,7 +90,7 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
     def _start_then_wake(self, waiter: Any) -> None:
         self._start()
         if waiter is not None:
-            futures._set_result_unless_cancelled(waiter, None)
+            set_result_unless_cancelled(waiter, None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} fd={self._fd} {self._state} peer={self._peername!r}>"
@@ -124,6 +125,11 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def get_protocol(self) -> Any:
+        """The protocol this transport drives (None once it was told
+        ``connection_lost``)."""
+        return self._protocol
 
     def set_protocol(self, protocol: Any) -> None:
         """Hand the connection to another protocol (``start_tls`` does)."""
@@ -179,7 +185,7 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         waiter = self._flush_waiter
         if waiter is not None and not self._buffer:
             self._flush_waiter = None
-            futures._set_result_unless_cancelled(waiter, None)
+            set_result_unless_cancelled(waiter, None)
 
     async def _wait_flushed(self) -> None:
         """Wait until the queue is empty (``loop.sendfile`` sends the file
