@@ -1,11 +1,32 @@
-"""How the library writes a socket address in messages and output lines."""
+"""How the library writes socket addresses, and what a host name must be
+before it is looked up.
+
+Facts about host names:
+
+- CPython's socket functions encode a ``str`` host with the ``idna`` codec
+  (IDNA 2003, RFC 3490) before they call ``getaddrinfo()``; numeric
+  addresses go through it too and pass unchanged. A name the codec refuses
+  -- a label over 63 characters, an empty label (``"a..b"``), a character
+  nameprep rejects (a lone surrogate) -- raises ``UnicodeError`` from the
+  lookup, where every caller expects ``socket.gaierror``, and where a
+  connect attempt would carry it as its error.
+- So we encode first, exactly as CPython will, and turn a refusal into
+  ``socket.gaierror(EAI_NONAME)`` naming the host: to the caller it is a
+  name that cannot be resolved, which is what it is (DESIGN section 2). A
+  custom resolver never sees such a name.
+- ``""`` as a *bind* address is Python's spelling of INADDR_ANY
+  (``sock.bind(("", port))``); ``getaddrinfo("")`` itself fails. Listeners
+  map it to ``getaddrinfo(None, ..., AI_PASSIVE)`` on AF_INET: 0.0.0.0, every
+  IPv4 interface (see ``listener.bind_tcp``).
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 from typing import Any
 
-__all__ = ["format_address"]
+__all__ = ["format_address", "check_host_name"]
 
 
 def format_address(sockaddr: Any) -> str:
@@ -18,3 +39,20 @@ def format_address(sockaddr: Any) -> str:
     if sockaddr.startswith("\0"):
         return "@" + sockaddr[1:]
     return sockaddr
+
+
+def check_host_name(host: str, what: str) -> None:
+    """Raise ``socket.gaierror(EAI_NONAME)`` saying ``cannot resolve
+    {what}`` if ``host`` cannot be IDNA-encoded (see the module docs);
+    ``what`` names the host for the message (``"example.com:80"``)."""
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        # str.encode wraps the codec's own words ("label empty or too long"):
+        # "encoding with 'idna' codec failed (UnicodeError: ...)"
+        reason = str(exc)
+        inner = reason.partition("(UnicodeError: ")[2]
+        if inner.endswith(")"):
+            reason = inner[:-1]
+        raise socket.gaierror(
+            socket.EAI_NONAME, f"cannot resolve {what}: not a valid host name (IDNA: {reason})") from None

@@ -98,7 +98,9 @@ What this module does
   iteration is closed with FIN).
 - Errors come from one table, ``CONNECT_ERRORS`` (errno -> class), with the
   errno on ``exc.errno``, the address in the message and on
-  ``exc.address``. A lookup failure is ``socket.gaierror``.
+  ``exc.address``. A lookup failure is ``socket.gaierror``, and so is a
+  name that cannot be IDNA-encoded (checked before any resolver sees it:
+  ``addresses.check_host_name``), never ``UnicodeError``.
 - An error the attempt keeps for ``result()`` / ``exception()`` is kept
   without its traceback: the frames of a traceback keep their locals and,
   once finished, their callers' frames -- the attempt's own methods among
@@ -136,7 +138,7 @@ from typing import TYPE_CHECKING, Any
 from .._core.checks import check_callable, check_host_port, check_seconds
 from .._core.resources import CLOSE_NORMAL
 from ..errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
-from .addresses import format_address
+from .addresses import check_host_name, format_address
 from .resolver import AddrInfo, numeric_addrinfo, pool_for
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .transport import Transport
@@ -387,6 +389,16 @@ class ConnectAttempt:
         local = numeric_addrinfo(*local_addr) if local_addr is not None else None
         if remote is not None and (local_addr is None or local is not None):
             self._resolved(remote, local)
+            return
+        # A name the idna codec refuses fails here as a lookup would, with
+        # gaierror, never UnicodeError; no resolver sees it (addresses.py).
+        try:
+            if remote is None:
+                check_host_name(host, self.address)
+            if local_addr is not None and local is None:
+                check_host_name(local_addr[0], f"local address {format_address(local_addr)}")
+        except socket.gaierror as exc:
+            self._fail(exc)
             return
         lookup = functools.partial(_resolve, resolver or socket.getaddrinfo, host, port, remote, local_addr, local)
         self._lookup = pool_for(self._reactor).submit(lookup, self._on_lookup)
@@ -706,6 +718,10 @@ def _lookup(getaddrinfo: Callable[..., Any], host: str, port: int, what: str) ->
         infos = list(getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, 0))
     except socket.gaierror as exc:
         raise socket.gaierror(exc.errno, f"cannot resolve {what}: {exc.strerror}") from None
+    except UnicodeError as exc:
+        # Names are checked before they get here; this is the backstop (a
+        # resolver of the user's that encodes differently, say).
+        raise socket.gaierror(socket.EAI_NONAME, f"cannot resolve {what}: not a valid host name ({exc})") from None
     if not infos:
         raise socket.gaierror(socket.EAI_NONAME, f"cannot resolve {what}: no address")
     return infos

@@ -64,7 +64,7 @@ from .. import kernel
 from .._core.checks import check_callable, check_host_port
 from .._core.resources import CLOSE_FIRST
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
-from .addresses import format_address
+from .addresses import check_host_name, format_address
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .transport import Transport
 
@@ -534,8 +534,8 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     effective = effective_backlog(backlog)
     if sock is None:
         if host is None:
-            host = "127.0.0.1"
-        # "" is allowed: it binds every interface, as the caller asked
+            host = "127.0.0.1"  # never every interface unless asked (DESIGN)
+        # "" is allowed: the caller asked for every IPv4 interface (bind_tcp)
         check_host_port(host, port, allow_empty=True)
         sock = bind_tcp(host, port, reuse_port)
     elif sock.type != socket.SOCK_STREAM:
@@ -553,11 +553,25 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
 
 def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
     """A TCP socket bound (not listening) to the first address of
-    ``host:port``, with SO_REUSEADDR, SO_REUSEPORT if asked, and IPV6_V6ONLY."""
+    ``host:port``, with SO_REUSEADDR, SO_REUSEPORT if asked, and IPV6_V6ONLY.
+
+    ``""`` binds every IPv4 interface (0.0.0.0), as ``sock.bind(("", port))``
+    does in Python; ``"::"`` every IPv6 one (IPv6 only: one listener per
+    family, as asyncio makes). A name that cannot be IDNA-encoded, or found,
+    is ``socket.gaierror`` naming it."""
+    what = f"listen address {host!r}"
+    if host == "":
+        # getaddrinfo("") fails; (None, AI_PASSIVE) is the wildcard. AF_INET:
+        # one socket, and 0.0.0.0 is what "" means to bind() and to asyncio's
+        # first socket; glibc would order :: first or second by gai.conf.
+        lookup_host, family = None, socket.AF_INET
+    else:
+        check_host_name(host, what)
+        lookup_host, family = host, socket.AF_UNSPEC
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(lookup_host, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise socket.gaierror(exc.errno, f"cannot resolve listen address {host!r}: {exc.strerror}") from None
+        raise socket.gaierror(exc.errno, f"cannot resolve {what}: {exc.strerror}") from None
     family, type_, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, type_, proto)
     try:

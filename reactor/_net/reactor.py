@@ -65,7 +65,8 @@ class Reactor(EventLoop):
                on_exhausted: str = "pause", sock: socket.socket | None = None, keepalive: Any = None,
                user_timeout: float | None = None) -> Listener:
         """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
-        ephemeral port; ``""`` binds every interface), or on an already bound
+        ephemeral port; ``""`` binds every IPv4 interface, ``"::"`` every IPv6
+        one), or on an already bound
         ``sock``. See :func:`reactor._net.listener.listen_tcp` for each keyword."""
         return listen_tcp(self, protocol_factory, host, port, backlog=backlog, reuse_port=reuse_port,
                           max_accepts=max_accepts, on_exhausted=on_exhausted, sock=sock,

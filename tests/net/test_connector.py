@@ -709,6 +709,48 @@ def test_resolution_failure_is_gaierror_naming_the_host(loop: reactor.Reactor) -
     assert isinstance(empty.exception(), socket.gaierror)
 
 
+LONG_LABEL = "a" * 64 + ".example"  # a label over 63 characters: the idna codec refuses it
+
+
+@pytest.mark.parametrize("where", ["host", "local_addr", "resolver-raises-unicode-error"])
+def test_a_name_that_cannot_be_idna_encoded_is_gaierror(loop: reactor.Reactor, where: str) -> None:
+    calls: list = []
+
+    def resolver(host: str, *args: Any) -> list:
+        calls.append(host)
+        if where == "resolver-raises-unicode-error":
+            raise UnicodeError("the user's resolver encodes its own way")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 9))]
+
+    if where == "host":
+        attempt = loop.connect(Client, LONG_LABEL, 80, resolver=resolver)
+    elif where == "local_addr":
+        attempt = loop.connect(Client, "127.0.0.1", 80, local_addr=(LONG_LABEL, 0), resolver=resolver)
+    else:
+        attempt = loop.connect(Client, "fine.test", 80, resolver=resolver)
+    assert not attempt.done()  # an error of the attempt, on the loop, not of connect()
+    run_until(loop, attempt.done)
+    exc = attempt.exception()
+    assert type(exc) is socket.gaierror and exc.errno == socket.EAI_NONAME, repr(exc)
+    if where == "resolver-raises-unicode-error":
+        assert "fine.test:80" in str(exc) and calls == ["fine.test"]
+    else:
+        assert LONG_LABEL in str(exc) and "IDNA" in str(exc)
+        assert calls == []  # no resolver ever sees a name that cannot be encoded
+
+
+def test_an_idna_name_that_encodes_reaches_the_resolver(loop: reactor.Reactor) -> None:
+    listener = loop.listen(EchoProtocol)
+    calls: list = []
+    attempt = loop.connect(Client, "bücher.test", 80,
+                           resolver=scripted(("127.0.0.1", listener.address[1]), calls=calls))
+    run_until(loop, attempt.done)
+    assert calls[0][0] == "bücher.test"
+    attempt.result()[0].close()
+    run_for(loop, 0.01)
+    listener.close()
+
+
 def test_resolver_returning_garbage_fails_the_attempt(loop: reactor.Reactor) -> None:
     attempt = loop.connect(Client, "garbage.test", 80, resolver=lambda *args: [("not", "an", "addrinfo")])
     run_until(loop, attempt.done)

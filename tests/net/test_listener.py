@@ -504,6 +504,28 @@ class TestBacklog:
 # ----------------------------------------------------------------- addresses
 
 class TestAddresses:
+    def test_empty_host_binds_every_ipv4_interface(self, loop, clients):
+        factory = Factory()
+        lst = loop.listen(factory, "")
+        host, port = lst.address
+        assert host == "0.0.0.0" and port > 0 and lst.socket.family == socket.AF_INET
+        clients.connect(("127.0.0.1", port))  # loopback is one of them
+        run_until(loop, lambda: factory.made == 1)
+
+    def test_default_host_is_loopback_only(self, loop):
+        assert loop.listen(Factory()).address[0] == "127.0.0.1"
+        assert loop.listen(Factory(), None).address[0] == "127.0.0.1"
+
+    @pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..b", "\udcff.example"],
+                             ids=["label-over-63", "empty-label", "lone-surrogate"])
+    def test_a_name_that_cannot_be_idna_encoded_is_gaierror(self, loop, host):
+        before = open_fds()
+        with pytest.raises(socket.gaierror) as info:
+            loop.listen(Factory(), host)
+        assert type(info.value) is socket.gaierror and info.value.errno == socket.EAI_NONAME
+        assert repr(host) in str(info.value) and "IDNA" in str(info.value)
+        assert open_fds() == before
+
     def test_port_zero_reports_the_real_port(self, loop, clients):
         factory = Factory()
         lst = loop.listen(factory, "127.0.0.1", 0)
