@@ -91,12 +91,15 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         async def _ensure_resolved(self, address: Any, **kwargs: Any) -> Any: ...
 
     def __init__(self, backend: str | None = None, native: bool | str = "auto") -> None:
-        super().__init__()
+        # Arguments first: a loop that is never made must not be left
+        # half-built for __del__ to warn about.
         if backend is None:
             backend = os.environ.get(BACKEND_ENV, "").strip() or "auto"
         info = backend_info(backend)
+        use_native = _native.resolve(native)
+        super().__init__()
         #: True if servers accept through the C drain
-        self.native: bool = _native.resolve(native)
+        self.native: bool = use_native
         #: the selector backend in use, e.g. "epoll"
         self.backend: str = info.name
         self.max_fd: int | None = info.max_fd

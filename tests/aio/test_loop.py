@@ -1,0 +1,331 @@
+"""reactor.aio's own promises, beyond what CPython's conformance mixins check:
+how the loop is made and chosen, that servers accept through reactor's
+listeners (and say so in ``.stats``), that transports are the asyncio kinds
+aiohttp and sslproto need, and the kernel cases handled better than asyncio's
+selector loop does (a Unix connect to a full backlog)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+
+import pytest
+
+import reactor
+import reactor.aio
+from reactor.aio.transports import StreamTransport
+
+from ..support import LOOP_BACKENDS, open_fds
+
+NATIVE = [True, False] if reactor.native_available() else [False]
+
+
+def run(coro, **kwargs):
+    return reactor.aio.run(coro, **kwargs)
+
+
+# ------------------------------------------------------------------ the loop
+
+def test_new_event_loop_with_no_arguments_is_a_loop_factory():
+    with asyncio.Runner(loop_factory=reactor.aio.new_event_loop) as runner:
+        loop = runner.get_loop()
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        assert isinstance(loop, reactor.aio.ReactorEventLoop)
+        assert loop.backend in reactor.available_backends()
+        assert runner.run(asyncio.sleep(0, result=42)) == 42
+
+
+@pytest.mark.parametrize("backend", LOOP_BACKENDS)
+def test_backend_and_native_are_what_was_asked(backend):
+    for native in NATIVE:
+        loop = reactor.aio.new_event_loop(backend=backend, native=native)
+        try:
+            assert (loop.backend, loop.native) == (backend, native)
+        finally:
+            loop.close()
+
+
+def test_reactor_backend_from_the_environment(monkeypatch):
+    monkeypatch.setenv("REACTOR_BACKEND", "poll")
+    loop = reactor.aio.new_event_loop()
+    try:
+        assert loop.backend == "poll"
+    finally:
+        loop.close()
+    monkeypatch.setenv("REACTOR_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="REACTOR_BACKEND|nonsense"):
+        reactor.aio.new_event_loop()
+
+
+def test_run_closes_the_loop_and_returns_the_result():
+    loops = []
+
+    async def main():
+        loops.append(asyncio.get_running_loop())
+        return "done"
+
+    assert run(main(), backend="select") == "done"
+    assert loops[0].is_closed() and loops[0].backend == "select"
+
+
+def test_policy_makes_reactor_loops():
+    policy = reactor.aio.EventLoopPolicy()
+    loop = policy.new_event_loop()
+    try:
+        assert isinstance(loop, reactor.aio.ReactorEventLoop)
+    finally:
+        loop.close()
+
+
+def test_closing_the_loop_releases_every_fd():
+    before = open_fds()
+
+    async def main():
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"x")
+        return server, writer  # left open: the loop's close must release them
+
+    loop = reactor.aio.new_event_loop()
+    server, writer = loop.run_until_complete(main())
+    server.close()
+    writer.close()
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    assert open_fds() - before == set()
+
+
+# ------------------------------------------------------------------ servers
+
+@pytest.mark.parametrize("native", NATIVE)
+def test_servers_accept_through_reactor_listeners(native):
+    async def main():
+        async def echo(reader, writer):
+            writer.write(await reader.readexactly(5))
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"hello")
+            assert await reader.read() == b"hello"
+            writer.close()
+            await writer.wait_closed()
+        stats = server.stats
+        server.close()
+        await server.wait_closed()
+        return stats
+
+    stats = run(main(), native=native)
+    assert isinstance(stats, reactor.ListenerStats)
+    assert stats.accepted == 3 and stats.wakeups >= 1 and stats.active == 0
+
+
+def test_stats_add_up_over_every_listening_socket():
+    async def main():
+        server = await asyncio.start_server(lambda r, w: w.close(), ["127.0.0.1", "::1"], 0)
+        ports = [s.getsockname()[:2] for s in server.sockets]
+        for host, port in ports:
+            reader, writer = await asyncio.open_connection(host, port)
+            await reader.read()
+            writer.close()
+        stats = server.stats
+        server.close()
+        await server.wait_closed()
+        return len(ports), stats
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        count, stats = run(main())
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1 here: {exc}")
+    assert count == 2 and stats.accepted == 2
+
+
+def test_unix_server_and_connection():
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s")
+
+        async def main():
+            async def upper(reader, writer):
+                writer.write((await reader.read(100)).upper())
+                writer.close()
+
+            server = await asyncio.start_unix_server(upper, path)
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"abc")
+            writer.write_eof()
+            data = await reader.read()
+            writer.close()
+            server.close()
+            await server.wait_closed()
+            return data, server.stats.accepted
+
+        assert run(main()) == (b"ABC", 1)
+
+
+# --------------------------------------------------------------- transports
+
+def test_connections_are_asyncio_transports_with_reactor_inside():
+    seen = {}
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport):
+            seen["transport"] = transport
+            transport.close()
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(Probe, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await reader.read()
+        client = writer.transport
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return client
+
+    client = run(main())
+    for transport in (seen["transport"], client):
+        assert isinstance(transport, asyncio.Transport)
+        assert isinstance(transport, StreamTransport)
+        assert isinstance(transport, reactor.Transport)
+
+
+def test_buffered_protocol_reads_into_its_own_buffer():
+    class Collect(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buffer = bytearray(7)  # smaller than what arrives: several reads
+            self.data = bytearray()
+            self.done = asyncio.get_running_loop().create_future()
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            self.data += self.buffer[:nbytes]
+
+        def eof_received(self):
+            self.done.set_result(bytes(self.data))
+
+    payload = os.urandom(10_000)
+
+    async def main():
+        async def send(reader, writer):
+            writer.write(payload)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(send, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, protocol = await asyncio.get_running_loop().create_connection(Collect, "127.0.0.1", port)
+        data = await asyncio.wait_for(protocol.done, 5)
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return data
+
+    assert run(main()) == payload
+
+
+def test_datagram_endpoint_round_trip():
+    class Echo(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, addr):
+            self.transport.sendto(data[::-1], addr)
+
+    class Client(asyncio.DatagramProtocol):
+        def __init__(self):
+            self.reply = asyncio.get_running_loop().create_future()
+
+        def datagram_received(self, data, addr):
+            self.reply.set_result(data)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server, _ = await loop.create_datagram_endpoint(Echo, local_addr=("127.0.0.1", 0))
+        address = server.get_extra_info("sockname")
+        client, protocol = await loop.create_datagram_endpoint(Client, remote_addr=address)
+        assert isinstance(client, asyncio.DatagramTransport)
+        client.sendto(b"abc")
+        reply = await asyncio.wait_for(protocol.reply, 5)
+        client.close()
+        server.close()
+        await asyncio.sleep(0)
+        return reply
+
+    assert run(main()) == b"cba"
+
+
+# ------------------------------------------------------------ kernel cases
+
+def test_unix_connect_to_a_full_backlog_waits_for_a_real_connection():
+    """Linux: a non-blocking Unix connect to a listener whose backlog is full
+    gives EAGAIN and leaves the socket unconnected, yet writable. asyncio's
+    selector loop then reports success for a connection that does not exist
+    (the first read fails with ENOTCONN); here sock_connect retries until the
+    listener has room, and the connection is real."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "full")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(0)
+        fillers = []
+        try:
+            # fill the backlog with connections nobody accepts
+            while True:
+                filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                filler.setblocking(False)
+                try:
+                    filler.connect(path)
+                except BlockingIOError:
+                    filler.close()
+                    break
+                fillers.append(filler)
+                assert len(fillers) < 100, "the backlog never filled"
+
+            async def main():
+                loop = asyncio.get_running_loop()
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                connect = asyncio.ensure_future(loop.sock_connect(sock, path))
+                await asyncio.sleep(0.05)
+                assert not connect.done(), "connected to a full backlog"
+                # make room: accept the queued connections
+                listener.setblocking(False)
+                while True:
+                    try:
+                        conn, _ = listener.accept()
+                    except BlockingIOError:
+                        break
+                    fillers.append(conn)
+                await asyncio.wait_for(connect, 5)
+                peer = sock.getpeername()
+                sock.close()
+                return peer
+
+            assert run(main()) == path
+        finally:
+            for filler in fillers:
+                filler.close()
+            listener.close()
+
+
+def test_refused_connect_is_the_builtin_class():
+    async def main():
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+
+    run(main())
