@@ -90,6 +90,10 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                                                **kwargs: Any) -> tuple[Any, Any]: ...
         async def _ensure_resolved(self, address: Any, **kwargs: Any) -> Any: ...
 
+    #: until BaseEventLoop.__init__ runs: a loop whose arguments were refused
+    #: is "closed" for __del__, which would otherwise warn about it
+    _closed = True
+
     def __init__(self, backend: str | None = None, native: bool | str = "auto") -> None:
         # Arguments first: a loop that is never made must not be left
         # half-built for __del__ to warn about.
