@@ -16,18 +16,23 @@ import argparse
 BACKLOG = 4096
 
 
-def parse_args(description: str) -> argparse.Namespace:
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """The arguments every peer takes; a peer may add its own before parsing."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--mode", choices=["close", "echo"], default="close")
     parser.add_argument("--idle-listener", action="store_true",
                         help="also listen on an ephemeral port whose connections are only held open")
-    return parser.parse_args()
+    return parser
 
 
-def announce(host: str, port: int) -> None:
-    print(f"listening on {host}:{port}", flush=True)
+def parse_args(description: str) -> argparse.Namespace:
+    return make_parser(description).parse_args()
+
+
+def announce(host: str, port: int, extra: str = "") -> None:
+    print(f"listening on {host}:{port}" + (f" {extra}" if extra else ""), flush=True)
 
 
 def announce_idle(host: str, port: int) -> None:

@@ -25,6 +25,15 @@ How a figure is made, and why:
 - Peers (asyncio, uvloop, Tornado, Twisted, trio) serve the same close/echo
   protocol with their usual public API, under the same load, in the same
   run: ratios between them are honest, absolute numbers depend on the machine.
+- ``--api`` says how reactor's rows are written: ``reactor`` (a reactor
+  Protocol, ``python -m reactor serve``), ``aio`` (an asyncio Protocol on
+  ``reactor.aio``) or ``aio-streams`` (``asyncio.start_server`` on
+  ``reactor.aio``). The aio rows and the asyncio/uvloop peers (``asyncio``,
+  ``asyncio-streams``, ``uvloop``, ``uvloop-streams``) run one script,
+  ``bench/peers/asyncio_server.py``, so the same asyncio code is measured on
+  each loop. Like reactor's rows, the aio rows take every backend, accept path
+  and idle count (the script's ``--idle-listener``); peers run at the first
+  idle count only.
 """
 
 from __future__ import annotations
@@ -53,15 +62,24 @@ from .facts import machine_facts
 
 __all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table"]
 
+#: the asyncio server: the asyncio/uvloop peers and the aio rows all run it
+ASYNCIO_SCRIPT = "asyncio_server.py"
 #: peer name -> (script in bench/peers, extra args, module that must import)
 PEERS: dict[str, tuple[str, list[str], str]] = {
-    "asyncio": ("asyncio_server.py", [], "asyncio"),
-    "uvloop": ("asyncio_server.py", ["--uvloop"], "uvloop"),
+    "asyncio": (ASYNCIO_SCRIPT, ["--loop", "asyncio", "--api", "protocol"], "asyncio"),
+    "asyncio-streams": (ASYNCIO_SCRIPT, ["--loop", "asyncio", "--api", "streams"], "asyncio"),
+    "uvloop": (ASYNCIO_SCRIPT, ["--loop", "uvloop", "--api", "protocol"], "uvloop"),
+    "uvloop-streams": (ASYNCIO_SCRIPT, ["--loop", "uvloop", "--api", "streams"], "uvloop"),
     "tornado": ("tornado_server.py", [], "tornado"),
     "twisted": ("twisted_server.py", [], "twisted"),
     "trio": ("trio_server.py", [], "trio"),
 }
+#: --api name -> the ASYNCIO_SCRIPT --api it runs on reactor.aio (None: ``python -m reactor serve``)
+APIS: dict[str, str | None] = {"reactor": None, "aio": "protocol", "aio-streams": "streams"}
 PEERS_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers"
+#: the directory holding this reactor package, put first on an aio server's
+#: PYTHONPATH so that it runs the reactor being benchmarked
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 #: seconds to wait for a server's first line, a stats line, or its exit
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -81,6 +99,7 @@ class BenchOptions:
     # 800: the most idle fds select can watch beside the load (FD_SETSIZE 1024)
     idle: list[int] = field(default_factory=lambda: [0, 800, 10000])
     peers: list[str] = field(default_factory=lambda: ["asyncio", "uvloop"])
+    apis: list[str] = field(default_factory=lambda: ["reactor"])
     concurrency: int = 64
     duration: float = 1.5
     warmup: float = 0.3
@@ -93,27 +112,42 @@ class BenchOptions:
 
 @dataclass
 class Target:
-    """One server to measure: reactor with a backend and accept path, or a peer."""
+    """One server to measure: reactor with a backend and accept path, written
+    against one of the ``APIS``, or a peer."""
 
     kind: str  # "reactor" or "peer"
     backend: str = ""
     native: bool = False
     peer: str = ""
+    api: str = "reactor"  # kind "reactor" only: a key of APIS
 
     @property
     def label(self) -> str:
         if self.kind == "peer":
             return self.peer
-        return f"reactor {self.backend} {'native' if self.native else 'pure'}"
+        return f"{self.api} {self.backend} {'native' if self.native else 'pure'}"
 
     def command(self, protocol: str, idle: bool) -> list[str]:
+        on_off = "on" if self.native else "off"
         if self.kind == "peer":
             script, extra, _ = PEERS[self.peer]
             cmd = [sys.executable, str(PEERS_DIR / script), *extra, "--mode", protocol, "--port", "0"]
-        else:
+        elif APIS[self.api] is None:
             cmd = [sys.executable, "-m", "reactor", "serve", "--port", "0", "--protocol", protocol,
-                   "--backend", self.backend, "--native", "on" if self.native else "off", "--grace", "1"]
+                   "--backend", self.backend, "--native", on_off, "--grace", "1"]
+        else:
+            cmd = [sys.executable, str(PEERS_DIR / ASYNCIO_SCRIPT), "--loop", "reactor", "--api", str(APIS[self.api]),
+                   "--backend", self.backend, "--native", on_off, "--mode", protocol, "--port", "0"]
         return cmd + (["--idle-listener"] if idle else [])
+
+    def env(self) -> dict[str, str] | None:
+        """The server's environment: an aio server imports this reactor
+        (its script's directory, not this package's, is on its sys.path)."""
+        if self.kind == "peer" or APIS[self.api] is None:
+            return None
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        return env
 
 
 @dataclass
@@ -162,7 +196,9 @@ class ConfigResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "server": self.target.label, "kind": self.target.kind, "backend": self.target.backend or None,
+            "server": self.target.label, "kind": self.target.kind,
+            "api": self.target.api if self.target.kind == "reactor" else None,
+            "backend": self.target.backend or None,
             "native": self.target.native if self.target.kind == "reactor" else None,
             "idle": self.idle, "status": self.status,
             "median": {name: self.median(name) for name in _MEDIAN_FIELDS},
@@ -181,14 +217,15 @@ _MEDIAN_FIELDS = ("rate", "cpu_us_per_unit", "p50_us", "p99_us", "connect_p50_us
 class ServerProcess:
     """A server child: its port, its CPU time, its stats on SIGUSR1."""
 
-    def __init__(self, command: list[str], cpu: int | None) -> None:
+    def __init__(self, command: list[str], cpu: int | None, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env=env)
         self.lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         self.stderr_tail: list[str] = []
         threading.Thread(target=self._pump_stderr, daemon=True).start()
         first = self.next_line("listening on ")
+        self.first_line = first
         self.port = int(first.split()[2].rsplit(":", 1)[1])
         self.idle_port: int | None = None
         if cpu is not None:
@@ -230,7 +267,7 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stats(self) -> dict[str, float] | None:
-        """The server's own counters (reactor servers only), via SIGUSR1."""
+        """The server's own counters (reactor and aio servers only), via SIGUSR1."""
         self.proc.send_signal(signal.SIGUSR1)
         line = self.next_line("stats: ", timeout=10)
         fields = {}
@@ -272,12 +309,14 @@ def _open_idle(host: str, port: int, count: int) -> list[socket.socket]:
 # ------------------------------------------------------------------ running
 
 def plan(options: BenchOptions) -> list[tuple[Target, int]]:
-    """Every (target, idle) pair to measure, reactor first, then peers at idle 0."""
+    """Every (target, idle) pair to measure: for each idle count, each api ×
+    backend × accept path; then the peers, at the first idle count only."""
     pairs = []
     for idle in options.idle:
-        for backend in options.backends:
-            for use_native in options.natives:
-                pairs.append((Target("reactor", backend=backend, native=use_native), idle))
+        for api in options.apis:
+            for backend in options.backends:
+                for use_native in options.natives:
+                    pairs.append((Target("reactor", backend=backend, native=use_native, api=api), idle))
     for peer in options.peers:
         for idle in options.idle[:1]:
             pairs.append((Target("peer", peer=peer), idle))
@@ -296,6 +335,10 @@ def _why_skip(target: Target, idle: int, options: BenchOptions) -> str | None:
         except ImportError:
             return f"skipped: {module} is not installed (pip install -e '.[peers]')"
         return None
+    if target.api not in APIS:
+        return f"skipped: unknown api (choose from {', '.join(APIS)})"
+    if APIS[target.api] is not None and not (PEERS_DIR / ASYNCIO_SCRIPT).exists():
+        return "skipped: bench/peers not found (run from a source checkout)"
     if target.backend not in available_backends():
         return "skipped: backend not available here"
     if target.native and not native.native_available():
@@ -324,7 +367,9 @@ def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
     idle_socks: list[socket.socket] = []
     saved_affinity = os.sched_getaffinity(0)
     try:
-        server = ServerProcess(target.command(protocol, idle > 0), server_cpu)
+        server = ServerProcess(target.command(protocol, idle > 0), server_cpu, target.env())
+        if target.kind == "reactor":
+            _check_engine(server.first_line, target)
         if idle:
             server.idle_port = int(server.next_line("idle listener on ").rsplit(":", 1)[1])
             idle_socks = _open_idle(options.host, server.idle_port, idle)
@@ -342,6 +387,15 @@ def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
         if server is not None:
             server.stop()
     return result
+
+
+def _check_engine(first_line: str, target: Target) -> None:
+    """A reactor or aio server says ``backend=NAME native=on|off``: it must be what was asked."""
+    said = dict(item.partition("=")[::2] for item in first_line.split()[3:] if "=" in item)
+    asked = {"backend": target.backend, "native": "on" if target.native else "off"}
+    if {key: said.get(key) for key in asked} != asked:
+        raise RuntimeError(f"server says {' '.join(first_line.split()[3:]) or 'nothing'} "
+                           f"after its address, asked for backend={asked['backend']} native={asked['native']}")
 
 
 def _load(port: int, options: BenchOptions, duration: float) -> loadgen.LoadResult:
@@ -395,7 +449,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
         rate = result.median("rate")
         cpu = result.median("cpu_us_per_unit")
         summary = (f"{rate:,.0f}/s, {cpu:.1f} µs CPU each" if rate is not None and cpu is not None
-                   else result.status)
+                   else _one_line(result.status))
         progress(f"[{index}/{len(pairs)}] {target.label}, idle {idle}: {summary} "
                  f"({time.monotonic() - started:.1f} s)")
     return results
@@ -405,6 +459,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) ->
 
 def _fmt(value: float | None, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _one_line(status: str) -> str:
+    """A status for a table row: a failure's first line and its last (a
+    traceback's exception), the whole of it stays in the JSON."""
+    lines = [line.strip() for line in status.splitlines() if line.strip()]
+    return " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else status
 
 
 def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
@@ -421,7 +482,7 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
     rows: list[list[str]] = [headers]
     for result in results:
         if result.status != "ok":
-            rows.append([result.target.label, str(result.idle), result.status])
+            rows.append([result.target.label, str(result.idle), _one_line(result.status)])
             continue
         cpu, rate = result.median("cpu_us_per_unit"), result.median("rate")
         spread_rate, spread_cpu = result.spread("rate"), result.spread("cpu_us_per_unit")
@@ -506,8 +567,8 @@ def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions
 
 
 def write_plot(path: str, results: Sequence[ConfigResult], options: BenchOptions) -> None:
-    """Rate and CPU per unit against idle connections: one line per backend ×
-    accept path, peers as dashed reference lines. Needs matplotlib."""
+    """Rate and CPU per unit against idle connections: one line per api ×
+    backend × accept path, peers as dotted reference lines. Needs matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -515,19 +576,21 @@ def write_plot(path: str, results: Sequence[ConfigResult], options: BenchOptions
 
     unit = "connection" if options.workload == "accept" else "request"
     figure, (ax_rate, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
-    lines: dict[tuple[str, bool], list[tuple[int, float, float]]] = {}
+    lines: dict[tuple[str, str, bool], list[tuple[int, float, float]]] = {}
     for result in results:
         if result.status != "ok" or result.target.kind != "reactor":
             continue
-        lines.setdefault((result.target.backend, result.target.native), []).append(
+        lines.setdefault((result.target.api, result.target.backend, result.target.native), []).append(
             (result.idle, result.median("rate") or 0, result.median("cpu_us_per_unit") or 0))
-    # one colour per backend; solid = C accept drain, dashed = pure Python
+    # one colour per backend; solid = C accept drain, dashed = pure Python; a marker per api
     colours = {name: f"C{index}" for index, name in enumerate(("select", "poll", "epoll", "kqueue", "devpoll"))}
-    for (backend, use_native), points in lines.items():
+    markers = {"reactor": "o", "aio": "s", "aio-streams": "^"}
+    for (api, backend, use_native), points in lines.items():
         points.sort()
         idle = [p[0] for p in points]
-        style = {"linestyle": "-" if use_native else "--", "marker": "o" if use_native else "s",
-                 "color": colours.get(backend, "black"), "label": f"{backend} {'native' if use_native else 'pure'}"}
+        name = f"{backend} {'native' if use_native else 'pure'}"
+        style = {"linestyle": "-" if use_native else "--", "marker": markers.get(api, "x"),
+                 "color": colours.get(backend, "black"), "label": name if api == "reactor" else f"{api} {name}"}
         ax_rate.plot(idle, [p[1] for p in points], **style)
         ax_cpu.plot(idle, [p[2] for p in points], **style)
     for result in results:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from .._core.backends import available_backends
-from .benchmark import PEERS
+from .benchmark import APIS, PEERS
 from .facts import machine_facts
 
 __all__ = ["main", "build_parser"]
@@ -63,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="measure accept or echo throughput: backends × accept path × idle fds, and peers",
         description="Start each server in its own process, drive it with the load generator, and print a "
-                    "table (medians of --repeat runs). A full default run takes about 2 minutes on 2 cores.",
+                    "table (medians of --repeat runs). A full default run takes about 2 minutes on 2 cores. "
+                    "reactor's rows are one per --api × backend × --native × --idle count, named "
+                    "'API BACKEND native|pure' (e.g. 'aio-streams epoll pure'); peers run at the first idle "
+                    "count. The aio and aio-streams rows and the asyncio, asyncio-streams, uvloop and "
+                    "uvloop-streams peers run the same asyncio server (bench/peers/asyncio_server.py): "
+                    "an asyncio.Protocol (aio, asyncio, uvloop) or asyncio.start_server streams (*-streams), "
+                    "on reactor.aio, on stock asyncio or on uvloop.",
     )
     bench.add_argument("workload", choices=["accept", "echo"],
                        help="accept: connect and get closed at once; echo: request/response on open connections")
@@ -71,8 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated (default: select,poll,epoll where available)")
     bench.add_argument("--native", type=_on_off_list, default=None, help="on,off (default: both)")
     bench.add_argument("--idle", type=_int_list, default=None, help="idle connections (default: 0,800,10000)")
+    bench.add_argument("--api", type=_name_list(list(APIS)), default=None, dest="apis",
+                       help="how reactor's servers are written, comma-separated: reactor (a reactor Protocol, "
+                            "python -m reactor serve), aio (an asyncio Protocol on reactor.aio), aio-streams "
+                            "(asyncio.start_server on reactor.aio) (default: reactor)")
     bench.add_argument("--peers", type=_peer_list, default=None,
-                       help="asyncio,uvloop,tornado,twisted,trio or none (default: asyncio,uvloop)")
+                       help=f"{','.join(PEERS)} or none (default: asyncio,uvloop); "
+                            "*-streams: the asyncio streams server on that loop")
     bench.add_argument("--concurrency", type=_positive_int, default=64, help="connections in flight (default: 64)")
     bench.add_argument("--duration", type=_positive_float, default=None, help="seconds per run (default: 1.5)")
     bench.add_argument("--repeat", type=_positive_int, default=None, help="runs per configuration (default: 3)")
@@ -218,7 +229,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.quick:
         options.idle, options.repeat, options.duration, options.warmup = [0], 1, 0.5, 0.2
     options.backends = args.backends or [b for b in options.backends if b in available_backends()]
-    for name in ("native", "idle", "peers", "duration", "repeat"):
+    for name in ("native", "idle", "apis", "peers", "duration", "repeat"):
         value = getattr(args, name)
         if value is not None:
             setattr(options, "natives" if name == "native" else name, value)
@@ -229,7 +240,8 @@ def run_bench(args: argparse.Namespace) -> int:
             args.parser.error("--plot needs matplotlib: pip install -e '.[plot]'")
     print(f"bench {options.workload}: backends={','.join(options.backends)} "
           f"native={','.join('on' if n else 'off' for n in options.natives)} "
-          f"idle={','.join(map(str, options.idle))} peers={','.join(options.peers) or 'none'} "
+          f"idle={','.join(map(str, options.idle))} api={','.join(options.apis)} "
+          f"peers={','.join(options.peers) or 'none'} "
           f"concurrency={options.concurrency} duration={options.duration}s repeat={options.repeat}", flush=True)
     results = run_bench(options, progress=lambda line: print(line, flush=True))
     print()

@@ -10,7 +10,16 @@ import sys
 
 import pytest
 
-from reactor.tools.benchmark import BenchOptions, ConfigResult, Target, format_table, measure, plan
+from reactor.tools.benchmark import (
+    PEERS,
+    BenchOptions,
+    ConfigResult,
+    Target,
+    _check_engine,
+    format_table,
+    measure,
+    plan,
+)
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -50,6 +59,62 @@ def test_echo_run_verifies_bytes():
     assert int(row.split()[4].replace(",", "")) > 0  # requests/s
 
 
+def test_echo_on_aio_and_aio_streams_verifies_bytes(tmp_path):
+    path = tmp_path / "echo.json"
+    done = run_cli("echo", "--api", "aio,aio-streams", "--backends", "epoll", "--native", "off", "--idle", "0",
+                   "--duration", "0.3", "--repeat", "1", "--peers", "asyncio", "--json", str(path), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "[1/3] aio epoll pure, idle 0:" in done.stdout and "[2/3] aio-streams epoll pure, idle 0:" in done.stdout
+    assert "ECHO DATA DIFFERED" not in done.stdout
+    for label in ("aio epoll pure", "aio-streams epoll pure"):
+        row = next(line for line in done.stdout.splitlines() if line.startswith(label + " "))
+        assert int(row.split()[4].replace(",", "")) > 0, row  # requests/s
+    rows = {r["server"]: r for r in json.loads(path.read_text())["results"]}
+    assert set(rows) == {"aio epoll pure", "aio-streams epoll pure", "asyncio"}
+    for label, api in (("aio epoll pure", "aio"), ("aio-streams epoll pure", "aio-streams")):
+        row = rows[label]
+        assert row["status"] == "ok", row["status"]
+        assert (row["kind"], row["api"], row["backend"], row["native"]) == ("reactor", api, "epoll", False)
+        run = row["runs"][0]
+        # every round trip counted came back byte for byte (a mismatch is an error, not a unit)
+        assert run["units"] > 0 and run["errors"] == {}, run
+        assert run["cpu_us_per_unit"] > 0
+    assert rows["asyncio"]["api"] is None and rows["asyncio"]["status"] == "ok"
+
+
+def test_accept_on_aio_streams_reads_the_servers_stats():
+    done = run_cli("accept", "--api", "aio-streams", "--backends", "epoll", "--native", "off", "--idle", "0",
+                   "--duration", "0.3", "--repeat", "1", "--peers", "asyncio-streams", timeout=60)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("aio-streams epoll pure "))
+    cells = row.split()
+    assert int(cells[4].replace(",", "")) > 0, row  # conn/s
+    assert cells[-3] != "-", row  # acc/wake: the aio server answered SIGUSR1 with server.stats
+    assert re.search(r"^asyncio-streams +0 +[\d,]+ ", done.stdout, re.M), done.stdout
+
+
+def test_aio_rows_and_asyncio_peers_run_one_script():
+    aio = Target("reactor", backend="epoll", native=True, api="aio").command("echo", idle=True)
+    streams = Target("reactor", backend="poll", native=False, api="aio-streams").command("close", idle=False)
+    peer = Target("peer", peer="uvloop-streams").command("close", idle=False)
+    assert aio[1] == streams[1] == peer[1] and aio[1].endswith("bench/peers/asyncio_server.py")
+    assert PEERS["asyncio"][0] == PEERS["asyncio-streams"][0] == PEERS["uvloop"][0] == "asyncio_server.py"
+    assert aio[2:] == ["--loop", "reactor", "--api", "protocol", "--backend", "epoll", "--native", "on",
+                       "--mode", "echo", "--port", "0", "--idle-listener"]
+    assert streams[2:6] == ["--loop", "reactor", "--api", "streams"] and "--idle-listener" not in streams
+    assert peer[2:6] == ["--loop", "uvloop", "--api", "streams"]
+    assert Target("reactor", backend="epoll").command("echo", idle=False)[1:4] == ["-m", "reactor", "serve"]
+
+
+def test_a_server_on_another_engine_than_asked_fails_the_row():
+    target = Target("reactor", backend="epoll", native=False, api="aio")
+    _check_engine("listening on 127.0.0.1:5000 backend=epoll native=off", target)
+    with pytest.raises(RuntimeError, match="asked for backend=epoll native=off"):
+        _check_engine("listening on 127.0.0.1:5000 backend=poll native=off", target)
+    with pytest.raises(RuntimeError, match="server says nothing"):
+        _check_engine("listening on 127.0.0.1:5000", target)
+
+
 def test_missing_peer_is_skipped_not_fatal(monkeypatch):
     import reactor.tools.benchmark as benchmark
 
@@ -64,6 +129,24 @@ def test_plan_puts_peers_at_the_first_idle_count_only():
         ("reactor epoll pure", 0), ("reactor epoll pure", 100), ("asyncio", 0)]
 
 
+def test_plan_orders_idle_then_api_then_backend_then_accept_path():
+    options = BenchOptions(backends=["poll", "epoll"], natives=[True, False], idle=[0, 100],
+                           apis=["reactor", "aio", "aio-streams"], peers=["asyncio", "uvloop-streams"])
+    labels = [(t.label, idle) for t, idle in plan(options)]
+    expected = [(f"{api} {backend} {path}", idle) for idle in (0, 100) for api in ("reactor", "aio", "aio-streams")
+                for backend in ("poll", "epoll") for path in ("native", "pure")]
+    assert labels == expected + [("asyncio", 0), ("uvloop-streams", 0)]
+    assert BenchOptions().apis == ["reactor"]  # today's rows unless asked
+
+
+def test_a_failure_is_one_line_in_the_table():
+    status = "failed: server exited with code 1: Traceback\n  File 'x'\nNameError: name 'x' is not defined"
+    table = format_table([ConfigResult(Target("reactor", backend="epoll", api="aio"), 0, status=status)],
+                         BenchOptions())
+    assert "aio epoll pure     0  failed: server exited with code 1: Traceback NameError: name 'x'" in table
+    assert "File 'x'" not in table
+
+
 def test_table_shows_status_rows():
     options = BenchOptions()
     table = format_table([ConfigResult(Target("reactor", backend="select"), 10000, status="n/a (FD_SETSIZE)")],
@@ -73,8 +156,15 @@ def test_table_shows_status_rows():
 
 @pytest.mark.parametrize("args", [["accept", "--idle", "x"], ["accept", "--backends", "iocp"],
                                   ["accept", "--native", "maybe"], ["teleport"], ["echo", "--open-loop"],
-                                  ["accept", "--peers", "nodejs"]])
+                                  ["accept", "--peers", "nodejs"], ["echo", "--api", "bogus"],
+                                  ["echo", "--api", ""], ["echo", "--peers", "asyncio,uvloop-protocol"]])
 def test_bad_arguments_exit_2(args):
     done = run_cli(*args)
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+def test_bad_api_names_the_choices():
+    done = run_cli("echo", "--api", "reactor,bogus")
+    assert done.returncode == 2
+    assert "argument --api: choose from reactor,aio,aio-streams, not 'reactor,bogus'" in done.stderr
