@@ -224,9 +224,14 @@ class ServerProcess:
         threading.Thread(target=self._pump, daemon=True).start()
         self.stderr_tail: list[str] = []
         threading.Thread(target=self._pump_stderr, daemon=True).start()
-        first = self.next_line("listening on ")
+        try:
+            first = self.next_line("listening on ")
+            self.port = int(first.split()[2].rsplit(":", 1)[1])
+        except BaseException:
+            # No one will call stop() on a server that never said where it listens.
+            self.kill()
+            raise
         self.first_line = first
-        self.port = int(first.split()[2].rsplit(":", 1)[1])
         self.idle_port: int | None = None
         if cpu is not None:
             try:
@@ -245,14 +250,18 @@ class ServerProcess:
         for line in self.proc.stderr:
             self.stderr_tail = (self.stderr_tail + [line.rstrip("\n")])[-20:]
 
-    def next_line(self, prefix: str, timeout: float = START_TIMEOUT) -> str:
+    def next_line(self, prefix: str, timeout: float | None = None) -> str:
+        """The next stdout line that starts with ``prefix`` (others are skipped)."""
+        timeout = START_TIMEOUT if timeout is None else timeout
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             try:
                 line = self.lines.get(timeout=max(remaining, 0.001))
             except queue.Empty:
-                raise RuntimeError(f"server printed no {prefix!r} line within {timeout:.0f} s") from None
+                tail = "\n".join(self.stderr_tail[-5:])
+                raise RuntimeError(f"server printed no {prefix!r} line within {timeout:.0f} s"
+                                   + (f"; its stderr: {tail}" if tail else "")) from None
             if line is None:
                 self.proc.wait(STOP_TIMEOUT)
                 tail = "\n".join(self.stderr_tail[-5:])
@@ -287,6 +296,15 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def kill(self) -> None:
+        """End the server at once (it failed to start)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()

@@ -4,6 +4,7 @@ FD_SETSIZE rule. (Speed itself is measured in bench/, never asserted here.)"""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -113,6 +114,17 @@ def test_a_server_on_another_engine_than_asked_fails_the_row():
         _check_engine("listening on 127.0.0.1:5000 backend=poll native=off", target)
     with pytest.raises(RuntimeError, match="server says nothing"):
         _check_engine("listening on 127.0.0.1:5000", target)
+
+
+def test_a_server_that_never_listens_is_killed_and_named(monkeypatch):
+    import reactor.tools.benchmark as benchmark
+
+    monkeypatch.setattr(benchmark, "START_TIMEOUT", 1.0)
+    code = "import os, sys, time; print('pid', os.getpid(), file=sys.stderr, flush=True); time.sleep(60)"
+    with pytest.raises(RuntimeError, match="printed no 'listening on ' line within 1 s; its stderr: pid ") as info:
+        benchmark.ServerProcess([sys.executable, "-c", code], None)
+    pid = int(str(info.value).rsplit(" ", 1)[1])
+    assert not os.path.exists(f"/proc/{pid}")  # killed and reaped, not left running
 
 
 def test_missing_peer_is_skipped_not_fatal(monkeypatch):
