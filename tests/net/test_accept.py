@@ -337,6 +337,7 @@ def _fds_at_limit_script(mode: str) -> str:
         deadline = time.monotonic() + 5
         while kernel.listen_queue(lsock)[0] < 20 and time.monotonic() < deadline:
             time.sleep(0.001)
+        assert kernel.listen_queue(lsock)[0] == 20, "the kernel did not queue the 20 connections"
         drain(lsock, 0)
         before = open_fds()
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+import reactor
 import reactor._net.listener as listener_mod
 from reactor._net.accept import ACCEPT_CAPACITY, ACCEPT_FATAL, ACCEPT_RETRY, ACCEPT_SKIP, drain_pure
 
-from ..support import Factory, Recorder, open_fds, run_for, run_until
+from ..support import Factory, Recorder, VirtualClock, open_fds, run_until
 
 # ---------------------------------------- helpers used by this suite only
 
@@ -35,7 +36,8 @@ class FakeListenSocket:
     family = socket.AF_UNIX
     type = socket.SOCK_STREAM
 
-    def __init__(self, on_call: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, on_call: Callable[[Any], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._ready_r, self._ready_w = socket.socketpair()
         self._ready_r.setblocking(False)
         self._signalled = False
@@ -45,6 +47,7 @@ class FakeListenSocket:
         self.on_call = on_call
         self.closed = False
         self.listened: int | None = None
+        self.clock = clock  # what the call times in ``calls`` are read from
 
     # the socket API the listener uses
     def fileno(self) -> int:
@@ -66,7 +69,7 @@ class FakeListenSocket:
         if self.script:
             item = self.script.popleft()
         self._sync()
-        self.calls.append((time.monotonic(), item if isinstance(item, BaseException) else "conn"))
+        self.calls.append((self.clock(), item if isinstance(item, BaseException) else "conn"))
         if self.on_call is not None:
             self.on_call(item)
         if isinstance(item, BaseException):
@@ -300,93 +303,6 @@ class TestListenerOnScript:
         # three batches of two dead connections, then the live one and EAGAIN
         assert lst.stats.aborted == 6 and lst.stats.wakeups == 4
 
-    def test_emfile_pauses_with_the_reader_removed_then_retries_after_backoff(self, loop, fake):
-        factory = Factory()
-        seen = {}
-
-        def on_call(item):
-            if isinstance(item, OSError) and item.errno == errno.EMFILE and not seen:
-                # runs after the listener reacted to EMFILE, before the retry timer
-                loop.call_soon(look)
-
-        def look():
-            seen["state"] = lst.state
-            seen["watched"] = registered(loop, fake.fileno())
-            seen["retry_in"] = lst._retry_timer.when - loop.time()
-
-        fake.on_call = on_call
-        lst = listen_fake(loop, fake, factory)
-        fake.push_error(errno.EMFILE)
-        fake.push_connection()
-        run_until(loop, lambda: factory.made == 1)
-        assert seen["state"] == "exhausted"
-        assert seen["watched"] is False
-        assert 0 < seen["retry_in"] <= listener_mod.BACKOFF_INITIAL
-        assert fake.outcomes() == ["EMFILE", "conn", "EAGAIN"]  # no busy loop in between
-        (t_emfile, _), (t_retry, _) = fake.calls[:2]
-        assert t_retry - t_emfile >= listener_mod.BACKOFF_INITIAL
-        assert lst.state == "active" and registered(loop, fake.fileno())
-        assert (lst.stats.exhausted, lst.stats.accepted) == (1, 1)
-
-    def test_backoff_doubles_while_exhausted_and_resets_after_an_accept(self, loop, fake):
-        factory = Factory()
-        lst = listen_fake(loop, fake, factory)
-        for _ in range(3):
-            fake.push_error(errno.EMFILE)
-        fake.push_connection()
-        run_until(loop, lambda: factory.made == 1)
-        assert fake.outcomes() == ["EMFILE", "EMFILE", "EMFILE", "conn", "EAGAIN"]
-        times = [t for t, _ in fake.calls]
-        gaps = [b - a for a, b in zip(times, times[1:4], strict=False)]
-        initial = listener_mod.BACKOFF_INITIAL
-        assert gaps[0] >= initial and gaps[1] >= 2 * initial and gaps[2] >= 4 * initial
-        assert lst.stats.exhausted == 3
-        # an accept resets the backoff: the next EMFILE waits the initial delay
-        fake.push_error(errno.EMFILE)
-        run_until(loop, lambda: lst.state == "exhausted")
-        assert lst._retry_timer.when - loop.time() <= initial
-
-    @pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
-    def test_every_capacity_errno_pauses(self, loop, fake, code):
-        lst = listen_fake(loop, fake)
-        fake.push_error(code)
-        run_until(loop, lambda: lst.stats.exhausted == 1)
-        assert lst.state == "exhausted" and not registered(loop, fake.fileno())
-
-    def test_a_closing_connection_ends_the_backoff_early(self, loop, fake, monkeypatch):
-        monkeypatch.setattr(listener_mod, "BACKOFF_INITIAL", 30.0)
-        factory = Factory()
-        lst = listen_fake(loop, fake, factory)
-        first = fake.push_connection()
-        fake.push_error(errno.EMFILE)
-        fake.push_connection()
-        run_until(loop, lambda: lst.state == "exhausted")
-        assert factory.made == 1
-        first.close()  # the peer leaves: our transport closes and frees an fd
-        elapsed = run_until(loop, lambda: factory.made == 2, timeout=5.0)
-        assert elapsed < 5.0 and lst.state == "active"
-
-    def test_pause_during_exhaustion_wins_over_the_retry_timer(self, loop, fake):
-        factory = Factory()
-        lst = listen_fake(loop, fake, factory)
-        fake.push_error(errno.EMFILE)
-        fake.push_connection()
-        run_until(loop, lambda: lst.state == "exhausted")
-        lst.pause()
-        run_for(loop, 3 * listener_mod.BACKOFF_INITIAL)
-        assert lst.state == "paused" and factory.made == 0
-        lst.resume()
-        run_until(loop, lambda: factory.made == 1)
-
-    def test_close_during_exhaustion_cancels_the_retry(self, loop, fake):
-        lst = listen_fake(loop, fake)
-        fake.push_error(errno.EMFILE)
-        run_until(loop, lambda: lst.state == "exhausted")
-        lst.close()
-        assert lst.state == "closed" and fake.closed
-        run_for(loop, 3 * listener_mod.BACKOFF_INITIAL)
-        assert lst.state == "closed"
-
     def test_shed_accepts_and_closes_the_surplus_and_keeps_serving(self, loop, fake):
         factory = Factory()
         lst = listen_fake(loop, fake, factory, on_exhausted="shed")
@@ -401,44 +317,6 @@ class TestListenerOnScript:
         for peer in shed_peers:
             assert peer.recv(10) == b""  # closed at once, not left hanging
         fake.push_connection()
-        run_until(loop, lambda: factory.made == 1)
-
-    def test_a_shed_that_frees_nothing_backs_off_instead_of_spinning(self, loop, fake):
-        # ENFILE is system-wide: the fd we free may be taken by another
-        # process before our accept, which then fails again.
-        lst = listen_fake(loop, fake, on_exhausted="shed")
-        for _ in range(4):
-            fake.push_error(errno.ENFILE)
-        run_until(loop, lambda: len(fake.calls) >= 4)
-        assert lst.stats.shed == 0
-        times = [t for t, _ in fake.calls]
-        # drain + shed attempt, then a pause before the next pair
-        assert times[2] - times[1] >= listener_mod.BACKOFF_INITIAL
-
-    def test_pause_from_a_protocol_survives_an_exhausted_drain(self, loop, fake):
-        class Pauser(Recorder):
-            def connection_made(self, transport):
-                super().connection_made(transport)
-                lst.pause()
-
-        factory = Factory(Pauser)
-        lst = listen_fake(loop, fake, factory)
-        fake.push_connection()
-        fake.push_error(errno.EMFILE)
-        fake.push_connection()
-        run_until(loop, lambda: factory.made == 1)
-        run_for(loop, 5 * listener_mod.BACKOFF_INITIAL)
-        assert lst.state == "paused" and factory.made == 1  # no retry behind the user's back
-        lst.resume()
-        run_until(loop, lambda: factory.made == 2)
-
-    def test_shed_falls_back_to_pause_for_memory_errors(self, loop, fake):
-        factory = Factory()
-        lst = listen_fake(loop, fake, factory, on_exhausted="shed")
-        fake.push_error(errno.ENOBUFS)
-        fake.push_connection()
-        run_until(loop, lambda: lst.state == "exhausted")
-        assert lst.stats.shed == 0
         run_until(loop, lambda: factory.made == 1)
 
     @pytest.mark.parametrize("code", [errno.EBADF, errno.EINVAL, errno.ENOTSOCK])
@@ -473,7 +351,7 @@ class TestListenerOnScript:
         (context,) = errors.take()
         assert isinstance(context["exception"], RuntimeError) and context["peername"] == "p1"
         assert first.recv(10) == b""
-        assert lst.stats.active == 1
+        assert (lst.stats.active, lst.stats.rejected, lst.stats.accepted) == (1, 1, 2)
 
     def test_no_fd_is_leaked_by_any_scripted_path(self, loop, errors, fake):
         before = open_fds()
@@ -581,18 +459,213 @@ class TestRealEmptyQueue:
                 sock.close()
 
 
-def test_shed_retakes_its_spare_fd_after_failing_to(loop, fake, monkeypatch):
-    factory = Factory()
-    lst = listen_fake(loop, fake, factory, on_exhausted="shed")
-    real_open = listener_mod._open_reserve
-    monkeypatch.setattr(listener_mod, "_open_reserve", lambda: None)  # fds still short after the shed
-    fake.push_error(errno.EMFILE)
-    fake.push_connection()
-    run_until(loop, lambda: lst.stats.shed == 1)
-    assert lst._reserve_fd is None and lst.state == "exhausted"  # falls back to pausing
-    monkeypatch.setattr(listener_mod, "_open_reserve", real_open)  # fds are free again
-    run_until(loop, lambda: lst.state == "active")
-    assert lst._reserve_fd is not None
-    fake.push_error(errno.EMFILE)
-    fake.push_connection()
-    run_until(loop, lambda: lst.stats.shed == 2)  # shedding works again
+
+# ------------------------------------------------- exhaustion, in virtual time
+
+@pytest.fixture
+def vclock():
+    return VirtualClock()
+
+
+@pytest.fixture
+def vloop(backend, errors, vclock):
+    """A reactor whose timers run on ``vclock``: backoffs are exact and take
+    no real time. The fake socket's readiness is real I/O, seen at once."""
+    r = reactor.Reactor(backend=backend, clock=vclock)
+    r.set_exception_handler(errors)
+    yield r
+    r.close()
+    unexpected = errors.take()
+    assert not unexpected, f"unexpected exceptions in callbacks: {unexpected}"
+
+
+@pytest.fixture
+def vfake(vclock):
+    sock = FakeListenSocket(clock=vclock)
+    yield sock
+    sock.close_all()
+
+
+#: loop iterations allowed at one virtual instant before a test gives up
+STEPS = 50
+
+
+def step_until(loop, clock, predicate):
+    """Run iterations at this virtual instant (no waiting, the clock does not
+    move) until ``predicate()``; fail after ``STEPS``."""
+    for _ in range(STEPS):
+        if predicate():
+            return
+        clock.step(loop)
+    assert predicate(), f"not reached in {STEPS} iterations at t={clock.now}"
+
+
+def settle(loop, clock, steps=STEPS):
+    """Run ``steps`` iterations at this virtual instant: whatever is due
+    now, and what that starts, has happened afterwards."""
+    for _ in range(steps):
+        clock.step(loop)
+
+
+def advance(loop, clock, seconds):
+    """Move virtual time on by ``seconds`` and settle at the new instant."""
+    clock.advance(seconds)
+    settle(loop, clock)
+
+
+B = listener_mod.BACKOFF_INITIAL
+#: below any timer resolution: "just before" / "just after" a deadline
+EPS = 1e-6
+
+
+class TestExhaustionInVirtualTime:
+    def test_emfile_pauses_with_the_reader_removed_and_retries_at_the_backoff(self, vloop, vclock, vfake):
+        factory = Factory()
+        lst = listen_fake(vloop, vfake, factory)
+        vfake.push_error(errno.EMFILE)
+        vfake.push_connection()
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        t0 = vclock.now
+        assert not registered(vloop, vfake.fileno())
+        assert lst._retry_timer.when == pytest.approx(t0 + B)
+        settle(vloop, vclock)  # 50 iterations at this instant: no busy loop, no early retry
+        assert vfake.outcomes() == ["EMFILE"]
+        advance(vloop, vclock, B - EPS)
+        assert vfake.outcomes() == ["EMFILE"] and lst.state == "exhausted"
+        advance(vloop, vclock, 2 * EPS)
+        assert factory.made == 1 and vfake.outcomes() == ["EMFILE", "conn", "EAGAIN"]
+        (t_emfile, _), (t_retry, _) = vfake.calls[:2]
+        assert t_retry - t_emfile == pytest.approx(B, abs=3 * EPS)
+        assert lst.state == "active" and registered(vloop, vfake.fileno())
+        assert (lst.stats.exhausted, lst.stats.accepted) == (1, 1)
+
+    def test_backoff_doubles_up_to_its_ceiling_and_an_accept_resets_it(self, vloop, vclock, vfake):
+        factory = Factory()
+        lst = listen_fake(vloop, vfake, factory)
+        for _ in range(10):
+            vfake.push_error(errno.EMFILE)
+        vfake.push_connection()
+        delays = []
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        while not factory.made:
+            assert lst.state == "exhausted"
+            delay = lst._retry_timer.when - vloop.time()
+            delays.append(delay)
+            advance(vloop, vclock, delay)  # to the deadline, exactly
+        expected = [min(B * 2 ** i, listener_mod.BACKOFF_MAX) for i in range(10)]
+        assert delays == pytest.approx(expected)
+        assert expected[-3:] == [listener_mod.BACKOFF_MAX] * 3  # the ceiling was reached and held
+        times = [t for t, _ in vfake.calls]
+        assert [b - a for a, b in zip(times, times[1:11], strict=False)] == pytest.approx(expected)
+        assert lst.stats.exhausted == 10
+        # the accept reset it: the next EMFILE waits the initial delay again
+        vfake.push_error(errno.EMFILE)
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        assert lst._retry_timer.when - vloop.time() == pytest.approx(B)
+
+    @pytest.mark.parametrize("code", [errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM])
+    def test_every_capacity_errno_pauses(self, vloop, vclock, vfake, code):
+        lst = listen_fake(vloop, vfake)
+        vfake.push_error(code)
+        step_until(vloop, vclock, lambda: lst.stats.exhausted == 1)
+        settle(vloop, vclock)
+        assert lst.state == "exhausted" and not registered(vloop, vfake.fileno())
+        assert lst.stats.exhausted == 1  # once: no retry before the backoff
+
+    def test_a_closing_connection_ends_the_backoff_early(self, vloop, vclock, vfake):
+        factory = Factory()
+        lst = listen_fake(vloop, vfake, factory)
+        first = vfake.push_connection()
+        vfake.push_error(errno.EMFILE)
+        vfake.push_connection()
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        assert factory.made == 1
+        start = vclock.now
+        first.close()  # the peer leaves: our transport closes and frees an fd
+        step_until(vloop, vclock, lambda: factory.made == 2)
+        # no virtual time passed: the close ended the backoff, not its timer
+        assert vclock.now == start
+        assert lst.state == "active" and lst._retry_timer is None
+
+    def test_pause_during_exhaustion_wins_over_the_retry_timer(self, vloop, vclock, vfake):
+        factory = Factory()
+        lst = listen_fake(vloop, vfake, factory)
+        vfake.push_error(errno.EMFILE)
+        vfake.push_connection()
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        lst.pause()
+        advance(vloop, vclock, 3 * listener_mod.BACKOFF_MAX)  # long past any retry
+        assert lst.state == "paused" and factory.made == 0 and vfake.outcomes() == ["EMFILE"]
+        lst.resume()
+        step_until(vloop, vclock, lambda: factory.made == 1)
+
+    def test_close_during_exhaustion_cancels_the_retry(self, vloop, vclock, vfake):
+        lst = listen_fake(vloop, vfake)
+        vfake.push_error(errno.EMFILE)
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        lst.close()
+        assert lst.state == "closed" and vfake.closed and lst._retry_timer is None
+        advance(vloop, vclock, 3 * listener_mod.BACKOFF_MAX)
+        assert lst.state == "closed" and vfake.outcomes() == ["EMFILE"]  # no accept() on a closed socket
+
+    def test_a_shed_that_frees_nothing_backs_off_instead_of_spinning(self, vloop, vclock, vfake):
+        # ENFILE is system-wide: the fd we free may be taken by another
+        # process before our accept, which then fails again.
+        lst = listen_fake(vloop, vfake, on_exhausted="shed")
+        for _ in range(4):
+            vfake.push_error(errno.ENFILE)
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        settle(vloop, vclock)
+        assert vfake.outcomes() == ["ENFILE", "ENFILE"]  # the drain and one shed attempt, then a pause
+        assert lst.stats.shed == 0 and lst._reserve_fd is not None
+        advance(vloop, vclock, B)
+        assert vfake.outcomes() == ["ENFILE"] * 4
+        times = [t for t, _ in vfake.calls]
+        assert times[1] == times[0] and times[2] - times[1] == pytest.approx(B) and times[3] == times[2]
+        assert lst._retry_timer.when - vloop.time() == pytest.approx(2 * B)
+
+    def test_pause_from_a_protocol_survives_an_exhausted_drain(self, vloop, vclock, vfake):
+        class Pauser(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                lst.pause()
+
+        factory = Factory(Pauser)
+        lst = listen_fake(vloop, vfake, factory)
+        vfake.push_connection()
+        vfake.push_error(errno.EMFILE)
+        vfake.push_connection()
+        step_until(vloop, vclock, lambda: factory.made == 1)
+        advance(vloop, vclock, 3 * listener_mod.BACKOFF_MAX)
+        assert lst.state == "paused" and factory.made == 1  # no retry behind the user's back
+        assert lst._retry_timer is None
+        lst.resume()
+        step_until(vloop, vclock, lambda: factory.made == 2)
+
+    def test_shed_falls_back_to_pause_for_memory_errors(self, vloop, vclock, vfake):
+        factory = Factory()
+        lst = listen_fake(vloop, vfake, factory, on_exhausted="shed")
+        reserve = lst._reserve_fd
+        vfake.push_error(errno.ENOBUFS)
+        vfake.push_connection()
+        step_until(vloop, vclock, lambda: lst.state == "exhausted")
+        settle(vloop, vclock)
+        assert lst.stats.shed == 0 and lst._reserve_fd == reserve and factory.made == 0
+        advance(vloop, vclock, B)
+        assert factory.made == 1 and lst.state == "active"
+
+    def test_shed_retakes_its_spare_fd_after_failing_to(self, vloop, vclock, vfake, monkeypatch):
+        factory = Factory()
+        lst = listen_fake(vloop, vfake, factory, on_exhausted="shed")
+        real_open = listener_mod._open_reserve
+        monkeypatch.setattr(listener_mod, "_open_reserve", lambda: None)  # fds still short after the shed
+        vfake.push_error(errno.EMFILE)
+        vfake.push_connection()
+        step_until(vloop, vclock, lambda: lst.stats.shed == 1)
+        assert lst._reserve_fd is None and lst.state == "exhausted"  # falls back to pausing
+        monkeypatch.setattr(listener_mod, "_open_reserve", real_open)  # fds are free again
+        advance(vloop, vclock, B)
+        assert lst.state == "active" and lst._reserve_fd is not None
+        vfake.push_error(errno.EMFILE)
+        vfake.push_connection()
+        step_until(vloop, vclock, lambda: lst.stats.shed == 2)  # shedding works again

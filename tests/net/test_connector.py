@@ -158,15 +158,11 @@ def v6(port: int) -> tuple:
     return ("::1", port, 0, 0)
 
 
-def settle_fds(before: set[int], timeout: float = 2.0) -> set[int]:
-    """The fds open now that were not in ``before`` (waits briefly for a
-    thread of ours to finish with one)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        extra = open_fds() - before
-        if not extra or time.monotonic() >= deadline:
-            return extra
-        time.sleep(0.01)
+def leaked_fds(before: set[int]) -> set[int]:
+    """The fds open now that were not in ``before``. No waiting: every fd
+    of an attempt is closed on the loop, by the time its outcome is known,
+    and nothing in these tests holds one on another thread."""
+    return open_fds() - before
 
 
 # ------------------------------------------------------------------ success
@@ -207,7 +203,7 @@ def test_connect_round_trip(loop: reactor.Reactor) -> None:
     run_until(loop, lambda: protocol.lost == [None] and listener.stats.active == 0)
     listener.close()
     run_for(loop, 0.01)
-    assert settle_fds(before) == set()
+    assert leaked_fds(before) == set()
 
 
 def test_connect_unix_round_trip(loop: reactor.Reactor) -> None:
@@ -228,7 +224,7 @@ def test_connect_unix_round_trip(loop: reactor.Reactor) -> None:
         transport.close()
         run_until(loop, lambda: protocol.lost == [None])
         run_for(loop, 0.01)
-        assert settle_fds(before) == set()
+        assert leaked_fds(before) == set()
         listener.close()
 
 
@@ -371,7 +367,7 @@ def test_full_accept_queue_times_out_at_the_deadline(loop: reactor.Reactor) -> N
         assert exc.errno == errno.ETIMEDOUT and f"{address[0]}:{address[1]}" in str(exc)
         assert 0.5 - 0.005 <= outcome.elapsed <= 0.8, outcome.elapsed
         run_for(loop, 0.05)
-        assert settle_fds(before) == set()
+        assert leaked_fds(before) == set()
         assert len(outcome.calls) == 1
 
 
@@ -381,8 +377,8 @@ def test_cancel_before_completion(loop: reactor.Reactor) -> None:
         made = []
         attempt = loop.connect(lambda: made.append(1), *address, timeout=5)
         outcome = Outcome(attempt)
-        run_for(loop, 0.1)
-        assert attempt.tried and not attempt.done()
+        run_until(loop, lambda: bool(attempt.tried))  # the SYN is out
+        assert not attempt.done()
         assert len(open_fds() - before) == 1  # the SYN_SENT socket
         assert attempt.cancel() is True
         # Closed by cancel() itself, not on a later iteration.
@@ -399,7 +395,8 @@ def test_cancel_before_the_loop_runs(loop: reactor.Reactor) -> None:
     outcome = Outcome(attempt)
     assert attempt.cancel() is True
     assert not outcome  # done callbacks run on the loop
-    run_for(loop, 0.05)
+    run_until(loop, lambda: bool(outcome))
+    run_for(loop, 0.05)  # and nothing after them: no start, no second call
     assert len(outcome.calls) == 1 and attempt.tried == ()
     assert open_fds() - before == set()
 
@@ -416,7 +413,7 @@ def test_reactor_close_ends_a_pending_attempt() -> None:
         assert attempt.tried and not attempt.done()
         loop.close()
         assert seen == [True] and attempt.cancelled()
-    assert settle_fds(before) == set()
+    assert leaked_fds(before) == set()
 
 
 def test_failing_factory_goes_to_the_handler_and_fails_the_attempt(loop: reactor.Reactor, errors: Any) -> None:
@@ -432,7 +429,7 @@ def test_failing_factory_goes_to_the_handler_and_fails_the_attempt(loop: reactor
     (context,) = errors.take()
     assert context["exception"] is attempt.exception() and context["attempt"] is attempt
     run_until(loop, lambda: listener.stats.active == 0)
-    assert settle_fds(before) == set()
+    assert leaked_fds(before) == set()
     # the loop carries on
     again = loop.connect(Client, "127.0.0.1", listener.address[1])
     run_until(loop, again.done)
@@ -460,7 +457,7 @@ def test_memory_error_setting_up_the_transport_fails_the_attempt(loop: reactor.R
     assert context["exception"] is attempt.exception() and "set up" in context["message"]
     assert made and made[0].made == 0 and made[0].lost == []  # never told connection_made: nor connection_lost
     run_until(loop, lambda: listener.stats.accepted == 1 and listener.stats.active == 0)
-    assert settle_fds(before) == set()  # the connected socket was closed, not left to the GC
+    assert leaked_fds(before) == set()  # the connected socket was closed, not left to the GC
     listener.close()
 
 
@@ -479,7 +476,7 @@ def test_failing_connection_made_fails_the_attempt(loop: reactor.Reactor, errors
     assert context["exception"] is attempt.exception()
     assert loop.get_exception_handler() is errors  # the handler is ours again
     run_until(loop, lambda: listener.stats.active == 0)
-    assert settle_fds(before) == set()
+    assert leaked_fds(before) == set()
     listener.close()
 
 
@@ -574,7 +571,7 @@ def test_connect_unix_full_backlog_times_out(loop: reactor.Reactor) -> None:
             run_until(loop, lambda: bool(outcome))
             assert isinstance(attempt.exception(), reactor.ConnectTimeout)
             assert 0.3 - 0.005 <= outcome.elapsed < 0.6
-            assert settle_fds(before) == set()
+            assert leaked_fds(before) == set()
 
 
 # ------------------------------------------------------- resolution, eyeballs
@@ -626,7 +623,7 @@ def test_black_holed_first_address_starts_the_next_after_the_delay(loop: reactor
         transport.close()
         run_until(loop, lambda: listener.stats.active == 0)
         # the loser (still in SYN_SENT) was closed at once
-        assert settle_fds(before) == set()
+        assert leaked_fds(before) == set()
     listener.close()
 
 
@@ -757,18 +754,31 @@ def test_resolver_returning_garbage_fails_the_attempt(loop: reactor.Reactor) -> 
     assert attempt.exception() is not None
 
 
-def test_cancel_during_resolution_drops_the_result(loop: reactor.Reactor) -> None:
+def test_cancel_during_resolution_drops_the_result(loop: reactor.Reactor, monkeypatch: pytest.MonkeyPatch) -> None:
     listener = loop.listen(EchoProtocol, "127.0.0.1")
     gate = threading.Event()
     calls: list = []
     made = []
+    # The lookup's result comes back through call_soon_threadsafe: record
+    # when it does, so the test waits for the result itself, not a guess.
+    delivered: list = []
+    real_threadsafe = loop.call_soon_threadsafe
+
+    def recording_threadsafe(callback: Callable[..., Any], *args: Any) -> Any:
+        delivered.append(callback)
+        return real_threadsafe(callback, *args)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", recording_threadsafe)
     resolver = scripted(("127.0.0.1", listener.address[1]), calls=calls, gate=gate)
     attempt = loop.connect(lambda: made.append(Client()), "slow.test", 1, resolver=resolver)
     outcome = Outcome(attempt)
     run_until(loop, lambda: bool(calls))  # the lookup is under way in a thread
     assert attempt.cancel()
     gate.set()
-    run_for(loop, 0.2)
+    run_until(loop, lambda: bool(delivered))  # the result is back on the loop ...
+    loop.call_soon(loop.stop)
+    loop.run()  # ... and its callback ran (it was queued before our stop)
+    run_for(loop, 0.05)  # nothing follows from it
     assert len(outcome.calls) == 1 and outcome.calls[0][2] is True
     assert attempt.tried == () and made == [] and listener.stats.accepted == 0
     listener.close()
@@ -791,9 +801,9 @@ def test_resolver_threads_stop_when_the_reactor_closes() -> None:
     loop = reactor.Reactor()
     try:
         gate = threading.Event()
-        attempt = loop.connect(Client, "slow.test", 1, resolver=scripted(("127.0.0.1", 9), gate=gate))
-        loop.call_later(0.05, loop.stop)
-        loop.run()
+        calls: list = []
+        attempt = loop.connect(Client, "slow.test", 1, resolver=scripted(("127.0.0.1", 9), calls=calls, gate=gate))
+        run_until(loop, lambda: bool(calls))  # a resolver thread is in the lookup
         assert any(t.name.startswith("reactor-resolver") for t in threading.enumerate())
     finally:
         loop.close()
@@ -828,7 +838,7 @@ def test_a_thousand_concurrent_connects(loop: reactor.Reactor) -> None:
                   timeout=30)
         listener.close()
         run_for(loop, 0.01)
-        assert settle_fds(before) == set()
+        assert leaked_fds(before) == set()
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
@@ -854,7 +864,7 @@ def test_select_backend_fd_limit_fails_the_attempt_cleanly(errors: Any) -> None:
         finally:
             for fd in fillers:
                 os.close(fd)
-        assert settle_fds(before) == set()
+        assert leaked_fds(before) == set()
         listener.close()
     assert errors.take() == []
 
@@ -1048,9 +1058,15 @@ server.bind((sys.argv[1], int(sys.argv[2])))
 server.listen(1)
 print(json.dumps({"event": "listening"}), flush=True)
 conn, _ = server.accept()
+received = 0
 try:
-    while conn.recv(65536):
-        pass
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        if received < 3000 <= received + len(data):
+            print(json.dumps({"event": "received"}), flush=True)  # data flows: the link works
+        received += len(data)
 except OSError:
     pass
 """
@@ -1106,7 +1122,7 @@ def test_lost_link_surfaces_as_timeout_with_user_timeout() -> None:
         assert sink.next(timeout=10) == {"event": "listening"}
         events = netns.ChildLines(ns.popen_python(client, LOST_LINK_CLIENT, "10.201.0.2", "9000"))
         assert events.next(timeout=10) == {"event": "connected"}
-        time.sleep(0.3)  # some data flows and is acknowledged
+        assert sink.next(timeout=10) == {"event": "received"}  # data flows over the link
         ns.ip(server, "link", "set", server_end, "down")
         cut = time.monotonic()
         lost = events.next(timeout=10)
