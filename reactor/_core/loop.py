@@ -57,7 +57,7 @@ import time
 import warnings
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 from ..errors import BackendLimitError, ReactorStateError
 from .backends import BackendInfo, BadFds, backend_info, round_timeout
@@ -294,7 +294,7 @@ class EventLoop:
                 ", ..." if len(left) > _CLOSE_LEFT_SHOWN else "",
             )
 
-    def __enter__(self) -> EventLoop:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
