@@ -27,15 +27,10 @@ Rules of this module:
   one jumps when told): with such a clock a wait is at most
   ``_FOREIGN_CLOCK_MAX_WAIT``, and ``stop()`` + ``run()`` (one step) never
   waits at all.
-- Bad fds fail alone: an fd closed by user code while still watched ends
-  only its own watchers. The backend says which fds are dead by raising
-  ``BadFds`` (how each kernel shows it is in ``backends``); the loop cancels
-  their handles and reports each fd once to the exception handler, with
-  ``OSError(EBADF)`` and the ``fd``. The check costs the hot path nothing:
-  it is an ``except`` around the one ``select()`` call.
-- The selector itself failing (``MemoryError``, an ``OSError`` such as
-  ENOMEM) never ends ``run()``: it is reported and retried after
-  ``_SELECT_RETRY_DELAY``, without I/O for that iteration.
+- The fd watchers live in ``watchers.FdWatchers`` (shared with the asyncio
+  face): one registration per fd, select's FD_SETSIZE guard, bad fds that
+  fail alone, and a failing selector that is reported and retried after a
+  pause -- never the end of ``run()``.
 - This floor knows nothing about sockets: listeners, connections and the
   accelerator live in ``reactor._net``, which builds ``Reactor`` on this
   loop. What they own is closed through the resource interface
@@ -44,7 +39,6 @@ Rules of this module:
 
 from __future__ import annotations
 
-import errno
 import heapq
 import itertools
 import logging
@@ -59,11 +53,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import Any, Self
 
-from ..errors import BackendLimitError, ReactorStateError
-from .backends import BackendInfo, BadFds, backend_info, round_timeout
+from ..errors import ReactorStateError
+from .backends import BackendInfo, backend_info, round_timeout
 from .checks import check_callable, check_seconds
 from .handles import Handle, TimerHandle
 from .resources import Resource
+from .watchers import SELECT_RETRY_DELAY, FdWatchers, fileobj_to_fd
 
 __all__ = ["EventLoop", "Clock", "BACKEND_ENV"]
 
@@ -80,10 +75,8 @@ _MAX_TIMEOUT = 86400.0
 #: selector waits, and its seconds say nothing about real ones, so the loop
 #: looks at it again this often (100 wake-ups a second, only in tests).
 _FOREIGN_CLOCK_MAX_WAIT = 0.01
-#: Pause after the selector itself failed (MemoryError, ENOMEM) before the
-#: next try: a failure that repeats costs ten reports a second instead of a
-#: busy loop, and the loop is back within this long once memory is free.
-_SELECT_RETRY_DELAY = 0.1
+#: (the pause after the selector itself failed: see ``watchers``)
+_SELECT_RETRY_DELAY = SELECT_RETRY_DELAY
 #: EventLoop.close() closes resources in at most this many rounds: callbacks
 #: run while closing (connection_lost) may open new ones, but not forever.
 _CLOSE_ROUNDS = 10
@@ -98,22 +91,6 @@ Clock = Callable[[], float]
 _TIMER_COMPACT_MIN = 100
 #: ... and they are more than this fraction of the heap.
 _TIMER_COMPACT_FRACTION = 0.5
-
-
-def _fileobj_to_fd(fileobj: Any) -> int:
-    """An fd from an int or an object with ``fileno()``; clear errors otherwise."""
-    if isinstance(fileobj, int) and not isinstance(fileobj, bool):
-        fd = fileobj
-    else:
-        try:
-            fd = int(fileobj.fileno())
-        except (AttributeError, TypeError, ValueError):
-            raise TypeError(
-                f"fileobj must be an int fd or have a fileno() method, not {type(fileobj).__name__}"
-            ) from None
-    if fd < 0:
-        raise ValueError(f"fileobj has an invalid fd {fd} (closed?)")
-    return fd
 
 
 def _ignore_signal(signum: int, frame: Any) -> None:
@@ -152,6 +129,7 @@ class EventLoop:
         self._resolution = info.resolution
         self._closed = True  # until the fds below exist, so __del__ is safe
         self._selector = info.loop_selector_class()
+        self._watchers = FdWatchers(self._selector, info.name, info.max_fd, self.call_exception_handler)
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
@@ -333,18 +311,7 @@ class EventLoop:
                 timeout = round_timeout(min(when - self._clock(), self._max_wait), self._resolution)
                 break
 
-        # try costs nothing until something is raised (3.11's zero-cost
-        # exceptions): the failure paths below add no work per iteration.
-        try:
-            event_list = self._selector.select(timeout)
-        except BadFds as bad:
-            event_list = bad.ready
-            self._end_watchers(bad)
-        except (OSError, MemoryError) as exc:
-            event_list = []
-            self._selector_failed(exc)
-
-        for key, mask in event_list:
+        for key, mask in self._watchers.select(timeout):
             reader, writer = key.data
             if mask & _EVENT_READ and reader is not None and not reader._cancelled:
                 reader._run()
@@ -366,38 +333,6 @@ class EventLoop:
             handle = ready.popleft()
             if not handle._cancelled:
                 handle._run()
-
-    def _end_watchers(self, bad: BadFds) -> None:
-        """The fds in ``bad`` were closed while watched, and the selector
-        has forgotten them: cancel their watchers, report each fd once."""
-        for key in bad.keys:
-            live = [handle for handle in key.data if handle is not None and not handle._cancelled]
-            if not live:
-                continue  # its watchers were cancelled already: nobody to tell
-            names = " and ".join(repr(handle) for handle in live)  # before cancel() forgets them
-            for handle in live:
-                handle.cancel()
-            error = OSError(errno.EBADF, f"fd {key.fd} was closed while it was watched")
-            error.__cause__ = bad.__cause__
-            self.call_exception_handler({
-                "message": f"fd {key.fd} was closed while still watched ({bad.how}); "
-                           f"removed its watcher {names}",
-                "exception": error,
-                "fd": key.fd,
-                "handle": live[0],
-            })
-
-    def _selector_failed(self, exc: BaseException) -> None:
-        """The selector raised (MemoryError, ENOMEM ...): report, pause, and
-        let the next iteration try again."""
-        try:
-            self.call_exception_handler({
-                "message": f"the {self.backend} selector failed; trying again in {_SELECT_RETRY_DELAY} s",
-                "exception": exc,
-            })
-        except MemoryError:
-            pass  # reporting needs memory too; the pause below still applies
-        time.sleep(_SELECT_RETRY_DELAY)
 
     # ---------------------------------------------------------- scheduling
 
@@ -476,80 +411,21 @@ class EventLoop:
     def _add_watcher(self, fileobj: Any, callback: Callable[..., Any], args: tuple, event: int) -> Handle:
         check_callable(callback, "callback")
         self._check_open()
-        fd = _fileobj_to_fd(fileobj)
-        if self.max_fd is not None and fd >= self.max_fd:
-            raise BackendLimitError(
-                f"the {self.backend} backend cannot watch fd {fd}: "
-                f"FD_SETSIZE is {self.max_fd}; use the poll or epoll backend"
-            )
+        fd = fileobj_to_fd(fileobj)
+        self._watchers.check_fd(fd)  # before the handle exists: select's FD_SETSIZE
         handle = Handle(callback, args, self)
-        selector = self._selector
-        try:
-            key = selector.get_key(fd)
-        except KeyError:
-            data = (handle, None) if event == _EVENT_READ else (None, handle)
-            selector.register(fd, event, data)
-            return handle
-        reader, writer = key.data
-        if event == _EVENT_READ:
-            old, data = reader, (handle, writer)
-        else:
-            old, data = writer, (reader, handle)
-        try:
-            selector.modify(fd, key.events | event, data)
-        except BadFds as bad:
-            # The registration is stale: its fd was closed without
-            # remove_reader/remove_writer (epoll: this number now names
-            # another file). End those watchers, then watch this file afresh.
-            self._end_watchers(bad)
-            selector.register(fd, event, (handle, None) if event == _EVENT_READ else (None, handle))
-            return handle
-        if old is not None:
-            old.cancel()
+        self._watchers.add(fd, event, handle)
         return handle
 
     def _remove_watcher(self, fileobj: Any, event: int) -> bool:
         if self._closed:
             return False
-        fd = _fileobj_to_fd(fileobj)
-        selector = self._selector
-        try:
-            key = selector.get_key(fd)
-        except KeyError:
-            return False
-        reader, writer = key.data
-        if event == _EVENT_READ:
-            old, data = reader, (None, writer)
-        else:
-            old, data = writer, (reader, None)
-        if old is None:
-            return False
-        mask = key.events & ~event
-        if mask:
-            try:
-                selector.modify(fd, mask, data)
-            except BadFds as bad:
-                # The fd was closed while watched: the one asked for goes
-                # quietly, the other watcher on it ends with a report.
-                old.cancel()
-                self._end_watchers(bad)
-                return True
-        else:
-            selector.unregister(fd)
-        old.cancel()
-        return True
+        return self._watchers.remove(fileobj_to_fd(fileobj), event)
 
     def _forget_fd(self, fd: int) -> None:
         """Drop every watcher on ``fd`` at once (its owner is closing it)."""
-        if self._closed:
-            return
-        try:
-            key = self._selector.unregister(fd)
-        except KeyError:
-            return
-        for handle in key.data:
-            if handle is not None:
-                handle.cancel()
+        if not self._closed:
+            self._watchers.forget(fd)
 
     # ------------------------------------------------- wake-ups and signals
 

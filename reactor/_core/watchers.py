@@ -11,23 +11,43 @@ written once:
   ``select.select`` raises for such an fd on every later call, which would
   take the whole loop down. Such an fd is refused when it is added
   (``BackendLimitError``), before it is registered.
-- A handle is anything with ``cancel()``: reactor's ``Handle`` or asyncio's.
+- Bad fds fail alone: an fd closed by user code while still watched ends
+  only its own watchers. Our selectors (``backends.BackendInfo.
+  loop_selector_class``) say which fds are dead by raising ``BadFds`` (how
+  each kernel shows it is in ``backends``); their handles are cancelled and
+  each fd is reported once, with ``OSError(EBADF)`` and the ``fd``. The
+  check costs the hot path nothing: it is an ``except`` around the one
+  ``select()`` call.
+- The selector itself failing (MemoryError, ENOMEM) is reported and retried
+  after a pause, never a busy loop and never the end of the loop.
+- A handle is anything with ``cancel()`` and ``_cancelled``: reactor's
+  ``Handle`` or asyncio's.
 """
 
 from __future__ import annotations
 
+import errno
 import selectors
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import BackendLimitError
+from .backends import BadFds
 
-__all__ = ["FdWatchers", "fileobj_to_fd", "EVENT_READ", "EVENT_WRITE"]
+__all__ = ["FdWatchers", "fileobj_to_fd", "EVENT_READ", "EVENT_WRITE", "SELECT_RETRY_DELAY"]
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
+#: Pause after the selector itself failed (MemoryError, ENOMEM) before the
+#: next try: a failure that repeats costs ten reports a second instead of a
+#: busy loop, and the loop is back within this long once memory is free.
+SELECT_RETRY_DELAY = 0.1
 
 
 class Cancellable(Protocol):
+    _cancelled: bool
+
     def cancel(self) -> None: ...
 
 
@@ -52,11 +72,59 @@ def fileobj_to_fd(fileobj: Any) -> int:
 class FdWatchers:
     """The selector and the ``(reader, writer)`` pair registered per fd."""
 
-    def __init__(self, selector: selectors.BaseSelector, backend: str, max_fd: int | None) -> None:
+    def __init__(self, selector: selectors.BaseSelector, backend: str, max_fd: int | None,
+                 report: Callable[[dict[str, Any]], None]) -> None:
         self.selector = selector
         self.backend = backend
         #: watched fds must be below this (select's FD_SETSIZE), or None
         self.max_fd = max_fd
+        #: the loop's exception handler (bad fds, a failing selector)
+        self._report = report
+
+    def select(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
+        """Wait for events; dead fds and a failing selector are dealt with
+        here (see the module) and never raise."""
+        # try costs nothing until something is raised (3.11's zero-cost
+        # exceptions): the failure paths below add no work per iteration.
+        try:
+            return self.selector.select(timeout)
+        except BadFds as bad:
+            self.end_watchers(bad)
+            return bad.ready
+        except (OSError, MemoryError) as exc:
+            self._selector_failed(exc)
+            return []
+
+    def end_watchers(self, bad: BadFds) -> None:
+        """The fds in ``bad`` were closed while watched, and the selector
+        has forgotten them: cancel their watchers, report each fd once."""
+        for key in bad.keys:
+            live = [handle for handle in key.data if handle is not None and not handle._cancelled]
+            if not live:
+                continue  # its watchers were cancelled already: nobody to tell
+            names = " and ".join(repr(handle) for handle in live)  # before cancel() forgets them
+            for handle in live:
+                handle.cancel()
+            error = OSError(errno.EBADF, f"fd {key.fd} was closed while it was watched")
+            error.__cause__ = bad.__cause__
+            self._report({
+                "message": f"fd {key.fd} was closed while still watched ({bad.how}); removed its watcher {names}",
+                "exception": error,
+                "fd": key.fd,
+                "handle": live[0],
+            })
+
+    def _selector_failed(self, exc: BaseException) -> None:
+        """The selector raised (MemoryError, ENOMEM ...): report, pause, and
+        let the next iteration try again."""
+        try:
+            self._report({
+                "message": f"the {self.backend} selector failed; trying again in {SELECT_RETRY_DELAY} s",
+                "exception": exc,
+            })
+        except MemoryError:
+            pass  # reporting needs memory too; the pause below still applies
+        time.sleep(SELECT_RETRY_DELAY)
 
     def check_fd(self, fd: int) -> None:
         """Raise ``BackendLimitError`` if this backend cannot watch ``fd``."""
@@ -82,7 +150,15 @@ class FdWatchers:
             old, data = reader, (handle, writer)
         else:
             old, data = writer, (reader, handle)
-        selector.modify(fd, key.events | event, data)
+        try:
+            selector.modify(fd, key.events | event, data)
+        except BadFds as bad:
+            # The registration is stale: its fd was closed without
+            # remove_reader/remove_writer (epoll: this number now names
+            # another file). End those watchers, then watch this file afresh.
+            self.end_watchers(bad)
+            selector.register(fd, event, (handle, None) if event == EVENT_READ else (None, handle))
+            return
         if old is not None:
             old.cancel()
 
@@ -103,7 +179,14 @@ class FdWatchers:
             return False
         mask = key.events & ~event
         if mask:
-            selector.modify(fd, mask, data)
+            try:
+                selector.modify(fd, mask, data)
+            except BadFds as bad:
+                # The fd was closed while watched: the one asked for goes
+                # quietly, the other watcher on it ends with a report.
+                old.cancel()
+                self.end_watchers(bad)
+                return True
         else:
             selector.unregister(fd)
         old.cancel()

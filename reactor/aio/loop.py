@@ -107,8 +107,10 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         #: the selector backend in use, e.g. "epoll"
         self.backend: str = info.name
         self.max_fd: int | None = info.max_fd
-        self._selector: Any = info.selector_class()
-        self._watchers = FdWatchers(self._selector, info.name, info.max_fd)
+        # BaseEventLoop._run_once waits in self._selector.select(): that is
+        # the watchers' select, which survives bad fds and a failing selector.
+        self._watchers = FdWatchers(info.loop_selector_class(), info.name, info.max_fd, self.call_exception_handler)
+        self._selector: Any = self._watchers
         # fd -> the transport using it (add_reader refuses those fds)
         self._transports: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         # reactor objects living on this loop: closed with it

@@ -329,3 +329,34 @@ def test_refused_connect_is_the_builtin_class():
             await asyncio.open_connection("127.0.0.1", port)
 
     run(main())
+
+
+@pytest.mark.parametrize("backend", LOOP_BACKENDS)
+def test_an_fd_closed_while_watched_fails_alone(backend):
+    """select() raises for everyone, poll() spins on POLLNVAL: on reactor.aio
+    only that watcher ends, reported once, and the loop goes on."""
+    errors = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        doomed_r, doomed_w = socket.socketpair()
+        healthy_r, healthy_w = socket.socketpair()
+        got = loop.create_future()
+        loop.add_reader(doomed_r.fileno(), lambda: None)
+        loop.add_reader(healthy_r.fileno(), lambda: got.done() or got.set_result(healthy_r.recv(10)))
+        doomed_fd = doomed_r.fileno()
+        doomed_r.close()  # behind the loop's back: no remove_reader
+        doomed_w.close()
+        healthy_w.send(b"alive")  # the loop waits for it with the dead fd in its set
+        data = await asyncio.wait_for(got, 5)
+        loop.remove_reader(healthy_r.fileno())
+        healthy_r.close()
+        healthy_w.close()
+        return doomed_fd, data
+
+    doomed_fd, data = run(main(), backend=backend)
+    assert data == b"alive"
+    reports = [context for context in errors if context.get("fd") == doomed_fd]
+    # epoll forgets a closed fd by itself: nothing to report there
+    assert len(reports) == (0 if backend == "epoll" else 1), errors
