@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import reactor
+import reactor._net.listener as listener_mod
 from reactor import kernel
 from reactor._net.listener import DEFAULT_BACKLOG
 from reactor.tools.stock import EchoProtocol
@@ -161,10 +162,11 @@ class TestDrain:
     def test_queued_connections_are_all_accepted_in_one_wakeup(self, server_loop, clients, short_dir, family):
         n = 100
         factory = Factory()
+        # above the default batch (64): the queue, not the cap, ends this drain
         if family == "tcp":
-            lst = server_loop.listen(factory)
+            lst = server_loop.listen(factory, max_accepts=256)
         else:
-            lst = server_loop.listen_unix(factory, os.path.join(short_dir, "s"))
+            lst = server_loop.listen_unix(factory, os.path.join(short_dir, "s"), max_accepts=256)
         for _ in range(n):
             clients.connect(lst.address)  # completed by the kernel, queued
         if family == "tcp":
@@ -195,7 +197,8 @@ class TestDrain:
         assert s.histogram == expected
 
     def test_default_max_accepts_is_the_backlog_capped(self, server_loop):
-        assert server_loop.listen(Factory()).max_accepts == min(somaxconn(), DEFAULT_BACKLOG, 512)
+        assert listener_mod.MAX_ACCEPTS_CAP == 64  # see the measurements at the constant
+        assert server_loop.listen(Factory()).max_accepts == min(somaxconn(), DEFAULT_BACKLOG, 64)
         assert server_loop.listen(Factory(), backlog=5).max_accepts == 5
 
     def test_peer_address_comes_from_accept(self, server_loop, clients):
@@ -305,6 +308,57 @@ def test_select_refuses_connections_past_fd_setsize_and_keeps_serving(errors, ca
     finally:
         r.close()
         pool.close_all()
+
+
+@pytest.mark.skipif("select" not in LOOP_BACKENDS, reason="no select backend")
+@pytest.mark.parametrize("max_accepts", [None, 512], ids=["default", "512"])
+def test_a_reset_burst_on_select_stays_below_fd_setsize(errors, max_accepts):
+    """1100 connections reset while queued -- more than select can watch at
+    once. A batch's connections stay open until the next iteration reads
+    their RST, and select reports the listener (a low fd) first, so the
+    next batch is accepted while the last one is still open: two batches
+    of 512 made 1024+ fds and refused the ones past FD_SETSIZE. At the
+    default batch the burst costs at most two batches of fds; with a large
+    max_accepts the batch is held to the room left below FD_SETSIZE."""
+    n = 1100
+    if kernel.raise_fd_limit(4096) < 4096:
+        pytest.skip("cannot raise RLIMIT_NOFILE to 4096")
+    r = reactor.Reactor(backend="select")
+    r.set_exception_handler(errors)
+    try:
+        lst = r.listen(EchoProtocol, backlog=2048, max_accepts=max_accepts)
+        if lst.backlog < n:
+            pytest.skip(f"somaxconn {lst.backlog} cannot queue {n} connections")
+        lst.pause()
+        for _ in range(n):
+            sock = socket.create_connection(lst.address, timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            sock.close()
+        deadline = time.monotonic() + 5
+        while kernel.listen_queue(lst.socket)[0] < n:
+            assert time.monotonic() < deadline, "the kernel did not queue every connection"
+            time.sleep(0.001)
+        base = len(open_fds())
+        peaks = []
+        real_drain = lst._drain
+
+        def drain(batch):
+            result = real_drain(batch)
+            peaks.append(len(open_fds()))  # fds peak right after a drain, before the batch is read
+            return result
+
+        lst._drain = drain
+        lst.resume()
+        run_until(r, lambda: lst.stats.accepted == n and lst.stats.active == 0, timeout=20)
+        s = lst.stats
+        assert (s.rejected, s.exhausted, s.aborted) == (0, 0, 0)
+        assert max(peaks) <= reactor.FD_SETSIZE  # fds 0 .. FD_SETSIZE - 1 at most
+        if max_accepts is None:
+            cap = listener_mod.MAX_ACCEPTS_CAP
+            assert s.max_batch == cap  # the burst did fill the batches
+            assert max(peaks) <= base + 2 * cap  # two batches at most
+    finally:
+        r.close()
 
 
 # ---------------------------------------------------------------- exhaustion
