@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -128,3 +129,175 @@ def test_listener_stats_and_queue_agree_while_paused(loop):
         lst.close()
         loop.call_soon(loop.stop)
         loop.run()
+
+
+# ------------------------------------------------- TCP_INFO and sock_diag
+
+SS = shutil.which("ss")
+needs_ss = pytest.mark.skipif(SS is None, reason="no `ss` (iproute2) to compare with")
+#: ss's names for the states
+SS_STATES = {"ESTAB": "ESTABLISHED", "SYN-RECV": "SYN_RECV", "SYN-SENT": "SYN_SENT", "TIME-WAIT": "TIME_WAIT",
+             "FIN-WAIT-1": "FIN_WAIT1", "FIN-WAIT-2": "FIN_WAIT2", "CLOSE-WAIT": "CLOSE_WAIT",
+             "LAST-ACK": "LAST_ACK", "LISTEN": "LISTEN", "CLOSING": "CLOSING", "UNCONN": "CLOSE"}
+
+
+def ss(*args: str) -> str:
+    done = subprocess.run([SS, *args], capture_output=True, text=True, timeout=10)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def port_filter(port: int) -> str:
+    return f"( sport = :{port} or dport = :{port} )"
+
+
+@pytest.fixture
+def connected():
+    """A listener and one connected pair that has exchanged 5 bytes each way."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    client = socket.create_connection(listener.getsockname(), timeout=5)
+    server, _ = listener.accept()
+    client.sendall(b"hello")
+    assert server.recv(16) == b"hello"
+    server.sendall(b"world")
+    assert client.recv(16) == b"world"
+    yield listener, client, server
+    for sock in (client, server, listener):
+        sock.close()
+
+
+def test_tcp_info_of_a_connected_pair(connected):
+    _, client, server = connected
+    info = kernel.tcp_info(client)
+    assert info is not None and info.state == "ESTABLISHED"
+    assert info.bytes_received == 5 and info.bytes_acked == 6  # 5 bytes + the SYN
+    assert info.rtt > 0 and info.rto >= 200_000  # us; Linux's floor is 200 ms
+    assert info.retransmits == 0 and info.total_retrans == 0
+    assert info.last_data_recv < 5000 and info.last_data_sent < 5000
+    assert kernel.tcp_info(server).bytes_received == 5
+    assert kernel.tcp_info(server).as_dict()["state"] == "ESTABLISHED"
+
+
+def test_tcp_info_of_a_listener_is_its_queue():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(7)
+        info = kernel.tcp_info(listener)
+        assert info.state == "LISTEN" and (info.unacked, info.sacked) == (0, 7)
+
+
+def test_tcp_info_is_none_where_it_cannot_tell(tmp_path):
+    a, b = socket.socketpair()
+    with a, b:
+        assert kernel.tcp_info(a) is None
+    closed = socket.socket()
+    closed.close()
+    assert kernel.tcp_info(closed) is None
+
+
+def test_parse_tcp_info_takes_what_the_kernel_gave():
+    assert kernel.parse_tcp_info(b"\x01" * 20) is None  # shorter than any kernel's struct
+    with socket.socket() as sock:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)  # up to total_retrans only
+    info = kernel.parse_tcp_info(raw)
+    assert info.state == "CLOSE" and info.bytes_acked is None and info.snd_wnd is None
+
+
+@needs_ss
+def test_tcp_info_agrees_with_ss(connected):
+    _, client, _ = connected
+    port = client.getsockname()[1]
+    text = ss("-tinH", "state", "established", f"( sport = :{port} )")
+    info = kernel.tcp_info(client)
+    fields = dict(item.split(":", 1) for item in text.split() if ":" in item and not item.startswith("127."))
+    assert int(fields["mss"]) == info.snd_mss
+    assert int(fields["cwnd"]) == info.snd_cwnd
+    assert int(fields["bytes_acked"]) == info.bytes_acked
+    assert int(fields["bytes_received"]) == info.bytes_received
+    assert int(fields["segs_out"]) == info.segs_out and int(fields["segs_in"]) == info.segs_in
+    assert int(fields["advmss"]) == info.advmss and int(fields["pmtu"]) == info.pmtu
+    assert float(fields["rto"]) == pytest.approx(info.rto / 1000)
+    rtt, rttvar = (float(x) for x in fields["rtt"].split("/"))
+    assert rtt == pytest.approx(info.rtt / 1000, abs=0.002)
+    assert int(fields["wscale"].split(",")[0]) == info.snd_wscale
+
+
+def _ss_sockets(port: int) -> set[tuple[str, tuple[str, int], tuple[str, int]]]:
+    found = set()
+    for line in ss("-tanH", port_filter(port)).splitlines():
+        state, _rq, _wq, local, remote = line.split()[:5]
+        lhost, _, lport = local.rpartition(":")
+        rhost, _, rport = remote.rpartition(":")
+        found.add((SS_STATES[state], (lhost, int(lport)), (rhost if rhost != "*" else "0.0.0.0",
+                                                           0 if rport == "*" else int(rport))))
+    return found
+
+
+@needs_ss
+def test_sock_diag_lists_what_ss_lists_syn_recv_and_time_wait_too(connected):
+    listener, client, server = connected
+    port = listener.getsockname()[1]
+    # a TIME_WAIT: the client closes first, then the server
+    client.close()
+    assert server.recv(16) == b""
+    server.close()
+    # a SYN_RECV: with TCP_DEFER_ACCEPT the completed handshake stays a request until data comes
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+    waiting = socket.create_connection(listener.getsockname(), timeout=5)
+    try:
+        deadline = time.monotonic() + 5
+        while kernel.port_states(port).get("SYN_RECV", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ours = {(s.state, s.local, s.remote) for s in kernel.tcp_sockets(port)}
+        assert ours == _ss_sockets(port)
+        states = kernel.port_states(port)
+        assert states["LISTEN"] == 1 and states["SYN_RECV"] == 1 and states["TIME_WAIT"] == 1
+        assert states["ESTABLISHED"] == 1  # the waiting client
+        (tw,) = kernel.tcp_sockets(port, {"TIME_WAIT"})
+        assert tw.timer == "timewait" and 55_000 < tw.expires_ms <= 60_000 and tw.inode == 0
+        # ss prints the same timer, rounded to seconds
+        timer = ss("-tanoH", "state", "time-wait", port_filter(port))
+        seconds = float(timer.split("timer:(timewait,")[1].split("sec")[0])
+        assert abs(seconds - tw.expires_ms / 1000) < 2
+        (syn,) = kernel.tcp_sockets(port, {"SYN_RECV"})
+        assert syn.local == listener.getsockname() and syn.timer == "on"
+        (lst,) = kernel.tcp_sockets(port, {"LISTEN"})
+        assert (lst.rqueue, lst.wqueue) == kernel.listen_queue(listener)
+        # one connection by its addresses, without a dump
+        found = kernel.tcp_socket(tw.local, tw.remote)
+        assert found is not None and found.state == "TIME_WAIT"
+        assert kernel.tcp_socket(("127.0.0.1", 1), ("127.0.0.1", 2)) is None
+    finally:
+        waiting.close()
+
+
+def test_sock_diag_with_tcp_info_and_a_state_filter(connected):
+    listener, client, server = connected
+    port = listener.getsockname()[1]
+    found = kernel.tcp_sockets(port, {"ESTABLISHED"}, info=True)
+    assert {s.local for s in found} == {client.getsockname(), server.getsockname()}
+    for entry in found:
+        assert entry.info is not None and entry.info.state == "ESTABLISHED"
+        assert entry.info.bytes_received == 5 and entry.shutdown == 0
+    client.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + 5
+    while kernel.tcp_socket(client.getsockname(), client.getpeername()).shutdown != 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(ValueError, match="unknown TCP states"):
+        kernel.tcp_sockets(port, {"ESTABLISHED", "HALF_OPEN"})
+
+
+def test_sock_diag_counts_by_full_address_in_ipv6_too():
+    with socket.socket(socket.AF_INET6) as listener:
+        try:
+            listener.bind(("::1", 0))
+        except OSError:
+            pytest.skip("no IPv6 loopback")
+        listener.listen(4)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("::1", port), timeout=5):
+            assert kernel.port_states(port, family=socket.AF_INET6) == {"LISTEN": 1, "ESTABLISHED": 2}
+            assert kernel.port_states(port, family=socket.AF_INET) == {}
