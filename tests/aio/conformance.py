@@ -76,7 +76,7 @@ class Group:
     name: str  # the class-name stem: Events -> TestEventsEpollNative
     key: str  # the skip-list prefix: "events"
     module: str  # under test.test_asyncio
-    bases: tuple[str, ...]  # attribute paths in that module, or "test_utils.TestCase"-style dotted ones
+    bases: tuple[str, ...]  # dotted names in that module ("test_utils.TestCase"), or "unittest.TestCase"
 
 
 #: What CPython binds per selector loop on Linux, the same bases as its own
@@ -231,8 +231,6 @@ def build_classes(
     combo's loop. ``skips`` (see :data:`SKIPS`) skips single tests, each with
     its reason prefixed by :data:`INTERNALS`.
     """
-    from test.test_asyncio import utils as test_utils  # noqa: F401  (the bases name it)
-
     classes: dict[str, type] = {}
     loader = unittest.TestLoader()
     combos = list(combos)

@@ -7,7 +7,7 @@ here to ``reactor.aio.new_event_loop(backend=..., native=...)``, one class
 per group and combo: ``TestEventsEpollNative``, ``TestSockPollNative``, ...
 
 Combos: every backend with the C accept path, plus epoll on the pure-Python
-one (``COMBOS``); the native classes skip where the accelerator is not
+one (``DEFAULT_COMBOS``); the native classes skip where the accelerator is not
 available. ``REACTOR_CONFORMANCE_LOOP=stock`` binds the same mixins to
 ``asyncio.SelectorEventLoop(selectors.XSelector())`` instead, CPython's own
 binding, for comparison (``... [epoll stock]``); ``REACTOR_CONFORMANCE_COMBOS``
