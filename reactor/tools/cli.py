@@ -1,4 +1,4 @@
-"""``python -m reactor``: info, serve, bench.
+"""``python -m reactor``: info, serve, bench, lab.
 
 Argument errors exit 2 with a usage message (argparse's convention); runtime
 failures such as an address in use exit 1 with a message naming the cause.
@@ -97,6 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH", help="write every figure, the options and the machine as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG plot (needs matplotlib: pip install '.[plot]')")
     bench.set_defaults(run=run_bench, parser=bench)
+
+    lab = commands.add_parser(
+        "lab", help="see the TCP lifecycle: each scenario's timeline of calls, errnos, states and readiness",
+        description="Run lifecycle scenarios on this machine's kernel (loopback, or network namespaces the lab "
+                    "creates and deletes; those are skipped with the reason where they cannot be made) and print "
+                    "each one's timeline: time, side, the call and what it returned, then each socket's TCP state "
+                    "and what select, poll and epoll report for it. --list names the scenarios.",
+    )
+    lab.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)")
+    lab.add_argument("--list", action="store_true", help="name the scenarios and what each shows")
+    lab.add_argument("--backend", type=_name_list(["select", "poll", "epoll"]), default=None, dest="backends",
+                     help="readiness backends to show, comma-separated (default: select,poll,epoll)")
+    lab.add_argument("--json", metavar="PATH", help="write every timeline and finding as JSON")
+    lab.set_defaults(run=run_lab, parser=lab)
     return parser
 
 
@@ -253,6 +267,20 @@ def run_bench(args: argparse.Namespace) -> int:
         write_plot(args.plot, results, options)
         print(f"wrote {args.plot}")
     return 0 if any(r.status == "ok" for r in results) else 1
+
+
+def run_lab(args: argparse.Namespace) -> int:
+    """List the scenarios, or run them and print their timelines."""
+    from .lab import SCENARIOS, list_text
+    from .lab import run_lab as run
+
+    if args.list:
+        print(list_text())
+        return 0
+    unknown = [name for name in args.scenarios if name not in SCENARIOS]
+    if unknown:
+        args.parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    return run(args.scenarios, args.backends, sys.stdout, json_path=args.json)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

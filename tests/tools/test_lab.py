@@ -1,0 +1,263 @@
+"""``python -m reactor lab``: every scenario is a test of what the kernel did.
+
+Each scenario runs once (in this process, on loopback or in namespaces it
+makes), with the three readiness backends side by side; the tests assert the
+errnos and states it recorded and, per backend, the readiness each one
+reported at the steps that matter. Namespace scenarios skip with the lab's
+own reason where namespaces cannot be made.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from reactor.tools.lab import SCENARIOS, Outcome, Step, run_scenario
+from reactor.tools.lab.probe import available
+
+BACKENDS = available()
+_outcomes: dict[str, Outcome] = {}
+
+
+def outcome(name: str) -> Outcome:
+    """The scenario's outcome, run once per test session; skips or fails as it did."""
+    if name not in _outcomes:
+        _outcomes[name] = run_scenario(SCENARIOS[name], BACKENDS)
+    result = _outcomes[name]
+    if result.status == "skipped":
+        pytest.skip(result.reason)
+    assert result.status == "ok", f"{result.reason}\n{result.facts.get('traceback', '')}"
+    return result
+
+
+def ready(step: Step, sock: str, backend: str) -> set[str]:
+    return set(step.sock(sock).ready[backend])
+
+
+def readable(step: Step, sock: str, backend: str) -> bool:
+    flags = ready(step, sock, backend)
+    return "r" in flags if backend == "select" else "IN" in flags
+
+
+def writable(step: Step, sock: str, backend: str) -> bool:
+    flags = ready(step, sock, backend)
+    return "w" in flags if backend == "select" else "OUT" in flags
+
+
+def error_reported(step: Step, sock: str, backend: str) -> bool:
+    """poll and epoll say ERR; select, which has no bit for it, says readable and writable."""
+    flags = ready(step, sock, backend)
+    return {"r", "w"} <= flags if backend == "select" else "ERR" in flags
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_every_scenario_is_listed_and_tested():
+    tested = {name.removeprefix("test_").replace("_", "-") for name in globals() if name.startswith("test_")}
+    assert set(SCENARIOS) <= tested | {"linger0"}, set(SCENARIOS) - tested
+    assert len(SCENARIOS) == 15
+
+
+def test_handshake(backend):
+    o = outcome("handshake")
+    assert o.facts["connect"] == "EINPROGRESS"
+    assert o.facts["client_state_after_connect"] == "ESTABLISHED"  # loopback: done inside connect()
+    assert o.facts["accept_queue"] == 1
+    connect = o.step("cli: connect")
+    assert readable(connect, "lsn", backend) and writable(connect, "cli", backend)
+    accepted = o.step("lsn: accept")
+    assert not readable(accepted, "lsn", backend) and accepted.sock("srv").state == "ESTABLISHED"
+    # the SYN queue: a request socket, and a listener nobody reports readable
+    assert o.facts["syn_queue"] == 1 and o.facts["accept_queue_deferred"] == 0
+    assert not readable(o.step("sock_diag"), "dfr", backend)
+    assert readable(o.step("cli2: send"), "dfr", backend)
+    assert o.facts["syn_queue_after_data"] == 0
+
+
+def test_backlog(backend):
+    o = outcome("backlog")
+    assert o.facts["states_after_connect"] == ["ESTABLISHED", "ESTABLISHED", "SYN_SENT", "SYN_SENT"]
+    assert o.facts["listen_overflows_delta"] >= 2  # a counter of the whole namespace: at least ours
+    first, admitted = o.facts["syn_retransmit_times"]
+    assert 0.8 < first < 1.6, "Linux's first SYN retransmission comes after its initial rto of 1 s"
+    assert admitted > first + 0.5, "only a later retransmission finds the room"
+    assert o.facts["listen_overflows_total"] > o.facts["listen_overflows_delta"]
+    step = o.step("c4: connect")
+    assert readable(step, "lsn", backend)
+    assert not writable(step, "c3", backend) and not writable(step, "c4", backend)
+    assert step.sock("lsn").detail == "accept q 2/1"
+
+
+def test_rst_before_accept(backend):
+    o = outcome("rst-before-accept")
+    assert o.facts["queue_after_rst"] == 1 and o.facts["accept"] == "ok"
+    assert o.facts["accepted_state"] == "CLOSE"
+    assert o.facts["getpeername"] == "ENOTCONN" and o.facts["recv"] == "ECONNRESET"
+    assert readable(o.step("cli: setsockopt(SO_LINGER"), "lsn", backend)
+    accepted = o.step("lsn: accept")
+    assert error_reported(accepted, "srv", backend)
+    if backend != "select":
+        assert {"HUP", "RDHUP"} <= ready(accepted, "srv", backend)
+
+
+def test_stale_readiness(backend):
+    o = outcome("stale-readiness")
+    assert o.facts["reported_readable"][backend] is True
+    assert not readable(o.step("sibling"), "lsn", backend)
+    assert o.facts["late_accept"] == "EAGAIN"
+
+
+def test_refused(backend):
+    o = outcome("refused")
+    assert o.facts["connect"] == "EINPROGRESS"
+    assert o.facts["so_error"] == "ECONNREFUSED" and o.facts["so_error_again"] == "0"
+    step = o.step("cli: connect")
+    assert writable(step, "cli", backend) and error_reported(step, "cli", backend)
+    assert step.sock("cli").state == "CLOSE"
+    if backend != "select":  # once SO_ERROR is read, ERR is gone
+        assert "ERR" not in ready(o.step("cli: getsockopt(SO_ERROR)", nth=0), "cli", backend)
+
+
+def test_connect_timeout(backend):
+    o = outcome("connect-timeout")
+    assert o.facts["so_error"] == "ETIMEDOUT"
+    assert 1.3 < o.facts["gave_up_after"] < 3.0  # TCP_USER_TIMEOUT 1.5 s
+    waiting = o.step("cli: connect")
+    assert waiting.sock("cli").state == "SYN_SENT" and not writable(waiting, "cli", backend)
+    assert "SYN_SENT" in o.states("cli") and o.states("cli")[-1] == "CLOSE"
+
+
+def test_unreachable(backend):
+    o = outcome("unreachable")
+    assert o.facts["connect"] == "EINPROGRESS"
+    assert o.facts["so_error"] == "EHOSTUNREACH"
+    assert o.facts["icmp_after"] < 0.5, "the router's ICMP comes back in one round trip, not after a retry"
+    assert o.facts["state_after_icmp"] in ("SYN_SENT", "CLOSE")  # a soft error on recent kernels
+    assert error_reported(o.step("cli: connect"), "cli", backend)
+    assert o.facts["no_route"] == "ENETUNREACH"
+
+
+def test_close(backend):
+    o = outcome("close")
+    assert o.facts["server_after_fin"] == "CLOSE_WAIT"
+    assert o.facts["client_after_close"] in ("FIN_WAIT1", "FIN_WAIT2")
+    fin = o.step("cli: close")
+    assert readable(fin, "srv", backend)
+    if backend != "select":
+        assert "RDHUP" in ready(fin, "srv", backend) and "HUP" not in ready(fin, "srv", backend)
+    # FIN_WAIT2 only if the ACK of our FIN came before the server's FIN (it may ride on it)
+    assert o.states("cli")[0] == "ESTABLISHED" and o.states("cli")[-1] == "TIME_WAIT"
+    assert set(o.states("cli")[1:-1]) <= {"FIN_WAIT1", "FIN_WAIT2"} and o.states("cli")[1] == "FIN_WAIT1"
+    assert o.states("srv") == ["ESTABLISHED", "CLOSE_WAIT", "closed"]
+    assert o.facts["time_wait"] == 1 and 55 < o.facts["time_wait_left"] <= 60
+
+
+def test_last_ack(backend):
+    o = outcome("last-ack")
+    assert o.facts["server_after_close"] == "LAST_ACK"
+    assert o.facts["last_ack_lasted"] is not None and o.facts["last_ack_lasted"] < 3
+    assert "LAST_ACK" in o.states("srv") and o.states("srv")[-1] == "closed"
+    assert o.states("cli")[-1] == "TIME_WAIT"
+    assert readable(o.step("srv: recv"), "srv", backend)
+
+
+def test_half_close(backend):
+    o = outcome("half-close")
+    assert o.facts["client_after_shutdown"] in ("FIN_WAIT1", "FIN_WAIT2")
+    assert o.facts["half_closed_reads"] == b"reply"
+    assert o.facts["reply_after_close"] == "CLOSE" and o.facts["second_send"] == "EPIPE"
+    assert writable(o.step("cli: shutdown"), "cli", backend), "a half-closed socket still reports writable"
+    assert error_reported(o.step("srv2: send", nth=0), "srv2", backend)
+
+
+def test_unread_close(backend):
+    o = outcome("unread-close")
+    assert o.facts["client_after"] == "CLOSE" and o.facts["recv"] == "ECONNRESET"
+    assert o.facts["time_wait"] == 0
+    assert error_reported(o.step("srv: close"), "cli", backend)
+
+
+def test_linger_zero(backend):
+    o = outcome("linger0")
+    assert o.facts["server_after"] == "CLOSE" and o.facts["recv"] == "ECONNRESET"
+    assert o.facts["time_wait"] == 0
+    assert error_reported(o.step("cli: setsockopt(SO_LINGER"), "srv", backend)
+    assert o.states("cli") == ["ESTABLISHED", "closed"], "no FIN_WAIT, no TIME_WAIT"
+
+
+def test_server_killed(backend):
+    o = outcome("server-killed")
+    assert o.facts["client_after_kill"] == "CLOSE_WAIT"
+    assert o.facts["client_after_write"] == "CLOSE"
+    assert o.facts["send_after_rst"] == "EPIPE" and o.facts["send_without_flag"] == "EPIPE"
+    assert o.facts["sigpipe"] == {"MSG_NOSIGNAL": 0, "no flag": 1}
+    assert readable(o.step("kill"), "cli", backend)
+    assert error_reported(o.step("cli: send(", nth=0), "cli", backend)
+
+
+def test_link_pulled(backend):
+    o = outcome("link-pulled")
+    assert o.facts["recv"] == "ETIMEDOUT"
+    assert 0.8 < o.facts["gave_up_after"] < 3.0  # TCP_USER_TIMEOUT 1 s
+    times = o.facts["retransmissions"]
+    assert times and times == sorted(times)
+    assert o.facts["server_state"] == "ESTABLISHED", "the server never hears of it"
+    assert error_reported(o.step("cli: TCP_INFO", nth=len(times)), "cli", backend)
+
+
+def test_reboot(backend):
+    o = outcome("reboot")
+    assert o.facts["client_before"] == "ESTABLISHED"
+    assert o.facts["client_after"] == "CLOSE" and o.facts["recv"] == "ECONNRESET"
+    assert error_reported(o.step("cli: send("), "cli", backend)
+
+
+# ------------------------------------------------------------------- the CLI
+
+def lab(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reactor", "lab", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_list_names_every_scenario():
+    done = lab("--list")
+    assert done.returncode == 0
+    for name in SCENARIOS:
+        assert name in done.stdout
+
+
+def test_unknown_scenario_exits_2():
+    done = lab("handshake", "no-such")
+    assert done.returncode == 2 and "unknown scenario no-such" in done.stderr
+
+
+def test_json_and_backend_choice(tmp_path):
+    path = tmp_path / "lab.json"
+    done = lab("refused", "linger0", "--backend", "select,epoll", "--json", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "== refused" in done.stdout and "== linger0" in done.stdout and " poll " not in done.stdout
+    document = json.loads(path.read_text())
+    assert document["backends"] == ["select", "epoll"]
+    refused = document["scenarios"][0]
+    assert refused["name"] == "refused" and refused["status"] == "ok"
+    step = next(s for s in refused["steps"] if s["call"].startswith("cli: getsockopt"))
+    assert step["errno"] == "ECONNREFUSED" and set(step["sockets"][1]["ready"]) == {"select", "epoll"}
+
+
+def test_every_scenario_runs_in_under_a_minute():
+    start = time.monotonic()
+    done = lab()
+    took = time.monotonic() - start
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    summary = done.stdout.strip().splitlines()[-1]
+    assert summary.startswith("lab: ") and " 0 failed" in summary, summary
+    assert took < 60, f"the whole lab took {took:.1f} s"
+    for name in SCENARIOS:
+        assert f"== {name}:" in done.stdout
