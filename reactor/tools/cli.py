@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-listener", action="store_true",
                        help="also listen on an ephemeral port whose connections are only held open "
                             "(for benchmarks with idle connections)")
+    tracing = serve.add_mutually_exclusive_group()
+    tracing.add_argument("--trace", action="store_true",
+                         help="print one line per connection event: accepted (with its wait in the accept "
+                              "queue), first byte, peer FIN, our FIN, RST in or out, closed (duration, bytes, "
+                              "retransmits), each with the kernel's TCP_INFO")
+    tracing.add_argument("--trace-json", metavar="PATH", help="write the same events as JSON lines to PATH")
     # Set by the supervisor for its workers: bind with SO_REUSEPORT.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.set_defaults(run=run_serve, parser=serve)
@@ -153,9 +159,11 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
     worker = ["--host", args.host, "--protocol", args.protocol, "--backend", args.backend,
               "--native", args.native, "--on-exhausted", args.on_exhausted, "--grace", str(args.grace)]
     for flag, value in (("--backlog", args.backlog), ("--max-accepts", args.max_accepts),
-                        ("--stats-interval", args.stats_interval)):
+                        ("--stats-interval", args.stats_interval), ("--trace-json", args.trace_json)):
         if value is not None:
             worker += [flag, str(value)]
+    if args.trace:
+        worker.append("--trace")  # each worker's lines reach the supervisor's stdout, prefixed
     return worker
 
 
@@ -195,8 +203,11 @@ def run_serve(args: argparse.Namespace) -> int:
         native=native_choice, backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
+        trace=args.trace, trace_json=args.trace_json,
     )
     try:
+        if args.trace_json and not args.reuse_port:
+            open(args.trace_json, "w").close()  # a new trace; the workers (or we) append to it
         if args.workers > 1:
             from .workers import supervise
 
