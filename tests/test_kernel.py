@@ -218,6 +218,7 @@ def test_tcp_info_agrees_with_ss(connected):
     assert int(fields["bytes_received"]) == info.bytes_received
     assert int(fields["segs_out"]) == info.segs_out and int(fields["segs_in"]) == info.segs_in
     assert int(fields["advmss"]) == info.advmss and int(fields["pmtu"]) == info.pmtu
+    assert int(fields["snd_wnd"]) == info.snd_wnd and int(fields["rcv_space"]) == info.rcv_space
     assert float(fields["rto"]) == pytest.approx(info.rto / 1000)
     rtt, rttvar = (float(x) for x in fields["rtt"].split("/"))
     assert rtt == pytest.approx(info.rtt / 1000, abs=0.002)

@@ -77,10 +77,12 @@ class ServeConfig:
 class StatsReporter:
     """Prints a stats line every interval and on SIGUSR1."""
 
-    def __init__(self, reactor: Reactor, listener: Listener, out: TextIO) -> None:
+    def __init__(self, reactor: Reactor, listener: Listener, out: TextIO,
+                 before: Callable[[], None] | None = None) -> None:
         self._reactor = reactor
         self._listener = listener
         self._out = out
+        self._before = before  # the tracer's flush: its lines come first
         self._last_time = reactor.time()
         self._last_accepted = 0
         overflows = kernel.listen_overflows()
@@ -113,6 +115,8 @@ class StatsReporter:
         )
 
     def report(self) -> None:
+        if self._before is not None:
+            self._before()
         print(self.line(), file=self._out, flush=True)
 
 
@@ -135,8 +139,9 @@ def _port_counts(address: object) -> tuple[int, int] | None:
 def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code. Raises OSError when
     the address cannot be bound (the CLI turns it into exit 1)."""
-    with Reactor(backend=config.backend, native=config.native) as reactor, ExitStack() as resources:
-        factory, tracer = protocol_factory(config, out, resources)
+    # The tracer's files outlive the reactor: connections it closes at exit still write their last events.
+    with ExitStack() as resources, Reactor(backend=config.backend, native=config.native) as reactor:
+        factory, tracer = protocol_factory(config, out, resources, reactor.call_later)
         if config.unix:
             listener = reactor.listen_unix(factory, config.unix, backlog=config.backlog,
                                            max_accepts=config.max_accepts, on_exhausted=config.on_exhausted)
@@ -144,7 +149,7 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
             listener = reactor.listen(factory, config.host, config.port, backlog=config.backlog,
                                       reuse_port=config.reuse_port, max_accepts=config.max_accepts,
                                       on_exhausted=config.on_exhausted)
-        reporter = StatsReporter(reactor, listener, out)
+        reporter = StatsReporter(reactor, listener, out, tracer.flush if tracer is not None else None)
         shutdown = _Shutdown(reactor, listener, config.grace)
         # Handlers first: whoever reads the first line may signal at once.
         reactor.add_signal_handler(signal.SIGINT, shutdown.begin)
@@ -159,6 +164,8 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
         if config.stats_interval:
             _every(reactor, config.stats_interval, reporter.report)
         reactor.run()
+        if tracer is not None:
+            tracer.flush()
         stats = listener.stats
         print(
             f"stopped: accepted={stats.accepted} aborted={stats.aborted} exhausted={stats.exhausted} "
@@ -173,18 +180,21 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def protocol_factory(config: ServeConfig, out: TextIO, resources: ExitStack) -> tuple[Callable[[], Protocol],
-                                                                                      Tracer | None]:
+def protocol_factory(config: ServeConfig, out: TextIO, resources: ExitStack,
+                     call_later: Callable[[float, Callable[[], None]], object] | None = None,
+                     ) -> tuple[Callable[[], Protocol], Tracer | None]:
     """The listener's protocol factory and the tracer, if any. Without
     --trace/--trace-json it is the stock protocol class itself: the accept
-    path runs no tracing code at all."""
+    path runs no tracing code at all. The tracer is flushed when
+    ``resources`` closes."""
     factory: Callable[[], Protocol] = stock_protocol(config.protocol)
     if not (config.trace or config.trace_json):
         return factory, None
     from .trace import Tracer, open_jsonl
 
     jsonl = resources.enter_context(open_jsonl(config.trace_json)) if config.trace_json else None
-    tracer = Tracer(out if config.trace else None, jsonl)
+    tracer = Tracer(out if config.trace else None, jsonl, call_later=call_later)
+    resources.callback(tracer.flush)  # runs before the file closes (last in, first out)
     return tracer.wrap(factory), tracer
 
 
