@@ -58,6 +58,7 @@ import resource
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -402,10 +403,13 @@ def _ask(body: bytes, flags: int) -> list[DiagSocket]:
     """Send one sock_diag request; the sockets of its answer."""
     header = _NLMSG_HDR.pack(_NLMSG_HDR.size + len(body), _SOCK_DIAG_BY_FAMILY, flags, 1, 0)
     found: list[DiagSocket] = []
+    deadline = time.monotonic() + _DUMP_TIMEOUT
     with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as nl:
         nl.settimeout(_DUMP_TIMEOUT)
         nl.sendto(header + body, (0, 0))
         while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sock_diag did not finish its answer within {_DUMP_TIMEOUT} s")
             data = nl.recv(_RECV_SIZE)
             offset = 0
             while offset + _NLMSG_HDR.size <= len(data):
