@@ -219,7 +219,7 @@ def connect_timeout(lab: Lab) -> None:
 
 
 def close(lab: Lab) -> None:
-    port = pair(lab)
+    pair(lab)
     lab.close("cli", "client", settle=lambda: lab.state("srv") == "CLOSE_WAIT",
               note="FIN: FIN_WAIT1 until the server's kernel acks it (a delayed ACK, which may ride on the "
                    "server's own FIN), then FIN_WAIT2 until the server's FIN")
@@ -229,12 +229,7 @@ def close(lab: Lab) -> None:
     lab.recv("srv", side="server", note="EOF; the server may still send, then should close")
     lab.close("srv", "server", settle=lambda: lab.state("cli") == "TIME_WAIT",
               note="our FIN: LAST_ACK until the client's ACK, one loopback round trip, so gone already")
-    tw = lab.matching((HOST, port), "TIME_WAIT")
-    lab.observe(f"sock_diag {HOST}:{port} TIME_WAIT", f"{len(tw)}" + (f", {tw[0].expires_ms / 1000:.1f} s left"
-                                                                if tw else ""),
-                note="the side that closed first keeps TIME_WAIT, 60 s on Linux (TCP_TIMEWAIT_LEN)")
-    lab.fact("time_wait", len(tw))
-    lab.fact("time_wait_left", tw[0].expires_ms / 1000 if tw else None)
+    _time_wait(lab, note="the side that closed first keeps TIME_WAIT, 60 s on Linux (TCP_TIMEWAIT_LEN)")
 
 
 def half_close(lab: Lab) -> None:
@@ -263,7 +258,7 @@ def half_close(lab: Lab) -> None:
 
 
 def unread_close(lab: Lab) -> None:
-    port = pair(lab)
+    pair(lab)
     lab.send("cli", b"GET / HTTP/1.1\r\n\r\n", side="client", settle=lambda: unread_bytes(lab.sock("srv")) > 0)
     lab.do("server", "srv: ioctl(SIOCINQ)", lambda: unread_bytes(lab.sock("srv")), fmt=lambda n: f"{n} bytes unread")
     lab.close("srv", "server", settle=lambda: lab.state("cli") == "CLOSE",
@@ -272,22 +267,18 @@ def unread_close(lab: Lab) -> None:
     lab.fact("client_ready", lab.steps[-1].sock("cli").ready)
     got = lab.recv("cli", side="client")
     lab.fact("recv", _errno(got))
-    lab.observe(f"sock_diag {HOST}:{port} TIME_WAIT", str(lab.count((HOST, port), "TIME_WAIT")),
-                note="an RST leaves no TIME_WAIT")
-    lab.fact("time_wait", lab.count((HOST, port), "TIME_WAIT"))
+    _time_wait(lab, note="an RST leaves no TIME_WAIT")
 
 
 def linger_zero(lab: Lab) -> None:
-    port = pair(lab)
+    pair(lab)
     lab.close("cli", "client", linger_rst=True, settle=lambda: lab.state("srv") == "CLOSE",
               note="SO_LINGER {1, 0}: close() sends RST at once and the socket is freed: no FIN, no TIME_WAIT")
     lab.fact("server_after", lab.state("srv"))
     lab.fact("server_ready", lab.steps[-1].sock("srv").ready)
     got = lab.recv("srv", side="server")
     lab.fact("recv", _errno(got))
-    lab.observe(f"sock_diag {HOST}:{port} TIME_WAIT", str(lab.count((HOST, port), "TIME_WAIT")),
-                note="neither side keeps one")
-    lab.fact("time_wait", lab.count((HOST, port), "TIME_WAIT"))
+    _time_wait(lab, note="neither side keeps one")
 
 
 def server_killed(lab: Lab) -> None:
@@ -328,6 +319,17 @@ def server_killed(lab: Lab) -> None:
 
 
 # ------------------------------------------------------------------ helpers
+
+def _time_wait(lab: Lab, note: str) -> None:
+    """Which end of the cli/srv connection keeps TIME_WAIT, by its own
+    four-tuple (facts: time_wait = how many ends, time_wait_left = seconds)."""
+    found = {name: lab.entry(name) for name in ("cli", "srv")}
+    waiting = {name: entry for name, entry in found.items() if entry is not None and entry.state == "TIME_WAIT"}
+    text = ", ".join(f"{name} {entry.expires_ms / 1000:.1f} s left" for name, entry in waiting.items()) or "none"
+    lab.observe("sock_diag cli, srv (by four-tuple): TIME_WAIT", text, note=note)
+    lab.fact("time_wait", len(waiting))
+    lab.fact("time_wait_left", next(iter(waiting.values())).expires_ms / 1000 if waiting else None)
+
 
 class _SigpipeCatcher:
     """Counts SIGPIPEs the kernel raises on this thread: blocked, so they

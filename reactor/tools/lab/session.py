@@ -319,10 +319,22 @@ class Lab:
             found = kernel.tcp_sockets(port, states, family=socket.AF_INET)  # the lab is IPv4 only
         return found or []
 
+    def entry(self, name: str) -> kernel.DiagSocket | None:
+        """sock_diag's entry for socket ``name``'s own four-tuple (also once
+        its fd is closed: TIME_WAIT, FIN_WAIT2, LAST_ACK), or None."""
+        local, remote = self.addresses(name)
+        if local is None or remote is None:
+            return None
+        with self._inside(self._tracked[name].ns):
+            return kernel.tcp_socket(local, remote)
+
     def count(self, address: tuple[str, int], state: str, *, ns: str | None = None) -> int:
         """Sockets in ``state`` with ``address`` (ip, port) at either end.
         The full address, not the port: a busy host has thousands of other
-        connections, some with the same port number on another address."""
+        connections, some with the same port number on another address.
+        Safe only while one of our sockets holds that address (once it is
+        free, another process's connection may take it as its own port):
+        for one connection, ask ``entry()``."""
         return len(self.matching(address, state, ns=ns))
 
     def matching(self, address: tuple[str, int], state: str, *, ns: str | None = None) -> list[kernel.DiagSocket]:

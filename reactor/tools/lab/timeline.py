@@ -5,6 +5,7 @@ JSON for programs (and the tests, which assert on the same records)."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -92,6 +93,8 @@ def _flags(flags: tuple[str, ...], backend: str) -> str:
     return "".join(flags) if backend == "select" else "|".join(flags)
 
 
+#: notes and findings are wrapped to this width (a terminal's, with room)
+_WRAP = 110
 #: column widths of the socket lines
 _NAME_W, _STATE_W, _DETAIL_W = 5, 12, 22
 _READY_W = {"select": 3, "poll": 21, "epoll": 21}
@@ -108,7 +111,7 @@ def format_outcome(outcome: Outcome, backends: list[str]) -> str:
     for step in outcome.steps:
         lines.append(f"{step.t * 1000:9.1f}  {step.side:<6}  {step.call} -> {step.result}")
         if step.note:
-            lines.append(f"{indent}# {step.note}")
+            lines += textwrap.wrap(step.note, _WRAP, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}  ")
         for view in step.sockets:
             text = f"{indent}{view.name:<{_NAME_W}} {view.state:<{_STATE_W}} {view.detail:<{_DETAIL_W}}"
             if view.fd:
@@ -116,8 +119,10 @@ def format_outcome(outcome: Outcome, backends: list[str]) -> str:
             else:
                 text += "(no fd)"
             lines.append(text.rstrip())
-    if outcome.facts:
-        lines.append("   found: " + ", ".join(f"{key}={_fact(value)}" for key, value in outcome.facts.items()))
+    facts = {key: value for key, value in outcome.facts.items() if key != "traceback"}
+    if facts:
+        lines += textwrap.wrap(", ".join(f"{key}={_fact(value)}" for key, value in facts.items()), _WRAP,
+                               initial_indent="   found: ", subsequent_indent=" " * 10)
     if outcome.status == "failed":
         lines.append(f"   FAILED: {outcome.reason}")
     lines.append(f"   ({outcome.duration:.2f} s)")
@@ -129,4 +134,6 @@ def _fact(value: Any) -> str:
         return f"{value:.3f}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_fact(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fact(v)}" for k, v in value.items()) + "}"
     return str(value)
