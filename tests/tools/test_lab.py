@@ -261,3 +261,23 @@ def test_every_scenario_runs_in_under_a_minute():
     assert took < 60, f"the whole lab took {took:.1f} s"
     for name in SCENARIOS:
         assert f"== {name}:" in done.stdout
+
+
+# ------------------------------------------------------------- the skips
+
+def test_namespace_scenarios_skip_with_the_reason_where_namespaces_cannot_be_made(monkeypatch):
+    monkeypatch.setattr("reactor.tools.lab.runner.unavailable_reason", lambda: "network namespaces need root")
+    skipped = run_scenario(SCENARIOS["reboot"], BACKENDS)
+    assert skipped.status == "skipped" and skipped.reason == "network namespaces need root"
+    assert run_scenario(SCENARIOS["refused"], BACKENDS).status == "ok", "loopback scenarios do not need them"
+
+
+def test_a_lost_path_without_tc_is_skipped_with_the_reason(monkeypatch):
+    import shutil
+
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name: None if name == "tc" else which(name))
+    result = run_scenario(SCENARIOS["link-pulled"], BACKENDS)
+    if result.status == "skipped" and "tc" not in result.reason:
+        pytest.skip(result.reason)  # no namespaces here at all
+    assert result.status == "skipped" and "no `tc` command" in result.reason

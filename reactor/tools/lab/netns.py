@@ -170,6 +170,8 @@ class Namespaces:
         self._tc(name, "qdisc", "del", "dev", link, "ingress")
 
     def _tc(self, name: str, *args: str) -> None:
+        if shutil.which("tc") is None:
+            raise OSError("no `tc` command (iproute2)")
         with self.inside(name):
             done = subprocess.run(["tc", *args], capture_output=True, text=True, timeout=IP_TIMEOUT)
         if done.returncode != 0:

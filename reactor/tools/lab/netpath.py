@@ -34,10 +34,11 @@ the sender's kernel transmits, nothing arrives, nothing says so.
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 from ... import kernel
-from .session import Lab, errno_name
+from .session import Lab, ScenarioSkipped, errno_name
 
 __all__ = ["NETPATH_SCENARIOS"]
 
@@ -139,7 +140,7 @@ def link_pulled(lab: Lab) -> None:
     _connected(lab, cli_ns, srv_ns)
     lab.setsockopt("cli", socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LINK_USER_TIMEOUT_MS, side="client",
                    label="TCP_USER_TIMEOUT", note="unacked data may wait 1 s, not tcp_retries2's ~15 minutes")
-    lab.ns.blackhole(srv_ns, srv_link)
+    _blackhole(lab, srv_ns, srv_link)
     lab.record("lab", f"tc: drop all ingress on {srv_link} (server)", "ok",
                note="the server's cable is pulled: nothing reaches it, and nobody says so")
     start = time.monotonic()
@@ -188,7 +189,7 @@ def last_ack(lab: Lab) -> None:
     lab.close("cli", "client", settle=lambda: lab.state("srv") == "CLOSE_WAIT")
     lab.recv("srv", side="server", settle=lambda: lab.state("cli") == "FIN_WAIT2",
              note="EOF; the read acks the client's FIN: FIN_WAIT2")
-    lab.ns.blackhole(cli_ns, cli_link)
+    _blackhole(lab, cli_ns, cli_link)
     lab.record("lab", f"tc: drop all ingress on {cli_link} (client)", "ok",
                note="from now on nothing reaches the client")
     start = time.monotonic()
@@ -205,6 +206,16 @@ def last_ack(lab: Lab) -> None:
         f" {time.monotonic() - start:.2f} s after our close" if done is not None else ""),
         note="the next retransmission of the FIN got through: the client acks it and keeps TIME_WAIT")
     lab.fact("last_ack_lasted", time.monotonic() - start if done is not None else None)
+
+
+def _blackhole(lab: Lab, ns: str, link: str) -> None:
+    """Drop what arrives on ``link``, or skip the scenario saying why not."""
+    assert lab.ns is not None
+    try:
+        lab.ns.blackhole(ns, link)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ScenarioSkipped(f"cannot drop packets here (tc ingress + a BPF filter, iproute2's tc and "
+                              f"CONFIG_NET_CLS_BPF): {exc}") from None
 
 
 def _retrans(lab: Lab, name: str, ns: str) -> int:

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from .netns import Namespaces, unavailable_reason
 from .probe import available
 from .scenarios import SCENARIOS, Scenario
-from .session import Lab
+from .session import Lab, ScenarioSkipped
 from .timeline import Outcome, format_outcome
 
 __all__ = ["run_scenario", "run_lab", "list_text"]
@@ -34,6 +34,8 @@ def run_scenario(scenario: Scenario, backends: Iterable[str] | None = None) -> O
     start = time.monotonic()
     try:
         scenario.run(lab)
+    except ScenarioSkipped as exc:
+        outcome.status, outcome.reason = "skipped", str(exc)
     except Exception as exc:  # a scenario that breaks is reported, and the others run
         outcome.status = "failed"
         outcome.reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()

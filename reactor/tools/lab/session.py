@@ -32,7 +32,7 @@ from .netns import Namespaces
 from .probe import Readiness
 from .timeline import INFO_FIELDS, SockView, Step
 
-__all__ = ["Lab", "errno_name", "LINGER_RST"]
+__all__ = ["Lab", "ScenarioSkipped", "errno_name", "LINGER_RST"]
 
 #: the class, under a name the method ``Lab.socket`` does not hide in annotations
 Socket = socket.socket
@@ -41,6 +41,10 @@ _AF_INET = socket.AF_INET
 LINGER_RST = struct.pack("ii", 1, 0)
 #: how often wait() looks again: fine enough to time a retransmission to a few ms
 WAIT_POLL = 0.002
+
+
+class ScenarioSkipped(Exception):
+    """Raised by a scenario that cannot run here; the message says why."""
 
 
 def errno_name(code: int) -> str:
