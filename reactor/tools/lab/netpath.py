@@ -188,7 +188,7 @@ def last_ack(lab: Lab) -> None:
     _connected(lab, cli_ns, srv_ns)
     lab.close("cli", "client", settle=lambda: lab.state("srv") == "CLOSE_WAIT")
     lab.recv("srv", side="server", settle=lambda: lab.state("cli") == "FIN_WAIT2",
-             note="EOF; the read acks the client's FIN: FIN_WAIT2")
+             note="EOF; the client's FIN gets its (delayed) ACK: FIN_WAIT2")
     _blackhole(lab, cli_ns, cli_link)
     lab.record("lab", f"tc: drop all ingress on {cli_link} (client)", "ok",
                note="from now on nothing reaches the client")
