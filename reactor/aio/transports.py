@@ -65,14 +65,28 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket | int, protocol: Any, *,
                  peername: Any = None, listener: Any = None, family: int = socket.AF_INET,
                  nonblocking: bool = True, server: Any = None, extra: dict[str, Any] | None = None) -> None:
-        Transport.__init__(self, loop._host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
-                           family=family, nonblocking=nonblocking)
-        self._extra = dict(extra) if extra else {}
+        # Whatever may raise goes before Transport.__init__: once it has run
+        # the transport owns the fd, and the listener's clean-up would close
+        # it a second time.
+        extra_info = dict(extra) if extra else {}
+        # A server closed during this accept batch (by a protocol callback)
+        # serves the connections already accepted, as asyncio does, but no
+        # longer waits for them in wait_closed().
+        attached = server is not None and server._sockets is not None
+        if attached:
+            server._attach()
+        try:
+            Transport.__init__(self, loop._host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
+                               family=family, nonblocking=nonblocking)
+        except BaseException:
+            if attached:
+                server._detach()
+            raise
+        self._extra = extra_info
         self._loop = loop
         if isinstance(protocol, BufferedProtocol):
             self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
-        if server is not None:
-            server._attach()
+        if attached:
             self._aio_server = server
         loop._transports[self._fd] = self
 

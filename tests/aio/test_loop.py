@@ -360,3 +360,42 @@ def test_an_fd_closed_while_watched_fails_alone(backend):
     reports = [context for context in errors if context.get("fd") == doomed_fd]
     # epoll forgets a closed fd by itself: nothing to report there
     assert len(reports) == (0 if backend == "epoll" else 1), errors
+
+
+def test_a_server_closed_during_an_accept_batch_still_serves_what_it_accepted():
+    """The accept drain hands out a whole batch; a protocol callback that
+    closes the server meanwhile must not break the rest of the batch
+    (asyncio's Server refuses _attach() once closed)."""
+    served = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda loop, context: errors.append(context))
+        holder = {}
+
+        class CloseServer(asyncio.Protocol):
+            def connection_made(self, transport):
+                served.append(transport)
+                holder["server"].close()  # the first of the batch closes the server
+                transport.write(b"hi")
+                transport.close()
+
+        server = holder["server"] = await loop.create_server(CloseServer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        # Blocking connects from the loop's own thread: the kernel completes
+        # them while the loop is not looking, so all five wait in the queue
+        # and the next readiness event accepts them in one batch.
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        for client in clients:
+            client.settimeout(5)
+        replies = [await loop.run_in_executor(None, client.recv, 10) for client in clients]
+        for client in clients:
+            client.close()
+        await asyncio.wait_for(server.wait_closed(), 5)
+        return replies, errors, server.stats.max_batch
+
+    replies, errors, batch = run(main())
+    assert replies == [b"hi"] * 5 and len(served) == 5
+    assert errors == []
+    assert batch == 5, "the five connections were not accepted in one batch: the test proves nothing"
