@@ -58,12 +58,6 @@ _DISABLED = f"disabled by {NATIVE_ENV}=0"
 _ext: ModuleType | None = None
 _ext_error: str | None = None
 _ext_loaded = False
-# Unused: the switch is no longer cached. Kept only because the fresh_native
-# fixture in tests/net/test_accept.py still monkeypatches these names; delete
-# them together with that fixture's three entries.
-_module: ModuleType | None = None
-_error: str | None = None
-_loaded = False
 
 
 def env_setting() -> str:

@@ -171,8 +171,7 @@ def test_the_c_drain_is_given_the_pure_drains_skip_set():
 def fresh_native(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget the cached load so the test sees a fresh one; monkeypatch puts
     the real cache back afterwards."""
-    for name, value in (("_module", None), ("_error", None), ("_loaded", False),
-                        ("_ext", None), ("_ext_error", None), ("_ext_loaded", False)):
+    for name, value in (("_ext", None), ("_ext_error", None), ("_ext_loaded", False)):
         monkeypatch.setattr(native, name, value)
 
 
