@@ -28,7 +28,6 @@ import itertools
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import threading
@@ -36,6 +35,9 @@ import time
 from typing import Any
 
 import pytest
+
+# One probe for the lab and the tests: can a namespace be made (and entered) here?
+from reactor.tools.lab.netns import unavailable_reason
 
 __all__ = ["mark", "unavailable_reason", "require", "Namespaces", "ChildLines", "REPO_ROOT"]
 
@@ -47,37 +49,10 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IP_TIMEOUT = 10.0
 
 _names = itertools.count()
-_reason: list[str | None] = []  # cached result of the probe
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT, check=check)
-
-
-def unavailable_reason() -> str | None:
-    """Why namespaces cannot be used here, or None if they can (probed once:
-    a throw-away namespace is created and deleted)."""
-    if _reason:
-        return _reason[0]
-    reason: str | None = None
-    if not sys.platform.startswith("linux"):
-        reason = "network namespaces are Linux-only"
-    elif os.geteuid() != 0:
-        reason = "network namespaces need root"
-    elif shutil.which("ip") is None:
-        reason = "no `ip` command (iproute2)"
-    else:
-        name = f"rprobe{os.getpid()}"
-        try:
-            done = _ip("netns", "add", name, check=False)
-            if done.returncode != 0:
-                reason = f"`ip netns add` failed: {done.stderr.strip()}"
-            else:
-                _ip("netns", "del", name, check=False)
-        except (OSError, subprocess.SubprocessError) as exc:
-            reason = f"`ip netns add` failed: {exc}"
-    _reason.append(reason)
-    return reason
 
 
 def require() -> None:

@@ -79,51 +79,36 @@ class SocketMethods:
 
     # ------------------------------------------------------------- reading
 
-    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
-        """Receive up to ``n`` bytes from the non-blocking ``sock``."""
+    async def _now_or_when_ready(self, sock: socket.socket, method: str, args: tuple[Any, ...],
+                                 readable: bool) -> Any:
+        """``sock.method(*args)`` at once, or once the fd is ready if the
+        kernel says EAGAIN: the shape of every ``sock_*`` call but sendall and
+        connect, which make progress in steps."""
         self._check_nonblocking(sock)
         try:
-            return sock.recv(n)
+            return getattr(sock, method)(*args)
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, "recv", n)
+        wait = self._wait_readable if readable else self._wait_writable
+        wait(fut, sock, _retry_call, method, *args)
         return await fut
+
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        """Receive up to ``n`` bytes from the non-blocking ``sock``."""
+        return await self._now_or_when_ready(sock, "recv", (n,), readable=True)
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into ``buf``; the number of bytes received."""
-        self._check_nonblocking(sock)
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, "recv_into", buf)
-        return await fut
+        return await self._now_or_when_ready(sock, "recv_into", (buf,), readable=True)
 
     async def sock_recvfrom(self, sock: socket.socket, bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram of up to ``bufsize`` bytes: ``(data, address)``."""
-        self._check_nonblocking(sock)
-        try:
-            return sock.recvfrom(bufsize)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, "recvfrom", bufsize)
-        return await fut
+        return await self._now_or_when_ready(sock, "recvfrom", (bufsize,), readable=True)
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any, nbytes: int = 0) -> tuple[int, Any]:
         """Receive a datagram into ``buf``: ``(nbytes, address)``."""
-        self._check_nonblocking(sock)
-        if not nbytes:
-            nbytes = len(buf)
-        try:
-            return sock.recvfrom_into(buf, nbytes)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_readable(fut, sock, _retry_call, "recvfrom_into", buf, nbytes)
-        return await fut
+        return await self._now_or_when_ready(sock, "recvfrom_into", (buf, nbytes or len(buf)), readable=True)
 
     # ------------------------------------------------------------- writing
 
@@ -164,14 +149,7 @@ class SocketMethods:
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         """Send a datagram to ``address``; the number of bytes sent."""
-        self._check_nonblocking(sock)
-        try:
-            return sock.sendto(data, address)
-        except (BlockingIOError, InterruptedError):
-            pass
-        fut = self.create_future()  # type: ignore[attr-defined]
-        self._wait_writable(fut, sock, _retry_call, "sendto", data, address)
-        return await fut
+        return await self._now_or_when_ready(sock, "sendto", (data, address), readable=False)
 
     # ------------------------------------------------------ connect/accept
 
