@@ -40,3 +40,13 @@ def test_no_command_exits_2():
     done = run_cli()
     assert done.returncode == 2
     assert "usage:" in done.stderr
+
+
+def test_a_closed_stdout_ends_quietly():
+    # `python -m reactor lab --list | head -1`: no BrokenPipeError traceback
+    proc = subprocess.Popen([sys.executable, "-m", "reactor", "lab", "--list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # before the child writes: its first write gets EPIPE
+    _, stderr = proc.communicate(timeout=30)
+    assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr
