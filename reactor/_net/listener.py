@@ -570,7 +570,10 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
                max_accepts: int | None = None, on_exhausted: str = "pause", sock: socket.socket | None = None,
                keepalive: Any = None, user_timeout: float | None = None) -> Listener:
     """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
-    ephemeral port), or on an already bound ``sock``.
+    ephemeral port), or on an already bound ``sock``. A ``sock`` that is
+    already listening (socket activation; a Unix stream socket too) is used
+    as it is when ``backlog`` is None: no listen() call, and its path, if
+    any, is never removed.
 
     ``backlog``: None → min(4096, somaxconn); larger values are clamped to
     somaxconn and the effective value is ``listener.backlog``.
@@ -598,7 +601,14 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     elif sock.type != socket.SOCK_STREAM:
         raise ValueError("sock must be a SOCK_STREAM socket")
     try:
-        sock.listen(effective)
+        if backlog is None and _is_listening(sock):
+            # Socket activation: an inherited listening socket (TCP or Unix)
+            # is used as it is -- not listened again (its backlog is the one
+            # its owner chose) and, made without a path, never unlinked.
+            queue = kernel.listen_queue(sock)
+            effective = queue[1] if queue is not None else effective
+        else:
+            sock.listen(effective)
         sock.setblocking(False)
         return Listener(reactor, sock, protocol_factory, backlog=effective,
                         max_accepts=_default_max_accepts(max_accepts, effective),
@@ -606,6 +616,13 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     except BaseException:
         sock.close()
         raise
+
+
+def _is_listening(sock: socket.socket) -> bool:
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
 
 
 def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
