@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -36,9 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=run_info)
 
     serve = commands.add_parser("serve", help="serve a stock protocol until SIGINT/SIGTERM")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
-    serve.add_argument("--port", type=_port, default=8888, help="TCP port; 0 picks a free one (default: 8888)")
+    serve.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=_port, default=None, help="TCP port; 0 picks a free one (default: 8888)")
     serve.add_argument("--unix", metavar="PATH", help="listen on a Unix stream socket instead of TCP")
+    serve.add_argument("--fd", type=_fd, default=None, metavar="N",
+                       help="serve on the listening socket inherited as fd N, used as it is (socket activation; "
+                            "systemd's LISTEN_FDS/LISTEN_PID are read too)")
     serve.add_argument("--protocol", choices=["echo", "discard", "close", "http"], default="echo")
     serve.add_argument("--backend", choices=["auto", *available_backends()], default="auto")
     serve.add_argument("--native", choices=["auto", "on", "off"], default="auto",
@@ -184,6 +188,7 @@ def _checked(convert, expected: str, valid, rule: str):
 
 
 _positive_int = _checked(int, "a whole number", lambda v: v >= 1, ">= 1")
+_fd = _checked(int, "a file descriptor number", lambda v: v >= 0, ">= 0")
 _port = _checked(int, "a port number", lambda v: 0 <= v <= 65535, "in 0..65535")
 # NaN fails both comparisons, so it is refused too.
 _non_negative_float = _checked(float, "a number of seconds", lambda v: 0 <= v < math.inf, "a finite number >= 0")
@@ -197,10 +202,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     if args.workers > 1 and args.unix:
         args.parser.error("--workers needs a TCP address, not --unix")
+    sock = _inherited_socket(args)
+    args.host = "127.0.0.1" if args.host is None else args.host
+    args.port = 8888 if args.port is None else args.port
     native_choices: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
     native_choice = native_choices[args.native]
     config = ServeConfig(
-        host=args.host, port=args.port, unix=args.unix, protocol=args.protocol, backend=args.backend,
+        host=args.host, port=args.port, unix=args.unix, protocol=args.protocol, backend=args.backend, sock=sock,
         native=native_choice, backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
@@ -217,6 +225,27 @@ def run_serve(args: argparse.Namespace) -> int:
     except (OSError, NativeUnavailableError) as exc:
         print(f"python -m reactor serve: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _inherited_socket(args: argparse.Namespace) -> socket.socket | None:
+    """The socket of ``--fd N`` or of systemd's LISTEN_FDS, or None; a usage
+    error (exit 2) when it is not a listening stream socket or comes with an
+    address of its own."""
+    from .serve import activation_fd, inherited_socket
+
+    try:
+        fd = args.fd if args.fd is not None else activation_fd()
+        if fd is None:
+            return None
+        what = f"--fd {fd}" if args.fd is not None else "LISTEN_FDS"
+        if args.host is not None or args.port is not None or args.unix:
+            args.parser.error(f"{what} serves the inherited socket: it takes no --host, --port or --unix")
+        if args.workers > 1:
+            args.parser.error(f"{what} serves one process: it takes no --workers")
+        return inherited_socket(fd)
+    except ValueError as exc:
+        args.parser.error(str(exc))  # exits 2
+        raise  # not reached
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -29,8 +29,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
@@ -46,7 +47,8 @@ from .stock import stock_protocol
 if TYPE_CHECKING:
     from .trace import Tracer
 
-__all__ = ["ServeConfig", "serve", "protocol_factory", "format_address"]
+__all__ = ["ServeConfig", "serve", "protocol_factory", "format_address", "inherited_socket", "activation_fd",
+           "SD_LISTEN_FDS_START"]
 
 
 @dataclass
@@ -56,6 +58,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8888
     unix: str | None = None
+    #: an inherited listening socket (``--fd N``, systemd's LISTEN_FDS),
+    #: used as it is instead of host/port/unix
+    sock: socket.socket | None = None
     protocol: str = "echo"
     backend: str = "auto"
     native: bool | str = "auto"
@@ -142,7 +147,12 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
     # The tracer's files outlive the reactor: connections it closes at exit still write their last events.
     with ExitStack() as resources, Reactor(backend=config.backend, native=config.native) as reactor:
         factory, tracer = protocol_factory(config, out, resources, reactor.call_later)
-        if config.unix:
+        if config.sock is not None:
+            # Never re-bound nor listened again; a Unix path it has is not
+            # ours to unlink (asyncio's create_unix_server(sock=) does unlink it).
+            listener = reactor.listen(factory, sock=config.sock, max_accepts=config.max_accepts,
+                                      on_exhausted=config.on_exhausted)
+        elif config.unix:
             listener = reactor.listen_unix(factory, config.unix, backlog=config.backlog,
                                            max_accepts=config.max_accepts, on_exhausted=config.on_exhausted)
         else:
@@ -178,6 +188,53 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
             events = " ".join(f"{kind}={count}" for kind, count in sorted(tracer.counts.items()))
             print(f"traced: {events or 'nothing'}", file=out, flush=True)
     return 0
+
+
+#: systemd's first passed fd (sd_listen_fds(3): SD_LISTEN_FDS_START)
+SD_LISTEN_FDS_START = 3
+
+
+def activation_fd(environ: MutableMapping[str, str] | None = None) -> int | None:
+    """The listening fd systemd passed us (``LISTEN_FDS``/``LISTEN_PID``),
+    or None. The variables are removed once read, as
+    ``sd_listen_fds(unset_environment=1)`` does, so that no child of ours
+    takes them as its own. Raises ValueError when they cannot be used:
+    serve serves one socket, so LISTEN_FDS must be 1."""
+    if environ is None:
+        environ = os.environ
+    pid, count = environ.get("LISTEN_PID"), environ.get("LISTEN_FDS")
+    if pid is None or count is None or pid.strip() != str(os.getpid()):
+        return None  # not for us (a parent's, inherited)
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        environ.pop(name, None)
+    if count.strip() != "1":
+        raise ValueError(f"LISTEN_FDS={count}: serve uses exactly one inherited socket")
+    return SD_LISTEN_FDS_START
+
+
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening stream socket on ``fd``, its family (TCP, IPv6, Unix)
+    read from the socket itself. Raises ValueError naming what is wrong: not
+    open, not a socket, not a stream socket, not listening -- it is used as
+    it is, so it is never bound or listened here."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        raise ValueError(f"--fd {fd}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise ValueError(f"--fd {fd}: not a socket")
+    sock = socket.socket(fileno=fd)
+    try:
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"--fd {fd}: not a stream socket")
+        if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ValueError(f"--fd {fd}: the socket is not listening (an inherited socket is used as it is: "
+                             "bind and listen it before passing it)")
+        os.set_inheritable(fd, False)  # ours now: no child of ours gets it
+    except BaseException:
+        sock.detach()  # not ours to close: the caller still owns the fd
+        raise
+    return sock
 
 
 def protocol_factory(config: ServeConfig, out: TextIO, resources: ExitStack,
@@ -225,6 +282,10 @@ class _Shutdown:
 
     def begin(self) -> None:
         if self._started:
+            # A second SIGINT/SIGTERM: abort what is left, at once.
+            if self._grace_timer is not None:
+                self._grace_timer.cancel()
+                self._grace_over()
             return
         self._started = True
         self._listener.close()
