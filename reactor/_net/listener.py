@@ -48,6 +48,13 @@ again at once: retrying is a busy loop at 100% CPU. Two policies:
   fd first), fall back to pausing -- shedding must never spin either.
 
 Logging while exhausted is rate-limited to one line per second per listener.
+
+Behind a load balancer (``proxy_protocol=True``), every connection starts
+with a PROXY protocol header (``reactor/_net/proxy.py``: the specification's
+rules and ours). The listener then gives each transport a pre-protocol,
+``proxy.HeaderReader``, instead of calling the factory: the real protocol is
+made, and told ``connection_made``, once the header is read. Off, the
+factory is the caller's own: the accept path does no work for the feature.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ from __future__ import annotations
 import errno
 import functools
 import logging
+import math
 import os
 import socket
 import stat
@@ -67,6 +75,7 @@ from .._core.checks import check_callable, check_host_port
 from .._core.resources import CLOSE_FIRST
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
 from .addresses import check_host_name, format_address
+from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .transport import Transport
 
@@ -140,10 +149,13 @@ class ListenerStats:
     empty_wakeups: events that found the queue already empty (stale readiness)
     active: connections accepted here and still open
     histogram: batches by size, bucket i = sizes 2**(i-1) .. 2**i - 1
+    proxy_errors: connections closed for a bad or missing PROXY protocol
+        header, an EOF in the middle of one, or none within the timeout
+        (``proxy_protocol=True`` only)
     """
 
     __slots__ = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
-                 "max_batch", "empty_wakeups", "active", "histogram")
+                 "max_batch", "empty_wakeups", "active", "histogram", "proxy_errors")
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -157,6 +169,7 @@ class ListenerStats:
         self.empty_wakeups = 0
         self.active = 0
         self.histogram = [0] * HISTOGRAM_BUCKETS
+        self.proxy_errors = 0
 
     @property
     def accepts_per_wakeup(self) -> float:
@@ -183,12 +196,19 @@ class Listener:
 
     def __init__(self, reactor: Reactor, sock: Any, protocol_factory: Callable[[], Any], *,
                  backlog: int, max_accepts: int, on_exhausted: str = "pause",
-                 unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None) -> None:
+                 unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None,
+                 proxy_protocol: bool = False, proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> None:
         self._reactor = reactor
         self._sock = sock
         self._fd = sock.fileno()
         self._family = sock.family
         self._factory = protocol_factory
+        #: True if every connection must start with a PROXY protocol header
+        self.proxy_protocol: bool = proxy_protocol
+        if proxy_protocol:
+            # The pre-protocol reads the header, then makes the real protocol
+            # (module docs); off, the caller's factory is called as it is.
+            self._factory = functools.partial(HeaderReader, self, protocol_factory, proxy_timeout)
         self.backlog: int = backlog
         self.max_accepts: int = max_accepts
         self.on_exhausted: str = on_exhausted
@@ -440,6 +460,13 @@ class Listener:
         closing at once, and counts as rejected."""
         self.stats.rejected += 1
 
+    def _proxy_failed(self, transport: Transport, reason: str) -> None:
+        """``transport`` sent a bad PROXY header, or none in time: it is
+        closing, and counts. Not reported: any client can cause it."""
+        self.stats.proxy_errors += 1
+        logger.debug("listener %s: closed a connection from %s: %s",
+                     self.address, transport.get_extra_info("peername"), reason)
+
     def _connection_closed(self, transport: Transport) -> None:
         self.stats.active -= 1
         self._connections.discard(transport)
@@ -561,6 +588,15 @@ def _check_common(protocol_factory: Any, max_accepts: Any, on_exhausted: Any) ->
         raise ValueError(f"on_exhausted must be 'pause' or 'shed', not {on_exhausted!r}")
 
 
+def _check_proxy(proxy_protocol: Any, proxy_timeout: Any) -> None:
+    if not isinstance(proxy_protocol, bool):
+        raise TypeError(f"proxy_protocol must be True or False, not {type(proxy_protocol).__name__}")
+    if isinstance(proxy_timeout, bool) or not isinstance(proxy_timeout, (int, float)):
+        raise TypeError(f"proxy_timeout must be a number of seconds, not {type(proxy_timeout).__name__}")
+    if not 0 < proxy_timeout < math.inf:
+        raise ValueError(f"proxy_timeout must be a finite number of seconds > 0, not {proxy_timeout!r}")
+
+
 def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
     return max_accepts if max_accepts is not None else max(1, min(backlog, MAX_ACCEPTS_CAP))
 
@@ -568,7 +604,8 @@ def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
 def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None = "127.0.0.1",
                port: int = 0, *, backlog: int | None = None, reuse_port: bool = False,
                max_accepts: int | None = None, on_exhausted: str = "pause", sock: socket.socket | None = None,
-               keepalive: Any = None, user_timeout: float | None = None) -> Listener:
+               keepalive: Any = None, user_timeout: float | None = None, proxy_protocol: bool = False,
+               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
     """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
     ephemeral port), or on an already bound ``sock``. A ``sock`` that is
     already listening (socket activation; a Unix stream socket too) is used
@@ -581,7 +618,9 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     most ``MAX_ACCEPTS_CAP``, 64; on select also no more than the fds left
     below FD_SETSIZE, see ``Listener._on_readable``). ``on_exhausted``: ``"pause"`` or ``"shed"`` (see the module
     docs). ``keepalive`` / ``user_timeout``: dead-peer detection applied to
-    every accepted connection.
+    every accepted connection. ``proxy_protocol``: every connection must
+    start with a PROXY protocol v1 or v2 header, read (within
+    ``proxy_timeout`` seconds) before ``connection_made`` (module docs).
 
     Set-up runs on the calling thread: a host name is resolved there
     (getaddrinfo may block), so listen on a numeric address from a running
@@ -589,6 +628,7 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     """
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
+    _check_proxy(proxy_protocol, proxy_timeout)
     keepalive = check_keepalive(keepalive)
     user_timeout_ms = check_user_timeout(user_timeout)
     effective = effective_backlog(backlog)
@@ -612,7 +652,8 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
         sock.setblocking(False)
         return Listener(reactor, sock, protocol_factory, backlog=effective,
                         max_accepts=_default_max_accepts(max_accepts, effective),
-                        on_exhausted=on_exhausted, keepalive=keepalive, user_timeout_ms=user_timeout_ms)
+                        on_exhausted=on_exhausted, keepalive=keepalive, user_timeout_ms=user_timeout_ms,
+                        proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout)
     except BaseException:
         sock.close()
         raise
@@ -669,8 +710,10 @@ def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 
 def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,
-                max_accepts: int | None = None, on_exhausted: str = "pause") -> Listener:
-    """Listen on a Unix stream socket at ``path``.
+                max_accepts: int | None = None, on_exhausted: str = "pause", proxy_protocol: bool = False,
+                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
+    """Listen on a Unix stream socket at ``path``. ``proxy_protocol`` as for
+    ``listen_tcp`` (HAProxy sends it to Unix servers too).
 
     A socket file left by a dead server (connecting to it is refused) is
     replaced; a live one raises ``OSError(EADDRINUSE)``; any other file
@@ -680,6 +723,7 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
     """
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
+    _check_proxy(proxy_protocol, proxy_timeout)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
     path = os.fspath(path)
@@ -695,7 +739,8 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
         sock.setblocking(False)
         return Listener(reactor, sock, protocol_factory, backlog=effective,
                         max_accepts=_default_max_accepts(max_accepts, effective),
-                        on_exhausted=on_exhausted, unix_path=path)
+                        on_exhausted=on_exhausted, unix_path=path, proxy_protocol=proxy_protocol,
+                        proxy_timeout=proxy_timeout)
     except BaseException:
         sock.close()
         raise

@@ -23,6 +23,7 @@ from .. import native as _native
 from .._core.loop import Clock, EventLoop
 from .connector import DEFAULT_HAPPY_EYEBALLS_DELAY, DEFAULT_TIMEOUT, ConnectAttempt, connect_tcp, connect_unix
 from .listener import Listener, listen_tcp, listen_unix
+from .proxy import DEFAULT_PROXY_TIMEOUT
 from .transport import READ_SIZE
 
 __all__ = ["Reactor", "READ_BUFFER_SIZE"]
@@ -63,21 +64,25 @@ class Reactor(EventLoop):
     def listen(self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0, *,
                backlog: int | None = None, reuse_port: bool = False, max_accepts: int | None = None,
                on_exhausted: str = "pause", sock: socket.socket | None = None, keepalive: Any = None,
-               user_timeout: float | None = None) -> Listener:
+               user_timeout: float | None = None, proxy_protocol: bool = False,
+               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
         """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
         ephemeral port; ``""`` binds every IPv4 interface, ``"::"`` every IPv6
         one), or on an already bound
         ``sock``. See :func:`reactor._net.listener.listen_tcp` for each keyword."""
         return listen_tcp(self, protocol_factory, host, port, backlog=backlog, reuse_port=reuse_port,
                           max_accepts=max_accepts, on_exhausted=on_exhausted, sock=sock,
-                          keepalive=keepalive, user_timeout=user_timeout)
+                          keepalive=keepalive, user_timeout=user_timeout, proxy_protocol=proxy_protocol,
+                          proxy_timeout=proxy_timeout)
 
     def listen_unix(self, protocol_factory: ProtocolFactory, path: str, *, backlog: int | None = None,
-                    max_accepts: int | None = None, on_exhausted: str = "pause") -> Listener:
+                    max_accepts: int | None = None, on_exhausted: str = "pause", proxy_protocol: bool = False,
+                    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
         """Listen on a Unix stream socket at ``path`` (a stale socket file is
-        replaced, a live one is ``EADDRINUSE``; the path is removed on close)."""
+        replaced, a live one is ``EADDRINUSE``; the path is removed on close).
+        ``proxy_protocol`` as for ``listen``."""
         return listen_unix(self, protocol_factory, path, backlog=backlog, max_accepts=max_accepts,
-                           on_exhausted=on_exhausted)
+                           on_exhausted=on_exhausted, proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout)
 
     # ------------------------------------------------------------ clients
 

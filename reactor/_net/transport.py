@@ -241,6 +241,10 @@ class Transport:
     # is closed in connection_made never pays for the setsockopt (nor for
     # this flag: it is looked at, and set, on the first write only).
     _nodelay_pending = True
+    # PROXY protocol (proxy.py): the parsed header and the balancer's address,
+    # set only on a proxy_protocol listener's connections once the header is read
+    _proxy: Any = None
+    _socket_peername: Any = None
 
     def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
                  peername: Any = None, server: Any = None, family: int = socket.AF_INET,
@@ -313,6 +317,34 @@ class Transport:
             return exc
         self._reader_on = True
         return None
+
+    def _proxy_header_done(self, header: Any, protocol: Protocol, rest: bytes) -> None:
+        """A ``proxy_protocol`` listener's pre-protocol (``proxy.HeaderReader``)
+        has read the PROXY header: from now on ``peername`` is the client's
+        (when the header names one), the connection belongs to ``protocol``,
+        which is told ``connection_made`` now and gets ``rest``, the bytes
+        that came after the header, as its first ``data_received`` (even if
+        ``connection_made`` paused reading: they were read already)."""
+        socket_peername = self._peername
+        if socket_peername is None:
+            try:
+                socket_peername = self._socket().getpeername()
+            except OSError:
+                pass
+        self._socket_peername = socket_peername
+        self._proxy = header
+        if header.source is not None:
+            self._peername = header.source
+        self._protocol = protocol
+        if self._call_protocol("connection_made", self)[1] is not None:
+            return  # reported, and the connection aborted
+        if rest and self._state in _READING:
+            try:
+                protocol.data_received(rest)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._protocol_failed(exc, "data_received")
 
     def _discard(self) -> None:
         """Set-up failed before ``connection_made``: close the fd and tell
@@ -697,7 +729,11 @@ class Transport:
     # --------------------------------------------------------------- extras
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """``"peername"``, ``"sockname"``, ``"socket"``, or ``default``."""
+        """``"peername"``, ``"sockname"``, ``"socket"``, or ``default``; behind
+        the PROXY protocol also ``"proxy"`` (the parsed header) and
+        ``"socket_peername"`` (the balancer's address; without a header the
+        same as ``"peername"``), and ``"peername"`` is the client's from the
+        header (the socket's own for LOCAL and UNKNOWN)."""
         closed = self._state in _FD_CLOSED  # the fd number may already belong to someone else
         if name == "peername":
             if self._peername is None:
@@ -717,6 +753,12 @@ class Transport:
                 return default
         if name == "socket":
             return self._sock if closed else self._socket()
+        if name == "proxy":
+            return default if self._proxy is None else self._proxy
+        if name == "socket_peername":
+            if self._proxy is None:
+                return self.get_extra_info("peername", default)
+            return default if self._socket_peername is None else self._socket_peername
         return default
 
     def get_protocol(self) -> Protocol | None:
