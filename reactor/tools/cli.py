@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     tracing.add_argument("--trace-json", metavar="PATH", help="write the same events as JSON lines to PATH")
     # Set by the supervisor for its workers: bind with SO_REUSEPORT.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    # Set by the supervisor for its workers: print a counts line every S seconds.
+    serve.add_argument("--report-interval", type=_positive_float, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=run_serve, parser=serve)
 
     bench = commands.add_parser(
@@ -160,10 +162,11 @@ def _peer_list(text: str) -> list[str]:
 
 
 def _worker_args(args: argparse.Namespace) -> list[str]:
-    """The serve arguments each worker process gets (not --port/--workers)."""
-    worker = ["--host", args.host, "--protocol", args.protocol, "--backend", args.backend,
+    """The serve arguments each worker process gets (no address: the
+    supervisor listens and passes each its socket; not --workers)."""
+    worker = ["--protocol", args.protocol, "--backend", args.backend,
               "--native", args.native, "--on-exhausted", args.on_exhausted, "--grace", str(args.grace)]
-    for flag, value in (("--backlog", args.backlog), ("--max-accepts", args.max_accepts),
+    for flag, value in (("--max-accepts", args.max_accepts),
                         ("--stats-interval", args.stats_interval), ("--trace-json", args.trace_json)):
         if value is not None:
             worker += [flag, str(value)]
@@ -213,6 +216,7 @@ def run_serve(args: argparse.Namespace) -> int:
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
         trace=args.trace, trace_json=args.trace_json,
+        report_interval=args.report_interval,
     )
     try:
         if args.trace_json and not args.reuse_port:

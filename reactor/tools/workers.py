@@ -7,19 +7,59 @@ spreads incoming connections over them by a hash of the 4-tuple. (One
 listening socket shared by forked workers makes them all wake for each
 connection and leaves most of the work to whichever wins most races.)
 
+Some facts about SO_REUSEPORT on Linux, and what they mean for a reload:
+
+- Every listening socket of a reuseport group has its *own* accept queue;
+  the kernel picks the socket for each new connection (a hash of the
+  4-tuple over the group's listening sockets) when the SYN arrives.
+- Closing a listening socket resets every connection still in its queue
+  (the client, which saw its handshake complete, reads ECONNRESET after
+  having sent its request), and the SYN_RECV requests hashed to it die too,
+  unless ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+, off by default; it is
+  0 here) moves them to another socket of the group.
+- A listening socket that is not watched (paused) keeps its place in the
+  group: connections go on being hashed to it. So "stop watching, accept
+  until EAGAIN, then close" always leaves a window between the last EAGAIN
+  and the close() in which a new connection lands on a queue about to be
+  reset; the busier the port, the likelier.
+- A socket is closed when its *last* fd is: a socket held by two processes
+  keeps its queue, and its place in the group, while either one has it.
+
+So the listening sockets are not the workers' but the supervisor's: it binds
+and listens one SO_REUSEPORT socket per worker slot and passes it to the
+worker as ``serve --fd N`` (socket activation, the same path systemd's
+sockets take). A reload starts a new worker on the *same* socket; both
+accept from its queue until the old one has been told to stop; the old one
+then closes only its own fd. No listening socket ever closes while the
+supervisor lives, so no queued connection is reset and none is refused.
+Measured (tests/tools/test_workers.py): 3 SIGHUPs under 4 s of continuous
+HTTP clients, 0 refused, 0 reset. A worker that dies, even by SIGKILL,
+leaves its queue to its replacement the same way: the clients wait instead
+of being reset.
+
 The supervisor:
-- reserves the port with a bound, never-listening SO_REUSEPORT socket (with
-  ``--port 0`` that is how it learns the port every worker must use; a
-  bound socket that does not listen receives no connections);
-- starts each worker as ``python -m reactor serve ... --reuse-port`` with
+- binds and listens the N sockets (with ``--port 0``, the first one picks
+  the port the others join);
+- starts each worker as ``python -m reactor serve ... --fd N`` with
   PR_SET_PDEATHSIG, so a worker outlives neither a crashed nor a SIGKILLed
   supervisor;
 - prints its own first line once every worker listens;
 - forwards SIGINT/SIGTERM (graceful stop) and SIGUSR1 (stats) to the workers,
-  and prefixes their stats lines with their pid;
-- restarts a worker that dies unexpectedly, at most ``MAX_RESTARTS`` times
-  per ``RESTART_WINDOW`` seconds (a worker that cannot start would otherwise
-  fork-bomb the machine), then gives up with exit 1;
+  and prefixes their stats lines with their pid; a second SIGINT/SIGTERM is
+  forwarded too, and the workers then abort what is left at once;
+- on SIGHUP starts a new generation of N workers, each on its slot's
+  socket; once all of them have printed their first line (they accept), it
+  sends SIGTERM to the old ones (graceful: they stop accepting and drain),
+  and prints ``reloaded: generation=G pids=...``. A SIGHUP during a reload
+  runs once the reload is over;
+- restarts a worker of the current generation that dies unexpectedly, at
+  most ``MAX_RESTARTS`` times per ``RESTART_WINDOW`` seconds (a worker that
+  cannot start would otherwise fork-bomb the machine), then gives up with
+  exit 1;
+- keeps each worker's counts: every worker prints a ``counts:`` line every
+  ``REPORT_INTERVAL`` seconds (not shown), and the summary of a worker that
+  died without its own ``stopped:`` line is its last ``counts:`` line, so a
+  SIGKILLed worker loses at most its last ``REPORT_INTERVAL`` of counts;
 - after a stop, waits for every worker (SIGKILL after the grace period plus
   a margin), adds up their summaries, and exits 0.
 """
@@ -38,7 +78,7 @@ import time
 from typing import TextIO
 
 from .._net.addresses import format_address
-from .._net.listener import bind_tcp
+from .._net.listener import bind_tcp, effective_backlog
 from .._net.reactor import Reactor
 from .serve import ServeConfig
 
@@ -50,6 +90,9 @@ RESTART_WINDOW = 60.0
 START_TIMEOUT = 30.0
 #: after SIGTERM, workers get the grace period plus this before SIGKILL
 STOP_MARGIN = 5.0
+#: how often each worker reports its counts to the supervisor: what a
+#: SIGKILLed worker can lose at most (one line each, about 10 us of work)
+REPORT_INTERVAL = 0.25
 _PR_SET_PDEATHSIG = 1
 _SUMMED = ("accepted", "aborted", "exhausted", "shed", "rejected", "batches", "empty_wakeups",
            "closed_at_exit", "aborted_at_exit")
@@ -64,9 +107,12 @@ def _die_with_parent() -> None:
 
 
 class _Worker:
-    def __init__(self, index: int, proc: subprocess.Popen) -> None:
+    def __init__(self, index: int, proc: subprocess.Popen, generation: int) -> None:
         self.index = index
         self.proc = proc
+        self.generation = generation
+        #: the last ``counts:`` line, for a worker that dies without a summary
+        self.counts: dict[str, int] | None = None
         self.pending = b""
         self.ready = False
         self.first_line = ""
@@ -78,12 +124,18 @@ class Supervisor:
     """Runs on its own reactor; see the module docs."""
 
     def __init__(self, reactor: Reactor, config: ServeConfig, count: int, worker_args: list[str],
-                 out: TextIO) -> None:
+                 out: TextIO, sockets: list[socket.socket]) -> None:
         self.reactor = reactor
         self.config = config
         self.count = count
         self.worker_args = worker_args
         self.out = out
+        #: one listening socket per worker slot, held for the supervisor's life
+        self.sockets = sockets
+        self.generation = 0
+        self.reloading = False
+        self.reload_pending = False
+        self.reloads = 0
         self.workers: dict[int, _Worker] = {}
         self.finished: list[_Worker] = []
         self.restarts: collections.deque[float] = collections.deque()
@@ -96,13 +148,15 @@ class Supervisor:
     # ------------------------------------------------------------- workers
 
     def start_worker(self, index: int) -> None:
+        fd = self.sockets[index].fileno()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "serve", *self.worker_args],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+            [sys.executable, "-m", "reactor", "serve", *self.worker_args, "--fd", str(fd),
+             "--report-interval", str(REPORT_INTERVAL)],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, pass_fds=(fd,),
         )
         assert proc.stdout is not None  # Popen(stdout=PIPE)
         os.set_blocking(proc.stdout.fileno(), False)
-        worker = _Worker(index, proc)
+        worker = _Worker(index, proc, self.generation)
         self.workers[proc.pid] = worker
         self.reactor.add_reader(proc.stdout, self._read_worker, worker)
 
@@ -129,13 +183,19 @@ class Supervisor:
             worker.ready = True
             worker.first_line = line
             self._announce_when_ready()
+            self._retire_when_ready()
         elif line.startswith("stopped: "):
             worker.summary = _parse_summary(line)
+        elif line.startswith("counts: "):
+            worker.counts = _parse_summary(line)
         else:
             print(f"worker {worker.proc.pid}: {line}", file=self.out, flush=True)
 
+    def _current(self) -> list[_Worker]:
+        return [w for w in self.workers.values() if w.generation == self.generation]
+
     def _announce_when_ready(self) -> None:
-        if self.announced or not all(w.ready for w in self.workers.values()):
+        if self.announced or not all(w.ready for w in self._current()):
             return
         self.announced = True
         # The workers' first line, minus their own address format differences.
@@ -153,7 +213,8 @@ class Supervisor:
                 continue
             del self.workers[pid]
             self.finished.append(worker)
-            if not self.stopping:
+            # An old generation's worker is not replaced: the new one serves its socket.
+            if not self.stopping and worker.generation == self.generation:
                 self._restart(worker)
         if self.stopping and not self.workers:
             self.reactor.stop()
@@ -176,7 +237,43 @@ class Supervisor:
               file=sys.stderr, flush=True)
         self.start_worker(worker.index)
 
+    # ------------------------------------------------------------ reload
+
+    def reload(self) -> None:
+        """SIGHUP: a new generation on the same sockets, then the old one stops."""
+        if self.stopping:
+            return
+        if self.reloading or not self.announced:
+            self.reload_pending = True  # once the current start or reload is over
+            return
+        self.reloading = True
+        self.generation += 1
+        for index in range(self.count):
+            self.start_worker(index)
+
+    def _retire_when_ready(self) -> None:
+        """Once every new worker accepts, the old ones stop gracefully."""
+        if self.reloading and all(w.ready for w in self._current()):
+            self.reloading = False
+            self.reloads += 1
+            for worker in self.workers.values():
+                if worker.generation < self.generation:
+                    _signal(worker.proc, signal.SIGTERM)
+            pids = " ".join(str(w.proc.pid) for w in self._current())
+            print(f"reloaded: generation={self.generation} pids={pids}", file=self.out, flush=True)
+        if self.reload_pending and self.announced and not self.reloading:
+            self.reload_pending = False
+            self.reactor.call_soon(self.reload)
+
     # ----------------------------------------------------------- signals
+
+    def on_stop_signal(self) -> None:
+        """SIGINT/SIGTERM: a graceful stop; a second one makes the workers
+        abort what is left at once."""
+        if self.stopping:
+            self.forward(signal.SIGTERM)
+            return
+        self.stop()
 
     def stop(self) -> None:
         if self.stopping:
@@ -206,12 +303,14 @@ class Supervisor:
         totals = dict.fromkeys(_SUMMED, 0)
         max_batch = 0
         for worker in self.finished:
+            # A worker killed before its summary still counted up to its last report.
+            counts = worker.summary or worker.counts or {}
             for key in _SUMMED:
-                totals[key] += (worker.summary or {}).get(key, 0)
-            max_batch = max(max_batch, (worker.summary or {}).get("max_batch", 0))
+                totals[key] += counts.get(key, 0)
+            max_batch = max(max_batch, counts.get("max_batch", 0))
         fields = " ".join(f"{key}={value}" for key, value in totals.items())
         return (f"stopped: workers={self.count} {fields} max_batch={max_batch} "
-                f"restarts={self.restart_total} pid={os.getpid()}")
+                f"restarts={self.restart_total} reloads={self.reloads} pid={os.getpid()}")
 
     def kill_all(self) -> None:
         """Last resort (an exception in the supervisor): no orphan, ever."""
@@ -230,35 +329,49 @@ def _signal(proc: subprocess.Popen, signum: int) -> None:
 
 def _parse_summary(line: str) -> dict[str, int]:
     fields = {}
-    for item in line[len("stopped: "):].split():
+    for item in line.partition(": ")[2].split():  # "stopped: ..." or "counts: ..."
         key, _, value = item.partition("=")
         if value.lstrip("-").isdigit():
             fields[key] = int(value)
     return fields
 
 
-def reserve_port(host: str, port: int) -> socket.socket:
-    """A bound, non-listening SO_REUSEPORT socket holding the port."""
+def listen_sockets(host: str, port: int, count: int, backlog: int | None) -> list[socket.socket]:
+    """``count`` listening SO_REUSEPORT sockets on one address (``port`` 0:
+    the first one picks it), one per worker slot."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise OSError("--workers needs SO_REUSEPORT, which this platform does not have")
-    return bind_tcp(host, port, reuse_port=True)
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = bind_tcp(host, port, reuse_port=True)
+            sockets.append(sock)
+            port = sock.getsockname()[1]
+            sock.listen(effective_backlog(backlog))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def supervise(config: ServeConfig, count: int, worker_args: list[str], out: TextIO = sys.stdout) -> int:
     """Run ``count`` workers until SIGINT/SIGTERM; returns the exit code.
 
-    ``worker_args`` are the serve arguments each worker gets; ``--port`` is
-    replaced by the reserved port and ``--reuse-port`` added.
+    ``worker_args`` are the serve arguments each worker gets, without an
+    address: each worker is given its slot's listening socket as ``--fd``
+    (``--reuse-port`` marks it as a worker).
     """
-    holder = reserve_port(config.host, config.port)
+    sockets = listen_sockets(config.host, config.port, count, config.backlog)
     try:
-        config.port = holder.getsockname()[1]
-        args = [*worker_args, "--port", str(config.port), "--reuse-port"]
+        config.port = sockets[0].getsockname()[1]
+        args = [*worker_args, "--reuse-port"]
         with Reactor() as reactor:
-            supervisor = Supervisor(reactor, config, count, args, out)
+            supervisor = Supervisor(reactor, config, count, args, out, sockets)
             try:
-                reactor.add_signal_handler(signal.SIGINT, supervisor.stop)
-                reactor.add_signal_handler(signal.SIGTERM, supervisor.stop)
+                reactor.add_signal_handler(signal.SIGINT, supervisor.on_stop_signal)
+                reactor.add_signal_handler(signal.SIGTERM, supervisor.on_stop_signal)
+                reactor.add_signal_handler(signal.SIGHUP, supervisor.reload)
                 reactor.add_signal_handler(signal.SIGUSR1, supervisor.forward, signal.SIGUSR1)
                 reactor.add_signal_handler(signal.SIGCHLD, supervisor._check_exited)
                 for index in range(count):
@@ -271,4 +384,5 @@ def supervise(config: ServeConfig, count: int, worker_args: list[str], out: Text
             print(supervisor.summary(), file=out, flush=True)
             return supervisor.exit_code
     finally:
-        holder.close()
+        for sock in sockets:
+            sock.close()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import re
+import select
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -105,3 +108,126 @@ def test_workers_with_unix_is_a_usage_error():
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert "--workers needs a TCP address" in done.stderr
+
+
+# --------------------------------------------------------------- reload
+
+def http_get(port: int) -> int:
+    """One request on a new connection; the pid that served it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    match = re.search(rb"X-Reactor-Pid: (\d+)", data)
+    if not match:
+        raise EOFError(f"short response: {data!r}")
+    return int(match.group(1))
+
+
+class ClientLoop:
+    """Threads connecting continuously, each connection one HTTP request,
+    for at most ``seconds``; every failure is kept by kind."""
+
+    def __init__(self, port: int, threads: int = 4, seconds: float = 8.0) -> None:
+        self.port = port
+        self.deadline = time.monotonic() + seconds
+        self.done = threading.Event()
+        self.served: collections.Counter[int] = collections.Counter()
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while not self.done.is_set() and time.monotonic() < self.deadline:
+            try:
+                pid = http_get(self.port)
+            except OSError as exc:  # ConnectionRefusedError, ConnectionResetError, timeouts
+                with self.lock:
+                    self.errors[type(exc).__name__] += 1
+                continue
+            except EOFError:
+                with self.lock:
+                    self.errors["EOFError"] += 1
+                continue
+            with self.lock:
+                self.served[pid] += 1
+
+    def stop(self) -> None:
+        self.done.set()
+        for thread in self.threads:
+            thread.join(20)
+        assert not any(thread.is_alive() for thread in self.threads)
+
+
+def test_sighup_replaces_every_worker_without_a_refused_or_reset_connection(workers):
+    server, pids = workers()
+    clients = ClientLoop(server.port)
+    generations = [set(pids)]
+    try:
+        for _ in range(3):
+            time.sleep(0.5)
+            server.send_signal(signal.SIGHUP)
+            line = server.readline(timeout=20)
+            assert line.startswith("reloaded: generation="), line
+            generations.append({int(pid) for pid in line.split("pids=")[1].split()})
+        time.sleep(0.5)
+    finally:
+        clients.stop()
+    code, out, err = server.stop()
+    assert code == 0, err
+    completed = sum(clients.served.values())
+    assert clients.errors == collections.Counter(), f"{clients.errors} of {completed} connections failed"
+    assert completed > 100, completed
+    # every generation is a new set of processes, and each one served
+    assert all(len(gen) == 2 for gen in generations) and len(set().union(*generations)) == 8
+    assert all(set(clients.served) & gen for gen in generations), (clients.served, generations)
+    summary = re.search(r"^stopped: workers=2 accepted=(\d+) .* reloads=3 ", out, re.M)
+    assert summary, out
+    # every connection a client completed was accepted by a worker whose counts are in the summary
+    assert int(summary[1]) == completed, (summary[1], completed)
+    assert "restarting" not in err, err
+
+
+def test_a_sigkilled_worker_keeps_its_counts(workers):
+    server, pids = workers()
+    served = collections.Counter(http_get(server.port) for _ in range(40))
+    assert served[pids[0]] > 0  # 2**-39 to fail by chance
+    time.sleep(0.25 * 3)  # the counts lines of REPORT_INTERVAL (0.25 s) are out
+    os.kill(pids[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(pids[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, out, err = server.stop()
+    assert code == 0, err
+    # Without the counts lines the killed worker's share would be missing.
+    assert re.search(r"^stopped: workers=2 accepted=40 ", out, re.M), (out, served)
+
+
+def test_a_second_sigint_makes_the_workers_abort_at_once(workers):
+    server, _ = workers("--protocol", "echo", "--grace", "60")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.sendall(b"ping")
+        assert client.recv(4) == b"ping"
+        client.setblocking(False)
+        payload = b"x" * 65536
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # fill both directions: the echo cannot flush
+            try:
+                client.send(payload)
+            except BlockingIOError:
+                if not select.select([], [client], [], 0.5)[1]:
+                    break
+        server.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert server.proc.poll() is None, "exited before the grace period was over"
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGINT)
+        code, out, err = server.stop(timeout=20)
+        elapsed = time.monotonic() - started
+    assert code == 0, err
+    assert elapsed < 10, f"a second SIGINT took {elapsed:.1f} s with --grace 60"
+    assert re.search(r"^stopped: workers=2 .*aborted_at_exit=1 ", out, re.M), out
