@@ -32,10 +32,18 @@ sockets take). A reload starts a new worker on the *same* socket; both
 accept from its queue until the old one has been told to stop; the old one
 then closes only its own fd. No listening socket ever closes while the
 supervisor lives, so no queued connection is reset and none is refused.
-Measured (tests/tools/test_workers.py): 3 SIGHUPs under 4 s of continuous
-HTTP clients, 0 refused, 0 reset. A worker that dies, even by SIGKILL,
-leaves its queue to its replacement the same way: the clients wait instead
-of being reset.
+Measured on loopback (2 CPUs, 2 workers, 4 client threads each making one
+HTTP request per connection, 3 SIGHUPs in about 4 s; the test in
+tests/tools/test_workers.py): 14,214 to 15,535 connections per run, 5 runs,
+0 refused, 0 reset, 0 unanswered, and the summary's accepted equal to what
+the clients completed. The alternatives, measured the same way with two
+SO_REUSEPORT sockets in one process, 3 swaps in 4 s, 3 runs each: a new
+socket, then close the old one: 2, 3 and 9 resets (and 2, 0 and 2 client
+time-outs of 5 s); a new socket, then accept on the old one until EAGAIN
+and close it: 3, 1 and 0 resets (1, 2 and 0 time-outs). Racing the kernel
+only makes the window smaller. A worker that dies, even by SIGKILL, leaves
+its queue to its replacement the same way: those clients wait instead of
+being reset (the connections it had accepted die with it).
 
 The supervisor:
 - binds and listens the N sockets (with ``--port 0``, the first one picks

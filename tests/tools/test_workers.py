@@ -80,7 +80,7 @@ def test_a_killed_worker_is_replaced_and_the_port_keeps_serving(workers):
         try:
             seen.add(worker_pid(server.port))
         except (ConnectionError, AssertionError):
-            pass  # the dying worker's queue was reset; try again
+            pass  # a connection the killed worker had accepted was reset; try again
     new = seen - set(pids)
     assert len(new) == 1, f"no replacement worker served: saw {seen}, started {pids}"
     assert pids[1] in seen
