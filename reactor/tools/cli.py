@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-listener", action="store_true",
                        help="also listen on an ephemeral port whose connections are only held open "
                             "(for benchmarks with idle connections)")
+    serve.add_argument("--proxy-protocol", action="store_true",
+                       help="behind a load balancer: every connection starts with a PROXY protocol v1 or v2 "
+                            "header (haproxy send-proxy / send-proxy-v2), which gives the client's address; "
+                            "a bad or missing header closes the connection")
     tracing = serve.add_mutually_exclusive_group()
     tracing.add_argument("--trace", action="store_true",
                          help="print one line per connection event: accepted (with its wait in the accept "
@@ -172,6 +176,8 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
             worker += [flag, str(value)]
     if args.trace:
         worker.append("--trace")  # each worker's lines reach the supervisor's stdout, prefixed
+    if args.proxy_protocol:
+        worker.append("--proxy-protocol")
     return worker
 
 
@@ -216,6 +222,7 @@ def run_serve(args: argparse.Namespace) -> int:
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
         trace=args.trace, trace_json=args.trace_json,
+        proxy_protocol=args.proxy_protocol,
         report_interval=args.report_interval,
     )
     try:

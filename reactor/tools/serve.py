@@ -88,6 +88,8 @@ class ServeConfig:
     trace: bool = False
     #: write the connection events as JSON lines to this file (appended)
     trace_json: str | None = None
+    #: every connection starts with a PROXY protocol v1/v2 header (behind a load balancer)
+    proxy_protocol: bool = False
     #: print a ``counts:`` line (the summary's counters so far) every S
     #: seconds: a supervisor keeps a worker's counts even if it is SIGKILLed
     report_interval: float | None = None
@@ -165,14 +167,17 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
             # Never re-bound nor listened again; a Unix path it has is not
             # ours to unlink (asyncio's create_unix_server(sock=) does unlink it).
             listener = reactor.listen(factory, sock=config.sock, max_accepts=config.max_accepts,
-                                      on_exhausted=config.on_exhausted)
+                                      on_exhausted=config.on_exhausted,
+                                      proxy_protocol=config.proxy_protocol)
         elif config.unix:
             listener = reactor.listen_unix(factory, config.unix, backlog=config.backlog,
-                                           max_accepts=config.max_accepts, on_exhausted=config.on_exhausted)
+                                           max_accepts=config.max_accepts, on_exhausted=config.on_exhausted,
+                                           proxy_protocol=config.proxy_protocol)
         else:
             listener = reactor.listen(factory, config.host, config.port, backlog=config.backlog,
                                       reuse_port=config.reuse_port, max_accepts=config.max_accepts,
-                                      on_exhausted=config.on_exhausted)
+                                      on_exhausted=config.on_exhausted,
+                                      proxy_protocol=config.proxy_protocol)
         reporter = StatsReporter(reactor, listener, out, tracer.flush if tracer is not None else None)
         shutdown = _Shutdown(reactor, listener, config.grace)
         # Handlers first: whoever reads the first line may signal at once.
