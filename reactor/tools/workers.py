@@ -59,7 +59,10 @@ The supervisor:
   socket; once all of them have printed their first line (they accept), it
   sends SIGTERM to the old ones (graceful: they stop accepting and drain),
   and prints ``reloaded: generation=G pids=...``. A SIGHUP during a reload
-  runs once the reload is over;
+  runs once the reload is over. A new worker that dies before it listens,
+  or a generation not listening within ``START_TIMEOUT``, ends the reload:
+  the new workers are stopped and the old ones go on serving (a broken
+  deploy is not an outage);
 - restarts a worker of the current generation that dies unexpectedly, at
   most ``MAX_RESTARTS`` times per ``RESTART_WINDOW`` seconds (a worker that
   cannot start would otherwise fork-bomb the machine), then gives up with
@@ -222,14 +225,17 @@ class Supervisor:
             del self.workers[pid]
             self.finished.append(worker)
             # An old generation's worker is not replaced: the new one serves its socket.
-            if not self.stopping and worker.generation == self.generation:
+            if self.stopping or worker.generation != self.generation:
+                continue
+            if self.reloading and not worker.ready:
+                self._abort_reload(f"new worker {pid} died ({_how(worker.proc.returncode)}) before it listened")
+            else:
                 self._restart(worker)
         if self.stopping and not self.workers:
             self.reactor.stop()
 
     def _restart(self, worker: _Worker) -> None:
-        code = worker.proc.returncode
-        how = f"signal {-code}" if code < 0 else f"exit code {code}"
+        how = _how(worker.proc.returncode)
         now = time.monotonic()
         while self.restarts and now - self.restarts[0] > RESTART_WINDOW:
             self.restarts.popleft()
@@ -258,6 +264,26 @@ class Supervisor:
         self.generation += 1
         for index in range(self.count):
             self.start_worker(index)
+        self.reactor.call_later(START_TIMEOUT, self._reload_deadline, self.generation)
+
+    def _reload_deadline(self, generation: int) -> None:
+        if self.reloading and self.generation == generation and not self.stopping:
+            self._abort_reload(f"new workers did not listen within {START_TIMEOUT:.0f} s")
+
+    def _abort_reload(self, reason: str) -> None:
+        """A new generation that cannot start (a broken deploy) is stopped;
+        the old one, still serving, becomes the current one again."""
+        failed = self._current()
+        self.generation += 1
+        for worker in self.workers.values():
+            if worker.generation == self.generation - 2:
+                worker.generation = self.generation
+        for worker in failed:
+            _signal(worker.proc, signal.SIGTERM)
+        self.reloading = False
+        self.reload_pending = False
+        print(f"python -m reactor serve: error: reload failed: {reason}; the old workers keep serving",
+              file=sys.stderr, flush=True)
 
     def _retire_when_ready(self) -> None:
         """Once every new worker accepts, the old ones stop gracefully."""
@@ -333,6 +359,10 @@ def _signal(proc: subprocess.Popen, signum: int) -> None:
             proc.send_signal(signum)
         except ProcessLookupError:
             pass
+
+
+def _how(code: int) -> str:
+    return f"signal {-code}" if code < 0 else f"exit code {code}"
 
 
 def _parse_summary(line: str) -> dict[str, int]:

@@ -231,3 +231,39 @@ def test_a_second_sigint_makes_the_workers_abort_at_once(workers):
     assert code == 0, err
     assert elapsed < 10, f"a second SIGINT took {elapsed:.1f} s with --grace 60"
     assert re.search(r"^stopped: workers=2 .*aborted_at_exit=1 ", out, re.M), out
+
+
+def test_a_reload_whose_workers_cannot_start_keeps_the_old_ones(workers, tmp_path, monkeypatch):
+    # Every Python started from now on imports this sitecustomize; it fails
+    # once the flag exists: a broken deploy, seen by the new workers only.
+    flag = tmp_path / "broken"
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import os\nif os.path.exists({str(flag)!r}):\n    os._exit(3)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    server, pids = workers()
+    flag.touch()
+    server.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "reload failed" not in (err := _stderr_so_far(server)):
+        time.sleep(0.05)
+    assert "reload failed: new worker" in err and "exit code 3" in err, err
+    assert {http_get(server.port) for _ in range(30)} == set(pids)  # the old ones still serve
+    flag.unlink()
+    server.send_signal(signal.SIGHUP)  # the next reload works
+    line = server.readline(timeout=20)
+    assert line.startswith("reloaded: generation="), line
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert "reloads=1 " in out and "restarts=0 " in out
+
+
+def _stderr_so_far(server: Server) -> str:
+    """What the supervisor wrote to stderr until now (non-blocking)."""
+    fd = server.proc.stderr.fileno()
+    os.set_blocking(fd, False)
+    try:
+        chunk = os.read(fd, 65536)
+    except BlockingIOError:
+        chunk = b""
+    server.stderr_seen = getattr(server, "stderr_seen", "") + chunk.decode()
+    return server.stderr_seen
