@@ -164,10 +164,10 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
     with ExitStack() as resources, Reactor(backend=config.backend, native=config.native) as reactor:
         factory, tracer = protocol_factory(config, out, resources, reactor.call_later)
         if config.sock is not None:
-            # Never re-bound nor listened again; a Unix path it has is not
-            # ours to unlink (asyncio's create_unix_server(sock=) does unlink it).
-            listener = reactor.listen(factory, sock=config.sock, max_accepts=config.max_accepts,
-                                      on_exhausted=config.on_exhausted,
+            # Never re-bound, nor listened again unless --backlog asks; a Unix
+            # path it has is not ours to unlink (asyncio's create_unix_server(sock=) does).
+            listener = reactor.listen(factory, sock=config.sock, backlog=config.backlog,
+                                      max_accepts=config.max_accepts, on_exhausted=config.on_exhausted,
                                       proxy_protocol=config.proxy_protocol)
         elif config.unix:
             listener = reactor.listen_unix(factory, config.unix, backlog=config.backlog,

@@ -16,6 +16,7 @@ import threading
 import pytest
 
 import reactor
+from reactor import kernel
 from reactor.tools.serve import SD_LISTEN_FDS_START, activation_fd
 
 from ..support import FIRST_LINE, Factory, Server, run_until
@@ -101,6 +102,18 @@ def test_serve_fd_uses_the_inherited_tcp_socket(spawn):
         assert "stopped: accepted=3 " in out
         # The socket is still ours and still listening: serve only closed its copy.
         assert held.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+
+
+@pytest.mark.parametrize("backlog", [None, 5])
+def test_the_inherited_backlog_is_kept_unless_asked(spawn, backlog):
+    with tcp_listener(backlog=16) as held:
+        fd = held.fileno()
+        extra = ["--backlog", str(backlog)] if backlog else []
+        server = spawn(serve_argv("--fd", str(fd), *extra), pass_fds=(fd,))
+        assert server.match, server.first_line
+        # one socket, two fds: the parent sees what serve did to it
+        assert kernel.listen_queue(held) == (0, backlog or 16)
+        assert server.stop()[0] == 0
 
 
 def test_listen_fds_from_systemd(spawn):
