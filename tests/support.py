@@ -371,3 +371,33 @@ class CyclicGcOff:
 
         if self._was_enabled:
             gc.enable()
+
+
+def interrupt_twice_while_stalled(server: Server, client: socket.socket) -> tuple[int, str, str, float]:
+    """Fill both directions of ``client``'s echo connection (a small receive
+    buffer, then writes until the kernel takes no more) so the server cannot
+    flush; SIGINT starts the graceful stop, which the grace period holds;
+    a second SIGINT must end it at once. Returns ``(code, stdout, stderr,
+    seconds from the second SIGINT to the exit)``."""
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.sendall(b"ping")
+    assert client.recv(4) == b"ping"
+    client.setblocking(False)
+    payload = b"x" * 65536
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # fill both directions: the echo cannot flush
+        try:
+            client.send(payload)
+        except BlockingIOError:
+            if not select.select([], [client], [], 0.5)[1]:
+                break
+    server.send_signal(signal.SIGINT)
+    # Nothing to wait for here: the check is that the process does NOT exit
+    # within half a second of the first SIGINT (the grace period holds it).
+    time.sleep(0.5)
+    assert server.proc.poll() is None, "exited before the grace period was over"
+    started = time.monotonic()
+    server.proc.send_signal(signal.SIGINT)
+    code, out, err = server.stop(timeout=20)
+    return code, out, err, time.monotonic() - started
+

@@ -31,6 +31,7 @@ import functools
 import os
 import socket
 from asyncio import exceptions, futures
+from collections.abc import Callable
 from typing import Any
 
 from .._net.connector import connect_error
@@ -214,7 +215,7 @@ class SocketMethods:
         fut = self.create_future()  # type: ignore[attr-defined]
         # Readiness can be stale (another acceptor took the connection): the
         # retry then sees EAGAIN again and keeps waiting.
-        self._wait_readable(fut, sock, _retry_accept)
+        self._wait_readable(fut, sock, _retry_call, _accept_nonblocking)
         return await fut
 
     # ------------------------------------------------------------ sendfile
@@ -292,31 +293,17 @@ class SocketMethods:
                          offset, count, blocksize, total)
 
 
-def _retry_call(fut: futures.Future[Any], sock: socket.socket, method: str, *args: Any) -> None:
-    """A watcher's callback: retry ``sock.method(*args)`` and settle ``fut``.
-    The method is looked up on every try, not bound once: a wrapper socket
-    (or a test's mock) may change it between tries."""
+def _retry_call(fut: futures.Future[Any], sock: socket.socket, method: str | Callable[..., Any], *args: Any) -> None:
+    """A watcher's callback: retry ``sock.method(*args)`` (or
+    ``method(sock, *args)`` for a function) and settle ``fut``. A method is
+    looked up on every try, not bound once: a wrapper socket (or a test's
+    mock) may change it between tries."""
     if fut.done():
         return
     try:
-        result = getattr(sock, method)(*args)
+        result = method(sock, *args) if callable(method) else getattr(sock, method)(*args)
     except (BlockingIOError, InterruptedError):
         return  # spurious readiness: wait for the next event
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        fut.set_exception(exc)
-    else:
-        fut.set_result(result)
-
-
-def _retry_accept(fut: futures.Future[Any], sock: socket.socket) -> None:
-    if fut.done():
-        return
-    try:
-        result = _accept_nonblocking(sock)
-    except (BlockingIOError, InterruptedError):
-        return
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:

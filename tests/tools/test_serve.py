@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ..support import Server
+from ..support import Server, interrupt_twice_while_stalled
 
 
 @pytest.fixture
@@ -204,25 +204,7 @@ def test_stats_lines_at_the_interval_and_on_sigusr1(start_server):
 def test_a_second_sigint_aborts_at_once(start_server):
     server = start_server("--port", "0", "--protocol", "echo", "--grace", "60")
     with connect(server) as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.sendall(b"ping")
-        assert client.recv(4) == b"ping"
-        client.setblocking(False)
-        payload = b"x" * 65536
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # fill both directions: the echo cannot flush
-            try:
-                client.send(payload)
-            except BlockingIOError:
-                if not select.select([], [client], [], 0.5)[1]:
-                    break
-        server.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        assert server.proc.poll() is None, "exited before the grace period was over"
-        started = time.monotonic()
-        server.proc.send_signal(signal.SIGINT)
-        code, out, err = server.stop(timeout=20)
-        elapsed = time.monotonic() - started
+        code, out, err, elapsed = interrupt_twice_while_stalled(server, client)
     assert code == 0, err
     assert elapsed < 5, f"a second SIGINT took {elapsed:.1f} s with --grace 60"
     assert "closed_at_exit=0 aborted_at_exit=1" in out

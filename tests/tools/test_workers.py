@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import select
 import signal
 import socket
 import threading
@@ -13,7 +12,7 @@ import time
 
 import pytest
 
-from ..support import Server
+from ..support import Server, interrupt_twice_while_stalled
 
 
 def worker_pid(port: int) -> int:
@@ -209,25 +208,7 @@ def test_a_sigkilled_worker_keeps_its_counts(workers):
 def test_a_second_sigint_makes_the_workers_abort_at_once(workers):
     server, _ = workers("--protocol", "echo", "--grace", "60")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        client.sendall(b"ping")
-        assert client.recv(4) == b"ping"
-        client.setblocking(False)
-        payload = b"x" * 65536
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # fill both directions: the echo cannot flush
-            try:
-                client.send(payload)
-            except BlockingIOError:
-                if not select.select([], [client], [], 0.5)[1]:
-                    break
-        server.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        assert server.proc.poll() is None, "exited before the grace period was over"
-        started = time.monotonic()
-        server.proc.send_signal(signal.SIGINT)
-        code, out, err = server.stop(timeout=20)
-        elapsed = time.monotonic() - started
+        code, out, err, elapsed = interrupt_twice_while_stalled(server, client)
     assert code == 0, err
     assert elapsed < 10, f"a second SIGINT took {elapsed:.1f} s with --grace 60"
     assert re.search(r"^stopped: workers=2 .*aborted_at_exit=1 ", out, re.M), out
