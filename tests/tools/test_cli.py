@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import reactor
 
 
@@ -50,3 +52,16 @@ def test_a_closed_stdout_ends_quietly():
     proc.stdout.close()  # before the child writes: its first write gets EPIPE
     _, stderr = proc.communicate(timeout=30)
     assert b"Traceback" not in stderr and b"BrokenPipeError" not in stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("serve", "--unix", ""), "expected a path, not an empty string"),  # it used to serve TCP silently
+    (("serve", "--unix", "/tmp/" + "x" * 120), "at most 107 bytes"),  # it used to say "[Errno None] ... None"
+    (("serve", "--stats-interval", "1e-300"), ">= 0.01"),  # it used to print 2,314 lines/s at 71% CPU
+    (("bench", "accept", "--concurrency", "99999999999"), "in 1..100000"),  # it used to end in a traceback
+])
+def test_bad_serve_and_bench_arguments_exit_2_naming_the_rule(args, message):
+    done = run_cli(*args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "usage:" in done.stderr
+    assert "Traceback" not in done.stderr
