@@ -17,7 +17,7 @@ from asyncio import base_events, constants, sslproto
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, effective_backlog
+from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
 from .transports import StreamTransport
 
 if TYPE_CHECKING:
@@ -25,11 +25,9 @@ if TYPE_CHECKING:
 
 __all__ = ["ReactorServer", "AioListener", "sum_stats"]
 
-#: accepts per readiness event for asyncio servers: asyncio itself accepts up
-#: to ``backlog`` per event; reactor's listener default applies the same cap
-#: it uses for its own servers (see ``reactor._net.listener``)
+#: the counters that add up over listeners (max_batch takes the largest)
 _SUMMED = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
-           "empty_wakeups", "active")
+           "empty_wakeups", "active", "proxy_errors")
 
 
 def sum_stats(listeners: list[Listener]) -> ListenerStats:
@@ -81,8 +79,11 @@ class AioListener(Listener):
         listener._sslcontext = sslcontext
         listener._aio_server = server
         listener._ssl_timeouts = (ssl_handshake_timeout, ssl_shutdown_timeout)
+        # Accepts per readiness event: asyncio itself accepts up to backlog
+        # per event; reactor's default batch (and select's headroom rule)
+        # applies to asyncio servers as to its own.
         Listener.__init__(listener, loop._host, sock, protocol_factory, backlog=effective,  # type: ignore[arg-type]
-                          max_accepts=_max_accepts(effective))
+                          max_accepts=_default_max_accepts(None, effective))
         return listener
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
@@ -94,9 +95,3 @@ class AioListener(Listener):
                 ssl_shutdown_timeout=shutdown_timeout)  # type: ignore[arg-type]
         return StreamTransport(self._loop, fd, protocol, peername=address, listener=self, family=self._family,
                                nonblocking=self._nonblocking_fds, server=self._aio_server)
-
-
-def _max_accepts(backlog: int) -> int:
-    from .._net.listener import _default_max_accepts
-
-    return _default_max_accepts(None, backlog)
