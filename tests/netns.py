@@ -37,7 +37,7 @@ from typing import Any
 import pytest
 
 # One probe for the lab and the tests: can a namespace be made (and entered) here?
-from reactor.tools.lab.netns import unavailable_reason
+from reactor.tools.lab.netns import cable, unavailable_reason
 
 __all__ = ["mark", "unavailable_reason", "require", "Namespaces", "ChildLines", "REPO_ROOT"]
 
@@ -104,14 +104,8 @@ class Namespaces:
         """Join two namespaces with a veth pair, address both ends and bring
         them up; returns the interface names (in ns_a, in ns_b)."""
         n = next(_names)
-        end_a, end_b = f"rv{os.getpid() % 100000}x{n}a", f"rv{os.getpid() % 100000}x{n}b"
-        # Created inside ns_a, so the pair never exists in the host namespace.
-        self.ip(ns_a, "link", "add", end_a, "type", "veth", "peer", "name", end_b, "netns", ns_b)
-        self.ip(ns_a, "addr", "add", cidr_a, "dev", end_a)
-        self.ip(ns_b, "addr", "add", cidr_b, "dev", end_b)
-        self.ip(ns_a, "link", "set", end_a, "up")
-        self.ip(ns_b, "link", "set", end_b, "up")
-        return end_a, end_b
+        tag = os.getpid() % 100000
+        return cable(self.ip, ns_a, cidr_a, ns_b, cidr_b, f"rv{tag}x{n}a", f"rv{tag}x{n}b")
 
     def sysctl(self, name: str, key: str, value: str) -> None:
         """Set a per-namespace sysctl (e.g. ``net/ipv4/ip_forward``)."""

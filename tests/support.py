@@ -283,10 +283,13 @@ FIRST_LINE = re.compile(
 class Server:
     """A ``serve`` child process; stopped and reaped by ``stop()`` or the fixture."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, argv: list[str] | None = None, pass_fds: tuple[int, ...] = (),
+                 env: dict[str, str] | None = None) -> None:
+        """``python -m reactor serve ARGS``, or ``argv`` as given (a wrapper
+        that sets up socket activation first), with ``pass_fds`` and ``env``."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reactor", "serve", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            argv if argv is not None else [sys.executable, "-m", "reactor", "serve", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, pass_fds=pass_fds, env=env,
         )
         self.stopping = False
         # A thread moves stdout lines to a queue, so every read has a deadline.

@@ -181,23 +181,7 @@ class SocketMethods:
                     retry, self._connect_now, fut, sock, address, min(retry * 2, UNIX_RETRY_MAX))
                 fut.add_done_callback(lambda _: timer.cancel())
                 return
-            self._wait_writable(fut, sock, self._connect_finished, address)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(None)
-
-    def _connect_finished(self, fut: futures.Future[Any], sock: socket.socket, address: Any) -> None:
-        if fut.done():
-            return
-        try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # read once: reading clears it
-            if err:
-                raise connect_error(err, _show(address))
-        except (BlockingIOError, InterruptedError):
-            pass  # a spurious wake-up: still connecting
+            self._wait_writable(fut, sock, _retry_call, _connect_outcome, address)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -310,6 +294,15 @@ def _retry_call(fut: futures.Future[Any], sock: socket.socket, method: str | Cal
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+
+
+def _connect_outcome(sock: socket.socket, address: Any) -> None:
+    """How a non-blocking connect ended, once the socket is writable: SO_ERROR
+    (read once: reading clears it) is 0, or the errno, raised as reactor's
+    connect errors classify it."""
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise connect_error(err, _show(address))
 
 
 def _accept_nonblocking(sock: socket.socket) -> tuple[socket.socket, Any]:

@@ -321,6 +321,18 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, poll: flo
     return time.monotonic() - start
 
 
+def read_to_eof(sock: socket.socket, seconds: float, what: str) -> tuple[Any, int]:
+    """Read ``sock`` to EOF: (its sha256, the byte count); fail after ``seconds``."""
+    digest = hashlib.sha256()
+    size = 0
+    deadline = time.monotonic() + seconds
+    while data := sock.recv(1 << 18):
+        digest.update(data)
+        size += len(data)
+        assert time.monotonic() < deadline, f"{what} took too long"
+    return digest, size
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as f:
@@ -593,13 +605,7 @@ def test_slow_reader_stream_writer_drain_bounds_memory_and_every_byte_arrives():
               f"{report['buffered']} B buffered; RSS {baseline / MiB:.1f} MiB -> peak {peak / MiB:.1f} MiB")
         assert growth < RSS_SLACK, f"RSS grew by {growth / MiB:.1f} MiB"
 
-        digest = hashlib.sha256()
-        size = 0
-        deadline = time.monotonic() + 15
-        while data := client.recv(1 << 18):
-            digest.update(data)
-            size += len(data)
-            assert time.monotonic() < deadline, "reading 64 MiB took too long"
+        digest, size = read_to_eof(client, 15, "reading 64 MiB")
         peak = max(peak, rss_bytes(child.pid))
         report = child.wait(lambda r: r["done"], what="the writer finished")
         assert size == chunks * MiB
@@ -664,13 +670,7 @@ def test_slow_reader_protocol_pauses_reading_while_paused_writing_and_echoes_exa
               f"received, {report['buffered']} B buffered; RSS {baseline / MiB:.1f} -> peak {peak / MiB:.1f} MiB")
         assert growth < RSS_SLACK, f"RSS grew by {growth / MiB:.1f} MiB"
 
-        got_digest = hashlib.sha256()
-        size = 0
-        deadline = time.monotonic() + 20
-        while data := client.recv(1 << 18):
-            got_digest.update(data)
-            size += len(data)
-            assert time.monotonic() < deadline, "the echo of 64 MiB took too long"
+        got_digest, size = read_to_eof(client, 20, "the echo of 64 MiB")
         sender.join(10)
         assert not sender.is_alive() and not send_error, send_error
         peak = max(peak, rss_bytes(child.pid))

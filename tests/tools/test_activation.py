@@ -6,12 +6,10 @@ own copy (as systemd does). The inherited socket must be used as it is."""
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -19,33 +17,15 @@ import reactor
 from reactor import kernel
 from reactor.tools.serve import SD_LISTEN_FDS_START, activation_fd
 
-from ..support import FIRST_LINE, Factory, Server, run_until
-
-
-class Activated(Server):
-    """A ``serve`` child started with its own argv, fds and environment."""
-
-    def __init__(self, argv: list[str], pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     pass_fds=pass_fds, env=env)
-        self.stopping = False
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.rest: list[str] = []
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-        self.first_line = self.readline(timeout=20)
-        self.match = FIRST_LINE.match(self.first_line)
-        if self.match:
-            self.host = self.match["host"].strip("[]")
-            self.port = int(self.match["port"])
+from ..support import Factory, Server, run_until
 
 
 @pytest.fixture
 def spawn():
-    started: list[Activated] = []
+    started: list[Server] = []
 
-    def start(argv: list[str], **kwargs) -> Activated:
-        server = Activated(argv, **kwargs)
+    def start(argv: list[str], **kwargs) -> Server:
+        server = Server(argv=argv, **kwargs)
         started.append(server)
         return server
 

@@ -26,7 +26,7 @@ import sys
 import termios
 import time
 
-from .session import Lab, errno_name
+from .session import Lab, code_name, outcome_name
 
 __all__ = ["LOOPBACK_SCENARIOS"]
 
@@ -72,7 +72,7 @@ def handshake(lab: Lab) -> None:
     lab.socket("cli")
     result = lab.connect("cli", lsn.getsockname(), note="loopback ran the handshake inside the call; a non-blocking "
                                                          "connect says EINPROGRESS anyway")
-    lab.fact("connect", _name(result))
+    lab.fact("connect", code_name(result))
     lab.fact("client_state_after_connect", lab.state("cli"))
     lab.fact("accept_queue", lab.info("lsn").unacked)  # type: ignore[union-attr]
     lab.so_error("cli", note="writable and SO_ERROR 0: the connection is up")
@@ -151,9 +151,9 @@ def rst_before_accept(lab: Lab) -> None:
         return
     lab.fact("accepted_state", lab.state("srv"))
     peer = lab.do("server", "srv: getpeername()", srv.getpeername, note="the peer address is gone with the RST")
-    lab.fact("getpeername", _errno(peer))
+    lab.fact("getpeername", outcome_name(peer))
     first = lab.recv("srv", side="server", note="the first read reports the reset")
-    lab.fact("recv", _errno(first))
+    lab.fact("recv", outcome_name(first))
     lab.recv("srv", side="server", note="once reported, the error is gone: EOF")
 
 
@@ -187,10 +187,10 @@ def refused(lab: Lab) -> None:
     lab.socket("cli")
     result = lab.connect("cli", address, settle=lambda: lab.state("cli") == "CLOSE",
                          note="the server's kernel answers the SYN with RST")
-    lab.fact("connect", _name(result))
+    lab.fact("connect", code_name(result))
     lab.fact("ready", lab.steps[-1].sock("cli").ready)
-    lab.fact("so_error", _name(lab.so_error("cli", note="the error waits in SO_ERROR")))
-    lab.fact("so_error_again", _name(lab.so_error("cli", note="reading SO_ERROR cleared it")))
+    lab.fact("so_error", code_name(lab.so_error("cli", note="the error waits in SO_ERROR")))
+    lab.fact("so_error_again", code_name(lab.so_error("cli", note="reading SO_ERROR cleared it")))
 
 
 def connect_timeout(lab: Lab) -> None:
@@ -211,7 +211,7 @@ def connect_timeout(lab: Lab) -> None:
         lab.observe("cli: TCP_INFO", f"CLOSE {gave_up:.2f} s after connect",
                     note="the user timeout expired: writable, with the error in SO_ERROR")
         lab.fact("gave_up_after", gave_up)
-    lab.fact("so_error", _name(lab.so_error("cli")))
+    lab.fact("so_error", code_name(lab.so_error("cli")))
     with open("/proc/sys/net/ipv4/tcp_syn_retries") as f:
         retries = f.read().strip()
     lab.record("kernel", "net.ipv4.tcp_syn_retries", retries,
@@ -240,7 +240,7 @@ def half_close(lab: Lab) -> None:
     lab.recv("srv", side="server")
     lab.send("srv", b"reply", side="server", settle=lambda: unread_bytes(lab.sock("cli")) > 0)
     reply = lab.recv("cli", side="client", note="the reply reaches a client that shut its write side")
-    lab.fact("half_closed_reads", reply if isinstance(reply, bytes) else _errno(reply))
+    lab.fact("half_closed_reads", reply if isinstance(reply, bytes) else outcome_name(reply))
     lab.close("srv", "server", settle=lambda: lab.state("cli") == "CLOSE",
               note="the client's socket is replaced by a TIME_WAIT entry; its fd reads EOF")
     lab.recv("cli", side="client")
@@ -254,7 +254,7 @@ def half_close(lab: Lab) -> None:
              note="nobody will read it: the client's kernel answers RST")
     lab.fact("reply_after_close", lab.state("srv2"))
     second = lab.send("srv2", b"more", side="server", note="writing after the RST")
-    lab.fact("second_send", _errno(second))
+    lab.fact("second_send", outcome_name(second))
 
 
 def unread_close(lab: Lab) -> None:
@@ -266,7 +266,7 @@ def unread_close(lab: Lab) -> None:
     lab.fact("client_after", lab.state("cli"))
     lab.fact("client_ready", lab.steps[-1].sock("cli").ready)
     got = lab.recv("cli", side="client")
-    lab.fact("recv", _errno(got))
+    lab.fact("recv", outcome_name(got))
     _time_wait(lab, note="an RST leaves no TIME_WAIT")
 
 
@@ -277,7 +277,7 @@ def linger_zero(lab: Lab) -> None:
     lab.fact("server_after", lab.state("srv"))
     lab.fact("server_ready", lab.steps[-1].sock("srv").ready)
     got = lab.recv("srv", side="server")
-    lab.fact("recv", _errno(got))
+    lab.fact("recv", outcome_name(got))
     _time_wait(lab, note="neither side keeps one")
 
 
@@ -313,8 +313,8 @@ def server_killed(lab: Lab) -> None:
         without_flag = caught.take()
     lab.record("kernel", "SIGPIPE raised", f"{with_flag} with MSG_NOSIGNAL, {without_flag} without",
                note="CPython ignores SIGPIPE, but a process that restores it dies here: send with MSG_NOSIGNAL")
-    lab.fact("send_after_rst", _errno(third))
-    lab.fact("send_without_flag", _errno(fourth))
+    lab.fact("send_after_rst", outcome_name(third))
+    lab.fact("send_without_flag", outcome_name(fourth))
     lab.fact("sigpipe", {"MSG_NOSIGNAL": with_flag, "no flag": without_flag})
 
 
@@ -356,17 +356,6 @@ class _NoInfo:
 
 
 _NO_INFO = _NoInfo()
-
-
-def _errno(value: object) -> str:
-    """The errno name of a call that raised, or "ok"."""
-    if isinstance(value, OSError) and value.errno is not None:
-        return errno_name(value.errno)
-    return "ok"
-
-
-def _name(code: int) -> str:
-    return errno_name(code) if code else "0"
 
 
 LOOPBACK_SCENARIOS = {

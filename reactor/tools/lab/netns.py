@@ -47,8 +47,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 __all__ = ["unavailable_reason", "Namespaces"]
 
@@ -149,13 +150,7 @@ class Namespaces:
         """A cable between two namespaces, addressed and up; the interface
         names (in ns_a, in ns_b). Made inside ns_a: never in the host's."""
         n = next(_counter)
-        end_a, end_b = f"rl{self._tag}x{n}a", f"rl{self._tag}x{n}b"
-        self.ip(ns_a, "link", "add", end_a, "type", "veth", "peer", "name", end_b, "netns", ns_b)
-        self.ip(ns_a, "addr", "add", cidr_a, "dev", end_a)
-        self.ip(ns_b, "addr", "add", cidr_b, "dev", end_b)
-        self.ip(ns_a, "link", "set", end_a, "up")
-        self.ip(ns_b, "link", "set", end_b, "up")
-        return end_a, end_b
+        return cable(self.ip, ns_a, cidr_a, ns_b, cidr_b, f"rl{self._tag}x{n}a", f"rl{self._tag}x{n}b")
 
     def has_link(self, name: str, link: str) -> bool:
         return link in _ip("-n", name, "-o", "link", "show", check=False)
@@ -210,3 +205,16 @@ class Namespaces:
         for name in reversed(self._names):
             _ip("netns", "del", name, check=False)
         self._names.clear()
+
+
+def cable(ip: Callable[..., Any], ns_a: str, cidr_a: str, ns_b: str, cidr_b: str,
+          end_a: str, end_b: str) -> tuple[str, str]:
+    """A veth pair ``end_a`` (in ns_a) -- ``end_b`` (in ns_b), addressed and
+    up, through ``ip(namespace, *args)``. Made inside ns_a, so the pair never
+    exists in the host's namespace."""
+    ip(ns_a, "link", "add", end_a, "type", "veth", "peer", "name", end_b, "netns", ns_b)
+    ip(ns_a, "addr", "add", cidr_a, "dev", end_a)
+    ip(ns_b, "addr", "add", cidr_b, "dev", end_b)
+    ip(ns_a, "link", "set", end_a, "up")
+    ip(ns_b, "link", "set", end_b, "up")
+    return end_a, end_b

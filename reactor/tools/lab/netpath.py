@@ -38,7 +38,7 @@ import subprocess
 import time
 
 from ... import kernel
-from .session import Lab, ScenarioSkipped, errno_name
+from .session import Lab, ScenarioSkipped, code_name, outcome_name
 
 __all__ = ["NETPATH_SCENARIOS"]
 
@@ -121,7 +121,7 @@ def unreachable(lab: Lab) -> None:
     lab.fact("state_after_icmp", lab.state("cli"))
     error = lab.so_error("cli", note="the error is the application's at once; the socket itself may still be "
                                      "SYN_SENT (a soft error, RFC 1122)")
-    lab.fact("so_error", _name(error))
+    lab.fact("so_error", code_name(error))
     closed = lab.wait(lambda: lab.state("cli") == "CLOSE", SYN_RETRY_WAIT)
     if closed is not None:
         lab.observe("cli: TCP_INFO", f"CLOSE {time.monotonic() - start:.2f} s after connect",
@@ -131,7 +131,7 @@ def unreachable(lab: Lab) -> None:
     lab.record("lab", "ip route del default (client)", "ok", note="now the client has no route at all")
     lab.socket("cli2", ns=cli_ns)
     second = lab.connect("cli2", ("10.251.9.9", 80), note="its own kernel refuses: no packet is sent")
-    lab.fact("no_route", _name(second))
+    lab.fact("no_route", code_name(second))
 
 
 def link_pulled(lab: Lab) -> None:
@@ -152,7 +152,7 @@ def link_pulled(lab: Lab) -> None:
                     note="the user timeout expired: readable, with the error pending")
         lab.fact("gave_up_after", time.monotonic() - start)
     got = lab.recv("cli", side="client")
-    lab.fact("recv", _errno(got))
+    lab.fact("recv", outcome_name(got))
     lab.fact("server_state", lab.state("srv"))
     lab.record("server", "srv: (nothing)", lab.state("srv"),
                note="the server has no idea: with nothing to send, it would wait forever (keepalive would probe)")
@@ -179,7 +179,7 @@ def reboot(lab: Lab) -> None:
     lab.fact("client_after", lab.state("cli"))
     lab.fact("ready", lab.steps[-1].sock("cli").ready)
     got = lab.recv("cli", side="client")
-    lab.fact("recv", _errno(got))
+    lab.fact("recv", outcome_name(got))
 
 
 def last_ack(lab: Lab) -> None:
@@ -226,17 +226,6 @@ def _retrans(lab: Lab, name: str, ns: str) -> int:
     with lab.ns.inside(ns):  # type: ignore[union-attr]
         entry = kernel.tcp_socket(local, remote)
     return entry.retrans if entry is not None else 0
-
-
-def _errno(value: object) -> str:
-    """The errno name of a call that raised, or "ok"."""
-    if isinstance(value, OSError) and value.errno is not None:
-        return errno_name(value.errno)
-    return "ok"
-
-
-def _name(code: int) -> str:
-    return errno_name(code) if code else "0"
 
 
 NETPATH_SCENARIOS = {

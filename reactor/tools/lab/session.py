@@ -51,6 +51,18 @@ def errno_name(code: int) -> str:
     return errno_module.errorcode.get(code, str(code))
 
 
+def outcome_name(value: object) -> str:
+    """The errno name of a call that raised (an OSError), or "ok"."""
+    if isinstance(value, OSError) and value.errno is not None:
+        return errno_name(value.errno)
+    return "ok"
+
+
+def code_name(code: int) -> str:
+    """An errno value by name (SO_ERROR, connect_ex), "0" for none."""
+    return errno_name(code) if code else "0"
+
+
 def _addr(address: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host = f"[{address[0]}]" if ":" in str(address[0]) else address[0]
