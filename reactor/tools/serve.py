@@ -259,9 +259,11 @@ def inherited_socket(fd: int) -> socket.socket:
 def _counts(listener: Listener) -> str:
     """The summary's counters (the ``stopped:`` and ``counts:`` lines)."""
     stats = listener.stats
-    return (f"accepted={stats.accepted} aborted={stats.aborted} exhausted={stats.exhausted} "
-            f"shed={stats.shed} rejected={stats.rejected} batches={stats.batches} max_batch={stats.max_batch} "
-            f"empty_wakeups={stats.empty_wakeups}")
+    counts = (f"accepted={stats.accepted} aborted={stats.aborted} exhausted={stats.exhausted} "
+              f"shed={stats.shed} rejected={stats.rejected} batches={stats.batches} max_batch={stats.max_batch} "
+              f"empty_wakeups={stats.empty_wakeups}")
+    # only behind a balancer: connections closed for a bad or missing PROXY header
+    return f"{counts} proxy_errors={stats.proxy_errors}" if listener.proxy_protocol else counts
 
 
 def protocol_factory(config: ServeConfig, out: TextIO, resources: ExitStack,

@@ -334,12 +334,14 @@ class Supervisor:
             self.stop()
 
     def summary(self) -> str:
-        totals = dict.fromkeys(_SUMMED, 0)
+        # proxy_errors: only with --proxy-protocol, as in each worker's own summary
+        summed = (*_SUMMED, "proxy_errors") if self.config.proxy_protocol else _SUMMED
+        totals = dict.fromkeys(summed, 0)
         max_batch = 0
         for worker in self.finished:
             # A worker killed before its summary still counted up to its last report.
             counts = worker.summary or worker.counts or {}
-            for key in _SUMMED:
+            for key in summed:
                 totals[key] += counts.get(key, 0)
             max_batch = max(max_batch, counts.get("max_batch", 0))
         fields = " ".join(f"{key}={value}" for key, value in totals.items())

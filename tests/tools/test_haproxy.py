@@ -221,3 +221,46 @@ def test_cli_passes_proxy_protocol_to_serve_and_workers() -> None:
     args = build_parser().parse_args(["serve"])
     assert args.proxy_protocol is False
     assert "--proxy-protocol" not in _worker_args(args)
+
+
+# ------------------------------------------------ proxy_errors in the summary
+
+def send_bad_header(host: str, port: int) -> None:
+    """A client that reaches the server directly, without a PROXY header: the
+    server closes the connection (EOF or RST) and counts it."""
+    with socket.create_connection((host, port), timeout=10) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+        try:
+            assert client.recv(100) == b"", "a bad header gets no answer"
+        except ConnectionResetError:
+            pass  # closed with our request unread: RST
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one-process", "workers"])
+def test_the_summary_counts_proxy_errors(workers: list[str]) -> None:
+    server = Server("--protocol", "echo", "--proxy-protocol", "--port", "0", "--grace", "1", *workers)
+    try:
+        assert server.match, server.first_line
+        with socket.create_connection((server.host, server.port), timeout=10) as client:
+            client.sendall(b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\nhello")
+            assert recv_exactly(client, 5) == b"hello", "a good header is not an error"
+        # the connection is closed once the error is counted: the summary has it
+        send_bad_header(server.host, server.port)
+        code, out, err = server.stop()
+        assert code == 0, err
+        summary = [line for line in out.splitlines() if line.startswith("stopped: ")]
+        assert len(summary) == 1, out
+        assert " accepted=2 " in summary[0] and " proxy_errors=1 " in summary[0], summary[0]
+    finally:
+        server.kill()
+
+
+def test_the_summary_has_no_proxy_errors_without_proxy_protocol() -> None:
+    server = Server("--protocol", "echo", "--port", "0", "--grace", "1")
+    try:
+        assert server.match, server.first_line
+        code, out, err = server.stop()
+        assert code == 0, err
+        assert "stopped: accepted=0 " in out and "proxy_errors" not in out, out
+    finally:
+        server.kill()
