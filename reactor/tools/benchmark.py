@@ -3,7 +3,7 @@
 How a figure is made, and why:
 
 - Each server runs in its own process (``python -m reactor serve`` or a peer
-  from ``bench/peers/``), started fresh for each configuration; the load
+  from ``reactor/tools/peers/``, shipped in the package), started fresh for each configuration; the load
   generator (C, from the accelerator, else its Python twin) runs in this
   process. With two or more CPUs they are pinned to different ones, so the
   server's CPU time is its own.
@@ -30,7 +30,7 @@ How a figure is made, and why:
   ``reactor.aio``) or ``aio-streams`` (``asyncio.start_server`` on
   ``reactor.aio``). The aio rows and the asyncio/uvloop peers (``asyncio``,
   ``asyncio-streams``, ``uvloop``, ``uvloop-streams``) run one script,
-  ``bench/peers/asyncio_server.py``, so the same asyncio code is measured on
+  ``reactor/tools/peers/asyncio_server.py``, so the same asyncio code is measured on
   each loop. Like reactor's rows, the aio rows take every backend, accept path
   and idle count (the script's ``--idle-listener``); peers run at the first
   idle count only.
@@ -64,7 +64,7 @@ __all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "
 
 #: the asyncio server: the asyncio/uvloop peers and the aio rows all run it
 ASYNCIO_SCRIPT = "asyncio_server.py"
-#: peer name -> (script in bench/peers, extra args, module that must import)
+#: peer name -> (script in PEERS_DIR, extra args, module that must import)
 PEERS: dict[str, tuple[str, list[str], str]] = {
     "asyncio": (ASYNCIO_SCRIPT, ["--loop", "asyncio", "--api", "protocol"], "asyncio"),
     "asyncio-streams": (ASYNCIO_SCRIPT, ["--loop", "asyncio", "--api", "streams"], "asyncio"),
@@ -76,7 +76,8 @@ PEERS: dict[str, tuple[str, list[str], str]] = {
 }
 #: --api name -> the ASYNCIO_SCRIPT --api it runs on reactor.aio (None: ``python -m reactor serve``)
 APIS: dict[str, str | None] = {"reactor": None, "aio": "protocol", "aio-streams": "streams"}
-PEERS_DIR = Path(__file__).resolve().parents[2] / "bench" / "peers"
+#: the peer servers: a directory of this package, so an installed reactor has them
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
 #: the directory holding this reactor package, put first on an aio server's
 #: PYTHONPATH so that it runs the reactor being benchmarked
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -346,7 +347,7 @@ def _why_skip(target: Target, idle: int, options: BenchOptions) -> str | None:
         if target.peer not in PEERS:
             return f"skipped: unknown peer (choose from {', '.join(PEERS)})"
         if not (PEERS_DIR / PEERS[target.peer][0]).exists():
-            return "skipped: bench/peers not found (run from a source checkout)"
+            return f"skipped: {PEERS_DIR / PEERS[target.peer][0]} not found (a broken install?)"
         module = PEERS[target.peer][2]
         try:
             __import__(module)
@@ -356,7 +357,7 @@ def _why_skip(target: Target, idle: int, options: BenchOptions) -> str | None:
     if target.api not in APIS:
         return f"skipped: unknown api (choose from {', '.join(APIS)})"
     if APIS[target.api] is not None and not (PEERS_DIR / ASYNCIO_SCRIPT).exists():
-        return "skipped: bench/peers not found (run from a source checkout)"
+        return f"skipped: {PEERS_DIR / ASYNCIO_SCRIPT} not found (a broken install?)"
     if target.backend not in available_backends():
         return "skipped: backend not available here"
     if target.native and not native.native_available():

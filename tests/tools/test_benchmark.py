@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -98,13 +100,36 @@ def test_aio_rows_and_asyncio_peers_run_one_script():
     aio = Target("reactor", backend="epoll", native=True, api="aio").command("echo", idle=True)
     streams = Target("reactor", backend="poll", native=False, api="aio-streams").command("close", idle=False)
     peer = Target("peer", peer="uvloop-streams").command("close", idle=False)
-    assert aio[1] == streams[1] == peer[1] and aio[1].endswith("bench/peers/asyncio_server.py")
+    assert aio[1] == streams[1] == peer[1] and aio[1].endswith("reactor/tools/peers/asyncio_server.py")
     assert PEERS["asyncio"][0] == PEERS["asyncio-streams"][0] == PEERS["uvloop"][0] == "asyncio_server.py"
     assert aio[2:] == ["--loop", "reactor", "--api", "protocol", "--backend", "epoll", "--native", "on",
                        "--mode", "echo", "--port", "0", "--idle-listener"]
     assert streams[2:6] == ["--loop", "reactor", "--api", "streams"] and "--idle-listener" not in streams
     assert peer[2:6] == ["--loop", "uvloop", "--api", "streams"]
     assert Target("reactor", backend="epoll").command("echo", idle=False)[1:4] == ["-m", "reactor", "serve"]
+
+
+def test_the_peers_are_found_in_the_installed_package(tmp_path):
+    import reactor
+    import reactor.tools.benchmark as benchmark
+
+    package = Path(reactor.__file__).resolve().parent
+    assert benchmark.PEERS_DIR == package / "tools" / "peers"
+    for name, (script, _, _) in PEERS.items():
+        assert (benchmark.PEERS_DIR / script).is_file(), name
+    # the bench runs a peer by its path in the package, and it serves
+    server = benchmark.ServerProcess(Target("peer", peer="asyncio").command("echo", idle=False), None)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(b"ping")
+            assert sock.recv(16) == b"ping"
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0
+    # and each is a module of the package, found from any directory
+    done = subprocess.run([sys.executable, "-m", "reactor.tools.peers.asyncio_server", "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and "--loop" in done.stdout, done.stderr
 
 
 def test_a_server_on_another_engine_than_asked_fails_the_row():

@@ -3,8 +3,12 @@ default reactor (epoll on Linux)."""
 
 from __future__ import annotations
 
-from _common import BACKLOG, announce, announce_idle, parse_args
 from twisted.internet import protocol, reactor
+
+try:
+    from ._common import BACKLOG, announce, announce_idle, parse_args
+except ImportError:  # run by path: python reactor/tools/peers/twisted_server.py
+    from _common import BACKLOG, announce, announce_idle, parse_args  # type: ignore[no-redef]
 
 
 class Close(protocol.Protocol):

@@ -5,7 +5,11 @@ from __future__ import annotations
 import signal
 
 import trio
-from _common import BACKLOG, announce, announce_idle, parse_args
+
+try:
+    from ._common import BACKLOG, announce, announce_idle, parse_args
+except ImportError:  # run by path: python reactor/tools/peers/trio_server.py
+    from _common import BACKLOG, announce, announce_idle, parse_args  # type: ignore[no-redef]
 
 
 async def close_handler(stream):

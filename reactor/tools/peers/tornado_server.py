@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from _common import BACKLOG, announce, announce_idle, parse_args
 from tornado.iostream import StreamClosedError
 from tornado.netutil import bind_sockets
 from tornado.tcpserver import TCPServer
+
+try:
+    from ._common import BACKLOG, announce, announce_idle, parse_args
+except ImportError:  # run by path: python reactor/tools/peers/tornado_server.py
+    from _common import BACKLOG, announce, announce_idle, parse_args  # type: ignore[no-redef]
 
 
 class Server(TCPServer):
