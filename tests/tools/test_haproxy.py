@@ -8,8 +8,10 @@ written by hand, run without it."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,8 +19,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -62,40 +65,76 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def show_stat(stats_socket: str) -> dict[tuple[str, str], dict[str, str]]:
+    """HAProxy's ``show stat`` over its stats socket: (proxy, server) -> the
+    CSV row by column name (``status``, ``stot``, ``check_status``, ...)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(stats_socket)
+        sock.sendall(b"show stat\n")
+        data = bytearray()
+        while chunk := sock.recv(65536):  # HAProxy closes after one command
+            data += chunk
+    header, *rows = data.decode().splitlines()
+    names = header.lstrip("# ").split(",")
+    table = {}
+    for line in rows:
+        if line:
+            row = dict(zip(names, line.split(","), strict=True))
+            table[row["pxname"], row["svname"]] = row
+    return table
+
+
+def wait_stat(proxy: subprocess.Popen, stats_socket: str, predicate: Callable[[dict], bool], what: str,
+              timeout: float = 10.0) -> dict:
+    """Poll ``show stat`` until ``predicate(table)`` holds; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
+    table: dict = {}
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"haproxy exited: {proc.communicate(timeout=5)}"
+        assert proxy.poll() is None, f"haproxy exited: {proxy.communicate(timeout=5)}"
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(f"haproxy did not listen on {port} within {timeout} s")
+            table = show_stat(stats_socket)
+        except OSError:  # not listening yet
+            table = {}
+        if table and predicate(table):
+            return table
+        time.sleep(0.02)
+    pytest.fail(f"haproxy: {what} not within {timeout} s; last show stat: {table}")
+
+
+def launch_haproxy(tmp: str, body: str) -> tuple[subprocess.Popen, str]:
+    """HAProxy in the foreground (-db) with ``body`` (defaults, frontends,
+    backends) and a stats socket; returns the process and the socket's
+    path once every frontend is OPEN. Ready is asked of the stats socket,
+    not probed with a connection to a frontend: in TCP mode that would
+    open a connection to a backend too, and count in its summary."""
+    stats_socket = os.path.join(tmp, "haproxy.stat")
+    config = os.path.join(tmp, "haproxy.cfg")
+    with open(config, "w") as out:
+        out.write(f"global\n    pidfile {tmp}/haproxy.pid\n    maxconn 256\n"
+                  f"    stats socket {stats_socket} mode 600 level admin\n" + body)
+    assert HAPROXY is not None
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", config], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_stat(proc, stats_socket, lambda table: all(row["status"] == "OPEN" for (_, name), row in table.items()
+                                                        if name == "FRONTEND"), "frontends OPEN")
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, stats_socket
 
 
 def start_haproxy(tmp: str, routes: dict[str, str]) -> tuple[subprocess.Popen, dict[str, int]]:
-    """HAProxy in the foreground (-db), one TCP-mode frontend per route:
-    name -> ``server`` line tail (address and send-proxy option)."""
+    """One TCP-mode frontend per route: name -> ``server`` line tail
+    (address and send-proxy option)."""
     ports = {name: free_port() for name in routes}
     sections = []
     for name, server in routes.items():
         sections.append(f"frontend f_{name}\n    bind 127.0.0.1:{ports[name]}\n    default_backend b_{name}\n"
                         f"backend b_{name}\n    server s_{name} {server}\n")
-    config = os.path.join(tmp, "haproxy.cfg")
-    with open(config, "w") as out:
-        out.write(f"global\n    pidfile {tmp}/haproxy.pid\n    maxconn 64\n"
-                  "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 10s\n"
-                  "    timeout server 10s\n" + "".join(sections))
-    assert HAPROXY is not None
-    proc = subprocess.Popen([HAPROXY, "-db", "-f", config], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        for port in ports.values():
-            wait_listening(port, proc)
-    except BaseException:
-        stop(proc)
-        raise
+    proc, _ = launch_haproxy(tmp, "defaults\n    mode tcp\n    timeout connect 5s\n    timeout client 10s\n"
+                                  "    timeout server 10s\n" + "".join(sections))
     return proc, ports
 
 
@@ -221,6 +260,183 @@ def test_cli_passes_proxy_protocol_to_serve_and_workers() -> None:
     args = build_parser().parse_args(["serve"])
     assert args.proxy_protocol is False
     assert "--proxy-protocol" not in _worker_args(args)
+
+
+# ------------------------------------------------------ load through HAProxy
+
+#: what serve --protocol http answers to GET /
+HELLO = b"Hello from reactor\n"
+
+
+def http_get(port: int) -> int:
+    """One GET on a new connection (each wait bounded by the socket
+    timeout); the pid that served it. Anything but a complete 200 with the
+    stock body raises."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = bytearray()
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    # HAProxy's HTTP mode sends header names in lower case
+    match = re.search(rb"\r\nX-Reactor-Pid: (\d+)\r\n", head + b"\r\n", re.IGNORECASE)
+    if not head.startswith(b"HTTP/1.1 200 ") or body != HELLO or not match:
+        raise EOFError(f"not the stock answer: {bytes(data[:300])!r}")
+    return int(match[1])
+
+
+class Load:
+    """``threads`` clients, each making one GET per connection through
+    ``port`` until ``stop()``, for at most ``seconds`` and ``limit``
+    requests in all: the load is bounded whatever the test waits for.
+    Every answer is kept as (time it was asked, pid), every failure by
+    kind."""
+
+    def __init__(self, port: int, threads: int = 4, seconds: float = 30.0, limit: int = 20_000) -> None:
+        self.port = port
+        self.deadline = time.monotonic() + seconds
+        self.limit = limit
+        self.stopped = threading.Event()
+        self.served: list[tuple[float, int]] = []
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.changed = threading.Condition()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set() and time.monotonic() < self.deadline:
+            with self.changed:
+                if len(self.served) + sum(self.errors.values()) >= self.limit:
+                    return
+            asked = time.monotonic()
+            try:
+                pid = http_get(self.port)
+            except (OSError, EOFError) as exc:  # refused, reset, timed out, a short or wrong answer
+                with self.changed:
+                    self.errors[f"{type(exc).__name__}: {exc}"] += 1
+                    self.changed.notify_all()
+                continue
+            with self.changed:
+                self.served.append((asked, pid))
+                self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``count`` more answers than now (or a failure)."""
+        with self.changed:
+            target = len(self.served) + count
+            if not self.changed.wait_for(lambda: len(self.served) >= target or bool(self.errors), timeout):
+                pytest.fail(f"{count} more answers not within {timeout} s ({len(self.served)} so far)")
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for thread in self.threads:
+            thread.join(20)
+        assert not any(thread.is_alive() for thread in self.threads), "a client did not finish"
+
+    def pids_since(self, moment: float) -> collections.Counter[int]:
+        """Who answered the requests asked after ``moment``."""
+        with self.changed:
+            return collections.Counter(pid for asked, pid in self.served if asked > moment)
+
+
+#: HAProxy in HTTP mode with an HTTP health check in front of two backends.
+#: What makes "no client sees an error" hold while a backend goes away,
+#: whatever the timing of the health checks:
+HEALTH_CHECKED = """\
+defaults
+    mode http
+    # A stopped backend refuses connects (its listener is closed) until the
+    # next check marks it down: each refused connect is retried...
+    retries 3
+    # ... on the *other* server, at every retry (the default, -1, moves to
+    # another server only on the last retry, after a 1 s turn-around wait
+    # for each retry on the same one); a redispatch avoids the server that failed.
+    option redispatch 1
+    # Which failures are retried: conn-failure (refused; the default),
+    # empty-response (the connect succeeded but the backend closed without
+    # answering: a connection still in its accept queue when it closed its
+    # listener is reset), response-timeout. A GET is safe to send twice.
+    retry-on conn-failure empty-response response-timeout
+    # A connect on loopback is answered at once (SYN-ACK or RST); 1 s only
+    # bounds a lost SYN, and is the most a retry on the same server waits.
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    # One server connection per request: no idle kept-alive connection to a
+    # backend that is closing it (the client asks Connection: close anyway).
+    option http-server-close
+frontend f_web
+    bind 127.0.0.1:{port}
+    default_backend b_web
+backend b_web
+    balance roundrobin
+    # GET / HTTP/1.0, 200 expected; every 100 ms, one failure marks a server
+    # down and one success up again
+    option httpchk GET /
+    http-check expect status 200
+    server a 127.0.0.1:{port_a} check inter 100ms fall 1 rise 1
+    server b 127.0.0.1:{port_b} check inter 100ms fall 1 rise 1
+"""
+
+
+def status(server: str, wanted: str) -> Callable[[dict], bool]:
+    """A ``wait_stat`` predicate: ``server`` of b_web has this status, and
+    for UP its last check passed (L7OK: an answer to the HTTP check)."""
+    def check(table: dict) -> bool:
+        row = table["b_web", server]
+        return row["status"] == wanted and (wanted != "UP" or row["check_status"] == "L7OK")
+    return check
+
+
+@needs_haproxy
+def test_health_check_moves_traffic_off_a_stopped_backend_and_back(tmp: str) -> None:
+    servers = [Server("--protocol", "http", "--port", "0", "--grace", "1") for _ in range(2)]
+    a, b = servers
+    proxy: subprocess.Popen | None = None
+    load: Load | None = None
+    try:
+        assert a.match and b.match, (a.first_line, b.first_line)
+        port = free_port()
+        proxy, stats = launch_haproxy(tmp, HEALTH_CHECKED.format(port=port, port_a=a.port, port_b=b.port))
+        wait_stat(proxy, stats, lambda t: status("a", "UP")(t) and status("b", "UP")(t), "both servers UP")
+        load = Load(port)
+        load.wait_for(40)
+        # Stop a: its listener closes, the connections it has are answered, it exits.
+        code, _, err = a.stop()
+        assert code == 0, err
+        gone = time.monotonic()
+        wait_stat(proxy, stats, status("a", "DOWN"), "a DOWN after it stopped")
+        load.wait_for(40)
+        # a again, on the same port: the next check marks it up, and it serves again.
+        restarted = time.monotonic()
+        servers.append(Server("--protocol", "http", "--port", str(a.port), "--grace", "1"))
+        again = servers[-1]
+        assert again.match, again.first_line
+        wait_stat(proxy, stats, status("a", "UP"), "a UP after it started again")
+        back = time.monotonic()
+        load.wait_for(40)
+        load.stop()
+        assert load.errors == collections.Counter(), f"{load.errors} with {len(load.served)} answered"
+        before = load.pids_since(0) - load.pids_since(gone)
+        assert {a.proc.pid, b.proc.pid} <= set(before), ("both served at first", before)
+        stopped = load.pids_since(gone) - load.pids_since(restarted)
+        assert set(stopped) == {b.proc.pid}, ("only b while a was stopped", stopped)
+        after = load.pids_since(back)
+        assert set(after) == {again.proc.pid, b.proc.pid}, ("both serve again", after)
+        table = show_stat(stats)
+        # HAProxy's own view: no answer of its own (5xx) to the clients,
+        # every server's sessions add up, and a went down once
+        assert table["f_web", "FRONTEND"]["hrsp_5xx"] == "0", table["f_web", "FRONTEND"]
+        assert table["b_web", "a"]["chkdown"] == "1", table["b_web", "a"]
+        assert int(table["b_web", "BACKEND"]["hrsp_2xx"]) == len(load.served), table["b_web", "BACKEND"]
+    finally:
+        if load is not None:
+            load.stop()
+        if proxy is not None:
+            stop(proxy)
+        for server in servers:
+            server.kill()
 
 
 # ------------------------------------------------ proxy_errors in the summary
