@@ -42,12 +42,15 @@ PINNED_ATTRIBUTES = {
     "ConnectAttempt": {"address"},
 }
 PINNED_STATS = {"accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches", "max_batch",
-                "empty_wakeups", "active", "histogram"}
-#: keywords of section 2 that exist today (ssl, idle_timeout, ... arrive with section 7)
+                "empty_wakeups", "active", "histogram", "proxy_errors", "idle_closed", "tls_failed", "limited"}
+#: keywords of section 2, with section 7's (TLS, limits, PROXY protocol)
 PINNED_KEYWORDS = {
-    "listen": {"backlog", "reuse_port", "max_accepts", "on_exhausted", "sock", "keepalive", "user_timeout"},
-    "listen_unix": {"backlog"},
-    "connect": {"timeout", "local_addr", "happy_eyeballs_delay", "keepalive", "user_timeout", "resolver"},
+    "listen": {"backlog", "reuse_port", "max_accepts", "on_exhausted", "sock", "keepalive", "user_timeout",
+               "ssl", "ssl_handshake_timeout", "ssl_shutdown_timeout", "idle_timeout", "max_connections",
+               "proxy_protocol"},
+    "listen_unix": {"backlog", "ssl", "idle_timeout", "max_connections", "proxy_protocol"},
+    "connect": {"timeout", "local_addr", "happy_eyeballs_delay", "keepalive", "user_timeout", "resolver",
+                "ssl", "server_hostname", "ssl_handshake_timeout", "idle_timeout"},
     "connect_unix": {"timeout"},
 }
 

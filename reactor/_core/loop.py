@@ -128,6 +128,7 @@ class EventLoop:
         self.max_fd: int | None = info.max_fd
         self._resolution = info.resolution
         self._closed = True  # until the fds below exist, so __del__ is safe
+        self._closing = False  # close() is closing the resources (see close())
         self._selector = info.loop_selector_class()
         self._watchers = FdWatchers(self._selector, info.name, info.max_fd, self.call_exception_handler)
         self._ready: deque[Handle] = deque()
@@ -203,6 +204,10 @@ class EventLoop:
             raise ReactorStateError("cannot close a running reactor; stop() it first")
         if self._closed:
             return
+        # Callbacks scheduled from here on would never run: a layer that
+        # defers its protocol's connection_lost (asyncio's TLS layer) looks
+        # at this and calls it at once instead.
+        self._closing = True
         self._close_resources()
         for signum in list(self._signal_handlers):
             self.remove_signal_handler(signum)

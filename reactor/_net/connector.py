@@ -130,6 +130,7 @@ import functools
 import math
 import os
 import socket
+import ssl as _ssl  # "ssl" is connect_tcp's keyword, as in asyncio
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -139,8 +140,10 @@ from .._core.checks import check_callable, check_host_port, check_seconds
 from .._core.resources import CLOSE_NORMAL
 from ..errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
 from .addresses import check_host_name, format_address
+from .idle import IdleLimit, check_idle_timeout
 from .resolver import AddrInfo, numeric_addrinfo, pool_for
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
+from .tls import DEFAULT_SSL_HANDSHAKE_TIMEOUT, RawTLSTransport, TLSLayer, check_tls
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -291,8 +294,14 @@ class ConnectAttempt:
 
     def __init__(self, reactor: Reactor, protocol_factory: Callable[[], Any], target: str,
                  timeout: float, *, happy_eyeballs_delay: float | None = None,
-                 keepalive: Any = None, user_timeout_ms: int | None = None) -> None:
+                 keepalive: Any = None, user_timeout_ms: int | None = None,
+                 tls: tuple[_ssl.SSLContext, str | None, float] | None = None,
+                 idle_timeout: float | None = None) -> None:
         self._reactor = reactor
+        # (context, server_hostname, handshake timeout) for a TLS connection
+        self._tls = tls
+        self._handshaking: RawTLSTransport | None = None
+        self._idle_timeout = idle_timeout
         self._factory: Callable[[], Any] | None = protocol_factory
         #: what the user asked for, for messages: "host:port" or the path
         self.address: str = target
@@ -586,11 +595,21 @@ class ConnectAttempt:
         factory = self._factory
         assert factory is not None
         self._release()  # the losers, the timers
-        protocol = transport = None
+        protocol: Any = None
+        transport: Transport | None = None
         try:
             protocol = factory()
-            transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
+            if self._tls is not None:
+                context, server_hostname, handshake_timeout = self._tls
+                layer = TLSLayer(self._reactor, protocol, context, server_side=False,
+                                 server_hostname=server_hostname, handshake_timeout=handshake_timeout,
+                                 on_handshake=self._tls_handshake_done)
+                transport = RawTLSTransport(self._reactor, sock, layer, peername=sockaddr)  # type: ignore[arg-type]
+            else:
+                transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
             self._reactor.track_resource(transport)
+            if self._idle_timeout is not None:
+                _idle_limit(self._reactor, self._idle_timeout).watch(transport)
         except BaseException as exc:
             # The factory failed, or a MemoryError setting up: nothing was
             # told connection_made, so nothing is told connection_lost.
@@ -613,8 +632,23 @@ class ConnectAttempt:
             raise
         if failure is not None:
             self._finish(_FAILED, exception=failure)
+        elif self._tls is not None:
+            # Done when the handshake is: _tls_handshake_done. The deadline
+            # was for the TCP connect; the handshake has its own.
+            if self._state == _PENDING:
+                assert isinstance(transport, RawTLSTransport)
+                self._handshaking = transport
         else:
             self._finish(_CONNECTED, result=(transport, protocol))
+
+    def _tls_handshake_done(self, layer: TLSLayer, exc: BaseException | None) -> None:
+        self._handshaking = None
+        if self._state != _PENDING:
+            return
+        if exc is None:
+            self._finish(_CONNECTED, result=(layer.app_transport, layer.app_protocol))  # type: ignore[arg-type]
+        else:
+            self._finish(_FAILED, exception=exc)
 
     def _fail(self, exc: BaseException) -> None:
         self._finish(_FAILED, exception=exc)
@@ -654,6 +688,9 @@ class ConnectAttempt:
             return []
         self._state = state
         self._result = result
+        raw, self._handshaking = self._handshaking, None
+        if raw is not None and state != _CONNECTED:
+            raw.abort()  # cancelled in the middle of the TLS handshake: its fd goes too
         if isinstance(exception, Exception):
             _keep_without_frames(exception)
         self._exception = exception
@@ -736,10 +773,25 @@ def _check_seconds(value: Any, name: str, *, allow_zero: bool) -> float:
     return value
 
 
+def _idle_limit(reactor: Reactor, timeout: float) -> IdleLimit:
+    """The reactor's one idle limit of ``timeout`` seconds for connections
+    it connected (listeners have their own, to count)."""
+    limits: dict[float, IdleLimit] | None = getattr(reactor, "_client_idle_limits", None)
+    if limits is None:
+        limits = reactor._client_idle_limits = {}  # type: ignore[attr-defined]
+    limit = limits.get(timeout)
+    if limit is None:
+        limit = limits[timeout] = IdleLimit(reactor, timeout)
+    return limit
+
+
 def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int, *,
                 timeout: float = DEFAULT_TIMEOUT, local_addr: tuple[str, int] | None = None,
                 happy_eyeballs_delay: float | None = DEFAULT_HAPPY_EYEBALLS_DELAY, keepalive: Any = None,
-                user_timeout: float | None = None, resolver: Callable[..., Any] | None = None) -> ConnectAttempt:
+                user_timeout: float | None = None, resolver: Callable[..., Any] | None = None,
+                ssl: Any = None, server_hostname: str | None = None,
+                ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+                idle_timeout: float | None = None) -> ConnectAttempt:
     """Connect to ``host:port`` over TCP without blocking.
 
     ``timeout``: seconds until the attempt fails with ``ConnectTimeout``
@@ -751,6 +803,14 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     ``connection_lost(TimeoutError)``. ``resolver``: a function with
     ``socket.getaddrinfo``'s signature, run on the resolver's threads for
     names that are not numeric addresses.
+
+    ``ssl``: an ``ssl.SSLContext`` (or True: ``ssl.create_default_context()``)
+    for TLS; the certificate is checked against ``server_hostname`` (default
+    ``host``), the attempt is done once the handshake is (within
+    ``ssl_handshake_timeout`` seconds, after the connect's ``timeout``), and
+    fails with the ``ssl.SSLError`` of a bad certificate, its socket closed.
+    ``result()`` is then the TLS transport and the protocol. ``idle_timeout``:
+    seconds without a byte either way before the connection is closed.
 
     Returns a ``ConnectAttempt`` at once; ``protocol_factory`` is called only
     once a connection is made.
@@ -771,9 +831,14 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     user_timeout_ms = check_user_timeout(user_timeout)
     if resolver is not None and not callable(resolver):
         raise TypeError(f"resolver must be callable or None, not {type(resolver).__name__}")
+    context = check_tls(ssl, ssl_handshake_timeout, server_side=False, server_hostname=server_hostname)
+    tls = None
+    if context is not None:
+        tls = (context, server_hostname if server_hostname is not None else host, float(ssl_handshake_timeout))
     attempt = ConnectAttempt(reactor, protocol_factory, format_address((host, port)), timeout,
                              happy_eyeballs_delay=happy_eyeballs_delay, keepalive=keepalive,
-                             user_timeout_ms=user_timeout_ms)
+                             user_timeout_ms=user_timeout_ms, tls=tls,
+                             idle_timeout=check_idle_timeout(idle_timeout))
     reactor.call_soon(attempt._begin_tcp, host, port, local_addr, resolver)
     return attempt
 

@@ -49,6 +49,22 @@ again at once: retrying is a busy loop at 100% CPU. Two policies:
 
 Logging while exhausted is rate-limited to one line per second per listener.
 
+Limits for a server facing clients (DESIGN section 7), each off by default
+and free on the accept path when off:
+
+- ``max_connections=N``: at N open connections the listener stops watching
+  its socket (state ``"limited"``, counted in ``stats.limited``) and the
+  kernel's queue holds the rest (then the SYN retries); the first
+  connection to close resumes it. A batch never accepts past N.
+- ``idle_timeout=S``: a connection silent both ways for S seconds is closed
+  (``reactor/_net/idle.py``: one coarse sweep, not a timer per connection),
+  counted in ``stats.idle_closed``.
+- ``ssl=context``: every connection is TLS (``reactor/_net/tls.py``); the
+  protocol is told ``connection_made`` once the handshake is done. A failed
+  handshake closes the connection, counts in ``stats.tls_failed``, and only
+  the first is logged (at WARNING; the rest at DEBUG): any client can cause
+  one, and a log line per scanner is a log flood.
+
 Behind a load balancer (``proxy_protocol=True``), every connection starts
 with a PROXY protocol header (``reactor/_net/proxy.py``: the specification's
 rules and ours). The listener then gives each transport a pre-protocol,
@@ -75,8 +91,17 @@ from .._core.checks import check_callable, check_host_port
 from .._core.resources import CLOSE_FIRST
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
 from .addresses import check_host_name, format_address
+from .idle import IdleLimit, check_idle_timeout
 from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
+from .tls import (
+    DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+    DEFAULT_SSL_SHUTDOWN_TIMEOUT,
+    ProxiedRawTLSTransport,
+    RawTLSTransport,
+    TLSLayer,
+    check_tls,
+)
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -126,7 +151,7 @@ LOG_INTERVAL = 1.0
 #: accepts-per-wakeup histogram: bucket i counts batches of 2**(i-1) .. 2**i - 1
 HISTOGRAM_BUCKETS = 12
 
-_ACTIVE, _PAUSED, _EXHAUSTED, _CLOSED = "active", "paused", "exhausted", "closed"
+_ACTIVE, _PAUSED, _EXHAUSTED, _LIMITED, _CLOSED = "active", "paused", "exhausted", "limited", "closed"
 _SHED_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE))
 
 
@@ -152,10 +177,14 @@ class ListenerStats:
     proxy_errors: connections closed for a bad or missing PROXY protocol
         header, an EOF in the middle of one, or none within the timeout
         (``proxy_protocol=True`` only)
+    idle_closed: connections closed by ``idle_timeout``
+    tls_failed: TLS handshakes that failed or timed out (``ssl=`` only)
+    limited: times the listener stopped accepting at ``max_connections``
     """
 
     __slots__ = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
-                 "max_batch", "empty_wakeups", "active", "histogram", "proxy_errors")
+                 "max_batch", "empty_wakeups", "active", "histogram", "proxy_errors", "idle_closed",
+                 "tls_failed", "limited")
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -170,6 +199,9 @@ class ListenerStats:
         self.active = 0
         self.histogram = [0] * HISTOGRAM_BUCKETS
         self.proxy_errors = 0
+        self.idle_closed = 0
+        self.tls_failed = 0
+        self.limited = 0
 
     @property
     def accepts_per_wakeup(self) -> float:
@@ -197,18 +229,35 @@ class Listener:
     def __init__(self, reactor: Reactor, sock: Any, protocol_factory: Callable[[], Any], *,
                  backlog: int, max_accepts: int, on_exhausted: str = "pause",
                  unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None,
-                 proxy_protocol: bool = False, proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> None:
+                 proxy_protocol: bool = False, proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
+                 ssl_context: Any = None, ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+                 ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
+                 max_connections: int | None = None) -> None:
         self._reactor = reactor
         self._sock = sock
         self._fd = sock.fileno()
         self._family = sock.family
         self._factory = protocol_factory
+        #: the server's TLS context, or None for plain TCP
+        self.ssl_context: Any = ssl_context
+        self._tls = (ssl_handshake_timeout, ssl_shutdown_timeout)
+        self._transport_class: type[Transport] = Transport
+        if ssl_context is not None:
+            # The TLS layer is each connection's protocol; it makes the
+            # user's and tells it connection_made after the handshake.
+            self._factory = functools.partial(self._new_tls_layer, protocol_factory)
+            self._transport_class = ProxiedRawTLSTransport if proxy_protocol else RawTLSTransport
+        self._warned_tls = False
         #: True if every connection must start with a PROXY protocol header
         self.proxy_protocol: bool = proxy_protocol
         if proxy_protocol:
             # The pre-protocol reads the header, then makes the real protocol
             # (module docs); off, the caller's factory is called as it is.
-            self._factory = functools.partial(HeaderReader, self, protocol_factory, proxy_timeout)
+            # Behind TLS the header comes first, in the clear (HAProxy's send-proxy).
+            self._factory = functools.partial(HeaderReader, self, self._factory, proxy_timeout)
+        #: at most this many connections open at once (None: no limit)
+        self.max_connections: int | None = max_connections
+        self._idle = IdleLimit(reactor, idle_timeout, self._idle_closed) if idle_timeout is not None else None
         self.backlog: int = backlog
         self.max_accepts: int = max_accepts
         self.on_exhausted: str = on_exhausted
@@ -261,12 +310,19 @@ class Listener:
 
     @property
     def state(self) -> str:
-        """``"active"``, ``"paused"``, ``"exhausted"`` (backing off) or ``"closed"``."""
+        """``"active"``, ``"paused"``, ``"exhausted"`` (backing off), ``"limited"``
+        (at ``max_connections``) or ``"closed"``."""
         return self._state
 
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds of silence after which a connection is closed, or None."""
+        return self._idle.timeout if self._idle is not None else None
+
     def is_serving(self) -> bool:
-        """True while the listener accepts (not paused, exhausted or closed)."""
-        return self._state == _ACTIVE
+        """True while the listener accepts (not paused, exhausted or closed;
+        at ``max_connections`` it serves again as soon as one closes)."""
+        return self._state == _ACTIVE or self._state == _LIMITED
 
     def connections(self) -> list[Transport]:
         """The connections accepted here that are still open."""
@@ -285,14 +341,22 @@ class Listener:
 
     def pause(self) -> None:
         """Stop accepting; new connections wait in the kernel's queue."""
-        if self._state in (_ACTIVE, _EXHAUSTED):
+        if self._state in (_ACTIVE, _EXHAUSTED, _LIMITED):
             self._unwatch()
             self._state = _PAUSED
 
     def resume(self) -> None:
-        """Accept again after ``pause()`` (or end an exhaustion backoff early)."""
+        """Accept again after ``pause()`` (or end an exhaustion backoff early);
+        at ``max_connections``, once one closes."""
         if self._state in (_PAUSED, _EXHAUSTED):
-            self._watch()
+            if self._at_limit():
+                self._unwatch()
+                self._state = _LIMITED
+            else:
+                self._watch()
+
+    def _at_limit(self) -> bool:
+        return self.max_connections is not None and self.stats.active >= self.max_connections
 
     def close(self) -> None:
         """Stop listening and release the socket (and a Unix socket's path).
@@ -366,6 +430,13 @@ class Listener:
             room = self._max_fd - self._fds_below - self.stats.active
             if room < batch:
                 batch = room if room > 1 else 1
+        if self.max_connections is not None:
+            room = self.max_connections - self.stats.active
+            if room < batch:
+                if room < 1:
+                    self._limit_reached()
+                    return
+                batch = room
         accepted, skipped, err = self._drain(batch)
         stats = self.stats
         stats.wakeups += 1
@@ -390,6 +461,9 @@ class Listener:
         elif not skipped and err == errno.EAGAIN:
             stats.empty_wakeups += 1
         stats.aborted += skipped
+        if self.max_connections is not None and self._state == _ACTIVE and self._at_limit():
+            self._limit_reached()
+            return
         # A protocol callback may have paused or closed us during the batch:
         # then an error that ended it must not start a retry behind its back.
         if err == errno.EAGAIN or err == 0 or self._state != _ACTIVE:
@@ -422,6 +496,8 @@ class Listener:
                     pass  # reset while queued: the first read reports it
             self._connections.add(transport)
             self._reactor.track_resource(transport)
+            if self._idle is not None:
+                self._idle.watch(transport)
         except BaseException as exc:
             # The factory raised, or setting up did (a MemoryError can come
             # from anything here). Nobody would ever read or close this fd:
@@ -452,8 +528,36 @@ class Listener:
         subclass must not raise after the transport took it."""
         # The transport takes the bare fd and makes a socket object only if
         # the connection outlives connection_made.
-        return Transport(self._reactor, fd, protocol, peername=address, server=self,
-                         family=self._family, nonblocking=self._nonblocking_fds)
+        return self._transport_class(self._reactor, fd, protocol, peername=address, server=self,
+                                     family=self._family, nonblocking=self._nonblocking_fds)
+
+    def _new_tls_layer(self, protocol_factory: Callable[[], Any]) -> TLSLayer:
+        handshake_timeout, shutdown_timeout = self._tls
+        return TLSLayer(self._reactor, protocol_factory(), self.ssl_context, server_side=True,
+                        handshake_timeout=handshake_timeout, shutdown_timeout=shutdown_timeout,
+                        on_handshake=self._tls_handshake_done)
+
+    def _tls_handshake_done(self, layer: TLSLayer, exc: BaseException | None) -> None:
+        if exc is None or layer.handshake_done():
+            return  # done (an exception from connection_made is the transport's to report)
+        self.stats.tls_failed += 1
+        raw = layer._transport
+        peer = raw.get_extra_info("peername") if raw is not None else None
+        if not self._warned_tls:
+            self._warned_tls = True
+            logger.warning("listener %s: TLS handshake with %s failed: %s (counted in stats.tls_failed; "
+                           "further failures are logged at DEBUG)", self.address, peer, exc)
+        else:
+            logger.debug("listener %s: TLS handshake with %s failed: %s", self.address, peer, exc)
+
+    def _idle_closed(self, transport: Transport) -> None:
+        self.stats.idle_closed += 1
+
+    def _limit_reached(self) -> None:
+        """``max_connections`` are open: the kernel's queue holds the rest."""
+        self.stats.limited += 1
+        self._unwatch()
+        self._state = _LIMITED
 
     def _connection_rejected(self, transport: Transport) -> None:
         """``transport`` cannot be watched (its registration failed): it is
@@ -475,7 +579,7 @@ class Listener:
             for callback in callbacks:
                 self._reactor.call_soon(callback)
         # One of our fds was just freed: the retry need not wait for the timer.
-        if self._state == _EXHAUSTED:
+        if self._state == _EXHAUSTED or (self._state == _LIMITED and not self._at_limit()):
             self._watch()
 
     # ---------------------------------------------------------- exhaustion
@@ -597,6 +701,20 @@ def _check_proxy(proxy_protocol: Any, proxy_timeout: Any) -> None:
         raise ValueError(f"proxy_timeout must be a finite number of seconds > 0, not {proxy_timeout!r}")
 
 
+def _check_limits(ssl_context: Any, ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any, idle_timeout: Any,
+                  max_connections: Any) -> dict[str, Any]:
+    """The TLS and limit keywords checked, as the Listener's keywords."""
+    context = check_tls(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
+    if max_connections is not None:
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError(f"max_connections must be an int or None, not {type(max_connections).__name__}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, not {max_connections}")
+    return {"ssl_context": context, "ssl_handshake_timeout": float(ssl_handshake_timeout),
+            "ssl_shutdown_timeout": float(ssl_shutdown_timeout), "idle_timeout": check_idle_timeout(idle_timeout),
+            "max_connections": max_connections}
+
+
 def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
     return max_accepts if max_accepts is not None else max(1, min(backlog, MAX_ACCEPTS_CAP))
 
@@ -604,7 +722,10 @@ def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
 def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None = "127.0.0.1",
                port: int = 0, *, backlog: int | None = None, reuse_port: bool = False,
                max_accepts: int | None = None, on_exhausted: str = "pause", sock: socket.socket | None = None,
-               keepalive: Any = None, user_timeout: float | None = None, proxy_protocol: bool = False,
+               keepalive: Any = None, user_timeout: float | None = None, ssl: Any = None,
+               ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+               ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
+               max_connections: int | None = None, proxy_protocol: bool = False,
                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
     """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
     ephemeral port), or on an already bound ``sock``. A ``sock`` that is
@@ -621,6 +742,12 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     every accepted connection. ``proxy_protocol``: every connection must
     start with a PROXY protocol v1 or v2 header, read (within
     ``proxy_timeout`` seconds) before ``connection_made`` (module docs).
+    ``ssl``: an ``ssl.SSLContext`` with a certificate: every connection is
+    TLS, its handshake within ``ssl_handshake_timeout`` seconds, its
+    close_notify answered within ``ssl_shutdown_timeout``.
+    ``idle_timeout``: seconds without a byte either way before a connection
+    is closed. ``max_connections``: open connections at most; at the limit
+    the listener stops accepting until one closes.
 
     Set-up runs on the calling thread: a host name is resolved there
     (getaddrinfo may block), so listen on a numeric address from a running
@@ -629,6 +756,7 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
     _check_proxy(proxy_protocol, proxy_timeout)
+    limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
     keepalive = check_keepalive(keepalive)
     user_timeout_ms = check_user_timeout(user_timeout)
     effective = effective_backlog(backlog)
@@ -653,7 +781,7 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
         return Listener(reactor, sock, protocol_factory, backlog=effective,
                         max_accepts=_default_max_accepts(max_accepts, effective),
                         on_exhausted=on_exhausted, keepalive=keepalive, user_timeout_ms=user_timeout_ms,
-                        proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout)
+                        proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout, **limits)
     except BaseException:
         sock.close()
         raise
@@ -716,10 +844,14 @@ def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 
 def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,
-                max_accepts: int | None = None, on_exhausted: str = "pause", proxy_protocol: bool = False,
+                max_accepts: int | None = None, on_exhausted: str = "pause", ssl: Any = None,
+                ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+                ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
+                max_connections: int | None = None, proxy_protocol: bool = False,
                 proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
-    """Listen on a Unix stream socket at ``path``. ``proxy_protocol`` as for
-    ``listen_tcp`` (HAProxy sends it to Unix servers too).
+    """Listen on a Unix stream socket at ``path``. ``ssl``, the limits and
+    ``proxy_protocol`` as for ``listen_tcp`` (HAProxy sends it to Unix
+    servers too).
 
     A socket file left by a dead server (connecting to it is refused) is
     replaced; a live one raises ``OSError(EADDRINUSE)``; any other file
@@ -730,6 +862,7 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
     _check_proxy(proxy_protocol, proxy_timeout)
+    limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
     path = os.fspath(path)
@@ -746,7 +879,7 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
         return Listener(reactor, sock, protocol_factory, backlog=effective,
                         max_accepts=_default_max_accepts(max_accepts, effective),
                         on_exhausted=on_exhausted, unix_path=path, proxy_protocol=proxy_protocol,
-                        proxy_timeout=proxy_timeout)
+                        proxy_timeout=proxy_timeout, **limits)
     except BaseException:
         sock.close()
         raise

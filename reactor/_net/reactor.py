@@ -24,6 +24,7 @@ from .._core.loop import Clock, EventLoop
 from .connector import DEFAULT_HAPPY_EYEBALLS_DELAY, DEFAULT_TIMEOUT, ConnectAttempt, connect_tcp, connect_unix
 from .listener import Listener, listen_tcp, listen_unix
 from .proxy import DEFAULT_PROXY_TIMEOUT
+from .tls import DEFAULT_SSL_HANDSHAKE_TIMEOUT, DEFAULT_SSL_SHUTDOWN_TIMEOUT
 from .transport import READ_SIZE
 
 __all__ = ["Reactor", "READ_BUFFER_SIZE"]
@@ -64,7 +65,10 @@ class Reactor(EventLoop):
     def listen(self, protocol_factory: ProtocolFactory, host: str | None = "127.0.0.1", port: int = 0, *,
                backlog: int | None = None, reuse_port: bool = False, max_accepts: int | None = None,
                on_exhausted: str = "pause", sock: socket.socket | None = None, keepalive: Any = None,
-               user_timeout: float | None = None, proxy_protocol: bool = False,
+               user_timeout: float | None = None, ssl: Any = None,
+               ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+               ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
+               max_connections: int | None = None, proxy_protocol: bool = False,
                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
         """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
         ephemeral port; ``""`` binds every IPv4 interface, ``"::"`` every IPv6
@@ -72,30 +76,43 @@ class Reactor(EventLoop):
         ``sock``. See :func:`reactor._net.listener.listen_tcp` for each keyword."""
         return listen_tcp(self, protocol_factory, host, port, backlog=backlog, reuse_port=reuse_port,
                           max_accepts=max_accepts, on_exhausted=on_exhausted, sock=sock,
-                          keepalive=keepalive, user_timeout=user_timeout, proxy_protocol=proxy_protocol,
-                          proxy_timeout=proxy_timeout)
+                          keepalive=keepalive, user_timeout=user_timeout, ssl=ssl,
+                          ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+                          idle_timeout=idle_timeout, max_connections=max_connections,
+                          proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout)
 
     def listen_unix(self, protocol_factory: ProtocolFactory, path: str, *, backlog: int | None = None,
-                    max_accepts: int | None = None, on_exhausted: str = "pause", proxy_protocol: bool = False,
+                    max_accepts: int | None = None, on_exhausted: str = "pause", ssl: Any = None,
+                    ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+                    ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
+                    max_connections: int | None = None, proxy_protocol: bool = False,
                     proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
         """Listen on a Unix stream socket at ``path`` (a stale socket file is
         replaced, a live one is ``EADDRINUSE``; the path is removed on close).
-        ``proxy_protocol`` as for ``listen``."""
+        ``ssl``, the limits and ``proxy_protocol`` as for ``listen``."""
         return listen_unix(self, protocol_factory, path, backlog=backlog, max_accepts=max_accepts,
-                           on_exhausted=on_exhausted, proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout)
+                           on_exhausted=on_exhausted, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout,
+                           ssl_shutdown_timeout=ssl_shutdown_timeout, idle_timeout=idle_timeout,
+                           max_connections=max_connections, proxy_protocol=proxy_protocol,
+                           proxy_timeout=proxy_timeout)
 
     # ------------------------------------------------------------ clients
 
     def connect(self, protocol_factory: ProtocolFactory, host: str, port: int, *,
                 timeout: float = DEFAULT_TIMEOUT, local_addr: tuple[str, int] | None = None,
                 happy_eyeballs_delay: float | None = DEFAULT_HAPPY_EYEBALLS_DELAY, keepalive: Any = None,
-                user_timeout: float | None = None, resolver: Callable[..., Any] | None = None) -> ConnectAttempt:
+                user_timeout: float | None = None, resolver: Callable[..., Any] | None = None,
+                ssl: Any = None, server_hostname: str | None = None,
+                ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+                idle_timeout: float | None = None) -> ConnectAttempt:
         """Connect to ``host:port`` without blocking; returns a
         :class:`ConnectAttempt` at once. ``timeout=math.inf`` means no
-        deadline. See :func:`reactor._net.connector.connect_tcp`."""
+        deadline; ``ssl`` makes it TLS. See
+        :func:`reactor._net.connector.connect_tcp`."""
         return connect_tcp(self, protocol_factory, host, port, timeout=timeout, local_addr=local_addr,
                            happy_eyeballs_delay=happy_eyeballs_delay, keepalive=keepalive,
-                           user_timeout=user_timeout, resolver=resolver)
+                           user_timeout=user_timeout, resolver=resolver, ssl=ssl, server_hostname=server_hostname,
+                           ssl_handshake_timeout=ssl_handshake_timeout, idle_timeout=idle_timeout)
 
     def connect_unix(self, protocol_factory: ProtocolFactory, path: Any, *,
                      timeout: float = DEFAULT_TIMEOUT) -> ConnectAttempt:

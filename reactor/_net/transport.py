@@ -245,6 +245,10 @@ class Transport:
     # set only on a proxy_protocol listener's connections once the header is read
     _proxy: Any = None
     _socket_peername: Any = None
+    # idle_timeout (idle.py): the limit watching us, and our last sign of life
+    _idle_limit: Any = None
+    _io_seen = False  # a byte moved either way since the last sweep looked
+    _idle_since = 0  # the sweep's tick count when it last saw us move
 
     def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
                  peername: Any = None, server: Any = None, family: int = socket.AF_INET,
@@ -369,6 +373,7 @@ class Transport:
             self._connection_failed(exc)
             return
         if count:
+            self._io_seen = True  # idle_timeout: one store, no clock (idle.py)
             data = view[:count].tobytes()
             protocol = self._protocol
             assert protocol is not None  # we are registered only until the protocol is told
@@ -382,6 +387,44 @@ class Transport:
                 self._protocol_failed(exc, "data_received")
         else:
             self._eof_received()
+
+    def _read_into_protocol(self) -> None:
+        """``_read_ready`` for a protocol that lends its own buffer
+        (``get_buffer(size)`` / ``buffer_updated(count)``, asyncio's
+        ``BufferedProtocol``; the TLS layer is one): the socket is read
+        straight into it -- no bytes object, no copy."""
+        protocol: Any = self._protocol
+        try:
+            buffer = protocol.get_buffer(-1)
+            if not len(buffer):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._buffer_protocol_failed(exc, "get_buffer")
+            return
+        try:
+            count = (self._sock or self._socket()).recv_into(buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._connection_failed(exc)
+            return
+        if not count:
+            self._eof_received()
+            return
+        self._io_seen = True
+        try:
+            protocol.buffer_updated(count)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._buffer_protocol_failed(exc, "buffer_updated")
+
+    def _buffer_protocol_failed(self, exc: BaseException, method: str) -> None:
+        """``get_buffer`` or ``buffer_updated`` raised: like ``data_received``
+        raising, reported and the connection aborted."""
+        self._protocol_failed(exc, "data_received" if method == "buffer_updated" else method)
 
     def _eof_received(self) -> None:
         self._eof_seen = True
@@ -459,7 +502,10 @@ class Transport:
                 self._connection_failed(exc)
                 return
             if sent == len(data):
+                self._io_seen = True
                 return
+            if sent:
+                self._io_seen = True
             try:
                 self._reactor.add_writer(self._fd, self._write_ready)
             except (SystemExit, KeyboardInterrupt):
@@ -495,6 +541,8 @@ class Transport:
         except OSError as exc:
             self._connection_failed(exc)
             return
+        if sent:
+            self._io_seen = True
         self._buffer_size -= sent
         while sent:
             head = buffer[0]
@@ -606,6 +654,19 @@ class Transport:
         self._state = state
         self._release(None)
 
+    def _force_close(self, exc: BaseException | None) -> None:
+        """End the connection now: drop the queue, close the fd (a plain
+        close, no SO_LINGER reset) and tell the protocol
+        ``connection_lost(exc)``. asyncio's TLS layer ends a connection so
+        on a failed handshake and on its timeouts."""
+        state = _ON_ABORT.get(self._state)
+        if state is None:
+            return
+        self._state = state
+        if isinstance(exc, Exception):
+            exc.__traceback__ = None  # see the module docs: no frames kept
+        self._release(exc if isinstance(exc, Exception) else None)
+
     def _connection_failed(self, exc: OSError) -> None:
         """The kernel reported an error on the socket (reset, broken pipe,
         timeout): the connection is over. Errors a peer can cause are the
@@ -653,6 +714,8 @@ class Transport:
             os.close(self._fd)
         if self._server is not None:
             self._server._connection_closed(self)
+        if self._idle_limit is not None:
+            self._idle_limit.forget(self)
         protocol = self._protocol
         if protocol is None or type(protocol).connection_lost is _NO_OP_CONNECTION_LOST:
             # Nobody to tell: skip the deferred call (the accept-and-close

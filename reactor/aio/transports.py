@@ -111,34 +111,10 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
 
     # ------------------------------------------------------------- reading
 
-    def _read_into_protocol(self) -> None:
-        """``_read_ready`` for a ``BufferedProtocol``: no copy, no bytes object."""
-        protocol: Any = self._protocol
-        try:
-            buffer = protocol.get_buffer(-1)
-            if not len(buffer):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return
-        try:
-            count = (self._sock or self._socket()).recv_into(buffer)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._connection_failed(exc)
-            return
-        if not count:
-            self._eof_received()
-            return
-        try:
-            protocol.buffer_updated(count)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+    def _buffer_protocol_failed(self, exc: BaseException, method: str) -> None:
+        """``get_buffer`` / ``buffer_updated`` raised: asyncio's message and
+        its ``_fatal_error`` (reactor's read path, ``_read_into_protocol``)."""
+        self._fatal_error(exc, f"Fatal error: protocol.{method}() call failed.")
 
     def get_protocol(self) -> Any:
         """The protocol this transport drives (None once it was told
@@ -217,15 +193,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         the kernel does), not reactor's SO_LINGER reset: asyncio peers and
         asyncio's own TLS layer expect an aborted connection to read as EOF."""
         self._force_close(None)
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        """End the connection now (queue dropped, no RST) and tell the
-        protocol ``connection_lost(exc)``."""
-        state = _transport._ON_ABORT.get(self._state)
-        if state is None:
-            return
-        self._state = state
-        self._release(exc if isinstance(exc, Exception) else None)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         # A peer's error is news for the protocol; anything else is a bug

@@ -952,11 +952,9 @@ class TestSetupFailures:
         assert isinstance(context["exception"], MemoryError) and "factory" in context["message"]
 
     def test_transport_raising_memory_error(self, server_loop, errors, monkeypatch):
-        import reactor._net.listener as listener_mod
-
         factory = Factory(EchoRecorder)
         lst = server_loop.listen(factory)
-        monkeypatch.setattr(listener_mod, "Transport", FailOnce(listener_mod.Transport, 2, MemoryError("Transport")))
+        monkeypatch.setattr(lst, "_transport_class", FailOnce(lst._transport_class, 2, MemoryError("Transport")))
         context = self._serve_batch(server_loop, lst, errors, factory, failed_index=1)
         assert isinstance(context["exception"], MemoryError) and "set up" in context["message"]
         assert factory.protocols[1].events == []  # never told connection_made, so never connection_lost

@@ -1,0 +1,310 @@
+"""TLS on reactor's transports: asyncio's TLS state machine over a reactor ``Transport``.
+
+One TLS layer, not two: ``reactor.aio`` already runs asyncio's own
+``asyncio.sslproto.SSLProtocol`` (as uvloop does), so the native API runs the
+same one. Its handshake, close_notify, shutdown and flow control are
+CPython's, tested by CPython's suite; this module only fits it to the native
+API:
+
+- The layer is the raw connection's protocol. Bytes from the socket are read
+  straight into its buffer (``Transport._read_into_protocol``: it is a
+  ``BufferedProtocol``) and fed to an ``ssl.SSLObject`` through memory BIOs:
+  the handshake never blocks. The user's protocol gets ``connection_made``
+  once the handshake is done, with ``TLSTransport``: the same calls as a
+  plain ``Transport`` (``write``, ``writelines``, ``close``, ``abort``,
+  ``pause_reading``/``resume_reading``, ``get_extra_info``: also
+  ``"ssl_object"``, ``"peercert"``, ``"cipher"``), except half-close: TLS
+  before 1.3 has none, and asyncio offers none, so ``can_write_eof()`` is
+  False and ``write_eof()`` raises.
+- Backpressure is counted through the layer: the user's protocol is paused
+  once the bytes it wrote and the encrypted bytes not yet sent pass the
+  high-water mark (asyncio's 512 KiB for TLS); the layer stops reading the
+  socket while decrypted data waits for a paused reader (256 KiB).
+- ``close()`` sends close_notify after the queued data and waits for the
+  peer's (at most ``ssl_shutdown_timeout`` seconds), then closes the socket.
+  ``close()`` of the raw connection (``Listener.connections()``, a graceful
+  shutdown) does the same. ``abort()`` sends RST, as on plain TCP.
+- A handshake that fails (a bad certificate, a peer speaking something else,
+  an EOF or reset in the middle, no handshake within
+  ``ssl_handshake_timeout``) closes the connection and is reported once to
+  whoever made it (``on_handshake(layer, exc)``): a listener counts it in
+  ``stats.tls_failed`` and logs the first, never a traceback per client; a
+  connect attempt fails with the ``ssl.SSLError`` (or ``ConnectionError``,
+  ``TimeoutError``), and its fd is released.
+
+The layer is asyncio's class; what it needs of a loop (``call_soon``,
+``call_later``, ``time``, ``call_exception_handler``, ``get_debug``) is
+``_LoopView`` over the reactor. What is overridden of its private methods
+(``_get_app_transport``, ``_on_handshake_complete``,
+``_check_handshake_timeout``, ``_call_eof_received``, ``connection_lost``) is named here, for
+Python 3.11's ``asyncio/sslproto.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+from asyncio import sslproto
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._core.checks import check_seconds
+from ..errors import ReactorStateError
+from .transport import _FD_CLOSED, Transport
+
+if TYPE_CHECKING:
+    from .._core.loop import EventLoop
+
+__all__ = ["TLSLayer", "TLSTransport", "RawTLSTransport", "ProxiedRawTLSTransport", "check_tls",
+           "DEFAULT_SSL_HANDSHAKE_TIMEOUT", "DEFAULT_SSL_SHUTDOWN_TIMEOUT"]
+
+logger = logging.getLogger("reactor.tls")
+
+#: seconds a TLS handshake may take before the connection is closed (asyncio's default)
+DEFAULT_SSL_HANDSHAKE_TIMEOUT = 60.0
+#: seconds to wait for the peer's close_notify after ours (asyncio's default)
+DEFAULT_SSL_SHUTDOWN_TIMEOUT = 30.0
+
+# typeshed's stubs of these private classes are partial (no _state, a
+# waiter that may not be None): they are typed here as what they are to us.
+_SSLProtocol: Any = sslproto.SSLProtocol
+_SSLProtocolTransport: Any = sslproto._SSLProtocolTransport
+
+_WRAPPED = sslproto.SSLProtocolState.WRAPPED
+_DO_HANDSHAKE = sslproto.SSLProtocolState.DO_HANDSHAKE
+
+OnHandshake = Callable[["TLSLayer", "BaseException | None"], Any]
+
+
+def _check_timeout(value: Any, name: str) -> float:
+    seconds = check_seconds(value, name)
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
+    return seconds
+
+
+def check_tls(ssl_context: Any, handshake_timeout: Any, shutdown_timeout: Any = DEFAULT_SSL_SHUTDOWN_TIMEOUT, *,
+              server_side: bool, server_hostname: Any = None) -> ssl.SSLContext | None:
+    """The ``ssl=`` argument of ``listen``/``connect`` checked, and the
+    context to use (``None``: plain TCP). A client may pass ``True`` for
+    ``ssl.create_default_context()``; a server needs its own context (a
+    certificate). The timeouts and ``server_hostname`` mean something only
+    with ``ssl``, and are refused without it, as asyncio does."""
+    if ssl_context is None or ssl_context is False:
+        if handshake_timeout != DEFAULT_SSL_HANDSHAKE_TIMEOUT:
+            raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+        if shutdown_timeout != DEFAULT_SSL_SHUTDOWN_TIMEOUT:
+            raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+        if server_hostname is not None:
+            raise ValueError("server_hostname is only meaningful with ssl")
+        return None
+    if ssl_context is True:
+        if server_side:
+            raise ValueError("ssl=True needs a certificate on a server: pass an ssl.SSLContext "
+                             "with load_cert_chain() done")
+        ssl_context = ssl.create_default_context()
+    elif not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(f"ssl must be an ssl.SSLContext, True (client only) or None, "
+                        f"not {type(ssl_context).__name__}")
+    _check_timeout(handshake_timeout, "ssl_handshake_timeout")
+    _check_timeout(shutdown_timeout, "ssl_shutdown_timeout")
+    if server_hostname is not None and not isinstance(server_hostname, str):
+        raise TypeError(f"server_hostname must be a str or None, not {type(server_hostname).__name__}")
+    return ssl_context
+
+
+class _LoopView:
+    """What asyncio's TLS layer calls on its loop, over a reactor."""
+
+    __slots__ = ("_loop", "call_later", "call_exception_handler", "time")
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = loop
+        self.call_later = loop.call_later
+        self.call_exception_handler = loop.call_exception_handler
+        self.time = loop.time
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Any:
+        loop = self._loop
+        if loop._closing:
+            # The reactor is closing its connections: nothing scheduled now
+            # would run, and the layer defers connection_lost.
+            callback(*args)
+            return None
+        return loop.call_soon(callback, *args)
+
+    def get_debug(self) -> bool:
+        return False
+
+
+def loop_view(loop: EventLoop) -> Any:
+    """The loop the TLS layer of connections on ``loop`` uses (one per reactor)."""
+    view = getattr(loop, "_tls_view", None)
+    if view is None:
+        view = loop._tls_view = _LoopView(loop)  # type: ignore[attr-defined]
+    return view
+
+
+class TLSTransport(_SSLProtocolTransport):
+    """What the user's protocol gets: a TLS connection with the calls of a
+    plain ``Transport`` (module docs)."""
+
+    def write(self, data: Any) -> None:
+        """Encrypt and send ``data``; ``ReactorStateError`` after ``close()``
+        or ``abort()``, as on a plain transport; dropped once the connection
+        is lost (the protocol has been told)."""
+        if self._closed and self._ssl_protocol is not None and self._ssl_protocol._transport is not None:
+            raise ReactorStateError("write() after close() or abort() (a TLS transport)")
+        super().write(data)
+
+    def write_eof(self) -> None:
+        """TLS connections do not half-close here (``can_write_eof()`` is False)."""
+        raise ReactorStateError("a TLS transport cannot half-close: can_write_eof() is False")
+
+    def __repr__(self) -> str:
+        layer = self._ssl_protocol
+        raw = layer._transport if layer is not None else None
+        return f"<TLSTransport {'closed' if self._closed else 'open'} over {raw!r}>"
+
+
+class TLSLayer(_SSLProtocol):
+    """asyncio's TLS state machine as the protocol of a reactor connection;
+    ``on_handshake(layer, exc)`` is called once, when the handshake succeeds
+    (``exc`` None) or fails."""
+
+    _app_transport: Any
+    _app_transport_created: bool
+
+    def __init__(self, loop: EventLoop, app_protocol: Any, context: ssl.SSLContext, *, server_side: bool,
+                 server_hostname: str | None = None, handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+                 shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT,
+                 on_handshake: OnHandshake | None = None) -> None:
+        self._on_handshake = on_handshake
+        super().__init__(loop_view(loop), app_protocol, context, None, server_side=server_side,
+                         server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout,
+                         ssl_shutdown_timeout=shutdown_timeout)
+
+    @property
+    def app_transport(self) -> TLSTransport:
+        """The transport the user's protocol is given."""
+        return self._app_transport
+
+    @property
+    def app_protocol(self) -> Any:
+        return self._app_protocol
+
+    def handshake_done(self) -> bool:
+        """True once the handshake has succeeded (also after the close)."""
+        return "ssl_object" in self._extra
+
+    def wrapped(self) -> bool:
+        """True once the handshake is done and until the shutdown starts."""
+        return self._state is _WRAPPED
+
+    def start_shutdown(self) -> None:
+        """close_notify after the queued data (``TLSTransport.close()``)."""
+        if self._app_transport is not None:
+            self._app_transport._closed = True
+        self._start_shutdown()
+
+    def data_received(self, data: bytes) -> None:
+        """Bytes read for us by someone else: behind the PROXY protocol, the
+        ones that came after the header (``ProxiedRawTLSTransport``)."""
+        count = len(data)
+        self.get_buffer(count)[:count] = data  # get_buffer grows to fit
+        self.buffer_updated(count)
+
+    # ------------------------------------------------ asyncio's, overridden
+
+    def _get_app_transport(self) -> TLSTransport:
+        if self._app_transport is None:
+            if self._app_transport_created:
+                raise RuntimeError("Creating the TLS transport twice")
+            self._app_transport = TLSTransport(self._loop, self)
+            self._app_transport_created = True
+        return self._app_transport
+
+    def _on_handshake_complete(self, handshake_exc: Any) -> None:
+        outcome: BaseException | None = None
+        try:
+            super()._on_handshake_complete(handshake_exc)
+            if not self.handshake_done():
+                outcome = _instance(handshake_exc) or ssl.SSLError("TLS handshake failed")
+        except BaseException as exc:  # the user's connection_made raised
+            outcome = exc
+            raise
+        finally:
+            self._settle(outcome)
+
+    def _check_handshake_timeout(self) -> None:
+        if self._state is _DO_HANDSHAKE:
+            self._settle(TimeoutError(
+                f"TLS handshake not done within {self._ssl_handshake_timeout:g} s; connection closed"))
+        super()._check_handshake_timeout()
+
+    def _call_eof_received(self) -> None:
+        # The peer's close_notify. asyncio warns when eof_received() asks to
+        # keep the connection open, which TLS cannot do here (no half-close);
+        # but a protocol written for plain TCP (the stock echo) asks that of
+        # every connection, and a warning per connection is a log flood.
+        # The answer is moot, so it is not asked for: the layer closes.
+        if self._app_state is not sslproto.AppProtocolState.STATE_CON_MADE:
+            return
+        self._app_state = sslproto.AppProtocolState.STATE_EOF
+        try:
+            self._app_protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "exception in eof_received()")
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._on_handshake is not None:
+            self._settle(exc or ConnectionResetError("connection closed during the TLS handshake"))
+        super().connection_lost(exc)
+
+    def _settle(self, exc: BaseException | None) -> None:
+        callback, self._on_handshake = self._on_handshake, None
+        if callback is not None:
+            callback(self, exc)
+
+
+def _instance(exc: Any) -> BaseException | None:
+    """asyncio passes the class ``ConnectionResetError`` for an EOF in the
+    middle of a handshake: an instance, with a message."""
+    if isinstance(exc, type):
+        return exc("connection closed by the peer during the TLS handshake")
+    return exc
+
+
+class RawTLSTransport(Transport):
+    """The socket under a TLS connection: a reactor ``Transport`` whose
+    protocol is the ``TLSLayer``."""
+
+    _read_ready = Transport._read_into_protocol  # the layer lends its buffer
+
+    def close(self) -> None:
+        """close_notify first while the connection is up (a graceful
+        shutdown closes connections through here), then FIN."""
+        layer = self._protocol
+        if isinstance(layer, TLSLayer) and layer.wrapped():
+            layer.start_shutdown()  # it calls close() again once the shutdown is done
+            return
+        Transport.close(self)
+
+    def write(self, data: Any) -> None:
+        # The layer may flush encrypted bytes while it is being ended (a
+        # fatal error closes us first, then it tries to send): nothing to do.
+        if self._state in _FD_CLOSED:
+            return
+        Transport.write(self, data)
+
+
+class ProxiedRawTLSTransport(RawTLSTransport):
+    """``RawTLSTransport`` behind the PROXY protocol: the header, in the
+    clear, is read first by ``proxy.HeaderReader`` (a plain protocol), so
+    this one reads as a plain ``Transport`` does and hands the layer bytes
+    with ``data_received`` (one copy per read more; only this combination)."""
+
+    _read_ready = Transport._read_ready
