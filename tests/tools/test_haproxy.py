@@ -439,6 +439,66 @@ def test_health_check_moves_traffic_off_a_stopped_backend_and_back(tmp: str) -> 
             server.kill()
 
 
+#: HAProxy in TCP mode, one client connection = one connection to the one
+#: backend, so the backend's accepted count is the clients' count. Nothing
+#: that could hide a lost connection: no retry, no other server (and no
+#: health check, whose connections would count in the backend's summary).
+RELOADED = """\
+defaults
+    mode tcp
+    retries 0
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+frontend f_web
+    bind 127.0.0.1:{port}
+    default_backend b_web
+backend b_web
+    server w 127.0.0.1:{backend}
+"""
+
+
+@needs_haproxy
+def test_sighup_behind_haproxy_loses_no_request(tmp: str) -> None:
+    server = Server("--workers", "2", "--protocol", "http", "--port", "0", "--grace", "1")
+    proxy: subprocess.Popen | None = None
+    load: Load | None = None
+    try:
+        assert server.match, server.first_line
+        line = server.readline()
+        assert line.startswith("workers: 2 pids="), line
+        generations = [{int(pid) for pid in line.split("pids=")[1].split()}]
+        port = free_port()
+        proxy, stats = launch_haproxy(tmp, RELOADED.format(port=port, backend=server.port))
+        load = Load(port)
+        load.wait_for(40)
+        for _ in range(3):
+            server.send_signal(signal.SIGHUP)
+            line = server.readline(timeout=20)
+            assert line.startswith("reloaded: generation="), line
+            generations.append({int(pid) for pid in line.split("pids=")[1].split()})
+            load.wait_for(40)  # served by the new generation (and the old one, draining)
+        load.stop()
+        assert load.errors == collections.Counter(), f"{load.errors} with {len(load.served)} answered"
+        table = show_stat(stats)
+        code, out, err = server.stop()
+        assert code == 0, err
+    finally:
+        if load is not None:
+            load.stop()
+        if proxy is not None:
+            stop(proxy)
+        server.kill()
+    served = load.pids_since(0)
+    assert set(served) <= set().union(*generations), (served, generations)
+    assert generations[-1] & set(served), ("the last generation served", served, generations)
+    # what the backend's summary says it accepted is what the clients had answered, and what HAProxy passed on
+    summary = re.search(r"^stopped: workers=2 accepted=(\d+) .* reloads=3 ", out, re.M)
+    assert summary, out
+    assert int(summary[1]) == len(load.served) == int(table["b_web", "BACKEND"]["stot"]), (summary[0], table)
+    assert (table["b_web", "w"]["econ"], table["b_web", "w"]["eresp"]) == ("0", "0"), table["b_web", "w"]
+
+
 # ------------------------------------------------ proxy_errors in the summary
 
 def send_bad_header(host: str, port: int) -> None:
