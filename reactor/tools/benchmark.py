@@ -11,8 +11,13 @@ How a figure is made, and why:
   does, so connections/s alone says more about the client than the server.
   The fair figure is the **server's CPU time per connection** (utime + stime
   of the server process from ``/proc/PID/stat``, over the measured window,
-  divided by the connections completed in it). We print both, and warn when
-  the load generator used most of its CPU.
+  divided by the connections completed in it), shown whole and split into
+  user and system time: the system part is the kernel's (accept4, close, the
+  TCP stack on loopback), the user part is what the server's own code costs.
+  We print both, and warn when the load generator used most of its CPU.
+  ``/proc`` counts in clock ticks (``SC_CLK_TCK``, 100 per second on most
+  kernels): a 1.5 s run of a busy server is ~150 ticks, so the split is
+  good to about a percent; a ``--quick`` run's is coarser.
 - Every configuration gets a warm-up, then ``repeat`` measured runs; the
   table shows the median and the spread (min..max as ± percent of the median).
 - ``--idle N`` first opens N connections to a second listener in the same
@@ -25,6 +30,17 @@ How a figure is made, and why:
 - Peers (asyncio, uvloop, Tornado, Twisted, trio) serve the same close/echo
   protocol with their usual public API, under the same load, in the same
   run: ratios between them are honest, absolute numbers depend on the machine.
+  The ``c`` peer (``_native/cserver.c``: one epoll loop, accept4 until
+  EAGAIN, one recv and one send per round trip, no Python on the data path)
+  is the physical floor: what the kernel charges per operation before any
+  event loop adds its own. Its row is the number to subtract.
+- ``--json`` and ``--plot`` paths are checked before anything runs
+  (:func:`check_output_paths`): a typo costs a second, not a whole run.
+- How long a run takes: each configuration costs about its warm-up plus
+  ``repeat`` × ``duration`` plus a second of start, stop and idle
+  connections. The default accept run (17 reactor rows and 2 peers, 3 × 1.5 s
+  each) takes about 2 minutes; ``--quick`` (idle 0, one 0.5 s run each)
+  about 10 seconds.
 - ``--api`` says how reactor's rows are written: ``reactor`` (a reactor
   Protocol, ``python -m reactor serve``), ``aio`` (an asyncio Protocol on
   ``reactor.aio``) or ``aio-streams`` (``asyncio.start_server`` on
@@ -60,7 +76,8 @@ from .._core.backends import FD_SETSIZE, available_backends
 from . import loadgen
 from .facts import machine_facts
 
-__all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table"]
+__all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table", "table_legend",
+           "check_output_paths", "write_json", "write_plot", "SCHEMA_VERSION"]
 
 #: the asyncio server: the asyncio/uvloop peers and the aio rows all run it
 ASYNCIO_SCRIPT = "asyncio_server.py"
@@ -73,6 +90,8 @@ PEERS: dict[str, tuple[str, list[str], str]] = {
     "tornado": ("tornado_server.py", [], "tornado"),
     "twisted": ("twisted_server.py", [], "twisted"),
     "trio": ("trio_server.py", [], "trio"),
+    # the floor: C, in the accelerator; its module is checked by _why_skip
+    "c": ("c_server.py", [], "cffi"),
 }
 #: --api name -> the ASYNCIO_SCRIPT --api it runs on reactor.aio (None: ``python -m reactor serve``)
 APIS: dict[str, str | None] = {"reactor": None, "aio": "protocol", "aio-streams": "streams"}
@@ -88,6 +107,11 @@ STOP_TIMEOUT = 15.0
 FD_MARGIN = 32
 #: warn when the load generator used more than this share of one CPU
 SATURATED = 0.9
+#: the JSON document's layout; bumped when a field a reader relies on changes.
+#: 1: the unversioned documents before it; 2: adds schema_version, the user and
+#: system split of server CPU (server_user_s, server_sys_s, user_us_per_unit,
+#: sys_us_per_unit) and the c peer
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -142,9 +166,9 @@ class Target:
         return cmd + (["--idle-listener"] if idle else [])
 
     def env(self) -> dict[str, str] | None:
-        """The server's environment: an aio server imports this reactor
-        (its script's directory, not this package's, is on its sys.path)."""
-        if self.kind == "peer" or APIS[self.api] is None:
+        """The server's environment: an aio server and the c peer import this
+        reactor (its script's directory, not this package's, is on its sys.path)."""
+        if (self.kind == "peer" and self.peer != "c") or (self.kind == "reactor" and APIS[self.api] is None):
             return None
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
@@ -159,7 +183,11 @@ class RunResult:
     wall_s: float
     rate: float  # units per second, client side
     server_cpu_s: float
+    server_user_s: float
+    server_sys_s: float
     cpu_us_per_unit: float | None
+    user_us_per_unit: float | None
+    sys_us_per_unit: float | None
     p50_us: float | None
     p99_us: float | None
     connect_p50_us: float | None
@@ -203,14 +231,15 @@ class ConfigResult:
             "native": self.target.native if self.target.kind == "reactor" else None,
             "idle": self.idle, "status": self.status,
             "median": {name: self.median(name) for name in _MEDIAN_FIELDS},
-            "spread": {name: self.spread(name) for name in ("rate", "cpu_us_per_unit")},
+            "spread": {name: self.spread(name) for name in _SPREAD_FIELDS},
             "runs": [dataclasses.asdict(run) for run in self.runs],
         }
 
 
-_MEDIAN_FIELDS = ("rate", "cpu_us_per_unit", "p50_us", "p99_us", "connect_p50_us", "connect_p99_us",
-                  "accepted_per_s", "accepts_per_wakeup", "empty_wakeups", "listen_overflows", "listen_drops",
-                  "loadgen_cpu_s")
+_MEDIAN_FIELDS = ("rate", "cpu_us_per_unit", "user_us_per_unit", "sys_us_per_unit", "p50_us", "p99_us",
+                  "connect_p50_us", "connect_p99_us", "accepted_per_s", "accepts_per_wakeup", "empty_wakeups",
+                  "listen_overflows", "listen_drops", "loadgen_cpu_s")
+_SPREAD_FIELDS = ("rate", "cpu_us_per_unit", "user_us_per_unit", "sys_us_per_unit")
 
 
 # ------------------------------------------------------------------ servers
@@ -270,11 +299,18 @@ class ServerProcess:
             if line.startswith(prefix):
                 return line
 
-    def cpu_seconds(self) -> float:
-        """utime + stime of the server process, from /proc."""
+    def cpu_times(self) -> tuple[float, float]:
+        """(utime, stime) of the server process in seconds, from /proc/PID/stat
+        (fields 14 and 15; the command name before them may hold spaces, so
+        the line is split after its last ')')."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process, from /proc."""
+        return sum(self.cpu_times())
 
     def stats(self) -> dict[str, float] | None:
         """The server's own counters (reactor and aio servers only), via SIGUSR1."""
@@ -353,6 +389,12 @@ def _why_skip(target: Target, idle: int, options: BenchOptions) -> str | None:
             __import__(module)
         except ImportError:
             return f"skipped: {module} is not installed (pip install -e '.[peers]')"
+        if target.peer == "c":
+            built = native.extension()
+            if built is None:
+                return f"skipped: the C accelerator is not built ({native.extension_error()})"
+            if not hasattr(built.lib, "reactor_cserver_run"):
+                return "skipped: the C accelerator predates _native/cserver.c (pip install -e . rebuilds it)"
         return None
     if target.api not in APIS:
         return f"skipped: unknown api (choose from {', '.join(APIS)})"
@@ -430,12 +472,17 @@ def _one_run(server: ServerProcess, target: Target, options: BenchOptions) -> Ru
     is_reactor = target.kind == "reactor"
     stats_before = server.stats() if is_reactor else None
     overflows_before = kernel.listen_overflows()
-    cpu_before = server.cpu_seconds()
+    user_before, sys_before = server.cpu_times()
     load = _load(server.port, options, options.duration)
-    cpu_after = server.cpu_seconds()
+    user_after, sys_after = server.cpu_times()
     overflows_after = kernel.listen_overflows()
     stats_after = server.stats() if is_reactor else None
-    server_cpu = cpu_after - cpu_before
+    server_user, server_sys = user_after - user_before, sys_after - sys_before
+    server_cpu = server_user + server_sys
+
+    def per_unit(seconds: float) -> float | None:
+        return seconds / load.completed * 1e6 if load.completed else None
+
     accepted_per_s = accepts_per_wakeup = empty = None
     if stats_before and stats_after:
         accepted = stats_after.get("accepted", 0) - stats_before.get("accepted", 0)
@@ -448,7 +495,8 @@ def _one_run(server: ServerProcess, target: Target, options: BenchOptions) -> Ru
         drops = overflows_after["ListenDrops"] - overflows_before["ListenDrops"]
     return RunResult(
         units=load.completed, wall_s=load.wall_s, rate=load.per_second, server_cpu_s=server_cpu,
-        cpu_us_per_unit=server_cpu / load.completed * 1e6 if load.completed else None,
+        server_user_s=server_user, server_sys_s=server_sys, cpu_us_per_unit=per_unit(server_cpu),
+        user_us_per_unit=per_unit(server_user), sys_us_per_unit=per_unit(server_sys),
         p50_us=load.p50_us, p99_us=load.p99_us, connect_p50_us=load.connect_p50_us,
         connect_p99_us=load.connect_p99_us, accepted_per_s=accepted_per_s, accepts_per_wakeup=accepts_per_wakeup,
         empty_wakeups=empty, listen_overflows=overflows, listen_drops=drops, loadgen_cpu_s=load.cpu_s,
@@ -494,8 +542,8 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
                      and r.status == "ok"), None)
     base_cpu = baseline.median("cpu_us_per_unit") if baseline else None
     base_rate = baseline.median("rate") if baseline else None
-    headers = ["server", "idle", f"{unit}/s", "±", f"CPU µs/{unit}", "±", "CPU vs asyncio", "rate vs asyncio",
-               "p50 µs", "p99 µs"]
+    headers = ["server", "idle", f"{unit}/s", "±", f"CPU µs/{unit}", "±", "user µs", "sys µs", "CPU vs asyncio",
+               "rate vs asyncio", "p50 µs", "p99 µs"]
     if options.workload == "accept":
         headers += ["acc/wake", "empty", "overflows"]
     rows: list[list[str]] = [headers]
@@ -510,6 +558,7 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
             result.target.label, str(result.idle), _fmt(rate),
             "-" if spread_rate is None else f"{spread_rate:.0%}", _fmt(cpu, ".1f"),
             "-" if spread_cpu is None else f"{spread_cpu:.0%}",
+            _fmt(result.median("user_us_per_unit"), ".1f"), _fmt(result.median("sys_us_per_unit"), ".1f"),
             f"{base_cpu / cpu:.2f}x" if base_cpu and cpu else "-",
             f"{rate / base_rate:.2f}x" if base_rate and rate else "-",
             _fmt(result.median(latency[0])), _fmt(result.median(latency[1])),
@@ -543,8 +592,28 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
         notes.append("note: the load generator used over 90% of its CPU in some runs: there, conn/s measures "
                      "the client; compare CPU µs per connection.")
     engine = "C" if loadgen.c_engine_available() else "Python (no C compiler: rates are the client's limit)"
-    notes.append(f"load generator: {engine}; CPU vs asyncio > 1 means less server CPU per {unit} than asyncio.")
-    return "\n".join(lines + [""] + notes)
+    notes.append(f"load generator: {engine}.")
+    return "\n".join(lines + [""] + table_legend(options.workload) + notes)
+
+
+def table_legend(workload: str) -> list[str]:
+    """What each column of :func:`format_table` means, printed under it."""
+    unit = "conn" if workload == "accept" else "req"
+    what = "connections accepted and closed" if workload == "accept" else "round trips"
+    latency = "connect latency" if workload == "accept" else "round-trip latency"
+    legend = [
+        f"columns: {unit}/s: {what} per second, client side, median of the runs; ±: half their range, % of the median",
+        f"  CPU µs/{unit}: server CPU time per {unit} (/proc/PID/stat) = user µs (its own code) "
+        "+ sys µs (the kernel's)",
+        f"  CPU vs asyncio: asyncio's CPU per {unit} / this row's (> 1: cheaper); "
+        "rate vs asyncio: this rate / asyncio's",
+        f"  p50 µs, p99 µs: {latency} percentiles",
+    ]
+    if workload == "accept":
+        legend.append("  acc/wake: accepts per wake-up; empty: wake-ups that accepted none; "
+                      "overflows: kernel ListenOverflows")
+    legend.append("  c: the C reference server (_native/cserver.c, no event loop): the kernel's floor")
+    return legend
 
 
 def machine_description() -> dict[str, Any]:
@@ -573,9 +642,38 @@ def machine_description() -> dict[str, Any]:
     return facts
 
 
+def check_output_paths(json_path: str | None, plot_path: str | None) -> str | None:
+    """Why ``--json PATH`` or ``--plot PATH`` could not be written, or None:
+    asked before the run, so that a typo does not cost a whole run. The
+    directory must exist and be writable, the path must not be a directory
+    (nor an existing file we may not replace); ``--plot`` needs matplotlib."""
+    for flag, path in (("--json", json_path), ("--plot", plot_path)):
+        if path is None:
+            continue
+        if not path:
+            return f"{flag}: expected a file path, not an empty string"
+        target = Path(path)
+        directory = target.parent
+        if target.is_dir():
+            return f"{flag} {path}: is a directory, not a file"
+        if not directory.is_dir():
+            return f"{flag} {path}: the directory {str(directory)!r} does not exist"
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return f"{flag} {path}: the directory {str(directory)!r} is not writable"
+        if target.exists() and not os.access(target, os.W_OK):
+            return f"{flag} {path}: the file exists and is not writable"
+    if plot_path is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            return "--plot needs matplotlib: pip install -e '.[plot]'"
+    return None
+
+
 def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions) -> None:
     """Every figure, the options and the machine, as JSON."""
     document = {
+        "schema_version": SCHEMA_VERSION,
         "workload": options.workload,
         "options": dataclasses.asdict(options),
         "machine": machine_description(),

@@ -6,19 +6,24 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from reactor.tools.benchmark import (
     PEERS,
+    SCHEMA_VERSION,
     BenchOptions,
     ConfigResult,
     Target,
     _check_engine,
+    check_output_paths,
     format_table,
     measure,
     plan,
@@ -130,6 +135,113 @@ def test_the_peers_are_found_in_the_installed_package(tmp_path):
     done = subprocess.run([sys.executable, "-m", "reactor.tools.peers.asyncio_server", "--help"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and "--loop" in done.stdout, done.stderr
+
+
+def c_server_built() -> bool:
+    from reactor import native
+
+    built = native.extension()
+    return built is not None and hasattr(built.lib, "reactor_cserver_run")
+
+
+needs_c_server = pytest.mark.skipif(not c_server_built(), reason="the C accelerator (with cserver.c) is not built")
+
+
+@needs_c_server
+def test_quick_run_with_the_c_peer_has_a_row_and_a_versioned_json(tmp_path):
+    path = tmp_path / "echo.json"
+    done = run_cli("echo", "--quick", "--backends", "epoll", "--native", "off", "--peers", "c", "--json", str(path),
+                   timeout=60)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.startswith("c "))
+    assert int(row.split()[2].replace(",", "")) > 0, row  # req/s
+    assert "user µs" in done.stdout and "sys µs" in done.stdout
+    assert "columns: req/s: round trips per second" in done.stdout  # the legend under the table
+    document = json.loads(path.read_text())
+    assert document["schema_version"] == SCHEMA_VERSION and isinstance(document["schema_version"], int)
+    rows = {r["server"]: r for r in document["results"]}
+    assert set(rows) == {"reactor epoll pure", "c"}
+    for label, result in rows.items():
+        assert result["status"] == "ok", (label, result["status"])
+        (run,) = result["runs"]
+        assert run["units"] > 0 and run["errors"] == {}, run  # every byte came back
+        assert run["server_user_s"] >= 0 and run["server_sys_s"] >= 0
+        assert run["server_user_s"] + run["server_sys_s"] == pytest.approx(run["server_cpu_s"])
+        assert run["user_us_per_unit"] + run["sys_us_per_unit"] == pytest.approx(run["cpu_us_per_unit"])
+        assert set(result["median"]) >= {"user_us_per_unit", "sys_us_per_unit"}
+        assert set(result["spread"]) >= {"user_us_per_unit", "sys_us_per_unit"}
+    assert rows["c"]["kind"] == "peer" and rows["c"]["runs"][0]["sys_us_per_unit"] > 0
+
+
+@needs_c_server
+def test_the_c_peer_accepts_and_closes():
+    result = measure(Target("peer", peer="c"), 0, BenchOptions(workload="accept", duration=0.3, warmup=0.1,
+                                                                 repeat=1, concurrency=8))
+    assert result.status == "ok", result.status
+    (run,) = result.runs
+    assert run.units > 0 and run.errors == {}, run
+    assert run.cpu_us_per_unit is not None and run.cpu_us_per_unit > 0
+
+
+@needs_c_server
+def test_the_c_peer_holds_idle_connections_and_stops_on_sigterm():
+    import reactor.tools.benchmark as benchmark
+
+    server = benchmark.ServerProcess(Target("peer", peer="c").command("echo", idle=True), None,
+                                     Target("peer", peer="c").env())
+    try:
+        idle_port = int(server.next_line("idle listener on ", timeout=10).rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", idle_port), timeout=5) as held, \
+                socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            held.sendall(b"not echoed")
+            # 16 MiB sent before any is read back: the server's sends fill the socket buffers, so it
+            # must keep the rest, wait for EPOLLOUT and stop reading meanwhile (a thread sends)
+            payload = bytes(range(256)) * 65536
+            sender = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)))
+            sender.start()
+            sock.settimeout(None)
+            received = []
+            while chunk := sock.recv(1 << 20):
+                received.append(chunk)
+            sender.join(10)
+            assert b"".join(received) == payload  # the server closed after the FIN, having flushed every byte
+            held.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                held.recv(1)  # the idle connection is read, never answered, never closed
+            server.proc.send_signal(signal.SIGTERM)
+            line = server.next_line("stopped: ", timeout=10)
+            server.proc.wait(10)  # exits by itself; a second signal during its shutdown would kill it
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0
+    assert "accepted=2 " in line and "open_at_end=1" in line, line  # the held connection, closed by the stop
+    assert int(re.search(r"deferred=(\d+)", line).group(1)) > 0, line
+
+
+def test_bad_output_paths_are_named_before_the_run(tmp_path):
+    missing = tmp_path / "no" / "such" / "dir" / "out.json"
+    assert "does not exist" in check_output_paths(str(missing), None)
+    assert "is a directory" in check_output_paths(str(tmp_path), None)
+    assert "does not exist" in check_output_paths(None, str(tmp_path / "nope" / "plot.png"))
+    assert check_output_paths(str(tmp_path / "out.json"), None) is None
+    assert check_output_paths(None, None) is None
+
+
+def test_a_bad_json_dir_exits_2_at_once(tmp_path):
+    import inspect
+
+    from reactor.tools import cli
+
+    if "check_output_paths" not in inspect.getsource(cli.run_bench):
+        pytest.skip("reactor/tools/cli.py does not call benchmark.check_output_paths yet")
+    started = time.monotonic()
+    # a full default run would take minutes: exit 2 must come before any of it
+    done = run_cli("accept", "--json", str(tmp_path / "missing" / "out.json"), timeout=30)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "does not exist" in done.stderr and "usage:" in done.stderr
+    assert "[1/" not in done.stdout  # nothing was measured
+    assert elapsed < 5, elapsed
 
 
 def test_a_server_on_another_engine_than_asked_fails_the_row():
