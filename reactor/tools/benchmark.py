@@ -683,53 +683,88 @@ def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions
     Path(path).write_text(json.dumps(document, indent=2))
 
 
-def write_plot(path: str, results: Sequence[ConfigResult], options: BenchOptions) -> None:
-    """Rate and CPU per unit against idle connections: one line per api ×
-    backend × accept path, peers as dotted reference lines. Needs matplotlib."""
+#: plot styles: a colour per reactor backend, a marker per api; each peer its own
+#: colour and marker (c, the floor, in black)
+_BACKEND_COLOURS = {name: f"C{index}" for index, name in enumerate(("select", "poll", "epoll", "kqueue", "devpoll"))}
+_API_MARKERS = {"reactor": "o", "aio": "s", "aio-streams": "^"}
+_PEER_STYLES = {"c": ("black", "*"), "asyncio": ("C5", "D"), "asyncio-streams": ("C5", "d"),
+                "uvloop": ("C6", "P"), "uvloop-streams": ("C6", "p"), "tornado": ("C7", "v"),
+                "twisted": ("C8", "<"), "trio": ("C9", ">")}
+
+
+def write_plot(path: str, results: Sequence[ConfigResult], options: BenchOptions, date: str | None = None) -> None:
+    """The figure of :func:`plot_figure` as a PNG. Needs matplotlib."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure = plot_figure(results, options, machine_description(), date)
+    try:
+        figure.savefig(path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(figure)
+
+
+def plot_figure(results: Sequence[ConfigResult], options: BenchOptions, machine: dict[str, Any],
+                date: str | None = None) -> Any:
+    """Server CPU per unit (first: the figure that compares servers) and rate
+    against idle connections: one line per api × backend × accept path, each
+    peer as points at the idle counts it was measured at (the first only), all
+    with error bars from the runs' spread (± half their range). The legend sits outside
+    the axes, the machine and the date in the title and the footer."""
+    import matplotlib.pyplot as plt
+
+    date = date or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     unit = "connection" if options.workload == "accept" else "request"
-    figure, (ax_rate, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
-    lines: dict[tuple[str, str, bool], list[tuple[int, float, float]]] = {}
+    figure, (ax_cpu, ax_rate) = plt.subplots(1, 2, figsize=(12, 4.8))
+    series: dict[tuple[str, ...], list[ConfigResult]] = {}
     for result in results:
-        if result.status != "ok" or result.target.kind != "reactor":
-            continue
-        lines.setdefault((result.target.api, result.target.backend, result.target.native), []).append(
-            (result.idle, result.median("rate") or 0, result.median("cpu_us_per_unit") or 0))
-    # one colour per backend; solid = C accept drain, dashed = pure Python; a marker per api
-    colours = {name: f"C{index}" for index, name in enumerate(("select", "poll", "epoll", "kqueue", "devpoll"))}
-    markers = {"reactor": "o", "aio": "s", "aio-streams": "^"}
-    for (api, backend, use_native), points in lines.items():
-        points.sort()
-        idle = [p[0] for p in points]
-        name = f"{backend} {'native' if use_native else 'pure'}"
-        style = {"linestyle": "-" if use_native else "--", "marker": markers.get(api, "x"),
-                 "color": colours.get(backend, "black"), "label": name if api == "reactor" else f"{api} {name}"}
-        ax_rate.plot(idle, [p[1] for p in points], **style)
-        ax_cpu.plot(idle, [p[2] for p in points], **style)
-    for result in results:
-        if result.status == "ok" and result.target.kind == "peer":
-            for axis, value in ((ax_rate, result.median("rate")), (ax_cpu, result.median("cpu_us_per_unit"))):
-                if value:
-                    axis.axhline(value, linestyle=":", linewidth=1, color="gray")
-                    axis.annotate(result.target.label, (0, value), textcoords="offset points", xytext=(2, 2),
-                                  fontsize=8, color="gray")
-    idle_values = sorted({r.idle for r in results})
-    for axis in (ax_rate, ax_cpu):
+        if result.status == "ok":
+            target = result.target
+            key = ("peer", target.peer) if target.kind == "peer" else (target.api, target.backend, str(target.native))
+            series.setdefault(key, []).append(result)
+    for points in series.values():
+        points.sort(key=lambda r: r.idle)
+        target = points[0].target
+        if target.kind == "peer":
+            colour, marker = _PEER_STYLES.get(target.peer, ("gray", "x"))
+            label = "c (the floor)" if target.peer == "c" else target.peer
+            style: dict[str, Any] = {"color": colour, "marker": marker, "markersize": 9, "label": label,
+                                     "linestyle": ":" if len(points) > 1 else "none"}
+        else:
+            name = f"{target.backend} {'native' if target.native else 'pure'}"
+            style = {"color": _BACKEND_COLOURS.get(target.backend, "black"),
+                     "marker": _API_MARKERS.get(target.api, "x"), "linestyle": "-" if target.native else "--",
+                     "label": name if target.api == "reactor" else f"{target.api} {name}"}
+        idle = [r.idle for r in points]
+        for axis, name in ((ax_cpu, "cpu_us_per_unit"), (ax_rate, "rate")):
+            values = [r.median(name) or 0.0 for r in points]
+            errors = [(r.spread(name) or 0.0) * value for r, value in zip(points, values, strict=True)]
+            axis.errorbar(idle, values, yerr=errors, capsize=3, linewidth=1.2, **style)
+    idle_values = sorted({r.idle for r in results}) or [0]
+    for axis in (ax_cpu, ax_rate):
         axis.set_xlabel("idle connections (select: none past FD_SETSIZE)")
         if max(idle_values) > 100:
             axis.set_xscale("symlog", linthresh=100)
-        axis.set_xlim(left=0, right=max(max(idle_values) * 1.5, 1))
+            axis.set_xlim(left=-10, right=max(idle_values) * 1.5)
+        else:
+            axis.set_xlim(left=-1, right=max(max(idle_values) * 1.1, 1))
+        axis.set_xticks(idle_values)
+        axis.set_xticklabels([f"{value:,}" for value in idle_values])
         axis.set_ylim(bottom=0)
         axis.grid(True, alpha=0.3)
-    ax_rate.set_ylabel(f"{unit}s / s (client side)")
     ax_cpu.set_ylabel(f"server CPU µs per {unit} (lower is better)")
-    ax_rate.set_title(f"{options.workload}: throughput")
-    ax_cpu.set_title(f"{options.workload}: server CPU per {unit}")
-    ax_cpu.legend(fontsize=8)
+    ax_rate.set_ylabel(f"{unit}s / s (client side)")
+    ax_cpu.set_title(f"server CPU per {unit}")
+    ax_rate.set_title("throughput")
+    ax_rate.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    cpus = machine.get("cpus")
+    figure.suptitle(f"bench {options.workload} — {machine.get('cpu_model') or 'unknown CPU'}, {cpus} CPUs — {date}")
+    figure.text(0.01, -0.02,
+                f"Linux {machine.get('kernel')}, {machine.get('python')}, reactor {machine.get('reactor')}, "
+                f"load generator {machine.get('loadgen')}, concurrency {options.concurrency}; medians of "
+                f"{options.repeat} run(s) of {options.duration:g} s, bars: ± half the runs' range",
+                fontsize=8, ha="left", va="top")
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return figure

@@ -21,6 +21,7 @@ from reactor.tools.benchmark import (
     SCHEMA_VERSION,
     BenchOptions,
     ConfigResult,
+    RunResult,
     Target,
     _check_engine,
     check_output_paths,
@@ -242,6 +243,57 @@ def test_a_bad_json_dir_exits_2_at_once(tmp_path):
     assert "does not exist" in done.stderr and "usage:" in done.stderr
     assert "[1/" not in done.stdout  # nothing was measured
     assert elapsed < 5, elapsed
+
+
+def fake_run(rate: float, cpu_us: float) -> RunResult:
+    units = int(rate)
+    return RunResult(units=units, wall_s=1.0, rate=rate, server_cpu_s=cpu_us * units / 1e6,
+                     server_user_s=cpu_us * units / 2e6, server_sys_s=cpu_us * units / 2e6, cpu_us_per_unit=cpu_us,
+                     user_us_per_unit=cpu_us / 2, sys_us_per_unit=cpu_us / 2, p50_us=100.0, p99_us=200.0,
+                     connect_p50_us=None, connect_p99_us=None, accepted_per_s=None, accepts_per_wakeup=None,
+                     empty_wakeups=None, listen_overflows=0, listen_drops=0, loadgen_cpu_s=0.5,
+                     loadgen_saturated=False, errors={})
+
+
+def test_the_plot_leads_with_cpu_has_error_bars_and_draws_peers_only_where_measured(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reactor.tools.benchmark import plot_figure, write_plot
+
+    options = BenchOptions(workload="echo", idle=[0, 800], repeat=2)
+    epoll = Target("reactor", backend="epoll", native=True)
+    results = [ConfigResult(epoll, 0, runs=[fake_run(1000, 10), fake_run(1200, 12)]),
+               ConfigResult(epoll, 800, runs=[fake_run(900, 11), fake_run(1100, 13)]),
+               ConfigResult(Target("peer", peer="c"), 0, runs=[fake_run(2000, 4), fake_run(2200, 5)]),
+               ConfigResult(Target("peer", peer="asyncio"), 0, status="skipped: not installed")]
+    machine = {"cpu_model": "Test CPU 9000", "cpus": 2, "kernel": "6.0", "python": "CPython 3.11",
+               "reactor": "0.0.0", "loadgen": "c"}
+    figure = plot_figure(results, options, machine, date="2026-01-02 03:04 UTC")
+    try:
+        ax_cpu, ax_rate = figure.axes
+        assert "CPU" in ax_cpu.get_ylabel() and "CPU" not in ax_rate.get_ylabel()  # CPU per request first
+        assert "Test CPU 9000" in figure._suptitle.get_text() and "2026-01-02" in figure._suptitle.get_text()
+        assert any("Linux 6.0" in text.get_text() for text in figure.texts)  # the footer
+        for axis in (ax_cpu, ax_rate):
+            assert not axis.texts  # no labels drawn over the data
+            series = {bars.get_label(): bars for bars in axis.containers}  # one errorbar container each
+            assert set(series) == {"epoll native", "c (the floor)"}  # the skipped peer is not drawn
+            assert list(series["c (the floor)"].lines[0].get_xdata()) == [0]  # at its idle count only, not across
+            assert list(series["epoll native"].lines[0].get_xdata()) == [0, 800]
+            assert not [line for line in axis.get_lines() if len(line.get_xdata()) == 2
+                        and list(line.get_xdata()) != [0, 800]]  # no reference line drawn across the axis
+        low, high = ax_cpu.containers[1].lines[1]  # c's error bar caps: 4.5 ± 0.5
+        assert low.get_ydata()[0] == pytest.approx(4.0) and high.get_ydata()[0] == pytest.approx(5.0)
+        assert ax_rate.get_legend() is not None
+    finally:
+        plt.close(figure)
+    path = tmp_path / "echo.png"
+    write_plot(str(path), results, options)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_server_on_another_engine_than_asked_fails_the_row():
