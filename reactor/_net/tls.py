@@ -175,6 +175,7 @@ class TLSLayer(_SSLProtocol):
 
     _app_transport: Any
     _app_transport_created: bool
+    _app_state: Any
 
     def __init__(self, loop: EventLoop, app_protocol: Any, context: ssl.SSLContext, *, server_side: bool,
                  server_hostname: str | None = None, handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
