@@ -212,8 +212,27 @@ class ConfigResult:
     runs: list[RunResult] = field(default_factory=list)
 
     def median(self, name: str) -> float | None:
+        """The median of one figure over the runs; for ``user_us_per_unit`` and
+        ``sys_us_per_unit``, the two parts of the median ``cpu_us_per_unit``
+        (see :meth:`cpu_split`), so that they add up to it."""
+        if name in ("user_us_per_unit", "sys_us_per_unit"):
+            split = self.cpu_split()
+            return None if split is None else split[0 if name == "user_us_per_unit" else 1]
         values = [getattr(run, name) for run in self.runs if getattr(run, name) is not None]
         return statistics.median(values) if values else None
+
+    def cpu_split(self) -> tuple[float, float] | None:
+        """The median CPU µs per unit as (user, system), in the proportion of
+        all the runs' user and system time together. The split comes from clock
+        ticks (10 ms on most kernels), a few hundred in a whole configuration
+        but sometimes a handful in one run: pooling the runs keeps it steady,
+        and the medians of each part alone would not add up to the total."""
+        total = self.median("cpu_us_per_unit")
+        user = sum(run.server_user_s for run in self.runs)
+        system = sum(run.server_sys_s for run in self.runs)
+        if total is None or user + system <= 0:
+            return None
+        return total * user / (user + system), total * system / (user + system)
 
     def spread(self, name: str) -> float | None:
         """Half the range of the runs, as a fraction of the median."""
@@ -602,9 +621,11 @@ def table_legend(workload: str) -> list[str]:
     what = "connections accepted and closed" if workload == "accept" else "round trips"
     latency = "connect latency" if workload == "accept" else "round-trip latency"
     legend = [
-        f"columns: {unit}/s: {what} per second, client side, median of the runs; ±: half their range, % of the median",
+        f"columns (medians of the runs): {unit}/s: {what} per second, client side;",
+        "  ±: half the runs' range, as % of the median",
         f"  CPU µs/{unit}: server CPU time per {unit} (/proc/PID/stat) = user µs (its own code) "
-        "+ sys µs (the kernel's)",
+        "+ sys µs (the kernel's);",
+        "    the split pools the runs' clock ticks (10 ms each on most kernels): coarse on a short run",
         f"  CPU vs asyncio: asyncio's CPU per {unit} / this row's (> 1: cheaper); "
         "rate vs asyncio: this rate / asyncio's",
         f"  p50 µs, p99 µs: {latency} percentiles",

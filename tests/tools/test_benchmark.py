@@ -157,7 +157,7 @@ def test_quick_run_with_the_c_peer_has_a_row_and_a_versioned_json(tmp_path):
     row = next(line for line in done.stdout.splitlines() if line.startswith("c "))
     assert int(row.split()[2].replace(",", "")) > 0, row  # req/s
     assert "user µs" in done.stdout and "sys µs" in done.stdout
-    assert "columns: req/s: round trips per second" in done.stdout  # the legend under the table
+    assert "columns (medians of the runs): req/s: round trips per second" in done.stdout  # the legend
     document = json.loads(path.read_text())
     assert document["schema_version"] == SCHEMA_VERSION and isinstance(document["schema_version"], int)
     rows = {r["server"]: r for r in document["results"]}
@@ -169,7 +169,8 @@ def test_quick_run_with_the_c_peer_has_a_row_and_a_versioned_json(tmp_path):
         assert run["server_user_s"] >= 0 and run["server_sys_s"] >= 0
         assert run["server_user_s"] + run["server_sys_s"] == pytest.approx(run["server_cpu_s"])
         assert run["user_us_per_unit"] + run["sys_us_per_unit"] == pytest.approx(run["cpu_us_per_unit"])
-        assert set(result["median"]) >= {"user_us_per_unit", "sys_us_per_unit"}
+        median = result["median"]
+        assert median["user_us_per_unit"] + median["sys_us_per_unit"] == pytest.approx(median["cpu_us_per_unit"])
         assert set(result["spread"]) >= {"user_us_per_unit", "sys_us_per_unit"}
     assert rows["c"]["kind"] == "peer" and rows["c"]["runs"][0]["sys_us_per_unit"] > 0
 
@@ -253,6 +254,20 @@ def fake_run(rate: float, cpu_us: float) -> RunResult:
                      connect_p50_us=None, connect_p99_us=None, accepted_per_s=None, accepts_per_wakeup=None,
                      empty_wakeups=None, listen_overflows=0, listen_drops=0, loadgen_cpu_s=0.5,
                      loadgen_saturated=False, errors={})
+
+
+def test_user_and_sys_split_the_median_cpu_in_the_pooled_proportion():
+    runs = [fake_run(1000, 10), fake_run(1000, 30), fake_run(1000, 20)]
+    runs[0].server_user_s, runs[0].server_sys_s = 0.0, 0.01  # one run's ticks all fell in the kernel
+    result = ConfigResult(Target("peer", peer="c"), 0, runs=runs)
+    user, system = result.cpu_split()
+    assert user + system == pytest.approx(20.0)  # the median total
+    pooled_user = 0.015 + 0.01  # runs 2 and 3: half user each
+    assert user == pytest.approx(20.0 * pooled_user / (pooled_user + 0.01 + 0.015 + 0.01))
+    assert (result.median("user_us_per_unit"), result.median("sys_us_per_unit")) == (user, system)
+    row = next(line for line in format_table([result], BenchOptions(workload="echo")).splitlines()
+               if line.startswith("c "))
+    assert f" {user:.1f} " in row and f" {system:.1f} " in row
 
 
 def test_the_plot_leads_with_cpu_has_error_bars_and_draws_peers_only_where_measured(tmp_path):
