@@ -15,9 +15,10 @@ How a figure is made, and why:
   user and system time: the system part is the kernel's (accept4, close, the
   TCP stack on loopback), the user part is what the server's own code costs.
   We print both, and warn when the load generator used most of its CPU.
-  ``/proc`` counts in clock ticks (``SC_CLK_TCK``, 100 per second on most
-  kernels): a 1.5 s run of a busy server is ~150 ticks, so the split is
-  good to about a percent; a ``--quick`` run's is coarser.
+  ``/proc`` counts each in ``SC_CLK_TCK`` units (10 ms), and the kernel
+  splits the (exact) total between them by sampling at its timer tick: a
+  1.5 s run of a busy server is ~150 units, so the split is good to a few
+  percent; a ``--quick`` run's is coarser (see :meth:`ConfigResult.cpu_split`).
 - Every configuration gets a warm-up, then ``repeat`` measured runs; the
   table shows the median and the spread (min..max as ± percent of the median).
 - ``--idle N`` first opens N connections to a second listener in the same
@@ -223,10 +224,10 @@ class ConfigResult:
 
     def cpu_split(self) -> tuple[float, float] | None:
         """The median CPU µs per unit as (user, system), in the proportion of
-        all the runs' user and system time together. The split comes from clock
-        ticks (10 ms on most kernels), a few hundred in a whole configuration
-        but sometimes a handful in one run: pooling the runs keeps it steady,
-        and the medians of each part alone would not add up to the total."""
+        all the runs' user and system time together. The split comes from the
+        timer tick, counted in 10 ms units: a few hundred in a configuration,
+        sometimes a handful in one run; pooling the runs keeps it steady, and
+        the medians of each part alone would not add up to the total."""
         total = self.median("cpu_us_per_unit")
         user = sum(run.server_user_s for run in self.runs)
         system = sum(run.server_sys_s for run in self.runs)
@@ -625,7 +626,7 @@ def table_legend(workload: str) -> list[str]:
         "  ±: half the runs' range, as % of the median",
         f"  CPU µs/{unit}: server CPU time per {unit} (/proc/PID/stat) = user µs (its own code) "
         "+ sys µs (the kernel's);",
-        "    the split pools the runs' clock ticks (10 ms each on most kernels): coarse on a short run",
+        "    sampled at the timer tick, counted in 10 ms units, pooled over the runs: coarse on a short run",
         f"  CPU vs asyncio: asyncio's CPU per {unit} / this row's (> 1: cheaper); "
         "rate vs asyncio: this rate / asyncio's",
         f"  p50 µs, p99 µs: {latency} percentiles",
