@@ -496,8 +496,6 @@ class Listener:
                     pass  # reset while queued: the first read reports it
             self._connections.add(transport)
             self._reactor.track_resource(transport)
-            if self._idle is not None:
-                self._idle.watch(transport)
         except BaseException as exc:
             # The factory raised, or setting up did (a MemoryError can come
             # from anything here). Nobody would ever read or close this fd:
@@ -520,6 +518,9 @@ class Listener:
         # (epoll ENOSPC past max_user_watches, ENOMEM), the transport reports
         # it, tells us (_connection_rejected), closes and says connection_lost.
         transport._start()
+        if self._idle is not None and not transport.is_closing():
+            # After connection_made: one closed there is never watched.
+            self._idle.watch(transport)
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> Transport:
         """The transport for an accepted ``fd`` (a subclass may make another

@@ -53,10 +53,16 @@ def test_the_timer_runs_only_while_there_are_members(vloop, clock):
     sweep.add(2)
     assert live_timers(vloop) == 1  # one timer for all members
     sweep.discard(1)
-    assert live_timers(vloop) == 1
     sweep.discard(2)
-    assert live_timers(vloop) == 0
     sweep.discard(3)  # not a member: no error
+    sweep.add(4)
+    sweep.discard(4)
+    assert live_timers(vloop) == 1  # members coming and going make no timer each
+    clock.advance(0.1)
+    clock.step(vloop)
+    assert live_timers(vloop) == 0  # a sweep that found none does not arm again
+    sweep.add(5)
+    assert live_timers(vloop) == 1
 
 
 def test_a_check_that_discards_others_and_itself(vloop, clock):
