@@ -48,6 +48,8 @@ from .. import native as _native
 from .._core.backends import backend_info
 from .._core.loop import BACKEND_ENV
 from .._core.watchers import EVENT_READ, EVENT_WRITE, FdWatchers, fileobj_to_fd
+from .._net.listener import _check_proxy as check_proxy
+from .._net.proxy import DEFAULT_PROXY_TIMEOUT
 from .._net.transport import READ_SIZE
 from ._private import UnixReadPipeTransport, UnixSubprocessTransport, UnixWritePipeTransport, logger
 from .datagram import DatagramTransport
@@ -387,20 +389,27 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
 
     # ------------------------------------------------------------- servers
 
-    async def create_server(self, protocol_factory: Callable[[], Any], host: Any = None, port: Any = None,
-                            **kwargs: Any) -> ReactorServer:
+    async def create_server(self, protocol_factory: Callable[[], Any], host: Any = None, port: Any = None, *,
+                            proxy_protocol: bool = False, **kwargs: Any) -> ReactorServer:
         """``asyncio``'s ``create_server`` (every keyword), serving through
-        reactor listeners; the server has ``.stats``."""
+        reactor listeners; the server has ``.stats``. ``proxy_protocol=True``
+        (reactor's own keyword, as for ``Reactor.listen``): every connection
+        starts with a PROXY protocol v1/v2 header, read before
+        ``connection_made`` (and before TLS); ``get_extra_info("peername")``
+        is then the client's address."""
+        check_proxy(proxy_protocol, DEFAULT_PROXY_TIMEOUT)
         start_serving = kwargs.pop("start_serving", True)
         server = await super().create_server(protocol_factory, host, port, start_serving=False, **kwargs)
-        return await self._adopt_server(server, start_serving)
+        return await self._adopt_server(server, start_serving, proxy_protocol)
 
     async def create_unix_server(self, protocol_factory: Callable[[], Any], path: Any = None, *,
                                  sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
                                  ssl_handshake_timeout: float | None = None,
                                  ssl_shutdown_timeout: float | None = None,
-                                 start_serving: bool = True) -> ReactorServer:
-        """A server on a Unix stream socket at ``path`` (or on ``sock``)."""
+                                 start_serving: bool = True, proxy_protocol: bool = False) -> ReactorServer:
+        """A server on a Unix stream socket at ``path`` (or on ``sock``);
+        ``proxy_protocol`` as for ``create_server``."""
+        check_proxy(proxy_protocol, DEFAULT_PROXY_TIMEOUT)
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         if ssl_handshake_timeout is not None and not ssl:
@@ -440,15 +449,18 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         sock.setblocking(False)
         server = base_events.Server(self, [sock], protocol_factory, ssl, backlog,
                                     ssl_handshake_timeout, ssl_shutdown_timeout)
-        return await self._adopt_server(server, start_serving)
+        return await self._adopt_server(server, start_serving, proxy_protocol)
 
-    async def _adopt_server(self, server: base_events.Server, start_serving: bool) -> ReactorServer:
+    async def _adopt_server(self, server: base_events.Server, start_serving: bool,
+                            proxy_protocol: bool) -> ReactorServer:
         # asyncio's create_server builds a base_events.Server by name; ours
-        # only adds the listeners' stats, so the instance changes class in
-        # place (same layout) instead of copying create_server's logic.
+        # only adds the listeners' stats (and what they are asked for), so the
+        # instance changes class in place (same layout) instead of copying
+        # create_server's logic.
         server.__class__ = ReactorServer
         adopted: ReactorServer = server  # type: ignore[assignment]
         adopted._listeners = []
+        adopted._proxy_protocol = proxy_protocol
         if start_serving:
             adopted._start_serving()
             await tasks.sleep(0)  # let the readers go through, as asyncio does
@@ -458,9 +470,11 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                        server: Any = None, backlog: int = 100,
                        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
                        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT) -> None:
+        # asyncio's Server calls this with its own arguments only: what reactor adds rides on the server
+        proxy_protocol = isinstance(server, ReactorServer) and server._proxy_protocol
         listener = AioListener.serve(self, sock, protocol_factory, sslcontext=sslcontext, server=server,
                                      backlog=backlog, ssl_handshake_timeout=ssl_handshake_timeout,
-                                     ssl_shutdown_timeout=ssl_shutdown_timeout)
+                                     ssl_shutdown_timeout=ssl_shutdown_timeout, proxy_protocol=proxy_protocol)
         self._listeners[sock.fileno()] = listener
         if isinstance(server, ReactorServer):
             server._listeners.append(listener)

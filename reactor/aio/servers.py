@@ -8,22 +8,34 @@ EAGAIN in one C call (or the pure twin), the errno table, the pause and shed
 policies when fds run out (no busy loop, one log line per second), and the
 select backend's FD_SETSIZE guard. ``server.stats`` sums the listeners'
 ``ListenerStats``.
+
+``proxy_protocol=True`` (reactor's keyword on ``create_server`` /
+``create_unix_server``) is the listener's own: its header reader
+(``reactor._net.proxy.HeaderReader``, a plain protocol) is each
+connection's first protocol, and the asyncio protocol is made, and told
+``connection_made``, once the header is read. Two things then differ from
+reactor's transports: the header is in the clear before TLS, so with
+``ssl`` asyncio's TLS layer is made then, around the asyncio protocol, not
+at accept; and that layer, or the caller's protocol, may be a
+``BufferedProtocol``, which from then on is read into its own buffer, the
+bytes after the header first (``ProxiedStreamTransport``).
 """
 
 from __future__ import annotations
 
 import socket
-from asyncio import base_events, constants, sslproto
+from asyncio import BufferedProtocol, base_events, constants, sslproto
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._net import transport as _transport
 from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
 from .transports import StreamTransport
 
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
 
-__all__ = ["ReactorServer", "AioListener", "sum_stats"]
+__all__ = ["ReactorServer", "AioListener", "ProxiedStreamTransport", "sum_stats"]
 
 #: the counters that add up over listeners (max_batch takes the largest)
 _SUMMED = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
@@ -48,6 +60,8 @@ class ReactorServer(base_events.Server):
     """asyncio's ``Server``, serving through reactor listeners."""
 
     _listeners: list[Listener]
+    #: reactor's own create_server keyword (asyncio's Server does not pass it on)
+    _proxy_protocol: bool = False
 
     if TYPE_CHECKING:
         def _start_serving(self) -> None: ...  # base_events.Server's, not in typeshed
@@ -71,7 +85,8 @@ class AioListener(Listener):
     def serve(cls, loop: ReactorEventLoop, sock: socket.socket, protocol_factory: Callable[[], Any], *,
               sslcontext: Any, server: Any, backlog: int,
               ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
-              ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT) -> AioListener:
+              ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+              proxy_protocol: bool = False) -> AioListener:
         """Start accepting on ``sock`` (bound and listening) for ``server``."""
         effective = effective_backlog(backlog)
         listener = cls.__new__(cls)
@@ -79,19 +94,69 @@ class AioListener(Listener):
         listener._sslcontext = sslcontext
         listener._aio_server = server
         listener._ssl_timeouts = (ssl_handshake_timeout, ssl_shutdown_timeout)
+        factory = protocol_factory
+        if proxy_protocol and sslcontext is not None:
+            def tls_after_the_header() -> Any:  # made by the header reader (module docs)
+                return listener._tls_layer(protocol_factory())
+
+            factory = tls_after_the_header
         # Accepts per readiness event: asyncio itself accepts up to backlog
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
-        Listener.__init__(listener, loop._host, sock, protocol_factory, backlog=effective,  # type: ignore[arg-type]
-                          max_accepts=_default_max_accepts(None, effective))
+        Listener.__init__(listener, loop._host, sock, factory, backlog=effective,  # type: ignore[arg-type]
+                          max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol)
         return listener
 
+    def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:
+        handshake_timeout, shutdown_timeout = self._ssl_timeouts
+        return sslproto.SSLProtocol(
+            self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
+            ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
+            ssl_shutdown_timeout=shutdown_timeout)  # type: ignore[arg-type]
+
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
+        if self.proxy_protocol:
+            # ``protocol`` is the header reader; TLS, if any, comes after it
+            return ProxiedStreamTransport(self._loop, fd, protocol, peername=address, listener=self,
+                                          family=self._family, nonblocking=self._nonblocking_fds,
+                                          server=self._aio_server)
         if self._sslcontext is not None:
-            handshake_timeout, shutdown_timeout = self._ssl_timeouts
-            protocol = sslproto.SSLProtocol(
-                self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
-                ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
-                ssl_shutdown_timeout=shutdown_timeout)  # type: ignore[arg-type]
+            protocol = self._tls_layer(protocol)
         return StreamTransport(self._loop, fd, protocol, peername=address, listener=self, family=self._family,
                                nonblocking=self._nonblocking_fds, server=self._aio_server)
+
+
+class ProxiedStreamTransport(StreamTransport):
+    """A connection of a ``proxy_protocol`` server (module docs): read as
+    plain bytes while the header reader has it; a ``BufferedProtocol`` that
+    takes over then gets the buffered read path, and the bytes that came
+    after the header through its own buffer."""
+
+    def _proxy_header_done(self, header: Any, protocol: Any, rest: bytes) -> None:
+        if not isinstance(protocol, BufferedProtocol):
+            StreamTransport._proxy_header_done(self, header, protocol, rest)
+            return
+        self.set_protocol(protocol)  # the read path for a protocol that lends its buffer
+        # (any asyncio protocol, here one without data_received: the rest is fed below)
+        StreamTransport._proxy_header_done(self, header, protocol, b"")  # type: ignore[arg-type]
+        if not rest or self._state not in _transport._READING or self._protocol is not protocol:
+            return
+        method = "get_buffer"
+        try:
+            view = memoryview(rest)
+            # a buffer smaller than what was read takes several rounds; a
+            # protocol that closed the connection meanwhile gets no more
+            while view and self._state in _transport._READING:
+                method = "get_buffer"
+                buffer = memoryview(protocol.get_buffer(len(view))).cast("B")
+                count = min(len(buffer), len(view))
+                if not count:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                buffer[:count] = view[:count]
+                method = "buffer_updated"
+                protocol.buffer_updated(count)
+                view = view[count:]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._buffer_protocol_failed(exc, method)

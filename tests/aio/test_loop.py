@@ -399,3 +399,191 @@ def test_a_server_closed_during_an_accept_batch_still_serves_what_it_accepted():
     assert replies == [b"hi"] * 5 and len(served) == 5
     assert errors == []
     assert batch == 5, "the five connections were not accepted in one batch: the test proves nothing"
+
+
+# ------------------------------------------------------------ PROXY protocol
+
+#: a v1 header naming a client that is not the socket's peer
+PROXY_V1 = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\n"
+
+
+class ProxiedEcho(asyncio.Protocol):
+    """Echoes; keeps what the transport said at connection_made."""
+
+    seen: list[tuple] = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+        proxy = transport.get_extra_info("proxy")
+        ProxiedEcho.seen.append((transport.get_extra_info("peername"), transport.get_extra_info("socket_peername"),
+                                 proxy.version if proxy else None))
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+@pytest.mark.parametrize("native", NATIVE)
+def test_create_server_proxy_protocol_gives_the_clients_address(native):
+    ProxiedEcho.seen = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(ProxiedEcho, "127.0.0.1", 0, proxy_protocol=True)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(PROXY_V1 + b"hello")
+        echoed = await asyncio.wait_for(reader.readexactly(5), 5)
+        client = writer.get_extra_info("sockname")
+        writer.close()
+        await writer.wait_closed()
+        # no header: closed unanswered, counted, and the protocol never made
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\n\r\n")
+        closed = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        stats = server.stats
+        server.close()
+        await server.wait_closed()
+        return echoed, client, closed, stats
+
+    echoed, client, closed, stats = run(main(), native=native)
+    assert (echoed, closed) == (b"hello", b"")
+    assert ProxiedEcho.seen == [(("192.0.2.7", 56324), client, 1)]
+    assert (stats.accepted, stats.proxy_errors) == (2, 1)
+
+
+def test_create_unix_server_proxy_protocol():
+    ProxiedEcho.seen = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s")
+
+        async def main():
+            server = await asyncio.get_running_loop().create_unix_server(ProxiedEcho, path, proxy_protocol=True)
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(PROXY_V1 + b"hi")
+            echoed = await asyncio.wait_for(reader.readexactly(2), 5)
+            writer.close()
+            server.close()
+            await server.wait_closed()
+            return echoed
+
+        assert run(main()) == b"hi"
+    peername, socket_peername, version = ProxiedEcho.seen[0]
+    assert (peername, version) == (("192.0.2.7", 56324), 1)
+    assert socket_peername in ("", None)  # a Unix client socket has no name
+
+
+def test_proxy_protocol_is_refused_unless_a_bool():
+    async def main():
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TypeError, match="proxy_protocol"):
+            await loop.create_server(ProxiedEcho, "127.0.0.1", 0, proxy_protocol="yes")
+        with pytest.raises(TypeError, match="proxy_protocol"):
+            await loop.create_unix_server(ProxiedEcho, "/nonexistent/s", proxy_protocol=1)
+
+    run(main())
+
+
+def test_proxy_protocol_hands_a_buffered_protocol_what_came_after_the_header():
+    class Collect(asyncio.BufferedProtocol):
+        def __init__(self):
+            self.buffer = bytearray(7)  # smaller than what came with the header: several rounds
+            self.data = bytearray()
+            self.done = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport):
+            self.peername = transport.get_extra_info("peername")
+
+        def get_buffer(self, sizehint):
+            return self.buffer
+
+        def buffer_updated(self, nbytes):
+            self.data += self.buffer[:nbytes]
+
+        def eof_received(self):
+            self.done.set_result((self.peername, bytes(self.data)))
+
+    first, later = os.urandom(20), os.urandom(10_000)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        made = loop.create_future()
+
+        def factory():
+            made.set_result(Collect())  # once: one connection
+            return made.result()
+
+        server = await loop.create_server(factory, "127.0.0.1", 0, proxy_protocol=True)
+        port = server.sockets[0].getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(PROXY_V1 + first)  # one segment: the header and what follows
+            protocol = await asyncio.wait_for(made, 5)  # the header was read (and `first` with it)
+            client.sendall(later)  # read into the protocol's buffer by the transport
+            client.shutdown(socket.SHUT_WR)
+            result = await asyncio.wait_for(protocol.done, 5)
+        server.close()
+        await server.wait_closed()
+        return result
+
+    assert run(main()) == (("192.0.2.7", 56324), first + later)
+
+
+def tls_client_behind_a_header(port: int, context, payload: bytes) -> bytes:
+    """A blocking TLS client (run in a thread) that sends the PROXY header
+    and its ClientHello in one segment, then ``payload``; returns what it
+    reads back before EOF. Every wait is bounded by the socket's timeout."""
+    import ssl
+
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        def pump(step):
+            while True:
+                try:
+                    return step()
+                except ssl.SSLWantReadError:
+                    if outgoing.pending:
+                        sock.sendall(outgoing.read())
+                    data = sock.recv(65536)
+                    if data:
+                        incoming.write(data)
+                    else:
+                        incoming.write_eof()  # the next step raises
+                finally:
+                    if outgoing.pending:
+                        sock.sendall(outgoing.read())
+
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            sock.sendall(PROXY_V1 + outgoing.read())  # the header and the ClientHello together
+        pump(tls.do_handshake)
+        tls.write(payload)
+        sock.sendall(outgoing.read())
+        received = bytearray()
+        while len(received) < len(payload):
+            received += pump(lambda: tls.read(65536))
+        return bytes(received)
+
+
+def test_proxy_protocol_then_tls(tmp_path):
+    from pathlib import Path
+
+    from ..tlscerts import client_context, make_certs, server_context
+
+    certs = make_certs(Path(tmp_path))
+    ProxiedEcho.seen = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(ProxiedEcho, "127.0.0.1", 0, proxy_protocol=True,
+                                          ssl=server_context(certs.cert, certs.key))
+        port = server.sockets[0].getsockname()[1]
+        echoed = await asyncio.wait_for(
+            loop.run_in_executor(None, tls_client_behind_a_header, port, client_context(certs.ca), b"secret"), 10)
+        server.close()
+        await server.wait_closed()
+        return echoed
+
+    assert run(main()) == b"secret"
+    assert [(peername, version) for peername, _, version in ProxiedEcho.seen] == [(("192.0.2.7", 56324), 1)]
