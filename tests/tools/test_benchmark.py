@@ -189,19 +189,22 @@ def test_the_c_peer_accepts_and_closes():
 def test_the_c_peer_holds_idle_connections_and_stops_on_sigterm():
     import reactor.tools.benchmark as benchmark
 
-    server = benchmark.ServerProcess(Target("peer", peer="c").command("echo", idle=True), None,
-                                     Target("peer", peer="c").env())
+    # small send buffers on the server's connections, a small receive buffer on ours: a 64 KiB
+    # read cannot be echoed by one send(), so the server must keep the rest, wait for EPOLLOUT
+    # and stop reading meanwhile
+    command = Target("peer", peer="c").command("echo", idle=True) + ["--sndbuf", "4096"]
+    server = benchmark.ServerProcess(command, None, Target("peer", peer="c").env())
     try:
         idle_port = int(server.next_line("idle listener on ", timeout=10).rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", idle_port), timeout=5) as held, \
-                socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        with socket.create_connection(("127.0.0.1", idle_port), timeout=5) as held, sock:
+            sock.connect(("127.0.0.1", server.port))
             held.sendall(b"not echoed")
-            # 16 MiB sent before any is read back: the server's sends fill the socket buffers, so it
-            # must keep the rest, wait for EPOLLOUT and stop reading meanwhile (a thread sends)
-            payload = bytes(range(256)) * 65536
+            payload = bytes(range(256)) * 16384  # 4 MiB, sent by a thread while this one reads
             sender = threading.Thread(target=lambda: (sock.sendall(payload), sock.shutdown(socket.SHUT_WR)))
             sender.start()
-            sock.settimeout(None)
             received = []
             while chunk := sock.recv(1 << 20):
                 received.append(chunk)

@@ -17,9 +17,9 @@ import socket
 import sys
 
 try:
-    from ._common import BACKLOG, announce, announce_idle, parse_args
+    from ._common import BACKLOG, announce, announce_idle, make_parser
 except ImportError:  # run by path: python reactor/tools/peers/c_server.py
-    from _common import BACKLOG, announce, announce_idle, parse_args  # type: ignore[no-redef]
+    from _common import BACKLOG, announce, announce_idle, make_parser  # type: ignore[no-redef]
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -33,7 +33,11 @@ def _stopped(signum, frame) -> None:  # the wakeup fd has already told the C loo
 
 
 def main() -> int:
-    args = parse_args(__doc__)
+    parser = make_parser(__doc__)
+    parser.add_argument("--sndbuf", type=int, default=None, metavar="BYTES",
+                        help="SO_SNDBUF of the listener, which accepted connections inherit (tests: a small one "
+                             "makes echo sends partial)")
+    args = parser.parse_args()
     from reactor import native
 
     module = native.extension()
@@ -44,6 +48,8 @@ def main() -> int:
         return 1
     ffi, lib = module.ffi, module.lib
     listener = _listen(args.host, args.port)
+    if args.sndbuf is not None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, args.sndbuf)
     idle = _listen(args.host, 0) if args.idle_listener else None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     for signum in (signal.SIGTERM, signal.SIGINT):
