@@ -57,7 +57,8 @@ struct reactor_cserver_stats {
     long long open_at_end;
 };
 
-enum { K_LISTEN, K_IDLE_LISTEN, K_STOP, K_ECHO, K_IDLE };
+/* What an epoll event is about: a listener, the stop fd, a served connection, an idle one. */
+enum { K_LISTEN, K_IDLE_LISTEN, K_STOP, K_CONN, K_IDLE };
 
 struct cs_conn {
     int kind;
@@ -122,7 +123,7 @@ static void cs_accept(struct cserver *s, int lfd, int kind)
             return;  /* EAGAIN: the queue is empty; EMFILE and kin: wait for the next wake-up */
         }
         s->stats->accepted++;
-        if (kind == K_ECHO && s->mode == REACTOR_CSERVER_CLOSE) {
+        if (kind == K_CONN && s->mode == REACTOR_CSERVER_CLOSE) {
             close(fd);
             continue;
         }
@@ -253,7 +254,7 @@ int reactor_cserver_run(int lfd, int idle_lfd, int mode, int stop_fd, struct rea
                 running = 0;
                 break;
             case K_LISTEN:
-                cs_accept(s, lfd, K_ECHO);
+                cs_accept(s, lfd, K_CONN);
                 break;
             case K_IDLE_LISTEN:
                 cs_accept(s, idle_lfd, K_IDLE);

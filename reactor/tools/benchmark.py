@@ -408,7 +408,7 @@ def _why_skip(target: Target, idle: int, options: BenchOptions) -> str | None:
         try:
             __import__(module)
         except ImportError:
-            return f"skipped: {module} is not installed (pip install -e '.[peers]')"
+            return f"skipped: {module} is not installed (pip install 'reactor-loop[peers]')"
         if target.peer == "c":
             built = native.extension()
             if built is None:

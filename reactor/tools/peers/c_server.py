@@ -52,9 +52,10 @@ def main() -> int:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, args.sndbuf)
     idle = _listen(args.host, 0) if args.idle_listener else None
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    # the wakeup fd first: a signal between the two would find a handler and no way to wake the loop
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _stopped)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     announce(args.host, listener.getsockname()[1])
     if idle is not None:
         announce_idle(args.host, idle.getsockname()[1])
