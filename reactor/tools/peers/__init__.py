@@ -12,6 +12,7 @@ its own framework) or as ``python -m reactor.tools.peers.NAME``:
 ``twisted_server``  Twisted's ``listenTCP``
 ``trio_server``     ``trio.serve_tcp``
 ``c_server``        the physical floor: a C epoll loop (``_native/cserver.c``)
+``tls_server``      ``bench tls``'s handshake-and-close server (asyncio code, ``--loop``)
 
 Nothing in the library imports them.
 """
