@@ -3,9 +3,9 @@
 How a figure is made, and why:
 
 - Each server runs in its own process (``python -m reactor serve`` or a peer
-  from ``reactor/tools/peers/``, shipped in the package), started fresh for each configuration; the load
-  generator (C, from the accelerator, else its Python twin) runs in this
-  process. With two or more CPUs they are pinned to different ones, so the
+  from ``reactor/tools/peers/``, shipped in the package), started fresh for
+  each configuration; the load generator (C, from the accelerator, else its
+  Python twin) runs in this process. With two or more CPUs they are pinned to different ones, so the
   server's CPU time is its own.
 - On a 2-core machine the load generator saturates before a fast server
   does, so connections/s alone says more about the client than the server.
@@ -47,8 +47,8 @@ How a figure is made, and why:
   ``reactor.aio``) or ``aio-streams`` (``asyncio.start_server`` on
   ``reactor.aio``). The aio rows and the asyncio/uvloop peers (``asyncio``,
   ``asyncio-streams``, ``uvloop``, ``uvloop-streams``) run one script,
-  ``reactor/tools/peers/asyncio_server.py``, so the same asyncio code is measured on
-  each loop. Like reactor's rows, the aio rows take every backend, accept path
+  ``reactor/tools/peers/asyncio_server.py``, so the same asyncio code is
+  measured on each loop. Like reactor's rows, the aio rows take every backend, accept path
   and idle count (the script's ``--idle-listener``); peers run at the first
   idle count only.
 """
