@@ -25,6 +25,7 @@ from reactor.tools.http import (
     MAX_BODY,
     MAX_CHUNK_LINE,
     MAX_HEAD,
+    HeaderTimeout,
     HttpError,
     HttpProtocol,
     Request,
@@ -33,7 +34,7 @@ from reactor.tools.http import (
     response,
 )
 
-from ..support import BackgroundReader, Clients, Factory, run_until
+from ..support import BackgroundReader, Clients, Factory, VirtualClock, run_until
 
 # ---------------------------------------- helpers used by this suite only
 
@@ -962,3 +963,209 @@ def test_a_client_that_does_not_read_cannot_grow_the_server_buffer(loop):
         assert Measured.peak <= bound, (Measured.peak, bound)
     finally:
         client.close()
+
+
+# ---------------------------------------------- the request head's time limit
+
+class ClockedTransport:
+    """What HttpProtocol and HeaderTimeout use of a transport, recorded."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+        self.reading = True
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+        self.reading = False
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+class TestHeaderTimeout:
+    """HeaderTimeout(loop, 2.0) on a virtual clock: its sweep runs every
+    0.5 s, and a head not complete 2 s after it began gets its 408 at a
+    sweep between 2.0 and 2.5 s later. The clock moves ``STEP`` at a time, a
+    power of two, so that every sweep falls on a step exactly (a sweep
+    re-arms itself from when it ran: a step that overshoots would make each
+    sweep later than the last)."""
+
+    LIMIT = 2.0
+    STEP = 1 / 32
+    LATEST = 2.5 + STEP  # S + the sweep interval, + one step
+
+    @pytest.fixture
+    def vclock(self) -> VirtualClock:
+        return VirtualClock()
+
+    @pytest.fixture
+    def limit(self, vclock):
+        with reactor.Reactor(clock=vclock) as loop:
+            limit = HeaderTimeout(loop, self.LIMIT)
+            limit.loop = loop
+            limit.vclock = vclock
+            yield limit
+            limit.close()
+
+    @staticmethod
+    def connect(limit: HeaderTimeout) -> tuple[HttpProtocol, ClockedTransport]:
+        protocol = limit.factory()()
+        transport = ClockedTransport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        return protocol, transport
+
+    @staticmethod
+    def advance(limit: Any, seconds: float, until: Callable[[], bool] | None = None) -> float:
+        """Move the virtual clock ``seconds`` on, a ``STEP`` at a time,
+        running the loop each step; stop early once ``until()`` holds.
+        Returns the virtual seconds that passed."""
+        start = limit.vclock.now
+        while limit.vclock.now - start < seconds - 1e-9:
+            limit.vclock.advance(TestHeaderTimeout.STEP)
+            limit.vclock.step(limit.loop)
+            if until is not None and until():
+                break
+        return limit.vclock.now - start
+
+    @staticmethod
+    def timed_out(transport: ClockedTransport) -> bool:
+        return transport.closed and transport.written[-1].startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+
+    def test_a_slow_head_gets_408_with_connection_close(self, limit):
+        protocol, transport = self.connect(limit)
+        # slowloris: a byte every 8 steps (0.25 s), a head that never ends;
+        # the bytes themselves must not keep it alive
+        head = get("/")[:-2]
+        steps = 0
+
+        def trickle() -> bool:
+            nonlocal steps
+            steps += 1
+            if not transport.closed and steps % 8 == 0 and steps // 8 < len(head):
+                protocol.data_received(head[steps // 8 - 1:steps // 8])
+            return transport.closed
+
+        took = self.advance(limit, 10, until=trickle)
+        assert self.timed_out(transport), transport.written
+        assert self.LIMIT <= took <= self.LATEST, took
+        assert b"\r\nConnection: close\r\n" in transport.written[-1]
+        assert transport.written[-1].endswith(b"\r\n\r\nRequest Timeout\n")
+        assert limit.timed_out == 1
+        protocol.connection_lost(None)
+        assert len(limit.sweep) == 0
+
+    def test_a_silent_connection_is_timed_from_its_start(self, limit):
+        _, transport = self.connect(limit)
+        took = self.advance(limit, 10, until=lambda: transport.closed)
+        assert self.timed_out(transport)
+        assert self.LIMIT <= took <= self.LATEST, took
+
+    def test_a_head_in_time_is_served_and_the_keep_alive_wait_is_not_timed(self, limit):
+        protocol, transport = self.connect(limit)
+        self.advance(limit, 1.5)
+        protocol.data_received(get("/"))
+        assert transport.written[-1].startswith(b"HTTP/1.1 200 OK\r\n")
+        # waiting for the next request is the idle timeout's business
+        self.advance(limit, 10)
+        assert not transport.closed and len(transport.written) == 1
+        assert limit.timed_out == 0
+
+    @pytest.mark.parametrize("together", [False, True], ids=["next-read", "same-read"])
+    def test_the_next_head_is_timed_from_its_first_byte(self, limit, together):
+        protocol, transport = self.connect(limit)
+        partial = b"GET /next HTTP/1.1\r\nHo"
+        protocol.data_received(get("/"))
+        self.advance(limit, 5)  # the keep-alive wait
+        if together:
+            protocol.data_received(get("/") + partial)  # a response, then the next head begins
+        else:
+            protocol.data_received(partial)
+        took = self.advance(limit, 10, until=lambda: transport.closed)
+        assert self.timed_out(transport)
+        assert self.LIMIT <= took <= self.LATEST, took
+        assert [w[:15] for w in transport.written] == [b"HTTP/1.1 200 OK"] * (1 + together) + [b"HTTP/1.1 408 Re"]
+
+    def test_a_head_finished_by_a_later_read_stops_the_clock(self, limit):
+        protocol, transport = self.connect(limit)
+        request = get("/", "X-Pad: " + "p" * 10)
+        for i in range(len(request)):  # one byte a step: 1.4 s, in time
+            protocol.data_received(request[i:i + 1])
+            self.advance(limit, self.STEP)
+        assert transport.written and transport.written[0].startswith(b"HTTP/1.1 200 OK")
+        self.advance(limit, 10)
+        assert not transport.closed
+
+    def test_a_body_is_not_timed(self, limit):
+        # A stalled body is the idle timeout's (the head is complete).
+        protocol, transport = self.connect(limit)
+        protocol.data_received(get("/", "Content-Length: 10") + b"abc")
+        self.advance(limit, 10)
+        assert not transport.closed and not transport.written
+        protocol.data_received(b"defghij")
+        assert transport.written[-1].startswith(b"HTTP/1.1 200 OK")
+
+    def test_a_head_is_not_timed_while_we_do_not_read(self, limit):
+        protocol, transport = self.connect(limit)
+        protocol.data_received(b"GET / HT")
+        protocol.pause_writing()  # our write buffer is full: the wait is ours
+        self.advance(limit, 10)
+        assert not transport.closed
+        protocol.resume_writing()  # timed again, from now
+        took = self.advance(limit, 10, until=lambda: transport.closed)
+        assert self.timed_out(transport)
+        assert self.LIMIT <= took <= self.LATEST, took
+
+    def test_a_refused_head_is_answered_once(self, limit):
+        protocol, transport = self.connect(limit)
+        protocol.data_received(b"BROKEN\r\n\r\n")
+        assert transport.closed and len(transport.written) == 1
+        self.advance(limit, 5)
+        assert len(transport.written) == 1 and limit.timed_out == 0
+
+    def test_one_sweep_for_every_connection(self, limit):
+        pairs = [self.connect(limit) for _ in range(50)]
+        assert len(limit.sweep) == 50
+        for protocol, _ in pairs[:25]:
+            protocol.data_received(get("/"))  # served: the clock stops
+        took = self.advance(limit, 10, until=lambda: all(t.closed for _, t in pairs[25:]))
+        assert took <= self.LATEST
+        assert [t.closed for _, t in pairs] == [False] * 25 + [True] * 25
+        for protocol, _ in pairs:
+            protocol.connection_lost(None)
+        assert len(limit.sweep) == 0
+
+    def test_the_limit_in_sweeps(self, limit):
+        # 10 s: a sweep a second, fired at the 11th: within 11 s, never before 10
+        ten = HeaderTimeout(limit.loop, 10.0)
+        assert (ten.sweep.interval, ten.ticks) == (1.0, 11)
+        assert (limit.sweep.interval, limit.ticks) == (0.5, 5)
+        ten.close()
+
+    @pytest.mark.parametrize("seconds", [0, -1, float("inf"), float("nan")])
+    def test_a_bad_limit_is_refused(self, limit, seconds):
+        with pytest.raises(ValueError, match="header timeout"):
+            HeaderTimeout(limit.loop, seconds)
+
+
+def test_a_slow_head_gets_408_over_a_real_socket(loop):
+    limit = HeaderTimeout(loop, 0.2)
+    lst = loop.listen(limit.factory())
+    with socket.create_connection(lst.address, timeout=10) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        reader = BackgroundReader(client)
+        took = run_until(loop, lambda: reader.done, timeout=10)
+        reader.join()
+    assert reader.error is None
+    assert statuses(bytes(reader.data)) == [408], reader.data
+    assert took < 2
+    limit.close()
