@@ -11,11 +11,13 @@ import json
 import math
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
 from .._core.backends import available_backends
+from .._core.sweep import MIN_INTERVAL
 from .benchmark import APIS, PEERS
 from .facts import machine_facts
 
@@ -37,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(run=run_info)
 
     serve = commands.add_parser("serve", help="serve a stock protocol until SIGINT/SIGTERM")
-    serve.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--host", default=None,
+                       help="address to bind (default: 127.0.0.1, loopback only); 0.0.0.0 is every IPv4 "
+                            "interface, :: every IPv6 one and IPv6 only (IPV6_V6ONLY: IPv4 clients are not "
+                            "served; the listening line shows [::]:PORT)")
     serve.add_argument("--port", type=_port, default=None, help="TCP port; 0 picks a free one (default: 8888)")
     serve.add_argument("--unix", type=_unix_path, metavar="PATH",
                        help=f"listen on a Unix stream socket instead of TCP (at most {MAX_UNIX_PATH} bytes)")
@@ -62,6 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-listener", action="store_true",
                        help="also listen on an ephemeral port whose connections are only held open "
                             "(for benchmarks with idle connections)")
+    serve.add_argument("--unix-mode", type=_file_mode, default=None, metavar="OCTAL",
+                       help="the Unix socket file's mode, e.g. 600 (owner only) or 660 (owner and group); "
+                            "default: what bind() gives, 777 minus the umask (755 with umask 022)")
+    serve.add_argument("--tls-cert", metavar="PATH",
+                       help="serve TLS with this PEM certificate chain (needs --tls-key)")
+    serve.add_argument("--tls-key", metavar="PATH", help="the certificate's PEM private key, unencrypted "
+                                                          "(needs --tls-cert)")
+    serve.add_argument("--idle-timeout", type=_time_limit, default=DEFAULT_IDLE_TIMEOUT, metavar="S",
+                       help="close a connection after S seconds without a byte either way (for http also "
+                            f"the keep-alive wait between requests); 0 = off (default: {DEFAULT_IDLE_TIMEOUT:g})")
+    serve.add_argument("--header-timeout", type=_time_limit, default=None, metavar="S",
+                       help="--protocol http: a request head not complete S seconds after its first byte "
+                            "(the first request: after the connection) is answered 408 and the connection "
+                            f"closed; 0 = off (default: {DEFAULT_HEADER_TIMEOUT:g})")
+    serve.add_argument("--max-connections", type=_positive_int, default=None, metavar="N",
+                       help="at N open connections stop accepting, and accept again below N; the kernel's "
+                            "queue holds the rest (per process: with --workers, each worker's; default: off)")
+    serve.add_argument("--keepalive", action="store_true",
+                       help="TCP keepalive on every connection (the kernel's timings): a dead peer is found")
+    serve.add_argument("--user-timeout", type=_positive_float, default=None, metavar="S",
+                       help="TCP_USER_TIMEOUT: a connection whose sent data stays unacknowledged for S "
+                            "seconds is dropped (TCP only)")
     serve.add_argument("--proxy-protocol", action="store_true",
                        help="behind a load balancer: every connection starts with a PROXY protocol v1 or v2 "
                             "header (haproxy send-proxy / send-proxy-v2), which gives the client's address; "
@@ -180,6 +207,17 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
         worker.append("--trace")  # each worker's lines reach the supervisor's stdout, prefixed
     if args.proxy_protocol:
         worker.append("--proxy-protocol")
+    # The resolved limits (a worker must not fall back to other defaults);
+    # each worker loads the certificate itself: a context does not cross exec.
+    worker += ["--idle-timeout", str(args.idle_timeout or 0)]
+    if args.protocol == "http":
+        worker += ["--header-timeout", str(args.header_timeout or 0)]
+    for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
+                        ("--max-connections", args.max_connections), ("--user-timeout", args.user_timeout)):
+        if value is not None:
+            worker += [flag, str(value)]
+    if args.keepalive:
+        worker.append("--keepalive")
     return worker
 
 
@@ -213,6 +251,14 @@ _stats_interval = _checked(float, "a number of seconds", lambda v: MIN_STATS_INT
 #: allow, low enough that a typo is an error and not a traceback
 MAX_CONCURRENCY = 100_000
 _concurrency = _checked(int, "a whole number", lambda v: 1 <= v <= MAX_CONCURRENCY, f"in 1..{MAX_CONCURRENCY}")
+#: serve's time limits when not given (seconds)
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_HEADER_TIMEOUT = 10.0
+#: the shortest time limit: the sweep that enforces one runs at most every
+#: 10 ms (MIN_INTERVAL), a quarter of this
+MIN_TIME_LIMIT = 4 * MIN_INTERVAL
+_time_limit = _checked(float, "a number of seconds", lambda v: v == 0 or MIN_TIME_LIMIT <= v < math.inf,
+                       f"0 (off) or a finite number >= {MIN_TIME_LIMIT:g}")
 #: sockaddr_un.sun_path is 108 bytes on Linux, the terminating NUL included
 MAX_UNIX_PATH = 107
 
@@ -227,6 +273,71 @@ def _unix_path(text: str) -> str:
     return text
 
 
+def _file_mode(text: str) -> int:
+    """An argparse type for --unix-mode: octal permission bits, 0..777."""
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an octal mode like 600 or 660, not {text!r}") from None
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError(f"must be in 0..777 (permission bits), not {text}")
+    return mode
+
+
+def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server context of --tls-cert/--tls-key, or None; a usage error
+    (exit 2) naming the file that cannot be used."""
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        args.parser.error("--tls-cert and --tls-key go together: give both or neither")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            args.parser.error(f"{flag} {path}: {exc.strerror}")
+    # The certificate alone first, so that a bad one is named as such
+    # (load_cert_chain says "PEM lib" for either file).
+    try:
+        ssl.create_default_context(cafile=args.tls_cert)
+    except ssl.SSLError as exc:
+        why = f" ({exc.reason})" if exc.reason else ""
+        args.parser.error(f"--tls-cert {args.tls_cert}: no PEM certificate in it{why}")
+
+    def no_passphrase() -> str:
+        raise _EncryptedKey  # instead of a prompt on the terminal
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key, password=no_passphrase)
+    except _EncryptedKey:
+        args.parser.error(f"--tls-key {args.tls_key}: the key is encrypted; serve needs it unencrypted")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            args.parser.error(f"--tls-key {args.tls_key} is not the key of --tls-cert {args.tls_cert}")
+        why = f" ({exc.reason})" if exc.reason else ""
+        args.parser.error(f"--tls-key {args.tls_key}: no PEM private key in it{why}")
+    return context
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _check_serve_options(args: argparse.Namespace, sock: socket.socket | None) -> None:
+    """Options that depend on each other: a usage error (exit 2) naming them."""
+    unix = args.unix is not None or (sock is not None and sock.family == socket.AF_UNIX)
+    if unix:
+        for flag, given in (("--keepalive", args.keepalive), ("--user-timeout", args.user_timeout is not None)):
+            if given:
+                args.parser.error(f"{flag} applies to TCP connections, not to a Unix socket")
+    if args.unix_mode is not None and args.unix is None:
+        args.parser.error("--unix-mode needs --unix PATH (the socket file it applies to)")
+    if args.header_timeout is not None and args.protocol != "http":
+        args.parser.error(f"--header-timeout applies to --protocol http, not {args.protocol}")
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; exit 1 with a message if the address is unusable."""
     from ..errors import NativeUnavailableError
@@ -235,6 +346,10 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and args.unix:
         args.parser.error("--workers needs a TCP address, not --unix")
     sock = _inherited_socket(args)
+    _check_serve_options(args, sock)
+    tls = _tls_context(args)
+    if args.protocol == "http" and args.header_timeout is None:
+        args.header_timeout = DEFAULT_HEADER_TIMEOUT
     args.host = "127.0.0.1" if args.host is None else args.host
     args.port = 8888 if args.port is None else args.port
     native_choices: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
@@ -247,6 +362,9 @@ def run_serve(args: argparse.Namespace) -> int:
         trace=args.trace, trace_json=args.trace_json,
         proxy_protocol=args.proxy_protocol,
         report_interval=args.report_interval,
+        ssl=tls, idle_timeout=args.idle_timeout or None, header_timeout=args.header_timeout or None,
+        max_connections=args.max_connections, keepalive=args.keepalive, user_timeout=args.user_timeout,
+        unix_mode=args.unix_mode,
     )
     try:
         if args.trace_json and not args.reuse_port:

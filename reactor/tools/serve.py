@@ -40,12 +40,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import stat
 import sys
 from collections.abc import Callable, MutableMapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .. import kernel
 from .._core.handles import TimerHandle
@@ -56,6 +57,7 @@ from ..protocols import Protocol
 from .stock import stock_protocol
 
 if TYPE_CHECKING:
+    from .http import HeaderTimeout
     from .trace import Tracer
 
 __all__ = ["ServeConfig", "serve", "protocol_factory", "format_address", "inherited_socket", "activation_fd",
@@ -93,6 +95,19 @@ class ServeConfig:
     #: print a ``counts:`` line (the summary's counters so far) every S
     #: seconds: a supervisor keeps a worker's counts even if it is SIGKILLed
     report_interval: float | None = None
+    #: serve TLS with this server context (``--tls-cert``/``--tls-key``)
+    ssl: ssl.SSLContext | None = None
+    #: close a connection after S seconds without a byte either way (None: off)
+    idle_timeout: float | None = None
+    #: http: a request head not complete within S seconds gets 408 (None: off)
+    header_timeout: float | None = None
+    #: at N open connections the listener pauses accepting (None: no limit)
+    max_connections: int | None = None
+    #: TCP only: SO_KEEPALIVE, and TCP_USER_TIMEOUT in seconds
+    keepalive: bool = False
+    user_timeout: float | None = None
+    #: the Unix socket file's mode (None: what bind() gives, 0o777 & ~umask)
+    unix_mode: int | None = None
 
 
 class StatsReporter:
@@ -162,22 +177,27 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
     the address cannot be bound (the CLI turns it into exit 1)."""
     # The tracer's files outlive the reactor: connections it closes at exit still write their last events.
     with ExitStack() as resources, Reactor(backend=config.backend, native=config.native) as reactor:
-        factory, tracer = protocol_factory(config, out, resources, reactor.call_later)
+        header_timeout = None
+        if config.protocol == "http" and config.header_timeout is not None:
+            from .http import HeaderTimeout
+
+            # one sweep for every connection's request head
+            header_timeout = HeaderTimeout(reactor, config.header_timeout)
+        factory, tracer = protocol_factory(config, out, resources, reactor.call_later, header_timeout)
+        options = _listen_options(config)
         if config.sock is not None:
             # Never re-bound, nor listened again unless --backlog asks; a Unix
             # path it has is not ours to unlink (asyncio's create_unix_server(sock=) does).
             listener = reactor.listen(factory, sock=config.sock, backlog=config.backlog,
                                       max_accepts=config.max_accepts, on_exhausted=config.on_exhausted,
-                                      proxy_protocol=config.proxy_protocol)
+                                      proxy_protocol=config.proxy_protocol, **options)
         elif config.unix:
-            listener = reactor.listen_unix(factory, config.unix, backlog=config.backlog,
-                                           max_accepts=config.max_accepts, on_exhausted=config.on_exhausted,
-                                           proxy_protocol=config.proxy_protocol)
+            listener = _listen_unix(reactor, factory, config, options)
         else:
             listener = reactor.listen(factory, config.host, config.port, backlog=config.backlog,
                                       reuse_port=config.reuse_port, max_accepts=config.max_accepts,
                                       on_exhausted=config.on_exhausted,
-                                      proxy_protocol=config.proxy_protocol)
+                                      proxy_protocol=config.proxy_protocol, **options)
         reporter = StatsReporter(reactor, listener, out, tracer.flush if tracer is not None else None)
         shutdown = _Shutdown(reactor, listener, config.grace)
         # Handlers first: whoever reads the first line may signal at once.
@@ -194,12 +214,14 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
             _every(reactor, config.stats_interval, reporter.report)
         if config.report_interval:
             _every(reactor, config.report_interval,
-                   lambda: print(f"counts: {_counts(listener)}", file=out, flush=True))
+                   lambda: print(f"counts: {_counts(listener, config, header_timeout)}", file=out, flush=True))
         reactor.run()
+        if header_timeout is not None:
+            header_timeout.close()
         if tracer is not None:
             tracer.flush()
         print(
-            f"stopped: {_counts(listener)} closed_at_exit={shutdown.closed_gracefully} "
+            f"stopped: {_counts(listener, config, header_timeout)} closed_at_exit={shutdown.closed_gracefully} "
             f"aborted_at_exit={shutdown.aborted} pid={os.getpid()}",
             file=out, flush=True,
         )
@@ -256,24 +278,80 @@ def inherited_socket(fd: int) -> socket.socket:
     return sock
 
 
-def _counts(listener: Listener) -> str:
+def _counts(listener: Listener, config: ServeConfig | None = None,
+            header_timeout: HeaderTimeout | None = None) -> str:
     """The summary's counters (the ``stopped:`` and ``counts:`` lines)."""
     stats = listener.stats
     counts = (f"accepted={stats.accepted} aborted={stats.aborted} exhausted={stats.exhausted} "
               f"shed={stats.shed} rejected={stats.rejected} batches={stats.batches} max_batch={stats.max_batch} "
               f"empty_wakeups={stats.empty_wakeups}")
     # only behind a balancer: connections closed for a bad or missing PROXY header
-    return f"{counts} proxy_errors={stats.proxy_errors}" if listener.proxy_protocol else counts
+    if listener.proxy_protocol:
+        counts += f" proxy_errors={stats.proxy_errors}"
+    # The limits' counters: shown when the limit is on, or when not zero.
+    # idle_closed: closed after --idle-timeout of silence; tls_failed: TLS
+    # handshakes that failed or timed out; limited: accepts held back at
+    # --max-connections; header_timeouts: http heads answered 408.
+    on = config or ServeConfig()
+    for name, value, enabled in (
+        ("idle_closed", stats.idle_closed, on.idle_timeout is not None),
+        ("tls_failed", stats.tls_failed, on.ssl is not None),
+        ("limited", stats.limited, on.max_connections is not None),
+        ("header_timeouts", header_timeout.timed_out if header_timeout else 0, header_timeout is not None),
+    ):
+        if enabled or value:
+            counts += f" {name}={value}"
+    return counts
+
+
+def _listen_options(config: ServeConfig) -> dict[str, Any]:
+    """The limits and TLS for listen()/listen_unix(), only those asked for
+    (the listener's own defaults stand for the rest)."""
+    options: dict[str, Any] = {}
+    for name in ("ssl", "idle_timeout", "max_connections", "user_timeout"):
+        value = getattr(config, name)
+        if value is not None:
+            options[name] = value
+    if config.keepalive:
+        options["keepalive"] = True
+    return options
+
+
+def _listen_unix(reactor: Reactor, factory: Callable[[], Protocol], config: ServeConfig,
+                 options: dict[str, Any]) -> Listener:
+    """listen_unix(), and with ``unix_mode`` the socket file gets that mode.
+    It is born with it (a umask for the bind only: serve has no other thread
+    yet), so no one can connect while the mode is still wider, and chmod()
+    then makes it exact whatever bind() did."""
+    assert config.unix is not None
+    kwargs: dict[str, Any] = dict(backlog=config.backlog, max_accepts=config.max_accepts,
+                                  on_exhausted=config.on_exhausted, proxy_protocol=config.proxy_protocol, **options)
+    if config.unix_mode is None:
+        return reactor.listen_unix(factory, config.unix, **kwargs)
+    umask = os.umask(0o777 & ~config.unix_mode)
+    try:
+        listener = reactor.listen_unix(factory, config.unix, **kwargs)
+    finally:
+        os.umask(umask)
+    try:
+        os.chmod(config.unix, config.unix_mode)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def protocol_factory(config: ServeConfig, out: TextIO, resources: ExitStack,
                      call_later: Callable[[float, Callable[[], None]], object] | None = None,
+                     header_timeout: HeaderTimeout | None = None,
                      ) -> tuple[Callable[[], Protocol], Tracer | None]:
     """The listener's protocol factory and the tracer, if any. Without
-    --trace/--trace-json it is the stock protocol class itself: the accept
-    path runs no tracing code at all. The tracer is flushed when
-    ``resources`` closes."""
+    --trace/--trace-json it is the stock protocol class itself (for http
+    with a ``header_timeout``, that one's factory): the accept path runs no
+    tracing code at all. The tracer is flushed when ``resources`` closes."""
     factory: Callable[[], Protocol] = stock_protocol(config.protocol)
+    if header_timeout is not None:
+        factory = header_timeout.factory()
     if not (config.trace or config.trace_json):
         return factory, None
     from .trace import Tracer, open_jsonl

@@ -334,13 +334,18 @@ class Supervisor:
             self.stop()
 
     def summary(self) -> str:
-        # proxy_errors: only with --proxy-protocol, as in each worker's own summary
-        summed = (*_SUMMED, "proxy_errors") if self.config.proxy_protocol else _SUMMED
+        # A worker killed before its summary still counted up to its last report.
+        reports = [worker.summary or worker.counts or {} for worker in self.finished]
+        # The optional counters, as in each worker's own summary: shown when
+        # their feature is on, or when a worker counted some.
+        config = self.config
+        optional = (("proxy_errors", config.proxy_protocol), ("idle_closed", config.idle_timeout is not None),
+                    ("tls_failed", config.ssl is not None), ("limited", config.max_connections is not None),
+                    ("header_timeouts", config.protocol == "http" and config.header_timeout is not None))
+        summed = _SUMMED + tuple(key for key, on in optional if on or any(key in counts for counts in reports))
         totals = dict.fromkeys(summed, 0)
         max_batch = 0
-        for worker in self.finished:
-            # A worker killed before its summary still counted up to its last report.
-            counts = worker.summary or worker.counts or {}
+        for counts in reports:
             for key in summed:
                 totals[key] += counts.get(key, 0)
             max_batch = max(max_batch, counts.get("max_batch", 0))
