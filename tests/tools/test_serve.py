@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -230,3 +232,319 @@ def test_connections_accepted_just_before_the_stop_are_answered(start_server):
     code, out, err = server.stop()
     assert code == 0, err
     assert "accepted=20 " in out
+
+
+# ------------------------------------------------- limits for a server facing clients
+
+def server_fds(pid: int) -> int:
+    """How many fds process ``pid`` has open now."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def summary_of(out: str) -> dict[str, int]:
+    line = [line for line in out.splitlines() if line.startswith("stopped: ")][-1]
+    return {key: int(value) for key, _, value in (item.partition("=") for item in line.split()[1:])
+            if value.isdigit()}
+
+
+class Slowloris:
+    """``count`` connections, each sending one byte of a request head that
+    never ends, one byte a second (the attack's shape; bounded by the head's
+    length and by ``deadline``), driven from one thread with a selector.
+    Records, per connection, when it connected, what it received and when
+    it saw EOF (or a reset)."""
+
+    HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: slowloris\r\nX-Pad: " + b"p" * 40
+
+    def __init__(self, address: tuple[str, int], count: int) -> None:
+        self.socks = []
+        self.started: dict[socket.socket, float] = {}
+        self.received: dict[socket.socket, bytes] = {}
+        self.ended: dict[socket.socket, tuple[float, str]] = {}
+        for _ in range(count):
+            sock = socket.create_connection(address, timeout=10)
+            sock.setblocking(False)
+            self.socks.append(sock)
+            self.started[sock] = time.monotonic()
+            self.received[sock] = b""
+
+    def run(self, seconds: float) -> None:
+        import selectors
+
+        selector = selectors.DefaultSelector()
+        for sock in self.socks:
+            selector.register(sock, selectors.EVENT_READ)
+        sent = 0
+        next_send = time.monotonic()
+        deadline = time.monotonic() + seconds
+        try:
+            while len(self.ended) < len(self.socks) and time.monotonic() < deadline:
+                now = time.monotonic()
+                if now >= next_send and sent < len(self.HEAD):
+                    for sock in self.socks:
+                        if sock not in self.ended:
+                            try:
+                                sock.send(self.HEAD[sent:sent + 1])
+                            except OSError:
+                                pass  # closed by the server meanwhile: the read below sees it
+                    sent += 1
+                    next_send += 1.0
+                for key, _ in selector.select(max(0.0, min(next_send, deadline) - time.monotonic())):
+                    sock = key.fileobj
+                    try:
+                        data = sock.recv(65536)
+                    except ConnectionResetError:
+                        data, how = b"", "reset"
+                    else:
+                        how = "eof"
+                    if data:
+                        self.received[sock] += data
+                    else:
+                        self.ended[sock] = (time.monotonic(), how)
+                        selector.unregister(sock)
+        finally:
+            selector.close()
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+
+
+def test_slowloris_clients_all_get_408_within_the_header_timeout(start_server):
+    timeout = 2.0
+    server = start_server("--port", "0", "--protocol", "http", "--header-timeout", str(timeout), "--backlog", "1024")
+    attack = Slowloris((server.host, server.port), 300)
+    try:
+        attack.run(seconds=timeout + 10)
+        late = {sock: attack.ended.get(sock, (math.inf, "open"))[0] - attack.started[sock] for sock in attack.socks}
+        assert len(attack.ended) == 300, f"{300 - len(attack.ended)} connections still open after {timeout + 10} s"
+        worst = max(late.values())
+        assert worst <= timeout + 1, f"the slowest close took {worst:.2f} s"
+        assert min(late.values()) >= timeout - 0.05  # not before the limit (less the clocks' difference)
+        answers = [attack.received[sock] for sock in attack.socks]
+        assert all(answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") for answer in answers), \
+            {answer[:40] for answer in answers}
+        assert all(b"\r\nConnection: close\r\n" in answer for answer in answers)
+        assert sorted({how for _, how in attack.ended.values()}) == ["eof"]
+    finally:
+        attack.close()
+    code, out, err = server.stop()
+    assert code == 0, err
+    counts = summary_of(out)
+    assert counts["accepted"] == 300 and counts["header_timeouts"] == 300, out
+
+
+def test_a_request_in_time_is_served_with_a_header_timeout(start_server):
+    server = start_server("--port", "0", "--protocol", "http", "--header-timeout", "1")
+    with connect(server) as sock:
+        for _ in range(3):  # the keep-alive wait is not the head's: 1.5 s between requests
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+            assert not readable_within(sock, 1.5)
+    code, out, _ = server.stop()
+    assert code == 0 and summary_of(out)["header_timeouts"] == 0
+
+
+def readable_within(sock: socket.socket, seconds: float) -> bool:
+    return bool(select.select([sock], [], [], seconds)[0])
+
+
+def test_max_connections_holds_the_rest_in_the_queue_and_serves_all(start_server):
+    limit, clients = 100, 500
+    server = start_server("--port", "0", "--protocol", "echo", "--max-connections", str(limit),
+                          "--backlog", "1024")
+    pid = server.proc.pid
+    base = server_fds(pid)  # std streams, selector, wake-up, listener
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    socks = []
+    served = 0
+    held: dict[socket.socket, float] = {}  # each client holds its connection 50 ms once echoed
+    most = 0
+    try:
+        for _ in range(clients):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex((server.host, server.port))  # completes in the kernel's queue
+            socks.append(sock)
+            selector.register(sock, selectors.EVENT_WRITE)
+        deadline = time.monotonic() + 60
+        while served < clients and time.monotonic() < deadline:
+            most = max(most, server_fds(pid) - base)
+            for key, events in selector.select(0.01):
+                sock = key.fileobj
+                if events & selectors.EVENT_WRITE:
+                    sock.send(b"ping")
+                    selector.modify(sock, selectors.EVENT_READ)
+                elif sock.recv(4) == b"ping":
+                    held[sock] = time.monotonic() + 0.05
+                    selector.unregister(sock)
+            now = time.monotonic()
+            for sock, until in list(held.items()):
+                if now >= until:
+                    del held[sock]
+                    sock.close()
+                    served += 1
+        assert served == clients, f"{served} of {clients} served in 60 s"
+    finally:
+        selector.close()
+        for sock in socks:
+            sock.close()
+    assert most <= limit, f"the server held {most} connections at once, more than --max-connections {limit}"
+    assert most >= limit - 5, f"at most {most} at once: the limit was never reached"
+    code, out, err = server.stop()
+    assert code == 0, err
+    counts = summary_of(out)
+    assert counts["accepted"] == clients and counts["limited"] >= 1, out
+
+
+def test_idle_timeout_closes_a_silent_connection_and_keeps_a_busy_one(start_server):
+    server = start_server("--port", "0", "--protocol", "echo", "--idle-timeout", "1")
+    with connect(server) as silent, connect(server) as busy:
+        started = time.monotonic()
+        closed_after = None
+        # the busy one talks every 0.25 s for 3 s; the silent one is watched meanwhile
+        while time.monotonic() - started < 3:
+            busy.sendall(b"ping")
+            assert busy.recv(4) == b"ping"
+            if closed_after is None and readable_within(silent, 0.25):
+                assert silent.recv(10) == b""  # FIN: closed by the server
+                closed_after = time.monotonic() - started
+        assert closed_after is not None, "the silent connection was not closed within 3 s"
+        assert 0.9 <= closed_after <= 2.0, closed_after
+        busy.sendall(b"still here")
+        assert busy.recv(10) == b"still here"
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert summary_of(out)["idle_closed"] == 1, out
+
+
+def test_idle_timeout_0_is_off_and_the_summary_shows_the_counters_of_features_on(start_server):
+    server = start_server("--port", "0", "--protocol", "echo", "--idle-timeout", "0")
+    code, out, _ = server.stop()
+    assert code == 0
+    assert "idle_closed=" not in out and "limited=" not in out and "tls_failed=" not in out
+    server = start_server("--port", "0", "--protocol", "http", "--max-connections", "5")
+    code, out, _ = server.stop()
+    counts = summary_of(out)
+    # on by default: --idle-timeout 60, --header-timeout 10 for http
+    assert (counts["idle_closed"], counts["limited"], counts["header_timeouts"]) == (0, 0, 0), out
+    assert "tls_failed=" not in out
+
+
+def test_unix_mode_sets_the_socket_file_mode(start_server, tmp_path):
+    path = str(tmp_path / "private.sock")
+    server = start_server("--unix", path, "--unix-mode", "600")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b"mode")
+        assert sock.recv(4) == b"mode"
+    code, _, err = server.stop()
+    assert code == 0, err
+
+
+def test_keepalive_and_user_timeout_are_set_on_connections(start_server):
+    server = start_server("--port", "0", "--protocol", "echo", "--keepalive", "--user-timeout", "7")
+    with connect(server) as sock:
+        sock.sendall(b"hi")
+        assert sock.recv(2) == b"hi"
+        if shutil.which("ss") is not None:
+            # the kernel's view of the server's end: a keepalive timer runs
+            shown = subprocess.run(["ss", "-tnoH", "state", "established", f"( sport = :{server.port} )"],
+                                   capture_output=True, text=True, timeout=10).stdout
+            assert "timer:(keepalive," in shown, shown
+    code, _, err = server.stop()
+    assert code == 0, err
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+def test_host_wildcard_ipv6_is_ipv6_only(start_server):
+    server = start_server("--host", "::", "--port", "0")
+    assert server.first_line.startswith("listening on [::]:"), server.first_line
+    with socket.create_connection(("::1", server.port), timeout=10) as sock:
+        sock.sendall(b"six")
+        assert sock.recv(3) == b"six"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=10).close()
+    code, _, err = server.stop()
+    assert code == 0, err
+
+
+def test_workers_get_the_limits(start_server):
+    server = start_server("--port", "0", "--protocol", "http", "--workers", "2", "--idle-timeout", "1",
+                          "--header-timeout", "0", "--max-connections", "10")
+    with connect(server) as silent:
+        started = time.monotonic()
+        assert readable_within(silent, 5), "a worker did not apply --idle-timeout"
+        assert silent.recv(10) == b""  # no 408: --header-timeout 0 is off; the idle timeout closed it
+        assert time.monotonic() - started <= 2.5
+    code, out, err = server.stop()
+    assert code == 0, err
+    counts = summary_of(out)
+    assert counts["idle_closed"] == 1 and counts["limited"] == 0, out
+    assert "header_timeouts=" not in out
+
+
+# -------------------------------------------------------------------------- TLS
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    from ..support import self_signed_cert
+
+    return self_signed_cert(str(tmp_path_factory.mktemp("tls")))
+
+
+def test_openssl_s_client_gets_200_over_tls(start_server, certificate):
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = certificate
+    server = start_server("--port", "0", "--protocol", "http", "--tls-cert", cert, "--tls-key", key)
+    done = subprocess.run(
+        [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}", "-servername", "localhost",
+         "-CAfile", cert, "-verify_return_error", "-ign_eof"],
+        input=b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        capture_output=True, timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"Verify return code: 0 (ok)" in done.stdout
+    assert b"HTTP/1.1 200 OK\r\n" in done.stdout and b"Hello from reactor\n" in done.stdout
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert summary_of(out)["tls_failed"] == 0
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_gets_200_over_tls_and_a_plain_client_counts_as_failed(start_server, certificate):
+    cert, key = certificate
+    server = start_server("--port", "0", "--protocol", "http", "--tls-cert", cert, "--tls-key", key)
+    url = f"https://127.0.0.1:{server.port}/"
+    done = subprocess.run(["curl", "-sS", "-i", "--max-time", "10", "--cacert", cert, url, url],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("HTTP/1.1 200 OK") == 2
+    assert f"X-Reactor-Pid: {server.proc.pid}" in done.stdout
+    # plain HTTP to the TLS port: the handshake fails, the connection closes
+    with connect(server) as plain:
+        plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while chunk := plain.recv(65536):
+            data += chunk
+        assert b"200 OK" not in data
+    code, out, err = server.stop()
+    assert code == 0, err
+    counts = summary_of(out)
+    assert counts["accepted"] == 2 and counts["tls_failed"] == 1, out
