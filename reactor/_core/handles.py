@@ -47,18 +47,25 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
+        # The loop runs fd watchers with this body inline (loop._run_once:
+        # no call to _run per event); keep the two alike.
         try:
             self._callback(*self._args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._reactor.call_exception_handler(
-                {
-                    "message": f"exception in callback {self._callback!r}",
-                    "exception": exc,
-                    "handle": self,
-                }
-            )
+            self._failed(exc)
+
+    def _failed(self, exc: BaseException) -> None:
+        """The callback raised ``exc`` (not SystemExit/KeyboardInterrupt):
+        hand it to the reactor's exception handler."""
+        self._reactor.call_exception_handler(
+            {
+                "message": f"exception in callback {self._callback!r}",
+                "exception": exc,
+                "handle": self,
+            }
+        )
 
     def __repr__(self) -> str:
         state = "cancelled" if self._cancelled else getattr(self._callback, "__qualname__", repr(self._callback))

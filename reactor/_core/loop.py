@@ -31,6 +31,16 @@ Rules of this module:
   face): one registration per fd, select's FD_SETSIZE guard, bad fds that
   fail alone, and a failing selector that is reported and retried after a
   pause -- never the end of ``run()``.
+- On epoll the loop waits through ``FdWatchers.poll_fds`` and dispatches the
+  kernel's ``(fd, events)`` list by fd (``by_fd``, ``dropped``): no key
+  object and no tuple built per event; select and poll go through
+  ``selectors`` (``FdWatchers.select``). Either way the loop waits through
+  ``self._wait``, one attribute, which tests wrap to watch the waits.
+- A ready reader's callback runs inline on the epoll path, with
+  ``Handle._run``'s guard copied (SystemExit and KeyboardInterrupt
+  propagate, anything else goes to ``Handle._failed``, the exception
+  handler): one Python call less per event. Everything else runs through
+  ``Handle._run``.
 - This floor knows nothing about sockets: listeners, connections and the
   accelerator live in ``reactor._net``, which builds ``Reactor`` on this
   loop. What they own is closed through the resource interface
@@ -58,7 +68,7 @@ from .backends import BackendInfo, backend_info, round_timeout
 from .checks import check_callable, check_seconds
 from .handles import Handle, TimerHandle
 from .resources import Resource
-from .watchers import SELECT_RETRY_DELAY, FdWatchers, fileobj_to_fd
+from .watchers import EPOLL_READ, EPOLL_WRITE, SELECT_RETRY_DELAY, FdWatchers, fileobj_to_fd
 
 __all__ = ["EventLoop", "Clock", "BACKEND_ENV"]
 
@@ -131,6 +141,15 @@ class EventLoop:
         self._closing = False  # close() is closing the resources (see close())
         self._selector = info.loop_selector_class()
         self._watchers = FdWatchers(self._selector, info.name, info.max_fd, self.call_exception_handler)
+        # how _run_once waits, and (epoll only) the map it dispatches by: see the module
+        self._by_fd: dict[int, tuple[Any, Any]] | None
+        self._wait: Callable[[float | None], Any]
+        if info.name == "epoll":
+            self._by_fd, self._dropped = self._watchers.by_fd, self._watchers.dropped
+            self._wait = self._watchers.poll_fds
+        else:
+            self._by_fd, self._dropped = None, set()
+            self._wait = self._watchers.select
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
@@ -316,12 +335,32 @@ class EventLoop:
                 timeout = round_timeout(min(when - self._clock(), self._max_wait), self._resolution)
                 break
 
-        for key, mask in self._watchers.select(timeout):
-            reader, writer = key.data
-            if mask & _EVENT_READ and reader is not None and not reader._cancelled:
-                reader._run()
-            if mask & _EVENT_WRITE and writer is not None and not writer._cancelled:
-                writer._run()
+        by_fd = self._by_fd
+        if by_fd is not None:
+            # epoll: the kernel's (fd, events), dispatched by fd (module docs)
+            dropped = self._dropped
+            for fd, events in self._wait(timeout):
+                pair = by_fd.get(fd)
+                if pair is None or (dropped and fd in dropped):
+                    continue  # unwatched, or the file it named is gone
+                reader, writer = pair
+                if reader is not None and events & EPOLL_READ and not reader._cancelled:
+                    # Handle._run, inline (module docs)
+                    try:
+                        reader._callback(*reader._args)
+                    except (SystemExit, KeyboardInterrupt):
+                        raise
+                    except BaseException as exc:
+                        reader._failed(exc)
+                if writer is not None and events & EPOLL_WRITE and not writer._cancelled:
+                    writer._run()
+        else:
+            for key, mask in self._wait(timeout):
+                reader, writer = key.data
+                if mask & _EVENT_READ and reader is not None and not reader._cancelled:
+                    reader._run()
+                if mask & _EVENT_WRITE and writer is not None and not writer._cancelled:
+                    writer._run()
 
         if timers:
             now = self._clock()

@@ -22,11 +22,31 @@ written once:
   after a pause, never a busy loop and never the end of the loop.
 - A handle is anything with ``cancel()`` and ``_cancelled``: reactor's
   ``Handle`` or asyncio's.
+
+Two ways to wait. ``select()`` is the selectors interface, ``(key, mask)``
+pairs: what asyncio's ``_run_once`` consumes, and reactor's loop on select
+and poll. On epoll reactor's loop calls ``poll_fds()`` instead: the raw
+``(fd, epoll events)`` list of ``epoll.poll`` and nothing built per event,
+dispatched through ``by_fd`` (fd -> the ``(reader, writer)`` pair, the same
+tuple as the key's data, kept here beside the selector's map). Two rules
+make that dispatch as safe as the snapshot of keys that ``select()`` hands
+out:
+
+- An fd whose registration is dropped while the loop dispatches a batch
+  (a callback closed it, maybe a later one watched a new file under the
+  same number) is in ``dropped`` until the next wait: the rest of that
+  batch's events for it are the old file's and are skipped, as libuv's
+  ``uv__platform_invalidate_fd`` does.
+- Readiness maps to reader and writer the way ``selectors`` maps it: any
+  bit but EPOLLOUT (IN, ERR, HUP, PRI) wakes the reader, any bit but
+  EPOLLIN the writer (``EPOLL_READ``, ``EPOLL_WRITE``); a slot holds a
+  handle exactly while its event is registered, so no mask is needed.
 """
 
 from __future__ import annotations
 
 import errno
+import select as _select
 import selectors
 import time
 from collections.abc import Callable
@@ -35,10 +55,21 @@ from typing import Any, Protocol
 from ..errors import BackendLimitError
 from .backends import BadFds
 
-__all__ = ["FdWatchers", "fileobj_to_fd", "EVENT_READ", "EVENT_WRITE", "SELECT_RETRY_DELAY"]
+__all__ = ["FdWatchers", "fileobj_to_fd", "EVENT_READ", "EVENT_WRITE", "EPOLL_READ", "EPOLL_WRITE",
+           "SELECT_RETRY_DELAY"]
 
 EVENT_READ = selectors.EVENT_READ
 EVENT_WRITE = selectors.EVENT_WRITE
+#: epoll event bits that wake a reader / a writer (as in selectors: HUP and
+#: ERR wake both)
+EPOLL_READ = ~getattr(_select, "EPOLLOUT", 0)
+EPOLL_WRITE = ~getattr(_select, "EPOLLIN", 0)
+#: Most events one epoll wait returns. selectors asks for one per watched fd,
+#: and epoll.poll allocates that array (12 bytes each) on every call: with
+#: 10,000 idle connections, 120 KB per wait, near glibc's mmap threshold.
+#: More ready fds than this are simply returned by the next wait (epoll
+#: rotates its ready list, so none starves); libuv asks for 1024 too.
+EPOLL_MAX_EVENTS = 1024
 #: Pause after the selector itself failed (MemoryError, ENOMEM) before the
 #: next try: a failure that repeats costs ten reports a second instead of a
 #: busy loop, and the loop is back within this long once memory is free.
@@ -80,12 +111,39 @@ class FdWatchers:
         self.max_fd = max_fd
         #: the loop's exception handler (bad fds, a failing selector)
         self._report = report
+        #: fd -> its ``(reader, writer)`` pair, the selector key's data (the
+        #: module); mutated in place, never rebound: the loop holds it
+        self.by_fd: dict[int, tuple[Any, Any]] = {}
+        #: fds whose registration went since the last wait (the module)
+        self.dropped: set[int] = set()
+        # epoll.poll, for poll_fds (None on other backends)
+        epoll: Any = getattr(selector, "_selector", None)
+        self._epoll_poll = epoll.poll if hasattr(_select, "epoll") and isinstance(epoll, _select.epoll) else None
+
+    def _set(self, fd: int, data: tuple[Any, Any]) -> None:
+        self.by_fd[fd] = data
+
+    def _drop(self, fd: int) -> None:
+        """The registration of ``fd`` is gone (see the module)."""
+        self.by_fd.pop(fd, None)
+        self.dropped.add(fd)
+
+    def _resync(self, fd: int) -> None:
+        """After the selector raised while changing ``fd``: take its word
+        for what is registered now (CPython's modify drops the key on a
+        kernel error)."""
+        try:
+            self._set(fd, self.selector.get_key(fd).data)
+        except KeyError:
+            self._drop(fd)
 
     def select(self, timeout: float | None) -> list[tuple[selectors.SelectorKey, int]]:
         """Wait for events; dead fds and a failing selector are dealt with
         here (see the module) and never raise."""
         # try costs nothing until something is raised (3.11's zero-cost
         # exceptions): the failure paths below add no work per iteration.
+        if self.dropped:
+            self.dropped.clear()  # keys are a snapshot: nothing to skip (the module)
         try:
             return self.selector.select(timeout)
         except BadFds as bad:
@@ -95,10 +153,33 @@ class FdWatchers:
             self._selector_failed(exc)
             return []
 
+    def poll_fds(self, timeout: float | None) -> list[tuple[int, int]]:
+        """epoll only: wait, and return the kernel's ``(fd, events)`` list
+        as it is, for dispatch through ``by_fd`` and ``dropped`` (the
+        module). A failing epoll is dealt with as in ``select()``; epoll
+        has no bad fds to find (``backends``)."""
+        poll = self._epoll_poll
+        assert poll is not None, "poll_fds() is for the epoll backend"
+        try:
+            # epoll.poll takes seconds and rounds up to its milliseconds;
+            # a negative timeout would mean "forever", as None does
+            events = poll(-1 if timeout is None else timeout if timeout > 0 else 0,
+                          min(len(self.by_fd), EPOLL_MAX_EVENTS) or 1)
+        except InterruptedError:
+            events = []
+        except (OSError, MemoryError) as exc:
+            self._selector_failed(exc)
+            events = []
+        if self.dropped:
+            # dropped before this wait: the kernel knew it when it answered
+            self.dropped.clear()
+        return events
+
     def end_watchers(self, bad: BadFds) -> None:
         """The fds in ``bad`` were closed while watched, and the selector
         has forgotten them: cancel their watchers, report each fd once."""
         for key in bad.keys:
+            self._drop(key.fd)
             live = [handle for handle in key.data if handle is not None and not handle._cancelled]
             if not live:
                 continue  # its watchers were cancelled already: nobody to tell
@@ -144,6 +225,7 @@ class FdWatchers:
         except KeyError:
             data = (handle, None) if event == EVENT_READ else (None, handle)
             selector.register(fd, event, data)
+            self._set(fd, data)
             return
         reader, writer = key.data
         if event == EVENT_READ:
@@ -157,8 +239,14 @@ class FdWatchers:
             # remove_reader/remove_writer (epoll: this number now names
             # another file). End those watchers, then watch this file afresh.
             self.end_watchers(bad)
-            selector.register(fd, event, (handle, None) if event == EVENT_READ else (None, handle))
+            data = (handle, None) if event == EVENT_READ else (None, handle)
+            selector.register(fd, event, data)
+            self._set(fd, data)
             return
+        except BaseException:
+            self._resync(fd)
+            raise
+        self._set(fd, data)
         if old is not None:
             old.cancel()
 
@@ -187,8 +275,13 @@ class FdWatchers:
                 old.cancel()
                 self.end_watchers(bad)
                 return True
+            except BaseException:
+                self._resync(fd)
+                raise
+            self._set(fd, data)
         else:
             selector.unregister(fd)
+            self._drop(fd)
         old.cancel()
         return True
 
@@ -197,7 +290,9 @@ class FdWatchers:
         try:
             key = self.selector.unregister(fd)
         except KeyError:
+            self.by_fd.pop(fd, None)  # (never out of step; cheap to be sure)
             return
+        self._drop(fd)
         for handle in key.data:
             if handle is not None:
                 handle.cancel()
@@ -212,3 +307,4 @@ class FdWatchers:
 
     def close(self) -> None:
         self.selector.close()
+        self.by_fd.clear()

@@ -68,13 +68,13 @@ def socket_on_fd(pairs: list[socket.socket], fd: int) -> tuple[socket.socket, so
 def count_selects(loop: Any) -> list[int]:
     """Count the loop's waits from now on (``counter[0]``)."""
     counter = [0]
-    real = loop._selector.select
+    real = loop._wait
 
     def counting(timeout: float | None = None) -> Any:
         counter[0] += 1
         return real(timeout)
 
-    loop._selector.select = counting
+    loop._wait = counting
     return counter
 
 

@@ -68,16 +68,16 @@ def record_one_wait(loop) -> list:
     was given, without waiting: the wrapped select records the timeout,
     stops the loop and polls with timeout 0."""
     timeouts = []
-    real = loop._selector.select
+    real = loop._wait
 
     def select(timeout=None):
         timeouts.append(timeout)
         loop.stop()
         return real(0)
 
-    loop._selector.select = select
+    loop._wait = select
     loop.run()
-    loop._selector.select = real
+    loop._wait = real
     return timeouts
 
 

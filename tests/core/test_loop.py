@@ -272,14 +272,14 @@ class TestWatchers:
         with a1, b1, a2, b2:
             seen = []
             batches = []
-            real = loop._selector.select
+            real = loop._wait
 
             def select(timeout=None):
                 events = real(timeout)
                 batches.append(len(events))
                 return events
 
-            loop._selector.select = select
+            loop._wait = select
 
             def first(me, other):
                 seen.append(me.fileno())
@@ -296,6 +296,101 @@ class TestWatchers:
             safety.cancel()
             assert batches[0] == 2, "the scenario needs both fds ready in one wait"
             assert len(seen) == 1
+
+    def test_a_number_closed_and_reused_in_a_batch_gets_no_stale_event(self, loop):
+        # Both fds are ready in one wait. Whichever callback runs first
+        # closes the other fd and watches a new, idle socket under the same
+        # number: the batch's event for that number was the old file's, so
+        # the new reader must not run (epoll dispatches by fd: ``dropped``;
+        # selectors hand out a snapshot of keys).
+        a1, b1 = socket.socketpair()
+        a2, b2 = socket.socketpair()
+        made = [b1, b2]
+        try:
+            spurious = []
+            seen = []
+
+            def new_reader():
+                spurious.append(1)
+
+            def first(me, other):
+                seen.append(me)
+                if len(seen) > 1:
+                    return
+                number = other.fileno()
+                loop.remove_reader(other)
+                other.close()
+                new, peer = socket.socketpair()
+                made.extend((new, peer))
+                if new.fileno() != number:
+                    os.dup2(new.fileno(), number)
+                    new.close()
+                    new = socket.socket(fileno=number)
+                    made.append(new)
+                new.setblocking(False)
+                loop.add_reader(new, new_reader)
+                me.recv(10)
+                loop.remove_reader(me)
+
+            loop.add_reader(a1, first, a1, a2)
+            loop.add_reader(a2, first, a2, a1)
+            batches = []
+            real = loop._wait
+
+            def wait(timeout=None):
+                events = real(timeout)
+                batches.append(len(events))
+                return events
+
+            loop._wait = wait
+            b1.send(b"x")
+            b2.send(b"x")
+            loop.call_later(0.05, loop.stop)
+            loop.run()
+            assert batches[0] == 2, "the scenario needs both fds ready in one wait"
+            assert len(seen) == 1 and spurious == []
+            for sock in made:
+                loop.remove_reader(sock)
+        finally:
+            for sock in (a1, a2, *made):
+                sock.close()
+
+    def test_a_raising_reader_is_reported_and_its_fd_stays_watched(self, loop, errors):
+        a, b = socket.socketpair()
+        with a, b:
+            calls = []
+
+            def boom():
+                calls.append(a.recv(1))
+                if len(calls) == 1:
+                    raise RuntimeError("boom")
+                loop.stop()
+
+            handle = loop.add_reader(a, boom)
+            b.send(b"xy")
+            safety = loop.call_later(5, loop.stop)
+            loop.run()
+            safety.cancel()
+            assert calls == [b"x", b"y"]
+            [context] = errors.take()
+            assert str(context["exception"]) == "boom" and context["handle"] is handle
+            assert context["message"].startswith("exception in callback")
+            loop.remove_reader(a)
+
+    @pytest.mark.parametrize("exc", [SystemExit, KeyboardInterrupt])
+    def test_system_exit_from_a_reader_or_writer_propagates(self, loop, exc):
+        a, b = socket.socketpair()
+        with a, b:
+            def stop_everything():
+                raise exc
+
+            for add, remove in ((loop.add_reader, loop.remove_reader), (loop.add_writer, loop.remove_writer)):
+                add(a, stop_everything)
+                b.send(b"x")
+                with pytest.raises(exc):
+                    loop.run()
+                assert not loop.is_running()
+                remove(a)
 
     def test_bad_fileobj(self, loop):
         with pytest.raises(TypeError, match="fileno"):
@@ -359,14 +454,21 @@ class TestSelectorFailures:
     def fail_selects(loop, *errors_to_raise):
         """Make the loop's next waits raise these, in order."""
         pending = list(errors_to_raise)
-        real = loop._selector.select
+        # Below the watchers, which must survive it: epoll.poll itself on
+        # epoll (the loop polls it directly), the selector elsewhere.
+        watchers = loop._watchers
+        if watchers._epoll_poll is not None:
+            owner, name = watchers, "_epoll_poll"
+        else:
+            owner, name = loop._selector, "select"
+        real = getattr(owner, name)
 
-        def select(timeout=None):
+        def select(*args):
             if pending:
                 raise pending.pop(0)
-            return real(timeout)
+            return real(*args)
 
-        loop._selector.select = select
+        setattr(owner, name, select)
         return pending
 
     def test_memory_error_is_reported_and_the_loop_goes_on(self, loop, errors):

@@ -11,7 +11,7 @@ from typing import Any
 
 
 class SelectorWaits:
-    """Wraps ``loop._selector.select`` and records every timeout it is
+    """Wraps ``loop._wait`` and records every timeout it is
     given; ``entered`` is set when the loop starts a wait that
     ``blocking(timeout)`` calls blocking (default: no timeout at all).
 
@@ -26,8 +26,8 @@ class SelectorWaits:
         self.timeouts: list[float | None] = []
         self.entered = threading.Event()
         self._blocking = blocking
-        self._real = loop._selector.select
-        loop._selector.select = self._select
+        self._real = loop._wait
+        loop._wait = self._select
 
     def _select(self, timeout: float | None = None) -> Any:
         self.timeouts.append(timeout)
