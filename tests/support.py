@@ -403,26 +403,3 @@ def interrupt_twice_while_stalled(server: Server, client: socket.socket) -> tupl
     server.proc.send_signal(signal.SIGINT)
     code, out, err = server.stop(timeout=20)
     return code, out, err, time.monotonic() - started
-
-
-
-# --------------------------------------------------- a self-signed certificate
-
-def self_signed_cert(directory: Any) -> tuple[str, str]:
-    """``(cert.pem, key.pem)`` in ``directory``: a self-signed certificate
-    for localhost and 127.0.0.1 (an unencrypted P-256 key, valid a day), made
-    with the openssl command; the test is skipped without it."""
-    import shutil
-
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not installed")
-    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    done = subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
-    return cert, key

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["Certs", "make_certs", "server_context", "client_context"]
+__all__ = ["Certs", "make_certs", "self_signed", "server_context", "client_context"]
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,25 @@ def _openssl(*args: str, cwd: Path) -> None:
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def make_certs(directory: Path) -> Certs:
-    """Make the CA and certificates in ``directory`` (skips without openssl)."""
+def _need_openssl() -> None:
     if shutil.which("openssl") is None:
         pytest.skip("the openssl command is not installed (Debian: apt-get install openssl)")
+
+
+def self_signed(directory: Path | str, name: str = "self-signed") -> tuple[str, str]:
+    """``(cert, key)`` paths: a self-signed certificate for localhost and
+    127.0.0.1 with an unencrypted key, in ``directory`` (skips without openssl)."""
+    _need_openssl()
+    cert, key = f"{name}.pem", f"{name}.key"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert,
+             cwd=Path(directory))
+    return str(Path(directory) / cert), str(Path(directory) / key)
+
+
+def make_certs(directory: Path) -> Certs:
+    """Make the CA and certificates in ``directory`` (skips without openssl)."""
+    _need_openssl()
     d = directory
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=reactor test CA",
              "-keyout", "ca.key", "-out", "ca.pem", cwd=d)
@@ -45,10 +60,8 @@ def make_certs(directory: Path) -> Certs:
              "-out", "server.csr", cwd=d)
     _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
              "-days", "2", "-extfile", "server.ext", "-out", "server.pem", cwd=d)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", "untrusted.key",
-             "-out", "untrusted.pem", cwd=d)
-    return Certs(d / "ca.pem", d / "server.pem", d / "server.key", d / "untrusted.pem", d / "untrusted.key")
+    untrusted_cert, untrusted_key = self_signed(d, "untrusted")
+    return Certs(d / "ca.pem", d / "server.pem", d / "server.key", Path(untrusted_cert), Path(untrusted_key))
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

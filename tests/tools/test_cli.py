@@ -106,14 +106,14 @@ def test_bad_limits_and_options_exit_2_naming_the_flag(args, message):
 def pems(tmp_path_factory):
     """Two certificates with their keys, a file that is not PEM, an
     encrypted key, and an unreadable one."""
-    from ..support import self_signed_cert
+    from ..tlscerts import self_signed
 
     base = tmp_path_factory.mktemp("pems")
     first, second = base / "first", base / "second"
     first.mkdir()
     second.mkdir()
-    cert, key = self_signed_cert(str(first))
-    other_cert, other_key = self_signed_cert(str(second))
+    cert, key = self_signed(first)
+    other_cert, other_key = self_signed(second)
     junk = base / "junk.pem"
     junk.write_text("not a PEM file\n")
     encrypted = base / "encrypted.pem"

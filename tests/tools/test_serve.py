@@ -502,9 +502,9 @@ def test_workers_get_the_limits(start_server):
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
-    from ..support import self_signed_cert
+    from ..tlscerts import self_signed
 
-    return self_signed_cert(str(tmp_path_factory.mktemp("tls")))
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 def test_openssl_s_client_gets_200_over_tls(start_server, certificate):
