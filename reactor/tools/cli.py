@@ -106,18 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=run_serve, parser=serve)
 
     bench = commands.add_parser(
-        "bench", help="measure accept or echo throughput: backends × accept path × idle fds, and peers",
+        "bench", help="measure accept, echo or TLS handshake throughput and server CPU, beside peers",
         description="Start each server in its own process, drive it with the load generator, and print a "
                     "table (medians of --repeat runs). A full default run takes about 2 minutes on 2 cores. "
                     "reactor's rows are one per --api × backend × --native × --idle count, named "
                     "'API BACKEND native|pure' (e.g. 'aio-streams epoll pure'); peers run at the first idle "
                     "count. The aio and aio-streams rows and the asyncio, asyncio-streams, uvloop and "
-                    "uvloop-streams peers run the same asyncio server (bench/peers/asyncio_server.py): "
+                    "uvloop-streams peers run the same asyncio server (reactor/tools/peers/asyncio_server.py): "
                     "an asyncio.Protocol (aio, asyncio, uvloop) or asyncio.start_server streams (*-streams), "
-                    "on reactor.aio, on stock asyncio or on uvloop.",
+                    "on reactor.aio, on stock asyncio or on uvloop. tls: full TLS handshakes (then the "
+                    "server's close) against serve --tls-cert (reactor), reactor.aio (aio), asyncio and uvloop, "
+                    "with one certificate made for the run; about 30 s.",
     )
-    bench.add_argument("workload", choices=["accept", "echo"],
-                       help="accept: connect and get closed at once; echo: request/response on open connections")
+    bench.add_argument("workload", choices=["accept", "echo", "tls"],
+                       help="accept: connect and get closed at once; echo: request/response on open connections; "
+                            "tls: a TLS handshake per connection")
     bench.add_argument("--backends", type=_name_list(available_backends()), default=None,
                        help="comma-separated (default: select,poll,epoll where available)")
     bench.add_argument("--native", type=_on_off_list, default=None, help="on,off (default: both)")
@@ -129,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--peers", type=_peer_list, default=None,
                        help=f"{','.join(PEERS)} or none (default: asyncio,uvloop); "
                             "*-streams: the asyncio streams server on that loop")
-    bench.add_argument("--concurrency", type=_concurrency, default=64,
-                       help=f"connections in flight, 1..{MAX_CONCURRENCY} (default: 64)")
+    bench.add_argument("--concurrency", type=_concurrency, default=None,
+                       help=f"connections in flight, 1..{MAX_CONCURRENCY} (default: 64; tls: 8 client threads)")
     bench.add_argument("--duration", type=_positive_float, default=None, help="seconds per run (default: 1.5)")
     bench.add_argument("--repeat", type=_positive_int, default=None, help="runs per configuration (default: 3)")
     bench.add_argument("--size", type=_positive_int, default=64, help="echo message size in bytes (default: 64)")
@@ -427,9 +430,15 @@ def _limit(value: int) -> str:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark, print progress and the table; write JSON and plot."""
-    from .benchmark import BenchOptions, format_table, run_bench, write_json, write_plot
+    from .benchmark import BenchOptions, check_output_paths, format_table, run_bench, write_json, write_plot
 
-    options = BenchOptions(workload=args.workload, concurrency=args.concurrency, size=args.size,
+    problem = check_output_paths(args.json, args.plot)
+    if problem:
+        args.parser.error(problem)
+    if args.workload == "tls":
+        return run_bench_tls(args)
+    concurrency = 64 if args.concurrency is None else args.concurrency
+    options = BenchOptions(workload=args.workload, concurrency=concurrency, size=args.size,
                            open_loop=args.open_loop, rate=args.rate)
     if args.open_loop and args.workload != "accept":
         args.parser.error("--open-loop applies to the accept workload")
@@ -440,11 +449,6 @@ def run_bench(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(options, "natives" if name == "native" else name, value)
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            args.parser.error("--plot needs matplotlib: pip install -e '.[plot]'")
     print(f"bench {options.workload}: backends={','.join(options.backends)} "
           f"native={','.join('on' if n else 'off' for n in options.natives)} "
           f"idle={','.join(map(str, options.idle))} api={','.join(options.apis)} "
@@ -460,6 +464,43 @@ def run_bench(args: argparse.Namespace) -> int:
         write_plot(args.plot, results, options)
         print(f"wrote {args.plot}")
     return 0 if any(r.status == "ok" for r in results) else 1
+
+
+def run_bench_tls(args: argparse.Namespace) -> int:
+    """``bench tls``: handshakes per second and server CPU per handshake."""
+    from .tlsbench import SERVERS, TlsOptions, format_tls_table, run_tls_bench
+
+    for name in ("plot", "native", "idle", "open_loop", "rate"):
+        if getattr(args, name) not in (None, False):
+            args.parser.error(f"--{name.replace('_', '-')} does not apply to bench tls")
+    servers = ["reactor", "aio"] if args.apis is None else [
+        {"reactor": "reactor", "aio": "aio"}[api] for api in args.apis if api in ("reactor", "aio")]
+    peers = ["asyncio", "uvloop"] if args.peers is None else args.peers
+    unknown = [p for p in peers if p not in SERVERS]
+    if unknown:
+        args.parser.error(f"bench tls compares against asyncio and uvloop, not {','.join(unknown)}")
+    options = TlsOptions(servers=servers + peers, concurrency=8 if args.concurrency is None else args.concurrency,
+                         json_path=args.json)
+    if args.backends:
+        options.backend = args.backends[0]
+    if args.quick:
+        options.repeat, options.duration = 1, 1.0
+    if args.duration is not None:
+        options.duration = args.duration
+    if args.repeat is not None:
+        options.repeat = args.repeat
+    print(f"bench tls: servers={','.join(options.servers)} backend={options.backend} "
+          f"client threads={options.concurrency} duration={options.duration}s repeat={options.repeat}", flush=True)
+    try:
+        results = run_tls_bench(options, progress=lambda line: print(line, flush=True))
+    except RuntimeError as exc:  # no openssl command to make the certificate
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(format_tls_table(results))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0 if any(r.rates for r in results) else 1
 
 
 def run_lab(args: argparse.Namespace) -> int:

@@ -101,7 +101,7 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
 def _command(server: str, cert: Path, key: Path, backend: str) -> list[str]:
     if server == "reactor":
         return [sys.executable, "-m", "reactor", "serve", "--protocol", "close", "--port", "0",
-                "--tls-cert", str(cert), "--tls-key", str(key), "--backend", backend, "--stats-interval", "0"]
+                "--tls-cert", str(cert), "--tls-key", str(key), "--backend", backend]
     loop = "reactor" if server == "aio" else server
     return [sys.executable, str(PEER_SCRIPT), "--loop", loop, "--cert", str(cert), "--key", str(key)]
 
@@ -202,7 +202,8 @@ def run_tls_bench(options: TlsOptions, progress: Callable[[str], None] = print) 
             try:
                 result = measure(server, cert, key, options)
             except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
-                result = TlsResult(server, status=f"failed: {exc}")
+                last = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+                result = TlsResult(server, status=f"failed: {last[0]}")
             results.append(result)
             rate = result.median(result.rates)
             shown = f"{rate:,.0f}/s" if rate else result.status
