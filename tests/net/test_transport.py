@@ -923,3 +923,77 @@ class TestStatesAsSeenFromOutside:
         # the initial state lives on the class: only these were set
         assert set(vars(seen[0])) <= {"_reactor", "_family", "_protocol", "_peername", "_server", "_fd",
                                        "_state", "_nonblocking"}
+
+
+class TestWriteFastPath:
+    """Transport.write's first branch (plain bytes, open, nothing queued,
+    after the first write) must behave exactly like the general one."""
+
+    def _armed(self, loop, a):
+        transport = Transport(loop, a, reactor.Protocol())
+        loop._resources.add(transport)
+        transport._start()
+        transport.write(b"first")  # TCP_NODELAY looked at, the socket made
+        assert not transport._nodelay_pending and transport._sock is not None
+        return transport
+
+    def test_a_partial_send_queues_a_view_and_watches_for_writing(self, loop):
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with b:
+            transport = self._armed(loop, a)
+            transport._io_seen = False
+            payload = b"y" * (8 * 1024 * 1024)  # more than the kernel takes at once
+            transport.write(payload)
+            assert transport._io_seen  # some bytes moved: idle_timeout sees it
+            queued = transport._buffer[0]
+            assert isinstance(queued, memoryview) and queued.obj is payload
+            assert transport.get_write_buffer_size() == len(queued) < len(payload)
+            assert loop._watchers.handle_for(a.fileno(), 2) is not None  # EVENT_WRITE
+            # a second write (queued: the general path) goes after it, in order
+            transport.write(b"tail")
+            assert transport._buffer[-1] == b"tail"
+            reader = BackgroundReader(b)
+            run_until(loop, lambda: not transport.get_write_buffer_size())
+            transport.close()  # FIN: the reader sees EOF
+            run_until(loop, lambda: reader.done)
+            reader.join()
+            assert reader.error is None and bytes(reader.data) == b"first" + payload + b"tail"
+
+    def test_nothing_sent_queues_the_bytes_themselves(self, loop):
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        with b:
+            transport = self._armed(loop, a)
+            filler = b"f" * (8 * 1024 * 1024)
+            transport.write(filler)
+            transport._buffer = ()  # pretend the queue was flushed ...
+            transport._buffer_size = 0
+            loop.remove_writer(a)
+            while True:  # ... and fill the kernel's buffer to the brim
+                try:
+                    a.send(b"z" * 65536)
+                except BlockingIOError:
+                    break
+            payload = b"p" * 1000
+            transport._io_seen = False
+            transport.write(payload)
+            assert transport._buffer[0] is payload and not transport._io_seen
+            transport.abort()
+            loop.call_soon(loop.stop)
+            loop.run()
+
+    def test_bytes_subclasses_and_states_take_the_general_path(self, loop, clients):
+        class Tagged(bytes):
+            pass
+
+        _, client, p = connected(loop, clients, Factory())
+        p.transport.write(b"a")
+        p.transport.write(Tagged(b"b"))
+        p.transport.write(b"")
+        assert recv_exactly(client, 2) == b"ab"
+        p.transport.close()
+        with pytest.raises(ReactorStateError):
+            p.transport.write(b"late")
+        with pytest.raises(ReactorStateError):
+            p.transport.write(b"")
