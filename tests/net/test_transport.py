@@ -997,3 +997,33 @@ class TestWriteFastPath:
             p.transport.write(b"late")
         with pytest.raises(ReactorStateError):
             p.transport.write(b"")
+
+
+def test_an_idle_connection_on_a_nonblocking_fd_holds_no_socket_object(loop):
+    # Idle memory per connection: the socket object is made by the first
+    # read or write, not when reading starts (a blocking fd still gets it
+    # at once: FIONBIO must come before the first read).
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    fd = a.detach()
+    with b:
+        p = Recorder()
+        transport = Transport(loop, fd, p, family=socket.AF_UNIX, nonblocking=True)
+        loop._resources.add(transport)
+        transport._start()
+        assert transport._sock is None and transport.is_reading()
+        b.send(b"hello")
+        run_until(loop, lambda: p.data)
+        assert bytes(p.data) == b"hello" and transport._sock is not None
+        transport.close()
+        run_until(loop, lambda: p.lost)
+    c, d = socket.socketpair()
+    fd = c.detach()
+    with d:
+        transport = Transport(loop, fd, Recorder(), family=socket.AF_UNIX, nonblocking=False)
+        loop._resources.add(transport)
+        transport._start()
+        assert transport._sock is not None and not transport._sock.getblocking()
+        transport.abort()
+        loop.call_soon(loop.stop)
+        loop.run()
