@@ -53,6 +53,14 @@ it ends those watchers and reports each fd to the exception handler. They
 are ``BackendInfo.loop_selector_class``; ``selector_class`` stays the stdlib
 class for code that does not catch ``BadFds``. kqueue and /dev/poll keep
 the stdlib classes (not on Linux).
+
+On epoll, reactor's own loop does not wait in ``EpollSelector.select``: it
+polls the selector's ``select.epoll`` object itself and dispatches by fd
+(``watchers.FdWatchers.poll_fds``), with no key object or tuple built per
+event. Registration still goes through ``EpollSelector`` (register, the
+always-asking ``modify`` above, unregister), so the stale-registration
+check is the same for both loops; epoll has no bad fd to find at wait time
+(see above), so nothing is lost by not calling ``select()``.
 """
 
 from __future__ import annotations
