@@ -182,9 +182,24 @@ class TLSLayer(_SSLProtocol):
                  shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT,
                  on_handshake: OnHandshake | None = None) -> None:
         self._on_handshake = on_handshake
+        # asyncio's layer gives every connection its own receive buffer of
+        # max_size (256 KiB): 10,000 idle TLS connections would hold 2.5 GiB
+        # of buffers that are only ever written by recv_into and copied into
+        # the incoming BIO at once (buffer_updated). A reactor reads one
+        # connection at a time into its one buffer, so the layer lends that
+        # one instead: max_size is shadowed while asyncio's __init__
+        # allocates (1 byte), then the class value (the read size) is back.
+        shared = getattr(loop, "_read_view", None)
+        if shared is not None:
+            self.max_size = 1
         super().__init__(loop_view(loop), app_protocol, context, None, server_side=server_side,
                          server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout,
                          ssl_shutdown_timeout=shutdown_timeout)
+        if shared is not None:
+            del self.max_size
+            # get_buffer() compares len(_ssl_buffer) with what it wants (at
+            # most max_size, the shared buffer's size): it never grows it
+            self._ssl_buffer = self._ssl_buffer_view = shared
 
     @property
     def app_transport(self) -> TLSTransport:

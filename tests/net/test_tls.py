@@ -378,3 +378,29 @@ def test_connect_arguments(loop, options, error):
     with pytest.raises(error) as info:
         loop.connect(Recorder, "127.0.0.1", 9, **options)
     assert "ssl" in str(info.value) or "server_hostname" in str(info.value)
+
+
+def test_an_idle_tls_connection_holds_no_receive_buffer_of_its_own(loop, certs):
+    # asyncio's TLS layer allocates 256 KiB per connection for its reads;
+    # ours lend the reactor's one buffer (tls.py): 30 idle pairs must cost
+    # kilobytes per connection, not a quarter of a MiB.
+    import tracemalloc
+
+    servers = Factory()
+    lst = tls_listen(loop, certs, servers)
+    pairs = 30
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        attempts = [loop.connect(Recorder, "127.0.0.1", lst.address[1], ssl=client_context(certs.ca))
+                    for _ in range(pairs)]
+        run_until(loop, lambda: all(a.done() for a in attempts) and servers.made == pairs, timeout=20)
+        grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    finally:
+        tracemalloc.stop()
+    assert all(a.exception() is None for a in attempts)
+    per_end = grown / (2 * pairs)
+    assert per_end < 64 * 1024, f"{per_end / 1024:.0f} KiB per TLS connection end"
+    for attempt in attempts:
+        attempt.result()[0].close()
+    run_until(loop, lambda: lst.stats.active == 0)
