@@ -224,13 +224,6 @@ class TLSLayer(_SSLProtocol):
             self._app_transport._closed = True
         self._start_shutdown()
 
-    def data_received(self, data: bytes) -> None:
-        """Bytes read for us by someone else: behind the PROXY protocol, the
-        ones that came after the header (``ProxiedRawTLSTransport``)."""
-        count = len(data)
-        self.get_buffer(count)[:count] = data  # get_buffer grows to fit
-        self.buffer_updated(count)
-
     # ------------------------------------------------ asyncio's, overridden
 
     def _get_app_transport(self) -> TLSTransport:
@@ -320,7 +313,7 @@ class RawTLSTransport(Transport):
 class ProxiedRawTLSTransport(RawTLSTransport):
     """``RawTLSTransport`` behind the PROXY protocol: the header, in the
     clear, is read first by ``proxy.HeaderReader`` (a plain protocol), so
-    this one reads as a plain ``Transport`` does and hands the layer bytes
-    with ``data_received`` (one copy per read more; only this combination)."""
+    this one starts reading as a plain ``Transport`` does; once the header
+    is read the layer lends its buffer (``Transport._proxy_header_done``)."""
 
     _read_ready = Transport._read_ready

@@ -100,6 +100,7 @@ import os
 import socket
 import struct
 import warnings
+from asyncio import BufferedProtocol
 from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -331,7 +332,10 @@ class Transport:
         (when the header names one), the connection belongs to ``protocol``,
         which is told ``connection_made`` now and gets ``rest``, the bytes
         that came after the header, as its first ``data_received`` (even if
-        ``connection_made`` paused reading: they were read already)."""
+        ``connection_made`` paused reading: they were read already). A
+        protocol that lends its buffer (``BufferedProtocol``: a TLS layer,
+        whose ClientHello may share the header's segment) is read into its
+        buffer from now on, and gets ``rest`` through it."""
         socket_peername = self._peername
         if socket_peername is None:
             try:
@@ -343,15 +347,48 @@ class Transport:
         if header.source is not None:
             self._peername = header.source
         self._protocol = protocol
+        lends_buffer = isinstance(protocol, BufferedProtocol)
+        if lends_buffer:
+            # Before connection_made, which may pause or resume reading.
+            # An instance attribute, and so a reference cycle: only for this
+            # rare pairing (the header reader is a plain protocol).
+            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
+            if self._reader_on:
+                self._reactor.add_reader(self._fd, self._read_ready)
         if self._call_protocol("connection_made", self)[1] is not None:
             return  # reported, and the connection aborted
-        if rest and self._state in _READING:
-            try:
-                protocol.data_received(rest)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._protocol_failed(exc, "data_received")
+        if not rest or self._state not in _READING:
+            return
+        if lends_buffer:
+            self._feed_buffer(protocol, rest)
+            return
+        try:
+            protocol.data_received(rest)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._protocol_failed(exc, "data_received")
+
+    def _feed_buffer(self, protocol: Any, data: bytes) -> None:
+        """Hand ``data``, read already, to a protocol that lends its buffer:
+        as many rounds as its buffers take, while the connection still reads."""
+        method = "get_buffer"
+        try:
+            view = memoryview(data)
+            while view and self._state in _READING:
+                method = "get_buffer"
+                buffer = memoryview(protocol.get_buffer(len(view))).cast("B")
+                count = min(len(buffer), len(view))
+                if not count:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                buffer[:count] = view[:count]
+                method = "buffer_updated"
+                protocol.buffer_updated(count)
+                view = view[count:]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._buffer_protocol_failed(exc, method)
 
     def _discard(self) -> None:
         """Set-up failed before ``connection_made``: close the fd and tell

@@ -18,24 +18,23 @@ reactor's transports: the header is in the clear before TLS, so with
 ``ssl`` asyncio's TLS layer is made then, around the asyncio protocol, not
 at accept; and that layer, or the caller's protocol, may be a
 ``BufferedProtocol``, which from then on is read into its own buffer, the
-bytes after the header first (``ProxiedStreamTransport``).
+bytes after the header first (``Transport._proxy_header_done``).
 """
 
 from __future__ import annotations
 
 import socket
-from asyncio import BufferedProtocol, base_events, constants, sslproto
+from asyncio import base_events, constants, sslproto
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._net import transport as _transport
 from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
 from .transports import StreamTransport
 
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
 
-__all__ = ["ReactorServer", "AioListener", "ProxiedStreamTransport", "sum_stats"]
+__all__ = ["ReactorServer", "AioListener", "sum_stats"]
 
 #: the counters that add up over listeners (max_batch takes the largest)
 _SUMMED = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
@@ -115,48 +114,9 @@ class AioListener(Listener):
             ssl_shutdown_timeout=shutdown_timeout)  # type: ignore[arg-type]
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
-        if self.proxy_protocol:
-            # ``protocol`` is the header reader; TLS, if any, comes after it
-            return ProxiedStreamTransport(self._loop, fd, protocol, peername=address, listener=self,
-                                          family=self._family, nonblocking=self._nonblocking_fds,
-                                          server=self._aio_server)
-        if self._sslcontext is not None:
+        if self._sslcontext is not None and not self.proxy_protocol:
+            # (behind the PROXY protocol ``protocol`` is the header reader,
+            # and the TLS layer is made after the header: see __init__)
             protocol = self._tls_layer(protocol)
         return StreamTransport(self._loop, fd, protocol, peername=address, listener=self, family=self._family,
                                nonblocking=self._nonblocking_fds, server=self._aio_server)
-
-
-class ProxiedStreamTransport(StreamTransport):
-    """A connection of a ``proxy_protocol`` server (module docs): read as
-    plain bytes while the header reader has it; a ``BufferedProtocol`` that
-    takes over then gets the buffered read path, and the bytes that came
-    after the header through its own buffer."""
-
-    def _proxy_header_done(self, header: Any, protocol: Any, rest: bytes) -> None:
-        if not isinstance(protocol, BufferedProtocol):
-            StreamTransport._proxy_header_done(self, header, protocol, rest)
-            return
-        self.set_protocol(protocol)  # the read path for a protocol that lends its buffer
-        # (any asyncio protocol, here one without data_received: the rest is fed below)
-        StreamTransport._proxy_header_done(self, header, protocol, b"")  # type: ignore[arg-type]
-        if not rest or self._state not in _transport._READING or self._protocol is not protocol:
-            return
-        method = "get_buffer"
-        try:
-            view = memoryview(rest)
-            # a buffer smaller than what was read takes several rounds; a
-            # protocol that closed the connection meanwhile gets no more
-            while view and self._state in _transport._READING:
-                method = "get_buffer"
-                buffer = memoryview(protocol.get_buffer(len(view))).cast("B")
-                count = min(len(buffer), len(view))
-                if not count:
-                    raise RuntimeError("get_buffer() returned an empty buffer")
-                buffer[:count] = view[:count]
-                method = "buffer_updated"
-                protocol.buffer_updated(count)
-                view = view[count:]
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._buffer_protocol_failed(exc, method)
