@@ -434,6 +434,13 @@ def _why_skip(target: Target, idle: int, options: BenchOptions) -> str | None:
     return None
 
 
+def cpu_pair() -> tuple[int | None, int | None]:
+    """The CPUs for the server and for the load (the first two this process
+    may use), or (None, None) on one CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+
+
 def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
     """Start the server, open the idle connections, warm up, run ``repeat`` times."""
     result = ConfigResult(target, idle)
@@ -441,8 +448,7 @@ def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
     if reason:
         result.status = reason
         return result
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu, load_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    server_cpu, load_cpu = cpu_pair()
     protocol = "close" if options.workload == "accept" else "echo"
     server = None
     idle_socks: list[socket.socket] = []

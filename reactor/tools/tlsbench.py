@@ -3,7 +3,7 @@
 Each connection is a full TLS handshake (no session resumption) and then the
 server's close (close_notify), so the server's work per connection is the
 handshake: what a TLS front end spends on a new client. The servers, one at a
-time, each in its own process pinned to CPU 0 where the machine allows:
+time, each in its own process pinned to one CPU where the machine has two:
 
 - ``reactor``: ``python -m reactor serve --protocol close --tls-cert --tls-key``
   (the native API: asyncio's TLS state machine over reactor's transports);
@@ -13,7 +13,7 @@ time, each in its own process pinned to CPU 0 where the machine allows:
 
 All use one certificate the run makes (ECDSA P-256, with the openssl
 command): the signature a handshake costs is the same for every server. The
-client is a separate process (CPU 1) with ``--concurrency`` threads, each
+client is a separate process (on the other CPU) with ``--concurrency`` threads, each
 connecting, shaking hands (OpenSSL releases the GIL for it) and reading the
 close; it does not verify the certificate, which would only add client work.
 Server CPU is utime + stime from ``/proc/PID/stat`` over the measured window,
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .benchmark import ServerProcess, machine_description
+from .benchmark import ServerProcess, cpu_pair, machine_description
 
 __all__ = ["TlsOptions", "TlsResult", "run_tls_bench", "format_tls_table", "make_certificate", "SERVERS"]
 
@@ -47,7 +47,6 @@ __all__ = ["TlsOptions", "TlsResult", "run_tls_bench", "format_tls_table", "make
 SERVERS = ("reactor", "aio", "asyncio", "uvloop")
 PEER_SCRIPT = Path(__file__).resolve().parent / "peers" / "tls_server.py"
 SCHEMA_VERSION = 1
-SERVER_CPU, CLIENT_CPU = 0, 1
 
 
 @dataclass
@@ -148,14 +147,15 @@ def client_main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _run_client(port: int, options: TlsOptions) -> dict[str, Any]:
+def _run_client(port: int, options: TlsOptions, cpu: int | None) -> dict[str, Any]:
     proc = subprocess.Popen([sys.executable, "-m", "reactor.tools.tlsbench", "--client", str(port),
                              str(options.duration), str(options.concurrency)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    try:
-        os.sched_setaffinity(proc.pid, {CLIENT_CPU})
-    except OSError:
-        pass
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(proc.pid, {cpu})
+        except OSError:
+            pass
     out, err = proc.communicate(timeout=options.duration + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"the TLS client failed: {err.strip()[-300:]}")
@@ -165,21 +165,18 @@ def _run_client(port: int, options: TlsOptions) -> dict[str, Any]:
 
 # -------------------------------------------------------------------- runs
 
-def _cpu() -> int | None:
-    return SERVER_CPU if len(os.sched_getaffinity(0)) > 1 else None
-
-
 def measure(server: str, cert: Path, key: Path, options: TlsOptions) -> TlsResult:
     result = TlsResult(server)
     why = _why_skip(server)
     if why is not None:
         result.status = why
         return result
+    server_cpu, client_cpu = cpu_pair()
     for _ in range(options.repeat):
-        proc = ServerProcess(_command(server, cert, key, options.backend), _cpu())
+        proc = ServerProcess(_command(server, cert, key, options.backend), server_cpu)
         try:
             user0, sys0 = proc.cpu_times()
-            run = _run_client(proc.port, options)
+            run = _run_client(proc.port, options, client_cpu)
             user1, sys1 = proc.cpu_times()
         finally:
             proc.stop()
