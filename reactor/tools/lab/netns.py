@@ -43,6 +43,7 @@ import ctypes
 import ctypes.util
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -159,6 +160,18 @@ class Namespaces:
         """Drop every packet arriving on ``link`` in ``name`` (see the module docs)."""
         self._tc(name, "qdisc", "add", "dev", link, "ingress")
         self._tc(name, "filter", "add", "dev", link, "ingress", "bpf", "da", "bytecode", _DROP_ALL)
+
+    def dropped(self, name: str, link: str) -> int | None:
+        """How many packets ``blackhole`` has dropped on ``link`` so far (the
+        ingress qdisc's counter), or None if it cannot be read."""
+        try:
+            with self.inside(name):
+                done = subprocess.run(["tc", "-s", "qdisc", "show", "dev", link, "ingress"], capture_output=True,
+                                      text=True, timeout=IP_TIMEOUT)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        found = re.search(r"\(dropped (\d+)", done.stdout)
+        return int(found.group(1)) if found else None
 
     def unblock(self, name: str, link: str) -> None:
         """Undo ``blackhole``: the packets get through again."""

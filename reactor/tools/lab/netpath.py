@@ -48,6 +48,11 @@ PORT = 8080
 LINK_USER_TIMEOUT_MS = 1000
 #: bound on waiting for what the retransmission timer does (rto 200 ms and up)
 TIMER_WAIT = 5.0
+#: bound on waiting for the pulled link's user timeout: it is checked only
+#: when the retransmission timer fires, and the first rto is the connection's
+#: own (3 x its first rtt sample, up to seconds on a host that stalled), so
+#: allow several timer periods past LINK_USER_TIMEOUT_MS
+USER_TIMEOUT_WAIT = 15.0
 #: bound on waiting for a SYN_SENT socket to give up (its SYN rto is 1 s)
 SYN_RETRY_WAIT = 2.5
 
@@ -81,12 +86,13 @@ def _connected(lab: Lab, cli_ns: str, srv_ns: str) -> None:
     lab.record("lab", "cli: send + srv: recv + send + cli: recv", "5 bytes each way")
 
 
-def _retransmissions(lab: Lab, name: str, until: str, started: float) -> list[float]:
+def _retransmissions(lab: Lab, name: str, until: str, started: float, bound: float = TIMER_WAIT) -> list[float]:
     """Record each firing of ``name``'s retransmission timer until its state
-    is ``until`` (bounded); returns when each happened (s since ``started``)."""
+    is ``until`` (at most ``bound`` s); returns when each happened (s since
+    ``started``)."""
     times: list[float] = []
     seen = 0
-    deadline = time.monotonic() + TIMER_WAIT
+    deadline = time.monotonic() + bound
     while time.monotonic() < deadline:
         info = lab.info(name)
         if info is None or info.state == until:
@@ -140,13 +146,21 @@ def link_pulled(lab: Lab) -> None:
     _connected(lab, cli_ns, srv_ns)
     lab.setsockopt("cli", socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, LINK_USER_TIMEOUT_MS, side="client",
                    label="TCP_USER_TIMEOUT", note="unacked data may wait 1 s, not tcp_retries2's ~15 minutes")
+    info = lab.info("cli")
+    lab.fact("rto_before_ms", info.rto // 1000 if info is not None else None)
     _blackhole(lab, srv_ns, srv_link)
     lab.record("lab", f"tc: drop all ingress on {srv_link} (server)", "ok",
                note="the server's cable is pulled: nothing reaches it, and nobody says so")
     start = time.monotonic()
     lab.send("cli", b"are you there?", side="client", note="the kernel takes the bytes and starts its timer")
-    times = _retransmissions(lab, "cli", "CLOSE", start)
+    times = _retransmissions(lab, "cli", "CLOSE", start, USER_TIMEOUT_WAIT)
     lab.fact("retransmissions", times)
+    # What the server's kernel got after the cable was pulled: 0 unless the
+    # black hole leaks (then the data is acked and nothing ever times out).
+    lab.fact("dropped_by_black_hole", lab.ns.dropped(srv_ns, srv_link))
+    srv_info = lab.info("srv")
+    lab.fact("server_got_after_pull", (srv_info.bytes_received - 5
+                                          if srv_info is not None and srv_info.bytes_received is not None else None))
     if lab.state("cli") == "CLOSE":
         lab.observe("cli: TCP_INFO", f"CLOSE {time.monotonic() - start:.2f} s after the send",
                     note="the user timeout expired: readable, with the error pending")
