@@ -86,10 +86,17 @@ ACCEPT_FATAL = _errnos("EBADF", "EINVAL", "ENOTSOCK", "EFAULT")
 DrainResult = tuple[list[tuple[int, Any]], int, int]
 
 
-def drain_pure(accept: Callable[[], tuple[int, Any]], max_accepts: int) -> DrainResult:
+def drain_pure(accept: Callable[[], tuple[int, Any]], max_accepts: int,
+               hosts: dict[str, str] | None = None) -> DrainResult:
     """Call ``accept()`` (a listening socket's ``_accept``: returns ``(fd,
     address)`` and creates no socket object) until the queue is empty, an error
     ends the drain, or ``max_accepts`` attempts were made.
+
+    ``hosts``, a dict the caller keeps from one drain to the next, makes the
+    peers of one host share one host string (as the C drain's cache does):
+    ``_accept`` makes a new one per connection, 64 bytes that every idle
+    connection would hold in its peer address. Cleared at
+    ``HOST_CACHE_SIZE`` hosts.
 
     Skipped connections count towards ``max_accepts`` so that even a queue
     full of aborted connections gives the loop back after a bounded amount of
@@ -100,7 +107,7 @@ def drain_pure(accept: Callable[[], tuple[int, Any]], max_accepts: int) -> Drain
     attempts = 0
     while attempts < max_accepts:
         try:
-            accepted.append(accept())
+            fd, address = accept()
         except BlockingIOError:
             return accepted, skipped, errno.EAGAIN
         except OSError as exc:
@@ -112,13 +119,22 @@ def drain_pure(accept: Callable[[], tuple[int, Any]], max_accepts: int) -> Drain
                 skipped += 1
                 continue
             return accepted, skipped, code or errno.EINVAL
-        else:
-            attempts += 1
+        attempts += 1
+        if hosts is not None and address.__class__ is tuple:  # AF_INET, AF_INET6: (host, port, ...)
+            host = address[0]
+            shared = hosts.get(host)
+            if shared is None:
+                if len(hosts) >= HOST_CACHE_SIZE:
+                    hosts.clear()
+                hosts[host] = host
+            else:
+                address = (shared,) + address[1:]
+        accepted.append((fd, address))
     return accepted, skipped, 0
 
 
 #: ``drain_pure`` returns what ``socket._accept`` gives: blocking fds (the
-#: transport sets them non-blocking when it makes their socket object)
+#: transport sets them non-blocking, FIONBIO, before its first read)
 PURE_DRAIN_NONBLOCKING = False
 
 

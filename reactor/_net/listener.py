@@ -292,7 +292,7 @@ class Listener:
             self._drain = functools.partial(drainer.drain, self._fd)
             self._nonblocking_fds: bool = drainer.NONBLOCKING
         else:
-            self._drain = functools.partial(drain_pure, sock._accept)
+            self._drain = functools.partial(drain_pure, sock._accept, hosts={})
             self._nonblocking_fds = PURE_DRAIN_NONBLOCKING
         address = sock.getsockname()
         self.address: Any = address[:2] if isinstance(address, tuple) else address

@@ -42,7 +42,7 @@ Drain = Callable[[socket.socket, int], _accept.DrainResult]
 
 
 def pure(sock: socket.socket, n: int) -> _accept.DrainResult:
-    return drain_pure(sock._accept, n)
+    return drain_pure(sock._accept, n, hosts={})  # as a listener calls it
 
 
 def c_drain(sock: socket.socket, n: int) -> _accept.DrainResult:
@@ -399,6 +399,27 @@ def test_ipv4_peers_from_several_source_addresses(owned: Sockets, drain: Drain):
     accepted, _, _ = owned.take(drain(lsock, 16))
     assert [addr for _, addr in accepted] == [peer_of(c) for c in clients]
     assert {addr[0] for _, addr in accepted} == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+
+
+def test_peers_of_one_host_share_its_host_string(owned: Sockets, drain: Drain):
+    """An idle connection keeps its peer address: one host string per host,
+    not one per connection (64 bytes each)."""
+    lsock = listener(owned)
+    connect(owned, lsock, 4, bind=lambda i: (f"127.0.0.{2 + i % 2}", 0))
+    accepted, _, _ = owned.take(drain(lsock, 16))
+    hosts = [addr[0] for _, addr in accepted]
+    assert hosts == ["127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"]
+    assert hosts[0] is hosts[2] and hosts[1] is hosts[3]
+
+
+def test_the_pure_drains_host_cache_is_bounded(owned: Sockets, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(_accept, "HOST_CACHE_SIZE", 2)
+    lsock = listener(owned)
+    clients = connect(owned, lsock, 5, bind=lambda i: (f"127.0.0.{2 + i}", 0))
+    hosts: dict[str, str] = {}
+    accepted, _, _ = owned.take(drain_pure(lsock._accept, 16, hosts=hosts))
+    assert [addr for _, addr in accepted] == [peer_of(c) for c in clients]
+    assert len(hosts) <= 2
 
 
 @needs_ipv6

@@ -999,31 +999,25 @@ class TestWriteFastPath:
             p.transport.write(b"")
 
 
-def test_an_idle_connection_on_a_nonblocking_fd_holds_no_socket_object(loop):
+@pytest.mark.parametrize("nonblocking", [True, False], ids=["nonblocking-fd", "blocking-fd"])
+def test_an_idle_connection_holds_no_socket_object(loop, nonblocking):
     # Idle memory per connection: the socket object is made by the first
-    # read or write, not when reading starts (a blocking fd still gets it
-    # at once: FIONBIO must come before the first read).
+    # read or write, not when reading starts. A blocking fd (the pure accept
+    # path's) is made non-blocking first, on the bare fd: a read must never
+    # block the loop.
     a, b = socket.socketpair()
-    a.setblocking(False)
+    a.setblocking(not nonblocking)
     fd = a.detach()
     with b:
         p = Recorder()
-        transport = Transport(loop, fd, p, family=socket.AF_UNIX, nonblocking=True)
+        transport = Transport(loop, fd, p, family=socket.AF_UNIX, nonblocking=nonblocking)
         loop._resources.add(transport)
         transport._start()
         assert transport._sock is None and transport.is_reading()
+        assert not os.get_blocking(fd)
         b.send(b"hello")
         run_until(loop, lambda: p.data)
         assert bytes(p.data) == b"hello" and transport._sock is not None
+        assert not transport._sock.getblocking()
         transport.close()
         run_until(loop, lambda: p.lost)
-    c, d = socket.socketpair()
-    fd = c.detach()
-    with d:
-        transport = Transport(loop, fd, Recorder(), family=socket.AF_UNIX, nonblocking=False)
-        loop._resources.add(transport)
-        transport._start()
-        assert transport._sock is not None and not transport._sock.getblocking()
-        transport.abort()
-        loop.call_soon(loop.stop)
-        loop.run()
