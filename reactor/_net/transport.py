@@ -108,6 +108,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core.resources import CLOSE_LAST
+from .._core.shared_keys import share_keys
 from ..errors import ReactorStateError
 from ..protocols import Protocol as _BaseProtocol
 
@@ -255,6 +256,22 @@ class Transport:
     _idle_limit: Any = None
     _io_seen = False  # a byte moved either way since the last sweep looked
     _idle_since = 0  # the sweep's tick count when it last saw us move
+
+    #: Every name an instance may be given (idle.py sets the _idle ones), the
+    #: most common first: entered in CPython's shared attribute table when
+    #: the class is made (``_core.shared_keys``), else one set late on a busy
+    #: server gives every later connection a dict of its own (+271 B).
+    #: Subclasses add theirs (``__init_subclass__``).
+    _INSTANCE_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
+        "_reactor", "_family", "_protocol", "_peername", "_server", "_fd", "_nonblocking", "_state",
+        "_reader_on", "_sock", "_io_seen", "_nodelay_pending", "_idle_limit", "_idle_since", "_buffer",
+        "_buffer_size", "_writing_paused", "_reading", "_eof_seen", "_lost_exc", "_high", "_low",
+        "_read_ready", "_proxy", "_socket_peername",
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        share_keys(cls, cls._INSTANCE_ATTRIBUTES)
 
     def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
                  peername: Any = None, server: Any = None, family: int = socket.AF_INET,
@@ -907,3 +924,6 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"<Transport fd={self._fd} {self._state} peer={self._peername!r}>"
+
+
+share_keys(Transport, Transport._INSTANCE_ATTRIBUTES)  # subclasses: __init_subclass__

@@ -56,6 +56,10 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
     _flush_waiter: futures.Future[None] | None = None
     _sendfile_pending = False  # loop.sendfile is sending: write() raises
     _dropped_writes = 0
+    # (see Transport._INSTANCE_ATTRIBUTES; the table holds 30 names at most,
+    # so the rarest, _dropped_writes after close, comes last)
+    _INSTANCE_ATTRIBUTES = (*Transport._INSTANCE_ATTRIBUTES, "_extra", "_loop", "_aio_server", "_flush_waiter",
+                            "_sendfile_pending", "_dropped_writes")
 
     @property
     def _protocol_paused(self) -> bool:  # type: ignore[override]

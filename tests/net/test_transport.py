@@ -5,6 +5,7 @@ and fds that never outlive their transport."""
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import hashlib
 import os
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 
 import pytest
 
@@ -1021,3 +1023,75 @@ def test_an_idle_connection_holds_no_socket_object(loop, nonblocking):
         assert not transport._sock.getblocking()
         transport.close()
         run_until(loop, lambda: p.lost)
+
+
+# ------------------------------------------------- one shared attribute table
+
+
+def test_connections_keep_the_shared_attribute_table_through_their_first_read(loop):
+    """64 connections up before any reads: the names their first read sets
+    (``_sock``, ``_io_seen``) are in the class's shared table already, so no
+    connection gets a dict of its own (+271 B each without
+    ``Transport._INSTANCE_ATTRIBUTES``)."""
+    pairs = [socket.socketpair() for _ in range(64)]
+    protocols = []
+    for ours, _ in pairs:
+        ours.setblocking(False)
+        protocols.append(Recorder())
+        transport = Transport(loop, ours.detach(), protocols[-1], family=socket.AF_UNIX)
+        loop._resources.add(transport)
+        transport._start()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        for _, theirs in pairs:
+            theirs.send(b"x")
+        run_until(loop, lambda: all(p.data for p in protocols))
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename")
+                if stat.traceback[0].filename == transport_mod.__file__)
+    # what a first read makes: the socket object (88 B)
+    assert grown / len(pairs) < 150, f"{grown / len(pairs):.0f} B per connection in transport.py"
+    for p in protocols:
+        p.transport.abort()
+    for _, theirs in pairs:
+        theirs.close()
+    run_until(loop, lambda: all(p.lost for p in protocols))
+
+
+def _stored_names(path: str, classes: set[str] | None, owners: tuple[str, ...]) -> set[str]:
+    """Attribute names stored on ``owners`` (``self``, ``transport``) in the
+    methods of ``classes`` (every class and function if None) of ``path``."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    scopes = [node for node in ast.walk(tree) if isinstance(node, ast.ClassDef) and node.name in classes] \
+        if classes is not None else [tree]
+    names = set()
+    for scope in scopes:
+        for node in ast.walk(scope):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                for part in ast.walk(target):
+                    if isinstance(part, ast.Attribute) and isinstance(part.value, ast.Name) \
+                            and part.value.id in owners:
+                        names.add(part.attr)
+    return names
+
+
+def test_every_name_a_transport_is_given_is_declared():
+    """A name added to the transport but not to ``_INSTANCE_ATTRIBUTES``
+    would give every busy server's connections their own dict again."""
+    from reactor._net import idle, tls
+    from reactor.aio import loop as aio_loop
+    from reactor.aio import transports as aio_transports
+
+    stored = _stored_names(transport_mod.__file__, {"Transport"}, ("self",))
+    stored |= _stored_names(idle.__file__, None, ("transport",))
+    stored |= _stored_names(tls.__file__, {"RawTLSTransport", "ProxiedRawTLSTransport"}, ("self",))
+    assert stored - set(Transport._INSTANCE_ATTRIBUTES) == set()
+    stream = _stored_names(aio_transports.__file__, {"StreamTransport"}, ("self",))
+    stream |= _stored_names(aio_loop.__file__, None, ("transp", "transport"))
+    assert stream - set(aio_transports.StreamTransport._INSTANCE_ATTRIBUTES) == set()

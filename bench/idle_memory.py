@@ -1,0 +1,90 @@
+"""Memory per idle accepted connection, as tracemalloc counts it.
+
+    python bench/idle_memory.py [--connections N] [--backend epoll] [--native on,off]
+
+A child process opens N connections to a reactor listener in this process
+and keeps them open, silent; this process accepts them with a protocol that
+does nothing (the connection stays registered for reading, as an idle
+keep-alive connection does) and reports the Python heap the N connections
+took, per connection, with the lines that allocated most. The kernel's own
+socket memory is not counted (it is the same for every server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import tracemalloc
+
+from reactor import Protocol, Reactor
+
+#: bound on accepting every connection
+ACCEPT_DEADLINE = 60.0
+
+CLIENT = """
+import socket, sys
+conns = [socket.create_connection(("127.0.0.1", {port})) for _ in range({n})]
+print("connected", flush=True)
+sys.stdin.read()  # hold them until the parent closes our stdin
+"""
+
+
+class Idle(Protocol):
+    """Accepts and waits: nothing per connection beyond what reactor keeps."""
+
+    accepted = 0
+
+    def connection_made(self, transport):  # type: ignore[no-untyped-def]
+        Idle.accepted += 1
+
+
+def measure(backend: str, native: bool, n: int, top: int) -> None:
+    reactor = Reactor(backend, native=native)
+    Idle.accepted = 0
+    listener = reactor.listen(Idle, "127.0.0.1", 0, backlog=4096)
+    port = listener.socket.getsockname()[1]
+    client = subprocess.Popen([sys.executable, "-c", CLIENT.format(port=port, n=n)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    try:
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        deadline = time.monotonic() + ACCEPT_DEADLINE
+        while Idle.accepted < n and time.monotonic() < deadline:
+            reactor._run_once()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        if Idle.accepted < n:
+            raise SystemExit(f"only {Idle.accepted} of {n} connections accepted in {ACCEPT_DEADLINE:g} s")
+        stats = after.compare_to(before, "lineno")
+        total = sum(s.size_diff for s in stats)
+        print(f"{backend} native={'on' if native else 'off'}: {n} idle connections, "
+              f"{total / n:.0f} B per connection")
+        for stat in stats[:top]:
+            frame = stat.traceback[0]
+            print(f"  {stat.size_diff / n:6.0f} B  {frame.filename}:{frame.lineno}")
+    finally:
+        assert client.stdin is not None
+        client.stdin.close()
+        client.wait(30)
+        reactor.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=10_000, help="idle connections (default 10000)")
+    parser.add_argument("--backend", default="epoll", help="select, poll or epoll (default epoll)")
+    parser.add_argument("--native", default="on,off", help="on, off or on,off (default on,off)")
+    parser.add_argument("--top", type=int, default=6, help="allocating lines to show (default 6)")
+    args = parser.parse_args()
+    if not 1 <= args.connections <= 15_000:
+        parser.error("--connections must be 1..15000 (both ends' fds must fit under ulimit -n)")
+    for mode in args.native.split(","):
+        if mode not in ("on", "off"):
+            parser.error(f"--native takes on and off, not {mode!r}")
+        measure(args.backend, mode == "on", args.connections, args.top)
+
+
+if __name__ == "__main__":
+    main()
