@@ -56,7 +56,7 @@ from .transport import _FD_CLOSED, Transport
 if TYPE_CHECKING:
     from .._core.loop import EventLoop
 
-__all__ = ["TLSLayer", "TLSTransport", "RawTLSTransport", "ProxiedRawTLSTransport", "check_tls",
+__all__ = ["TLSLayer", "lend_receive_buffer", "TLSTransport", "RawTLSTransport", "ProxiedRawTLSTransport", "check_tls",
            "DEFAULT_SSL_HANDSHAKE_TIMEOUT", "DEFAULT_SSL_SHUTDOWN_TIMEOUT"]
 
 logger = logging.getLogger("reactor.tls")
@@ -168,6 +168,30 @@ class TLSTransport(_SSLProtocolTransport):
         return f"<TLSTransport {'closed' if self._closed else 'open'} over {raw!r}>"
 
 
+def lend_receive_buffer(layer: sslproto.SSLProtocol, shared: memoryview | None, init: Callable[[], None]) -> None:
+    """Run ``init`` (asyncio's ``SSLProtocol.__init__`` for ``layer``) so that
+    the layer reads into ``shared``, its loop's one read buffer, instead of a
+    receive buffer of its own.
+
+    asyncio's layer gives every connection a buffer of max_size (256 KiB):
+    10,000 idle TLS connections would hold 2.5 GiB of buffers that are only
+    ever written by recv_into and copied into the incoming BIO at once
+    (``buffer_updated``). A loop reads one connection at a time, so one
+    buffer serves them all: max_size is shadowed while asyncio's __init__
+    allocates (1 byte), then the class value (the read size) is back.
+    ``shared`` None, or smaller than max_size (get_buffer would replace
+    it): asyncio's own buffer."""
+    if shared is None or len(shared) < layer.max_size:
+        init()
+        return
+    layer.max_size = 1  # type: ignore[misc]  # shadowed on purpose, for __init__ only
+    init()
+    del layer.max_size
+    # get_buffer() compares len(_ssl_buffer) with what it wants (at most
+    # max_size, the shared buffer's size): it never grows it
+    layer._ssl_buffer = layer._ssl_buffer_view = shared  # type: ignore[attr-defined]
+
+
 class TLSLayer(_SSLProtocol):
     """asyncio's TLS state machine as the protocol of a reactor connection;
     ``on_handshake(layer, exc)`` is called once, when the handshake succeeds
@@ -182,24 +206,10 @@ class TLSLayer(_SSLProtocol):
                  shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT,
                  on_handshake: OnHandshake | None = None) -> None:
         self._on_handshake = on_handshake
-        # asyncio's layer gives every connection its own receive buffer of
-        # max_size (256 KiB): 10,000 idle TLS connections would hold 2.5 GiB
-        # of buffers that are only ever written by recv_into and copied into
-        # the incoming BIO at once (buffer_updated). A reactor reads one
-        # connection at a time into its one buffer, so the layer lends that
-        # one instead: max_size is shadowed while asyncio's __init__
-        # allocates (1 byte), then the class value (the read size) is back.
-        shared = getattr(loop, "_read_view", None)
-        if shared is not None:
-            self.max_size = 1
-        super().__init__(loop_view(loop), app_protocol, context, None, server_side=server_side,
-                         server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout,
-                         ssl_shutdown_timeout=shutdown_timeout)
-        if shared is not None:
-            del self.max_size
-            # get_buffer() compares len(_ssl_buffer) with what it wants (at
-            # most max_size, the shared buffer's size): it never grows it
-            self._ssl_buffer = self._ssl_buffer_view = shared
+        lend_receive_buffer(self, getattr(loop, "_read_view", None), lambda: super(TLSLayer, self).__init__(
+            loop_view(loop), app_protocol, context, None, server_side=server_side,
+            server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout,
+            ssl_shutdown_timeout=shutdown_timeout))
 
     @property
     def app_transport(self) -> TLSTransport:

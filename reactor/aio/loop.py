@@ -40,7 +40,7 @@ import stat
 import sys
 import warnings
 import weakref
-from asyncio import base_events, constants, coroutines, events, sslproto, tasks
+from asyncio import base_events, constants, coroutines, events, tasks
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack
 
@@ -56,6 +56,7 @@ from .datagram import DatagramTransport
 from .host import LoopHost
 from .servers import AioListener, ReactorServer
 from .sockets import SocketMethods
+from .tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
 __all__ = ["ReactorEventLoop"]
@@ -358,7 +359,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                             extra: dict[str, Any] | None = None, server: Any = None,
                             ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
                             ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT) -> Any:
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = SharedBufferSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
             ssl_shutdown_timeout=ssl_shutdown_timeout)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
+from .tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class AioListener(Listener):
 
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:
         handshake_timeout, shutdown_timeout = self._ssl_timeouts
-        return sslproto.SSLProtocol(
+        return SharedBufferSSLProtocol(
             self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
             ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
             ssl_shutdown_timeout=shutdown_timeout)  # type: ignore[arg-type]

@@ -807,6 +807,46 @@ def test_tls_echo_is_byte_exact(certificate, backend):
     assert errors == []
 
 
+@pytest.mark.parametrize("backend", LOOP_BACKENDS)
+def test_idle_tls_connections_hold_no_receive_buffer_of_their_own(certificate, backend):
+    """asyncio's TLS layer allocates 256 KiB per connection for its reads;
+    on reactor.aio both ends read into the loop's one buffer (aio/tls.py):
+    20 idle pairs cost kilobytes per connection end, not a quarter of a MiB."""
+    import tracemalloc
+
+    server_ctx, client_ctx = contexts(certificate)
+    pairs = 20
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    async def main() -> float:
+        server = await asyncio.start_server(hold, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            tracemalloc.start()
+            try:
+                before = tracemalloc.take_snapshot()
+                async with asyncio.timeout(20):
+                    clients = [await asyncio.open_connection("127.0.0.1", port, ssl=client_ctx,
+                                                             server_hostname="localhost") for _ in range(pairs)]
+                    while len(accepted) < pairs:
+                        await asyncio.sleep(0.01)  # between two polls
+                grown = sum(stat.size_diff for stat in tracemalloc.take_snapshot().compare_to(before, "filename"))
+            finally:
+                tracemalloc.stop()
+            for _, writer in clients:
+                writer.close()
+            for writer in accepted:
+                writer.close()
+        return grown / (2 * pairs)
+
+    per_end = reactor.aio.run(main(), backend=backend)
+    print(f"\n[idle TLS, {backend}] {per_end / 1024:.1f} KiB per connection end")
+    assert per_end < 64 * 1024, f"{per_end / 1024:.0f} KiB per TLS connection end"
+
+
 def silent_client(port: int) -> tuple[float, str]:
     """Connect, send nothing; how long until the server drops us, and how."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
