@@ -21,6 +21,7 @@ common first: past the table's size, the last ones miss).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 
 __all__ = ["share_keys"]
@@ -30,8 +31,11 @@ def share_keys(cls: type, names: Iterable[str]) -> None:
     """Enter ``names`` in ``cls``'s shared attribute table, now: set each on a
     throwaway instance made without ``__init__``, then delete it again (the
     table keeps the name), so the instance dies in the class's initial state
-    (a ``__del__`` sees the class defaults)."""
+    (a ``__del__`` sees the class defaults). Names that a subclass made
+    properties are skipped: their values never live in the dict."""
     probe: object = object.__new__(cls)
     for name in names:
+        if hasattr(inspect.getattr_static(cls, name, None), "__set__"):
+            continue  # a property or slot: never stored in the instance's dict
         object.__setattr__(probe, name, None)
         object.__delattr__(probe, name)

@@ -55,3 +55,15 @@ def test_the_probe_leaves_the_class_defaults_alone():
     cls = make_class()
     share_keys(cls, ("early", "late"))
     assert cls.late == 0 and cls().late == 0 and not hasattr(cls(), "other")
+
+
+def test_a_name_a_subclass_made_a_property_is_left_alone():
+    cls = make_class()
+
+    class Sub(cls):  # type: ignore[misc, valid-type]
+        @property
+        def late(self) -> int:  # read-only: setting it would raise
+            return 7
+
+    share_keys(Sub, ("early", "late"))
+    assert Sub().late == 7
