@@ -308,6 +308,7 @@ class Transport:
             sock = self._sock = socket.socket(self._family, sock_type, 0, self._fd)
             if not self._nonblocking:
                 sock.setblocking(False)
+                self._nonblocking = True  # _start_reading's FIONBIO is done
         return sock
 
     # --------------------------------------------------------------- state
