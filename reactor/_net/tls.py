@@ -312,12 +312,12 @@ class RawTLSTransport(Transport):
             return
         Transport.close(self)
 
-    def write(self, data: Any) -> None:
+    def _write_not_open(self, data: Any, state: Any) -> None:
         # The layer may flush encrypted bytes while it is being ended (a
         # fatal error closes us first, then it tries to send): nothing to do.
-        if self._state in _FD_CLOSED:
+        if state in _FD_CLOSED:
             return
-        Transport.write(self, data)
+        Transport._write_not_open(self, data, state)
 
 
 class ProxiedRawTLSTransport(RawTLSTransport):

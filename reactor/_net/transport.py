@@ -558,9 +558,8 @@ class Transport:
             data = data.cast("B")
         state = self._state
         if state is not OPEN:
-            if state is LOST:
-                return
-            raise ReactorStateError(f"write() after close(), abort() or write_eof() (the transport is {state})")
+            self._write_not_open(data, state)
+            return
         if not data:
             return
         queued: bytes | memoryview
@@ -615,6 +614,15 @@ class Transport:
         self._buffer = deque((queued,))
         self._buffer_size += len(queued)
         self._check_high_water()
+
+    def _write_not_open(self, data: bytes | bytearray | memoryview, state: State) -> None:
+        """``write()`` once the transport is not open: dropped once the
+        connection is lost (the protocol has been told), refused after
+        ``close()``, ``abort()`` or ``write_eof()``. (reactor.aio's transport
+        has asyncio's rules here.)"""
+        if state is LOST:
+            return
+        raise ReactorStateError(f"write() after close(), abort() or write_eof() (the transport is {state})")
 
     def writelines(self, buffers: Any) -> None:
         """Write every buffer of an iterable, in order."""

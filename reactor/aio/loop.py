@@ -22,7 +22,10 @@ Rules of this module:
 
 - BaseEventLoop's ``_run_once`` waits in ``self._selector.select()`` and
   hands what it returns to ``_process_events``, which queues the ready
-  watchers' handles; only ``_run_once`` waits.
+  watchers' handles; only ``_run_once`` waits. On epoll that wait is
+  ``FdWatchers.poll_fds``: the kernel's ``(fd, events)`` list, looked up by
+  fd (no selectors key or tuple per event), with asyncio's order kept: the
+  handles are queued behind the callbacks already ready.
 - Cross-thread wake-ups and signals share one socketpair (the "self-pipe"):
   ``call_soon_threadsafe`` writes a zero byte; the C-level signal handler
   writes the signal number (``signal.set_wakeup_fd``).
@@ -47,7 +50,7 @@ from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack
 from .. import native as _native
 from .._core.backends import backend_info
 from .._core.loop import BACKEND_ENV
-from .._core.watchers import EVENT_READ, EVENT_WRITE, FdWatchers, fileobj_to_fd
+from .._core.watchers import EPOLL_READ, EPOLL_WRITE, EVENT_READ, EVENT_WRITE, FdWatchers, fileobj_to_fd
 from .._net.listener import _check_proxy as check_proxy
 from .._net.proxy import DEFAULT_PROXY_TIMEOUT
 from .._net.transport import READ_SIZE
@@ -68,6 +71,17 @@ _Ts = TypeVarTuple("_Ts")
 def _ignore_signal(signum: int, frame: Any) -> None:
     """Python-level handler: the work happens on the loop, woken by the byte
     the C-level handler wrote to the wake-up fd."""
+
+
+class _EpollWait:
+    """What ``BaseEventLoop._run_once`` waits in (``self._selector.select``)
+    on epoll: the watchers' ``poll_fds``, whose ``(fd, events)`` list
+    ``ReactorEventLoop._process_events`` dispatches by fd."""
+
+    __slots__ = ("select",)
+
+    def __init__(self, watchers: FdWatchers) -> None:
+        self.select = watchers.poll_fds
 
 
 class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
@@ -114,6 +128,13 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         # the watchers' select, which survives bad fds and a failing selector.
         self._watchers = FdWatchers(info.loop_selector_class(), info.name, info.max_fd, self.call_exception_handler)
         self._selector: Any = self._watchers
+        #: epoll: the watchers' fd -> (reader, writer) map, and _run_once
+        #: waits in poll_fds (the kernel's (fd, events), no selectors key or
+        #: tuple per event) instead of select(); None on select and poll
+        self._by_fd: dict[int, tuple[Any, Any]] | None = None
+        if info.name == "epoll":
+            self._by_fd = self._watchers.by_fd
+            self._selector = _EpollWait(self._watchers)
         # fd -> the transport using it (add_reader refuses those fds)
         self._transports: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
         # reactor objects living on this loop: closed with it
@@ -214,6 +235,27 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
     # --------------------------------------------------------- fd watchers
 
     def _process_events(self, event_list: list[tuple[Any, int]]) -> None:
+        # Queues the ready watchers' handles, as asyncio's selector loop
+        # does; no callback has run since the wait, so the map is the one
+        # the kernel answered for.
+        by_fd = self._by_fd
+        if by_fd is not None:
+            for fd, events in event_list:
+                pair = by_fd.get(fd)
+                if pair is None:
+                    continue  # unwatched since (a bad fd's handles were ended)
+                reader, writer = pair
+                if reader is not None and events & EPOLL_READ:
+                    if reader._cancelled:
+                        self._remove_reader(fd)
+                    else:
+                        self._add_callback(reader)
+                if writer is not None and events & EPOLL_WRITE:
+                    if writer._cancelled:
+                        self._remove_writer(fd)
+                    else:
+                        self._add_callback(writer)
+            return
         for key, mask in event_list:
             reader, writer = key.data
             if mask & EVENT_READ and reader is not None:
@@ -377,12 +419,12 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         del self._transports[fd]
         resume_reading = transp.is_reading()
         transp.pause_reading()
-        transp._sendfile_pending = True
+        transp._begin_sendfile()
         try:
             await transp._wait_flushed()
             return await self.sock_sendfile(transp._socket(), file, offset, count, fallback=False)
         finally:
-            transp._sendfile_pending = False
+            transp._end_sendfile()
             if resume_reading:
                 transp.resume_reading()
             if not transp.is_closing():
