@@ -240,6 +240,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         # the kernel answered for.
         by_fd = self._by_fd
         if by_fd is not None:
+            queue = self._ready.append  # type: ignore[attr-defined]  # _add_callback, inline: its test is made here
             for fd, events in event_list:
                 pair = by_fd.get(fd)
                 if pair is None:
@@ -249,12 +250,12 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                     if reader._cancelled:
                         self._remove_reader(fd)
                     else:
-                        self._add_callback(reader)
+                        queue(reader)
                 if writer is not None and events & EPOLL_WRITE:
                     if writer._cancelled:
                         self._remove_writer(fd)
                     else:
-                        self._add_callback(writer)
+                        queue(writer)
             return
         for key, mask in event_list:
             reader, writer = key.data
