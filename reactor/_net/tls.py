@@ -56,8 +56,8 @@ from .transport import _FD_CLOSED, Transport
 if TYPE_CHECKING:
     from .._core.loop import EventLoop
 
-__all__ = ["TLSLayer", "lend_receive_buffer", "TLSTransport", "RawTLSTransport", "ProxiedRawTLSTransport", "check_tls",
-           "DEFAULT_SSL_HANDSHAKE_TIMEOUT", "DEFAULT_SSL_SHUTDOWN_TIMEOUT"]
+__all__ = ["TLSLayer", "SharedBufferSSLProtocol", "TLSTransport", "RawTLSTransport", "ProxiedRawTLSTransport",
+           "check_tls", "DEFAULT_SSL_HANDSHAKE_TIMEOUT", "DEFAULT_SSL_SHUTDOWN_TIMEOUT"]
 
 logger = logging.getLogger("reactor.tls")
 
@@ -168,10 +168,9 @@ class TLSTransport(_SSLProtocolTransport):
         return f"<TLSTransport {'closed' if self._closed else 'open'} over {raw!r}>"
 
 
-def lend_receive_buffer(layer: sslproto.SSLProtocol, shared: memoryview | None, init: Callable[[], None]) -> None:
-    """Run ``init`` (asyncio's ``SSLProtocol.__init__`` for ``layer``) so that
-    the layer reads into ``shared``, its loop's one read buffer, instead of a
-    receive buffer of its own.
+class SharedBufferSSLProtocol(_SSLProtocol):
+    """asyncio's ``sslproto.SSLProtocol`` reading into ``read_buffer``, its
+    loop's one read buffer, instead of a receive buffer of its own.
 
     asyncio's layer gives every connection a buffer of max_size (256 KiB):
     10,000 idle TLS connections would hold 2.5 GiB of buffers that are only
@@ -179,20 +178,22 @@ def lend_receive_buffer(layer: sslproto.SSLProtocol, shared: memoryview | None, 
     (``buffer_updated``). A loop reads one connection at a time, so one
     buffer serves them all: max_size is shadowed while asyncio's __init__
     allocates (1 byte), then the class value (the read size) is back.
-    ``shared`` None, or smaller than max_size (get_buffer would replace
-    it): asyncio's own buffer."""
-    if shared is None or len(shared) < layer.max_size:
-        init()
-        return
-    layer.max_size = 1  # type: ignore[misc]  # shadowed on purpose, for __init__ only
-    init()
-    del layer.max_size
-    # get_buffer() compares len(_ssl_buffer) with what it wants (at most
-    # max_size, the shared buffer's size): it never grows it
-    layer._ssl_buffer = layer._ssl_buffer_view = shared  # type: ignore[attr-defined]
+    ``read_buffer`` None, or smaller than max_size (get_buffer would replace
+    it): asyncio's own buffer. reactor.aio uses this class as it is."""
+
+    def __init__(self, *args: Any, read_buffer: memoryview | None = None, **kwargs: Any) -> None:
+        if read_buffer is None or len(read_buffer) < sslproto.SSLProtocol.max_size:
+            super().__init__(*args, **kwargs)
+            return
+        self.max_size = 1  # shadowed on purpose, for __init__ only
+        super().__init__(*args, **kwargs)
+        del self.max_size
+        # get_buffer() compares len(_ssl_buffer) with what it wants (at most
+        # max_size, the shared buffer's size): it never grows it
+        self._ssl_buffer = self._ssl_buffer_view = read_buffer
 
 
-class TLSLayer(_SSLProtocol):
+class TLSLayer(SharedBufferSSLProtocol):
     """asyncio's TLS state machine as the protocol of a reactor connection;
     ``on_handshake(layer, exc)`` is called once, when the handshake succeeds
     (``exc`` None) or fails."""
@@ -206,10 +207,9 @@ class TLSLayer(_SSLProtocol):
                  shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT,
                  on_handshake: OnHandshake | None = None) -> None:
         self._on_handshake = on_handshake
-        lend_receive_buffer(self, getattr(loop, "_read_view", None), lambda: super(TLSLayer, self).__init__(
-            loop_view(loop), app_protocol, context, None, server_side=server_side,
-            server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout,
-            ssl_shutdown_timeout=shutdown_timeout))
+        super().__init__(loop_view(loop), app_protocol, context, None, server_side=server_side,
+                         server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout,
+                         ssl_shutdown_timeout=shutdown_timeout, read_buffer=getattr(loop, "_read_view", None))
 
     @property
     def app_transport(self) -> TLSTransport:

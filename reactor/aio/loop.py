@@ -53,13 +53,13 @@ from .._core.loop import BACKEND_ENV
 from .._core.watchers import EPOLL_READ, EPOLL_WRITE, EVENT_READ, EVENT_WRITE, FdWatchers, fileobj_to_fd
 from .._net.listener import _check_proxy as check_proxy
 from .._net.proxy import DEFAULT_PROXY_TIMEOUT
+from .._net.tls import SharedBufferSSLProtocol
 from .._net.transport import READ_SIZE
 from ._private import UnixReadPipeTransport, UnixSubprocessTransport, UnixWritePipeTransport, logger
 from .datagram import DatagramTransport
 from .host import LoopHost
 from .servers import AioListener, ReactorServer
 from .sockets import SocketMethods
-from .tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
 __all__ = ["ReactorEventLoop"]
@@ -405,7 +405,8 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         ssl_protocol = SharedBufferSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
-            ssl_shutdown_timeout=ssl_shutdown_timeout)  # type: ignore[arg-type]
+            ssl_shutdown_timeout=ssl_shutdown_timeout,  # type: ignore[arg-type]
+            read_buffer=self._read_view)
         StreamTransport.start(self, rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
-from .tls import SharedBufferSSLProtocol
+from .._net.tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
 if TYPE_CHECKING:
@@ -112,7 +112,8 @@ class AioListener(Listener):
         return SharedBufferSSLProtocol(
             self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
             ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
-            ssl_shutdown_timeout=shutdown_timeout)  # type: ignore[arg-type]
+            ssl_shutdown_timeout=shutdown_timeout,  # type: ignore[arg-type]
+            read_buffer=self._loop._read_view)
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
         if self._sslcontext is not None and not self.proxy_protocol:

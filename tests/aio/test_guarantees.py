@@ -810,7 +810,7 @@ def test_tls_echo_is_byte_exact(certificate, backend):
 @pytest.mark.parametrize("backend", LOOP_BACKENDS)
 def test_idle_tls_connections_hold_no_receive_buffer_of_their_own(certificate, backend):
     """asyncio's TLS layer allocates 256 KiB per connection for its reads;
-    on reactor.aio both ends read into the loop's one buffer (aio/tls.py):
+    on reactor.aio both ends read into the loop's one buffer (tls.SharedBufferSSLProtocol):
     20 idle pairs cost kilobytes per connection end, not a quarter of a MiB."""
     import tracemalloc
 
