@@ -1,12 +1,14 @@
 """Memory per idle accepted connection, as tracemalloc counts it.
 
-    python bench/idle_memory.py [--connections N] [--backend epoll] [--native on,off]
+    python bench/idle_memory.py [--connections N] [--backend epoll] [--native on,off] [--after-echo]
 
 A child process opens N connections to a reactor listener in this process
 and keeps them open, silent; this process accepts them with a protocol that
-does nothing (the connection stays registered for reading, as an idle
-keep-alive connection does) and reports the Python heap the N connections
-took, per connection, with the lines that allocated most. The kernel's own
+does nothing (the connection stays registered for reading) and reports the
+Python heap the N connections took, per connection, with the lines that
+allocated most. With ``--after-echo`` each connection first sends 64 bytes
+and reads them back, once all are connected: an idle keep-alive connection
+that has served a request. The kernel's own
 socket memory is not counted (it is the same for every server).
 """
 
@@ -26,6 +28,13 @@ ACCEPT_DEADLINE = 60.0
 CLIENT = """
 import socket, sys
 conns = [socket.create_connection(("127.0.0.1", {port})) for _ in range({n})]
+if {echo}:
+    for conn in conns:
+        conn.sendall(b"x" * 64)
+    for conn in conns:
+        got = b""
+        while len(got) < 64:
+            got += conn.recv(64 - len(got))
 print("connected", flush=True)
 sys.stdin.read()  # hold them until the parent closes our stdin
 """
@@ -35,31 +44,40 @@ class Idle(Protocol):
     """Accepts and waits: nothing per connection beyond what reactor keeps."""
 
     accepted = 0
+    echoed = 0
 
     def connection_made(self, transport):  # type: ignore[no-untyped-def]
         Idle.accepted += 1
+        self.transport = transport
+
+    def data_received(self, data):  # type: ignore[no-untyped-def]
+        self.transport.write(data)
+        Idle.echoed += 1
 
 
-def measure(backend: str, native: bool, n: int, top: int) -> None:
+def measure(backend: str, native: bool, n: int, top: int, after_echo: bool) -> None:
     reactor = Reactor(backend, native=native)
-    Idle.accepted = 0
+    Idle.accepted = Idle.echoed = 0
     listener = reactor.listen(Idle, "127.0.0.1", 0, backlog=4096)
     port = listener.socket.getsockname()[1]
-    client = subprocess.Popen([sys.executable, "-c", CLIENT.format(port=port, n=n)], stdin=subprocess.PIPE,
+    client = subprocess.Popen([sys.executable, "-c", CLIENT.format(port=port, n=n, echo=after_echo)],
+                              stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE)
     try:
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
         deadline = time.monotonic() + ACCEPT_DEADLINE
-        while Idle.accepted < n and time.monotonic() < deadline:
+        while (Idle.echoed if after_echo else Idle.accepted) < n and time.monotonic() < deadline:
             reactor._run_once()
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
-        if Idle.accepted < n:
-            raise SystemExit(f"only {Idle.accepted} of {n} connections accepted in {ACCEPT_DEADLINE:g} s")
+        if (Idle.echoed if after_echo else Idle.accepted) < n:
+            raise SystemExit(f"only {Idle.accepted} of {n} connections accepted, {Idle.echoed} echoed, "
+                             f"in {ACCEPT_DEADLINE:g} s")
         stats = after.compare_to(before, "lineno")
         total = sum(s.size_diff for s in stats)
-        print(f"{backend} native={'on' if native else 'off'}: {n} idle connections, "
+        print(f"{backend} native={'on' if native else 'off'}: {n} idle connections"
+              f"{' after one echo each' if after_echo else ''}, "
               f"{total / n:.0f} B per connection")
         for stat in stats[:top]:
             frame = stat.traceback[0]
@@ -77,13 +95,14 @@ def main() -> None:
     parser.add_argument("--backend", default="epoll", help="select, poll or epoll (default epoll)")
     parser.add_argument("--native", default="on,off", help="on, off or on,off (default on,off)")
     parser.add_argument("--top", type=int, default=6, help="allocating lines to show (default 6)")
+    parser.add_argument("--after-echo", action="store_true", help="each connection echoes 64 bytes first")
     args = parser.parse_args()
     if not 1 <= args.connections <= 15_000:
         parser.error("--connections must be 1..15000 (both ends' fds must fit under ulimit -n)")
     for mode in args.native.split(","):
         if mode not in ("on", "off"):
             parser.error(f"--native takes on and off, not {mode!r}")
-        measure(args.backend, mode == "on", args.connections, args.top)
+        measure(args.backend, mode == "on", args.connections, args.top, args.after_echo)
 
 
 if __name__ == "__main__":

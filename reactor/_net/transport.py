@@ -257,21 +257,29 @@ class Transport:
     _io_seen = False  # a byte moved either way since the last sweep looked
     _idle_since = 0  # the sweep's tick count when it last saw us move
 
-    #: Every name an instance may be given (idle.py sets the _idle ones), the
-    #: most common first: entered in CPython's shared attribute table when
-    #: the class is made (``_core.shared_keys``), else one set late on a busy
-    #: server gives every later connection a dict of its own (+271 B).
-    #: Subclasses add theirs (``__init_subclass__``).
-    _INSTANCE_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
+    #: The names a connection that is served gives itself (idle.py sets the
+    #: _idle ones), entered in CPython's shared attribute table when the class
+    #: is made (``_core.shared_keys``): else a name first set after a burst of
+    #: connections gives every later connection a dict of its own (+271 B at
+    #: its first read). Only these: every name in the table costs every
+    #: instance a slot, read or not (measured, 4,000 connections: all 25
+    #: names, 895 B silent / 994 B after one echo; these, 823 / 912; none,
+    #: 736 / 1,207). Subclasses add theirs (``__init_subclass__``).
+    _SHARED_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
         "_reactor", "_family", "_protocol", "_peername", "_server", "_fd", "_nonblocking", "_state",
         "_reader_on", "_sock", "_io_seen", "_nodelay_pending", "_idle_limit", "_idle_since", "_buffer",
-        "_buffer_size", "_writing_paused", "_reading", "_eof_seen", "_lost_exc", "_high", "_low",
-        "_read_ready", "_proxy", "_socket_peername",
+        "_buffer_size", "_writing_paused",
+    )
+    #: The other names an instance may be given, on paths few connections
+    #: take (a paused reader, a FIN, an error, new water marks, a lending
+    #: protocol, the PROXY protocol): such a connection gets its own dict.
+    _UNSHARED_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
+        "_reading", "_eof_seen", "_lost_exc", "_high", "_low", "_read_ready", "_proxy", "_socket_peername",
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        share_keys(cls, cls._INSTANCE_ATTRIBUTES)
+        share_keys(cls, cls._SHARED_ATTRIBUTES)
 
     def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
                  peername: Any = None, server: Any = None, family: int = socket.AF_INET,
@@ -302,14 +310,19 @@ class Transport:
         """The socket object, made on first use (only while the fd is open)."""
         sock = self._sock
         if sock is None:
-            # Explicit family and type: no SO_DOMAIN/SO_TYPE queries (CPython
-            # still checks the fd with one getsockname()).
-            sock_type = _STREAM_NONBLOCK if self._nonblocking else socket.SOCK_STREAM
-            sock = self._sock = socket.socket(self._family, sock_type, 0, self._fd)
             if not self._nonblocking:
-                sock.setblocking(False)
-                self._nonblocking = True  # _start_reading's FIONBIO is done
+                self._set_nonblocking()
+            # Explicit family and type: no SO_DOMAIN/SO_TYPE queries (CPython
+            # still checks the fd with one getsockname()), and SOCK_NONBLOCK
+            # makes the object non-blocking without a syscall.
+            sock = self._sock = socket.socket(self._family, _STREAM_NONBLOCK, 0, self._fd)
         return sock
+
+    def _set_nonblocking(self) -> None:
+        """FIONBIO on the bare fd (the pure accept path's fds arrive
+        blocking): before the first read, without making the socket object."""
+        fcntl.ioctl(self._fd, termios.FIONBIO, _FIONBIO_ON)
+        self._nonblocking = True
 
     # --------------------------------------------------------------- state
 
@@ -337,11 +350,10 @@ class Transport:
             return None
         try:
             if not self._nonblocking:
-                # FIONBIO before the first read, on the bare fd: the socket
-                # object waits for the first read or write on both accept
-                # paths, so an idle connection holds none (88 of ~890 B)
-                fcntl.ioctl(self._fd, termios.FIONBIO, _FIONBIO_ON)
-                self._nonblocking = True
+                # before the first read; the socket object waits for the
+                # first read or write on both accept paths, so an idle
+                # connection holds none (88 of ~850 B)
+                self._set_nonblocking()
             self._reactor.add_reader(self._fd, self._read_ready)
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -935,4 +947,4 @@ class Transport:
         return f"<Transport fd={self._fd} {self._state} peer={self._peername!r}>"
 
 
-share_keys(Transport, Transport._INSTANCE_ATTRIBUTES)  # subclasses: __init_subclass__
+share_keys(Transport, Transport._SHARED_ATTRIBUTES)  # subclasses: __init_subclass__

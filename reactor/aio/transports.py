@@ -55,11 +55,11 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
     _aio_server: Any = None
     _flush_waiter: futures.Future[None] | None = None
     _dropped_writes = 0
-    # (see Transport._INSTANCE_ATTRIBUTES; the table holds 29 names here, so
-    # the rarest come last: write, shadowed while loop.sendfile sends, and
-    # _dropped_writes, counted after the connection is lost)
-    _INSTANCE_ATTRIBUTES = (*Transport._INSTANCE_ATTRIBUTES, "_extra", "_loop", "_aio_server", "_flush_waiter",
-                            "write", "_dropped_writes")
+    # (see Transport._SHARED_ATTRIBUTES; a BufferedProtocol, asyncio's TLS
+    # layer among them, is read through _read_ready)
+    _SHARED_ATTRIBUTES = (*Transport._SHARED_ATTRIBUTES, "_extra", "_loop", "_aio_server", "_read_ready")
+    _UNSHARED_ATTRIBUTES = (*(name for name in Transport._UNSHARED_ATTRIBUTES if name != "_read_ready"),
+                            "_flush_waiter", "write", "_dropped_writes")
 
     @property
     def _protocol_paused(self) -> bool:  # type: ignore[override]

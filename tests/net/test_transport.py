@@ -1032,7 +1032,7 @@ def test_connections_keep_the_shared_attribute_table_through_their_first_read(lo
     """64 connections up before any reads: the names their first read sets
     (``_sock``, ``_io_seen``) are in the class's shared table already, so no
     connection gets a dict of its own (+271 B each without
-    ``Transport._INSTANCE_ATTRIBUTES``)."""
+    ``Transport._SHARED_ATTRIBUTES``)."""
     pairs = [socket.socketpair() for _ in range(64)]
     protocols = []
     for ours, _ in pairs:
@@ -1082,8 +1082,9 @@ def _stored_names(path: str, classes: set[str] | None, owners: tuple[str, ...]) 
 
 
 def test_every_name_a_transport_is_given_is_declared():
-    """A name added to the transport but not to ``_INSTANCE_ATTRIBUTES``
-    would give every busy server's connections their own dict again."""
+    """A name added to the transport but to neither ``_SHARED_ATTRIBUTES``
+    nor ``_UNSHARED_ATTRIBUTES`` might give every busy server's connections
+    their own dict again: each name is decided, in one place."""
     from reactor._net import idle, tls
     from reactor.aio import loop as aio_loop
     from reactor.aio import transports as aio_transports
@@ -1091,7 +1092,10 @@ def test_every_name_a_transport_is_given_is_declared():
     stored = _stored_names(transport_mod.__file__, {"Transport"}, ("self",))
     stored |= _stored_names(idle.__file__, None, ("transport",))
     stored |= _stored_names(tls.__file__, {"RawTLSTransport", "ProxiedRawTLSTransport"}, ("self",))
-    assert stored - set(Transport._INSTANCE_ATTRIBUTES) == set()
+    assert stored - {*Transport._SHARED_ATTRIBUTES, *Transport._UNSHARED_ATTRIBUTES} == set()
+    assert not set(Transport._SHARED_ATTRIBUTES) & set(Transport._UNSHARED_ATTRIBUTES)
     stream = _stored_names(aio_transports.__file__, {"StreamTransport"}, ("self",))
     stream |= _stored_names(aio_loop.__file__, None, ("transp", "transport"))
-    assert stream - set(aio_transports.StreamTransport._INSTANCE_ATTRIBUTES) == set()
+    stream_transport = aio_transports.StreamTransport
+    assert stream - {*stream_transport._SHARED_ATTRIBUTES, *stream_transport._UNSHARED_ATTRIBUTES} == set()
+    assert not set(stream_transport._SHARED_ATTRIBUTES) & set(stream_transport._UNSHARED_ATTRIBUTES)
