@@ -458,13 +458,13 @@ class EventLoop:
         fd = fileobj_to_fd(fileobj)
         self._watchers.check_fd(fd)  # before the handle exists: select's FD_SETSIZE
         handle = Handle(callback, args, self)
-        self._watchers.add(fd, event, handle)
+        self._watchers.add(fd, event, handle, fileobj)
         return handle
 
     def _remove_watcher(self, fileobj: Any, event: int) -> bool:
         if self._closed:
             return False
-        return self._watchers.remove(fileobj_to_fd(fileobj), event)
+        return self._watchers.remove(self._watchers.fd_of(fileobj), event)
 
     def _forget_fd(self, fd: int) -> None:
         """Drop every watcher on ``fd`` at once (its owner is closing it)."""

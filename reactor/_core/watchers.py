@@ -116,6 +116,11 @@ class FdWatchers:
         self.by_fd: dict[int, tuple[Any, Any]] = {}
         #: fds whose registration went since the last wait (the module)
         self.dropped: set[int] = set()
+        #: fd -> the object (a socket, a file) its watcher was added with,
+        #: for watchers added with one: ``fd_of`` finds a registration by its
+        #: object once the object is closed (fileno() -1), as selectors
+        #: does. Transports watch bare fds, so this is empty on the data path.
+        self.objects: dict[int, Any] = {}
         # epoll.poll, for poll_fds (None on other backends)
         epoll: Any = getattr(selector, "_selector", None)
         self._epoll_poll = epoll.poll if hasattr(_select, "epoll") and isinstance(epoll, _select.epoll) else None
@@ -127,6 +132,22 @@ class FdWatchers:
         """The registration of ``fd`` is gone (see the module)."""
         self.by_fd.pop(fd, None)
         self.dropped.add(fd)
+        if self.objects:
+            self.objects.pop(fd, None)
+
+    def fd_of(self, fileobj: Any) -> int:
+        """The fd of ``fileobj`` (``fileobj_to_fd``); for an object closed
+        since its watcher was added (``fileno()`` is -1), the fd it was
+        watched under, found by identity -- so ``remove_reader(sock)`` after
+        ``sock.close()`` still removes the watcher, as asyncio's does.
+        ``ValueError`` if it was never watched."""
+        try:
+            return fileobj_to_fd(fileobj)
+        except ValueError:
+            for fd, watched in self.objects.items():
+                if watched is fileobj:
+                    return fd
+            raise
 
     def _resync(self, fd: int) -> None:
         """After the selector raised while changing ``fd``: take its word
@@ -215,10 +236,13 @@ class FdWatchers:
                 f"FD_SETSIZE is {self.max_fd}; use the poll or epoll backend"
             )
 
-    def add(self, fd: int, event: int, handle: Cancellable) -> None:
+    def add(self, fd: int, event: int, handle: Cancellable, fileobj: Any = None) -> None:
         """Watch ``fd`` for ``event`` with ``handle``, replacing (and
-        cancelling) a previous handle for the same event."""
+        cancelling) a previous handle for the same event. ``fileobj``: the
+        object ``fd`` came from, if not a bare int (``fd_of``)."""
         self.check_fd(fd)
+        if fileobj is not None and not isinstance(fileobj, int):
+            self.objects[fd] = fileobj
         selector = self.selector
         try:
             key = selector.get_key(fd)

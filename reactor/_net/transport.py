@@ -246,7 +246,10 @@ class Transport:
     _writing_paused = False  # pause_writing() sent, resume_writing() not yet
     # TCP_NODELAY is set on the first write, not at accept: a connection that
     # is closed in connection_made never pays for the setsockopt (nor for
-    # this flag: it is looked at, and set, on the first write only).
+    # this flag: it is looked at, and set, on the first write only). Before
+    # that, the socket object is handed out (get_extra_info("socket")) with it
+    # set, so a user who changes it later keeps their choice; a transport made
+    # from a socket object the caller holds sets it at once (_set_nodelay).
     _nodelay_pending = True
     # PROXY protocol (proxy.py): the parsed header and the balancer's address,
     # set only on a proxy_protocol listener's connections once the header is read
@@ -317,6 +320,25 @@ class Transport:
             # makes the object non-blocking without a syscall.
             sock = self._sock = socket.socket(self._family, _STREAM_NONBLOCK, 0, self._fd)
         return sock
+
+    def _socket_for_user(self) -> socket.socket:
+        """The socket object as the user gets it: TCP_NODELAY already set,
+        so that what they set on it from now on stands."""
+        sock = self._socket()
+        if self._nodelay_pending:
+            self._set_nodelay(sock)
+        return sock
+
+    def _set_nodelay(self, sock: socket.socket) -> None:
+        """TCP_NODELAY on, once (see ``_nodelay_pending``): a small write goes
+        out at once instead of waiting for the peer's ACK of the last one
+        (Nagle), as asyncio and uvloop do."""
+        self._nodelay_pending = False
+        if self._family in _INET:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # a reset connection: the next send reports it
 
     def _set_nonblocking(self) -> None:
         """FIONBIO on the bare fd (the pure accept path's fds arrive
@@ -583,12 +605,7 @@ class Transport:
         else:
             sock = self._sock or self._socket()
             if self._nodelay_pending:
-                self._nodelay_pending = False
-                if self._family in _INET:
-                    try:
-                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                    except OSError:
-                        pass  # a reset connection: the send below reports it
+                self._set_nodelay(sock)
             try:
                 sent = sock.send(data, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
@@ -929,7 +946,7 @@ class Transport:
             except OSError:
                 return default
         if name == "socket":
-            return self._sock if closed else self._socket()
+            return self._sock if closed else self._socket_for_user()
         if name == "proxy":
             return default if self._proxy is None else self._proxy
         if name == "socket_peername":

@@ -16,13 +16,18 @@ the backend and the accept path when the arguments do not.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._private.policy import DEPRECATED as POLICY_DEPRECATED
+from ._private.policy import DefaultPolicy
 from .loop import ReactorEventLoop
 from .servers import ReactorServer
 
-__all__ = ["ReactorEventLoop", "ReactorServer", "new_event_loop", "run", "EventLoopPolicy"]
+__all__ = ["ReactorEventLoop", "ReactorServer", "new_event_loop", "run"]
+if not POLICY_DEPRECATED:  # (from 3.14 a star import would warn, as asyncio's leaves its policies out)
+    __all__ += ["EventLoopPolicy"]
 
 T = TypeVar("T")
 
@@ -41,9 +46,26 @@ def run(main: Coroutine[Any, Any, T], *, backend: str | None = None, native: boo
         return runner.run(main)
 
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+class _EventLoopPolicy(DefaultPolicy):  # type: ignore[misc]
     """A policy whose new loops are reactor loops, for code that calls
-    ``asyncio.new_event_loop()`` itself (``asyncio.set_event_loop_policy``)."""
+    ``asyncio.new_event_loop()`` itself (``asyncio.set_event_loop_policy``).
+    Deprecated from Python 3.14, as asyncio's policies are (use
+    ``loop_factory=reactor.aio.new_event_loop``)."""
 
     def new_event_loop(self) -> ReactorEventLoop:
         return new_event_loop()
+
+
+_EventLoopPolicy.__name__ = _EventLoopPolicy.__qualname__ = "EventLoopPolicy"
+
+if TYPE_CHECKING or not POLICY_DEPRECATED:
+    EventLoopPolicy = _EventLoopPolicy
+else:
+    def __getattr__(name: str) -> Any:
+        # Warns on each use, as asyncio.DefaultEventLoopPolicy does on 3.14+
+        if name == "EventLoopPolicy":
+            warnings.warn("reactor.aio.EventLoopPolicy is deprecated, as asyncio's event loop policies are "
+                          "(slated for removal in Python 3.16): use asyncio.run(main(), "
+                          "loop_factory=reactor.aio.new_event_loop)", DeprecationWarning, stacklevel=2)
+            return _EventLoopPolicy
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ import warnings
 from asyncio import constants, futures, transports
 from typing import TYPE_CHECKING, Any
 
-from ._private import set_result_unless_cancelled
+from ._private.futures import set_result_unless_cancelled
 
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
@@ -65,6 +65,10 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):  # 
         self._low = DEFAULT_HIGH_WATER // 4
         self._writing_paused = False
         self._closing = False
+        # closed for good (connection_lost is scheduled); the socket itself is
+        # closed only after connection_lost, and until then an unconnected
+        # transport still sends (asyncio's order)
+        self._ended = False
         self._lost = 0  # sends attempted after the end, for the warning
         loop._transports[self._fd] = self
         # connection_made first, then reading, then the waiter (asyncio's order)
@@ -74,7 +78,7 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):  # 
             loop.call_soon(set_result_unless_cancelled, waiter, None)
 
     def __repr__(self) -> str:
-        state = "closed" if self._sock is None else "closing" if self._closing else "open"
+        state = "closed" if self._ended else "closing" if self._closing else "open"
         return f"<DatagramTransport fd={self._fd} {state}>"
 
     # --------------------------------------------------------------- reading
@@ -104,7 +108,10 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):  # 
             if addr not in (None, self._address):
                 raise ValueError(f"Invalid address: must be None or {self._address}")
             addr = self._address
-        if self._sock is None or self._closing:
+        # Once closed, nothing is sent; while closing, only a connected
+        # transport drops what it is given (asyncio's rule: an unconnected
+        # one still tries, and a failure still reaches error_received).
+        if self._sock is None or (self._closing and self._address):
             if self._lost >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                 self._loop.call_exception_handler({"message": "sendto() on a closed datagram transport",
                                                    "transport": self})
@@ -115,6 +122,8 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):  # 
                 self._send(self._sock, data, addr)
                 return
             except (BlockingIOError, InterruptedError):
+                if self._ended:
+                    return  # nothing is watched any more: dropped, as a full socket would
                 self._loop._add_writer(self._fd, self._write_ready)
             except OSError as exc:
                 self._call_protocol("error_received", exc)
@@ -170,11 +179,11 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):  # 
     # --------------------------------------------------------------- closing
 
     def is_closing(self) -> bool:
-        return self._closing or self._sock is None
+        return self._closing or self._ended
 
     def close(self) -> None:
         """Stop reading; send what is queued, then close."""
-        if self._closing or self._sock is None:
+        if self._closing or self._ended:
             return
         self._closing = True
         self._loop._remove_reader(self._fd)
@@ -189,20 +198,21 @@ class DatagramTransport(transports.Transport, transports.DatagramTransport):  # 
         self._finish(None)
 
     def _finish(self, exc: BaseException | None) -> None:
-        sock = self._sock
-        if sock is None:
+        if self._ended or self._sock is None:
             return
+        self._ended = self._closing = True
         self._loop._remove_reader(self._fd)
         self._loop._remove_writer(self._fd)
-        self._sock = None
         self._loop._transports.pop(self._fd, None)
-        self._loop.call_soon(self._call_connection_lost, sock, exc)
+        self._loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, sock: socket.socket, exc: BaseException | None) -> None:
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
             self._protocol.connection_lost(exc)
         finally:
-            sock.close()
+            sock, self._sock = self._sock, None
+            if sock is not None:
+                sock.close()
             self._protocol = None
 
     def _call_protocol(self, method: str, *args: Any) -> None:

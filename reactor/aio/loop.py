@@ -35,6 +35,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import os
 import signal
@@ -55,7 +56,10 @@ from .._net.listener import _check_proxy as check_proxy
 from .._net.proxy import DEFAULT_PROXY_TIMEOUT
 from .._net.tls import SharedBufferSSLProtocol
 from .._net.transport import READ_SIZE
-from ._private import UnixReadPipeTransport, UnixSubprocessTransport, UnixWritePipeTransport, logger
+from ._private import logger
+from ._private.children import Children
+from ._private.pipes import UnixReadPipeTransport, UnixSubprocessTransport, UnixWritePipeTransport
+from ._private.servers import UNIX_CLEANUP_DEFAULT
 from .datagram import DatagramTransport
 from .host import LoopHost
 from .servers import AioListener, ReactorServer
@@ -141,10 +145,13 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         self._resources: set[Any] = set()
         # servers' listening sockets: fd -> Listener
         self._listeners: dict[int, AioListener] = {}
+        # create_unix_server(cleanup_socket=True): socket -> its file's inode
+        self._unix_server_sockets: dict[socket.socket, int] = {}
         # every transport of this loop reads into this one buffer
         self._read_view = memoryview(bytearray(READ_SIZE))
         self._signal_handlers: dict[int, events.Handle] = {}
         self._host = LoopHost(self)
+        self._children = Children(self)
         self._make_self_pipe()
 
     def __repr__(self) -> str:
@@ -273,24 +280,24 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
     def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
         self._check_closed()
         handle = events.Handle(callback, args, self, None)
-        self._watchers.add(fileobj_to_fd(fd), EVENT_READ, handle)
+        self._watchers.add(fileobj_to_fd(fd), EVENT_READ, handle, fd)
         return handle
 
     def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
         self._check_closed()
         handle = events.Handle(callback, args, self, None)
-        self._watchers.add(fileobj_to_fd(fd), EVENT_WRITE, handle)
+        self._watchers.add(fileobj_to_fd(fd), EVENT_WRITE, handle, fd)
         return handle
 
     def _remove_reader(self, fd: Any) -> bool:
         if self.is_closed():
             return False
-        return self._watchers.remove(fileobj_to_fd(fd), EVENT_READ)
+        return self._watchers.remove(self._watchers.fd_of(fd), EVENT_READ)
 
     def _remove_writer(self, fd: Any) -> bool:
         if self.is_closed():
             return False
-        return self._watchers.remove(fileobj_to_fd(fd), EVENT_WRITE)
+        return self._watchers.remove(self._watchers.fd_of(fd), EVENT_WRITE)
 
     def _ensure_fd_no_transport(self, fd: Any) -> None:
         fileno = fd
@@ -393,21 +400,28 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
 
     # ------------------------------------------------ transports (streams)
 
+    # ``context``: from 3.15 asyncio runs each connection's protocol in the
+    # context it passes here (a copy of the server's, or the caller's);
+    # before 3.15 it passes none.
+
     def _make_socket_transport(self, sock: socket.socket, protocol: Any, waiter: Any = None, *,
-                               extra: dict[str, Any] | None = None, server: Any = None) -> StreamTransport:
-        return StreamTransport.start(self, sock, protocol, waiter=waiter, extra=extra, server=server)
+                               extra: dict[str, Any] | None = None, server: Any = None,
+                               context: contextvars.Context | None = None) -> StreamTransport:
+        return StreamTransport.start(self, sock, protocol, waiter=waiter, extra=extra, server=server,
+                                     context=context)
 
     def _make_ssl_transport(self, rawsock: socket.socket, protocol: Any, sslcontext: Any, waiter: Any = None, *,
                             server_side: bool = False, server_hostname: str | None = None,
                             extra: dict[str, Any] | None = None, server: Any = None,
                             ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
-                            ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT) -> Any:
+                            ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+                            context: contextvars.Context | None = None) -> Any:
         ssl_protocol = SharedBufferSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
             ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
             ssl_shutdown_timeout=ssl_shutdown_timeout,  # type: ignore[arg-type]
             read_buffer=self._read_view)
-        StreamTransport.start(self, rawsock, ssl_protocol, extra=extra, server=server)
+        StreamTransport.start(self, rawsock, ssl_protocol, extra=extra, server=server, context=context)
         return ssl_protocol._app_transport
 
     def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,
@@ -451,9 +465,12 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                                  sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
                                  ssl_handshake_timeout: float | None = None,
                                  ssl_shutdown_timeout: float | None = None,
-                                 start_serving: bool = True, proxy_protocol: bool = False) -> ReactorServer:
+                                 start_serving: bool = True, cleanup_socket: bool = UNIX_CLEANUP_DEFAULT,
+                                 proxy_protocol: bool = False) -> ReactorServer:
         """A server on a Unix stream socket at ``path`` (or on ``sock``);
-        ``proxy_protocol`` as for ``create_server``."""
+        ``cleanup_socket``: remove the socket file when the server closes,
+        if it is still the one bound (by inode; True from Python 3.13, as in
+        asyncio); ``proxy_protocol`` as for ``create_server``."""
         check_proxy(proxy_protocol, DEFAULT_PROXY_TIMEOUT)
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
@@ -491,6 +508,13 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                 raise ValueError("path was not specified, and no sock specified")
             if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
                 raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        if cleanup_socket:
+            bound = sock.getsockname()
+            if bound and bound[0] not in (0, "\x00"):  # an abstract name has no file
+                try:
+                    self._unix_server_sockets[sock] = os.stat(bound).st_ino
+                except FileNotFoundError:
+                    pass
         sock.setblocking(False)
         server = base_events.Server(self, [sock], protocol_factory, ssl, backlog,
                                     ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -514,22 +538,36 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
     def _start_serving(self, protocol_factory: Callable[[], Any], sock: socket.socket, sslcontext: Any = None,
                        server: Any = None, backlog: int = 100,
                        ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
-                       ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT) -> None:
+                       ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
+                       context: contextvars.Context | None = None) -> None:
         # asyncio's Server calls this with its own arguments only: what reactor adds rides on the server
         proxy_protocol = isinstance(server, ReactorServer) and server._proxy_protocol
         listener = AioListener.serve(self, sock, protocol_factory, sslcontext=sslcontext, server=server,
                                      backlog=backlog, ssl_handshake_timeout=ssl_handshake_timeout,
-                                     ssl_shutdown_timeout=ssl_shutdown_timeout, proxy_protocol=proxy_protocol)
+                                     ssl_shutdown_timeout=ssl_shutdown_timeout, proxy_protocol=proxy_protocol,
+                                     context=context)
         self._listeners[sock.fileno()] = listener
         if isinstance(server, ReactorServer):
             server._listeners.append(listener)
 
     def _stop_serving(self, sock: socket.socket) -> None:
+        inode = self._unix_server_sockets.pop(sock, None)
+        path = sock.getsockname() if inode is not None else None
         listener = self._listeners.pop(sock.fileno(), None)
         if listener is not None:
             listener.close()
         else:
             sock.close()
+        if path is not None:
+            # (create_unix_server's cleanup_socket) only the file we bound:
+            # another server may have replaced it since
+            try:
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     # ------------------------------------------------------------ clients
 
@@ -584,29 +622,17 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
     async def _make_subprocess_transport(self, protocol: Any, args: Any, shell: bool, stdin: Any, stdout: Any,
                                          stderr: Any, bufsize: int, extra: dict[str, Any] | None = None,
                                          **kwargs: Any) -> Any:
-        with warnings.catch_warnings():
-            # 3.12 deprecates the child-watcher API that 3.11 requires
-            warnings.simplefilter("ignore", DeprecationWarning)
-            watcher = events.get_child_watcher()
-        with watcher:
-            if not watcher.is_active():
-                raise RuntimeError("asyncio.get_child_watcher() is not activated, "
-                                   "subprocess support is not installed.")
+        with self._children.watcher() as watcher:
             waiter = self.create_future()
             transport = UnixSubprocessTransport(
                 self, protocol, args, shell, stdin, stdout, stderr, bufsize, waiter=waiter, extra=extra, **kwargs)
-            watcher.add_child_handler(transport.get_pid(), self._child_exited, transport)
+            watcher.add_child_handler(transport.get_pid(), self._children.exited, transport)
             try:
                 await waiter
             except (SystemExit, KeyboardInterrupt):
                 raise
             except BaseException:
                 transport.close()
-                await transport._wait()
+                await tasks.shield(transport._wait())
                 raise
         return transport
-
-    def _child_exited(self, pid: int, returncode: int, transport: Any) -> None:
-        # From the watcher's thread: skip one iteration, as asyncio does, so
-        # that the pipes' last data is delivered before the exit.
-        self.call_soon_threadsafe(self.call_soon, transport._process_exited, returncode)

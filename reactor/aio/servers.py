@@ -23,6 +23,7 @@ bytes after the header first (``Transport._proxy_header_done``).
 
 from __future__ import annotations
 
+import contextvars
 import socket
 from asyncio import base_events, constants, sslproto
 from collections.abc import Callable
@@ -80,17 +81,21 @@ class AioListener(Listener):
     _sslcontext: Any
     _aio_server: Any
     _ssl_timeouts: tuple[float | None, float | None]
+    #: the server's context (3.15+): each connection runs in a copy of it
+    _context: contextvars.Context | None
 
     @classmethod
     def serve(cls, loop: ReactorEventLoop, sock: socket.socket, protocol_factory: Callable[[], Any], *,
               sslcontext: Any, server: Any, backlog: int,
               ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
               ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
-              proxy_protocol: bool = False) -> AioListener:
-        """Start accepting on ``sock`` (bound and listening) for ``server``."""
+              proxy_protocol: bool = False, context: contextvars.Context | None = None) -> AioListener:
+        """Start accepting on ``sock`` (bound and listening) for ``server``;
+        each connection's protocol runs in a copy of ``context`` if given."""
         effective = effective_backlog(backlog)
         listener = cls.__new__(cls)
         listener._loop = loop
+        listener._context = context
         listener._sslcontext = sslcontext
         listener._aio_server = server
         listener._ssl_timeouts = (ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -120,5 +125,7 @@ class AioListener(Listener):
             # (behind the PROXY protocol ``protocol`` is the header reader,
             # and the TLS layer is made after the header: see __init__)
             protocol = self._tls_layer(protocol)
+        context = self._context
         return StreamTransport(self._loop, fd, protocol, peername=address, listener=self, family=self._family,
-                               nonblocking=self._nonblocking_fds, server=self._aio_server)
+                               nonblocking=self._nonblocking_fds, server=self._aio_server,
+                               context=None if context is None else context.copy())

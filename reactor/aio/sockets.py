@@ -188,6 +188,8 @@ class SocketMethods:
             fut.set_exception(exc)
         else:
             fut.set_result(None)
+        finally:
+            fut = None  # type: ignore[assignment]  # noqa: F841 - no cycle through the traceback (_retry_call)
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept one connection: ``(conn, address)``, ``conn`` non-blocking."""
@@ -231,13 +233,13 @@ class SocketMethods:
     def _sendfile_step(self, fut: futures.Future[Any], sock: socket.socket, fileno: int, offset: int,
                        count: int | None, blocksize: int, total: int) -> None:
         if fut.cancelled():
-            _restore_file_position(fileno, offset, total)
+            _restore_file_position(fileno, offset)
             return
         if count:
             blocksize = count - total
             if blocksize <= 0:
                 self.remove_writer(sock.fileno())  # type: ignore[attr-defined]
-                _restore_file_position(fileno, offset, total)
+                _restore_file_position(fileno, offset)
                 fut.set_result(total)
                 return
         try:
@@ -246,7 +248,7 @@ class SocketMethods:
             sent = -1
         except OSError as exc:
             self.remove_writer(sock.fileno())  # type: ignore[attr-defined]
-            _restore_file_position(fileno, offset, total)
+            _restore_file_position(fileno, offset)
             if total == 0:
                 # Nothing sent: the file is not one sendfile can read (the
                 # caller falls back to read + send).
@@ -262,12 +264,12 @@ class SocketMethods:
             raise
         except BaseException as exc:
             self.remove_writer(sock.fileno())  # type: ignore[attr-defined]
-            _restore_file_position(fileno, offset, total)
+            _restore_file_position(fileno, offset)
             fut.set_exception(exc)
             return
         if sent == 0:  # end of file
             self.remove_writer(sock.fileno())  # type: ignore[attr-defined]
-            _restore_file_position(fileno, offset, total)
+            _restore_file_position(fileno, offset)
             fut.set_result(total)
             return
         if sent > 0:
@@ -294,6 +296,11 @@ def _retry_call(fut: futures.Future[Any], sock: socket.socket, method: str | Cal
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+    finally:
+        # The exception's traceback holds this frame: without this the
+        # future (its _exception) and the error would keep each other alive
+        # after the caller has the error, as asyncio avoids the same way.
+        fut = None  # type: ignore[assignment]  # noqa: F841
 
 
 def _connect_outcome(sock: socket.socket, address: Any) -> None:
@@ -311,11 +318,12 @@ def _accept_nonblocking(sock: socket.socket) -> tuple[socket.socket, Any]:
     return conn, address
 
 
-def _restore_file_position(fileno: int, offset: int, total: int) -> None:
+def _restore_file_position(fileno: int, offset: int) -> None:
     # sendfile does not move the file position; leave it where a read would
-    # have, so the caller sees the same state on both paths.
-    if total > 0:
-        os.lseek(fileno, offset, os.SEEK_SET)
+    # have (at ``offset``, past what was sent), so the caller sees the same
+    # state on both paths -- also when nothing was sent (asyncio did that
+    # only after a byte was sent until 3.13.x and 3.14.x fixed it).
+    os.lseek(fileno, offset, os.SEEK_SET)
 
 
 def _check_not_ssl(sock: Any) -> None:

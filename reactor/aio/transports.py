@@ -29,6 +29,7 @@ adds what asyncio code expects of a transport:
 from __future__ import annotations
 
 import collections
+import contextvars
 import socket
 from asyncio import BufferedProtocol, constants, futures, trsock
 from asyncio import transports as aio_transports
@@ -36,7 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._net import transport as _transport
 from .._net.transport import Transport
-from ._private import set_result_unless_cancelled
+from ._private.futures import set_result_unless_cancelled
+from ._private.servers import CONNECTION_CONTEXTS, attach, detach
 
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
@@ -55,11 +57,16 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
     _aio_server: Any = None
     _flush_waiter: futures.Future[None] | None = None
     _dropped_writes = 0
+    #: the context the protocol runs in (3.15+: asyncio passes one), or None:
+    #: then each callback runs in a copy of the context it was registered in
+    _context: contextvars.Context | None = None
     # (see Transport._SHARED_ATTRIBUTES; a BufferedProtocol, asyncio's TLS
     # layer among them, is read through _read_ready)
-    _SHARED_ATTRIBUTES = (*Transport._SHARED_ATTRIBUTES, "_extra", "_loop", "_aio_server", "_read_ready")
+    _SHARED_ATTRIBUTES = (*Transport._SHARED_ATTRIBUTES, "_extra", "_loop", "_aio_server", "_read_ready",
+                          *(("_context",) if CONNECTION_CONTEXTS else ()))
     _UNSHARED_ATTRIBUTES = (*(name for name in Transport._UNSHARED_ATTRIBUTES if name != "_read_ready"),
-                            "_flush_waiter", "write", "_dropped_writes")
+                            "_flush_waiter", "write", "_dropped_writes",
+                            *(() if CONNECTION_CONTEXTS else ("_context",)))
 
     @property
     def _protocol_paused(self) -> bool:  # type: ignore[override]
@@ -68,7 +75,8 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
 
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket | int, protocol: Any, *,
                  peername: Any = None, listener: Any = None, family: int = socket.AF_INET,
-                 nonblocking: bool = True, server: Any = None, extra: dict[str, Any] | None = None) -> None:
+                 nonblocking: bool = True, server: Any = None, extra: dict[str, Any] | None = None,
+                 context: contextvars.Context | None = None) -> None:
         # Whatever may raise goes before Transport.__init__: once it has run
         # the transport owns the fd, and the listener's clean-up would close
         # it a second time.
@@ -78,16 +86,18 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         # longer waits for them in wait_closed().
         attached = server is not None and server._sockets is not None
         if attached:
-            server._attach()
+            attach(server, self)
         try:
             Transport.__init__(self, loop._host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
                                family=family, nonblocking=nonblocking)
         except BaseException:
             if attached:
-                server._detach()
+                detach(server, self)
             raise
         self._extra = extra_info
         self._loop = loop
+        if context is not None:
+            self._context = context
         if isinstance(protocol, BufferedProtocol):
             self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
         if attached:
@@ -96,14 +106,29 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
 
     @classmethod
     def start(cls, loop: ReactorEventLoop, sock: socket.socket, protocol: Any, *, waiter: Any = None,
-              extra: dict[str, Any] | None = None, server: Any = None) -> StreamTransport:
+              extra: dict[str, Any] | None = None, server: Any = None,
+              context: contextvars.Context | None = None) -> StreamTransport:
         """A transport for a connected socket, asyncio's way: the protocol
         hears ``connection_made`` on the next iteration, then ``waiter`` is
         set."""
-        transport = cls(loop, sock, protocol, extra=extra, server=server)
+        transport = cls(loop, sock, protocol, extra=extra, server=server, context=context)
+        # The caller may hold ``sock``: TCP_NODELAY now, as asyncio sets it
+        # when it makes a transport (on TCP sockets made with IPPROTO_TCP, as
+        # getaddrinfo's are), so what they see and set after is theirs.
+        if sock.proto == socket.IPPROTO_TCP:
+            transport._set_nodelay(sock)
         loop._host.track_resource(transport)
         loop.call_soon(transport._start_then_wake, waiter)
         return transport
+
+    def _start(self) -> BaseException | None:
+        # In the connection's context (3.15+): connection_made, and the
+        # reader registered from inside it, whose handle runs data_received
+        # in (a copy of) the same context.
+        context = self._context
+        if context is None:
+            return Transport._start(self)
+        return context.run(Transport._start, self)
 
     def _start_then_wake(self, waiter: Any) -> None:
         self._start()
@@ -119,6 +144,15 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         """``get_buffer`` / ``buffer_updated`` raised: asyncio's message and
         its ``_fatal_error`` (reactor's read path, ``_read_into_protocol``)."""
         self._fatal_error(exc, f"Fatal error: protocol.{method}() call failed.")
+
+    def _protocol_failed(self, exc: BaseException, method: str) -> None:
+        # asyncio's rule for data_received and eof_received: report, close,
+        # and pass the exception to connection_lost (reactor's own transport
+        # aborts with connection_lost(None)).
+        if method in ("data_received", "eof_received"):
+            self._fatal_error(exc, f"Fatal error: protocol.{method}() call failed.")
+        else:
+            Transport._protocol_failed(self, exc, method)
 
     def get_protocol(self) -> Any:
         """The protocol this transport drives (None once it was told
@@ -252,7 +286,7 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         server = self._aio_server
         if server is not None:
             self._aio_server = None
-            server._detach()
+            detach(server, self)
 
     # --------------------------------------------------------------- extras
 
@@ -265,6 +299,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         if name == "socket":
             if self._state in _FD_CLOSED:
                 return default
-            wrapped = extra["socket"] = trsock.TransportSocket(self._socket())
+            wrapped = extra["socket"] = trsock.TransportSocket(self._socket_for_user())
             return wrapped
         return Transport.get_extra_info(self, name, default)
