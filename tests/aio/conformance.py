@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from reactor.aio._private.policy import DefaultPolicy, get_policy, set_policy
+
 #: the prefix of every skip reason that comes from :data:`SKIPS`; the summary
 #: in conftest.py counts these as "skipped (internals)"
 INTERNALS = "internals: "
@@ -133,9 +135,11 @@ def reactor_factory(combo: Combo) -> Callable[[], asyncio.AbstractEventLoop]:
     return factory
 
 
-class _Policy(asyncio.DefaultEventLoopPolicy):
-    """The default policy (child watchers included) with our loop factory, so
-    that ``asyncio.new_event_loop()`` inside CPython's tests makes our loop."""
+class _Policy(DefaultPolicy):  # type: ignore[misc]
+    """The default policy (child watchers included, before 3.14) with our
+    loop factory, so that ``asyncio.new_event_loop()`` inside CPython's tests
+    makes our loop. (From 3.14 asyncio deprecates its policies; these are
+    its unwarned names, which its own tests use too.)"""
 
     def __init__(self, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
         super().__init__()
@@ -170,11 +174,11 @@ class _Binding:
 
     def setUp(self) -> None:
         self._conformance_loops: list[asyncio.AbstractEventLoop] = []
-        saved = asyncio.get_event_loop_policy()
+        saved = get_policy()
         # registered first, so it runs last among the cleanups (close_loop and
         # the child-watcher reset still see our policy)
-        self.addCleanup(asyncio.set_event_loop_policy, saved)  # type: ignore[attr-defined]
-        asyncio.set_event_loop_policy(_Policy(self._conformance_new_loop))
+        self.addCleanup(set_policy, saved)  # type: ignore[attr-defined]
+        set_policy(_Policy(self._conformance_new_loop))
         super().setUp()  # type: ignore[misc]
         loop = getattr(self, "loop", None)
         if not any(loop is ours for ours in self._conformance_loops):

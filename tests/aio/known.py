@@ -1,0 +1,33 @@
+"""The tests of CPython's ``test.test_asyncio`` that are not run on
+reactor.aio, each with the asyncio internal it reads and why that says
+nothing about another loop. One list for every interpreter; an entry may
+name the versions it is for.
+
+``known_differences()`` gives ``{test id glob: reason}`` for the running
+interpreter; ``cpython_suite`` skips them on reactor.aio (the skip reason
+starts with "known: ") and runs them on stock asyncio as usual.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: (test id glob, the versions it applies to (min, max) inclusive, reason)
+KNOWN: list[tuple[str, tuple[tuple[int, int], tuple[int, int]], str]] = [
+    ("test.test_asyncio.test_events.*EventLoopTests.test_internal_fds", ((3, 11), (3, 99)),
+     "reads loop._internal_fds, loop._ssock and loop._csock: asyncio.BaseSelectorEventLoop's self-pipe "
+     "bookkeeping (CPython skips it itself on a loop that is not one)"),
+    *((f"test.test_asyncio.test_unix_events.SelectorEventLoopUnixSockSendfileTests.test_sock_sendfile_{name}",
+       ((3, 11), (3, 99)),
+       "calls loop._sock_sendfile_native_impl or patches asyncio.unix_events.os: internals of "
+       "_UnixSelectorEventLoop's sendfile (reactor.aio's is in reactor/aio/sockets.py; the rest of this "
+       "class and test_sendfile run on it)")
+      for name in ("not_available", "cancel1", "cancel2", "blocking_error", "os_error_first_call",
+                   "os_error_next_call", "exception")),
+]
+
+
+def known_differences(version: tuple[int, int] | None = None) -> dict[str, str]:
+    """``{glob: reason}`` for ``version`` (default: this interpreter)."""
+    here = version or sys.version_info[:2]
+    return {glob: reason for glob, (low, high), reason in KNOWN if low <= here <= high}
