@@ -34,10 +34,17 @@ API:
 
 The layer is asyncio's class; what it needs of a loop (``call_soon``,
 ``call_later``, ``time``, ``call_exception_handler``, ``get_debug``) is
-``_LoopView`` over the reactor. What is overridden of its private methods
-(``_get_app_transport``, ``_on_handshake_complete``,
-``_check_handshake_timeout``, ``_call_eof_received``, ``connection_lost``) is named here, for
-Python 3.11's ``asyncio/sslproto.py``.
+``_LoopView`` over the reactor. This module is where reactor touches
+``asyncio.sslproto``'s private names, the same on every version from 3.11
+to 3.15: the methods overridden (``_get_app_transport``,
+``_on_handshake_complete``, ``_check_handshake_timeout``,
+``_call_eof_received``, ``connection_lost``), the state it reads
+(``_state``, ``_app_state``, ``_app_transport``, ``_extra``,
+``_ssl_buffer``, ``max_size``) and the app transport's ``_closed``. One
+difference between versions matters here: from 3.13 the layer ends its
+transport with ``_force_close`` (a FIN) where 3.11 and 3.12 call
+``abort()``, so ``TLSTransport.abort`` aborts the raw connection itself.
+``tests/net/test_tls.py`` checks each name on the interpreter it runs on.
 """
 
 from __future__ import annotations
@@ -157,6 +164,19 @@ class TLSTransport(_SSLProtocolTransport):
         if self._closed and self._ssl_protocol is not None and self._ssl_protocol._transport is not None:
             raise ReactorStateError("write() after close() or abort() (a TLS transport)")
         super().write(data)
+
+    def abort(self) -> None:
+        """Drop what is queued and reset the connection (RST), as a plain
+        transport's ``abort()`` does. (asyncio's layer aborts its transport
+        up to 3.12, but closes it plainly -- a FIN -- from 3.13: the raw
+        connection is aborted here on every version.)"""
+        layer = self._ssl_protocol
+        raw = None if layer is None else layer._transport
+        if raw is None or self._closed:
+            super().abort()
+            return
+        self._closed = True
+        raw.abort()  # the layer hears connection_lost, then the protocol
 
     def write_eof(self) -> None:
         """TLS connections do not half-close here (``can_write_eof()`` is False)."""

@@ -15,6 +15,7 @@ asyncio's, and the clock is the loop's.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from ..errors import ReactorStateError
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
 
-__all__ = ["LoopHost"]
+__all__ = ["LoopHost", "ContextHost"]
 
 
 class LoopHost:
@@ -80,3 +81,62 @@ class LoopHost:
 
     def __repr__(self) -> str:
         return f"<LoopHost of {self.loop!r}>"
+
+
+class ContextHost:
+    """The loop's face for one connection whose protocol runs in its own
+    context (3.15+: asyncio passes each connection one). Every callback the
+    connection registers -- its reader, its writer, connection_lost -- runs
+    in that context, whoever registered it: a ``resume_reading()`` from a
+    task must not make ``data_received`` run in the task's context (CPython
+    gh-140947). The rest is the loop's ``LoopHost``."""
+
+    __slots__ = ("_host", "_context", "_read_view", "backend")
+
+    def __init__(self, host: LoopHost, context: contextvars.Context) -> None:
+        self._host = host
+        self._context = context
+        self._read_view = host._read_view
+        self.backend = host.backend
+
+    def add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> Any:
+        return self._host.loop._add_reader(fd, callback, *args, context=self._context)
+
+    def add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> Any:
+        return self._host.loop._add_writer(fd, callback, *args, context=self._context)
+
+    def remove_reader(self, fd: Any) -> bool:
+        return self._host.remove_reader(fd)
+
+    def remove_writer(self, fd: Any) -> bool:
+        return self._host.remove_writer(fd)
+
+    def _forget_fd(self, fd: int) -> None:
+        self._host._forget_fd(fd)
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> Any:
+        return self._host.loop.call_soon(callback, *args, context=self._context)
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any:
+        return self._host.loop.call_later(delay, callback, *args, context=self._context)
+
+    def call_exception_handler(self, context: dict[str, Any]) -> None:
+        self._host.call_exception_handler(context)
+
+    def time(self) -> float:
+        return self._host.time()
+
+    def track_resource(self, resource: Resource) -> None:
+        self._host.track_resource(resource)
+
+    def untrack_resource(self, resource: Resource) -> None:
+        self._host.untrack_resource(resource)
+
+    def _check_open(self) -> None:
+        self._host._check_open()
+
+    def is_closed(self) -> bool:
+        return self._host.is_closed()
+
+    def __repr__(self) -> str:
+        return f"<ContextHost of {self._host.loop!r}>"

@@ -152,6 +152,8 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         self._signal_handlers: dict[int, events.Handle] = {}
         self._host = LoopHost(self)
         self._children = Children(self)
+        #: 3.14+: the child watcher, where asyncio's Unix loop keeps its own
+        self._watcher = self._children.own
         self._make_self_pipe()
 
     def __repr__(self) -> str:
@@ -277,15 +279,17 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                 else:
                     self._add_callback(writer)
 
-    def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
+    def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any,
+                    context: contextvars.Context | None = None) -> events.Handle:
         self._check_closed()
-        handle = events.Handle(callback, args, self, None)
+        handle = events.Handle(callback, args, self, context)
         self._watchers.add(fileobj_to_fd(fd), EVENT_READ, handle, fd)
         return handle
 
-    def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any) -> events.Handle:
+    def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any,
+                    context: contextvars.Context | None = None) -> events.Handle:
         self._check_closed()
-        handle = events.Handle(callback, args, self, None)
+        handle = events.Handle(callback, args, self, context)
         self._watchers.add(fileobj_to_fd(fd), EVENT_WRITE, handle, fd)
         return handle
 

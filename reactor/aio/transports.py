@@ -39,6 +39,7 @@ from .._net import transport as _transport
 from .._net.transport import Transport
 from ._private.futures import set_result_unless_cancelled
 from ._private.servers import CONNECTION_CONTEXTS, attach, detach
+from .host import ContextHost
 
 if TYPE_CHECKING:
     from .loop import ReactorEventLoop
@@ -73,6 +74,12 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         # asyncio's name for "pause_writing() sent" (its sendfile fallback reads it)
         return self._writing_paused
 
+    @property
+    def _paused(self) -> bool:
+        # asyncio's transports' name for "pause_reading() was called" (code
+        # written against them reads it, CPython's tests among it)
+        return not self._reading
+
     def __init__(self, loop: ReactorEventLoop, sock: socket.socket | int, protocol: Any, *,
                  peername: Any = None, listener: Any = None, family: int = socket.AF_INET,
                  nonblocking: bool = True, server: Any = None, extra: dict[str, Any] | None = None,
@@ -87,8 +94,11 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         attached = server is not None and server._sockets is not None
         if attached:
             attach(server, self)
+        # With a context of its own (3.15+), the connection registers its
+        # callbacks through a face of the loop that runs them in it.
+        host = loop._host if context is None else ContextHost(loop._host, context)
         try:
-            Transport.__init__(self, loop._host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
+            Transport.__init__(self, host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
                                family=family, nonblocking=nonblocking)
         except BaseException:
             if attached:
@@ -278,6 +288,12 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._end_for_server()
 
     def _end_for_server(self) -> None:
+        # A BufferedProtocol's read path is a bound method kept on the
+        # instance (a cycle: transport -> method -> transport). Dropped here,
+        # the transport goes as soon as nothing else holds it, without the
+        # cyclic GC -- every TLS connection is one (CPython's sslproto tests
+        # check it with the GC off).
+        self.__dict__.pop("_read_ready", None)
         waiter = self._flush_waiter
         if waiter is not None:
             self._flush_waiter = None

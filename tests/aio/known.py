@@ -24,6 +24,12 @@ KNOWN: list[tuple[str, tuple[tuple[int, int], tuple[int, int]], str]] = [
        "class and test_sendfile run on it)")
       for name in ("not_available", "cancel1", "cancel2", "blocking_error", "os_error_first_call",
                    "os_error_next_call", "exception")),
+    ("test.test_asyncio.test_ssl.TestSSL.test_remote_shutdown_receives_trailing_data_on_slow_socket",
+     ((3, 13), (3, 99)),
+     "reads the raw transport's _read_ready_cb and replaces its _sock with a wrapper: "
+     "_SelectorSocketTransport internals (gh-115514's code path in its write()); on reactor.aio the "
+     "wrapper is never installed and the test waits forever. test_remote_shutdown_receives_trailing_data, "
+     "the same exchange without the wrapper, runs"),
 ]
 
 

@@ -1,108 +1,122 @@
-"""CPython's own asyncio event loop tests, run on reactor.aio.
+"""CPython's own asyncio test suite on reactor.aio, beside stock asyncio.
 
-The mixins CPython binds to its Select/Poll/EPoll loops (test_events,
-test_sock_lowlevel, test_sendfile, test_server, test_buffered_proto,
-test_streams, test_sslproto, test_ssl: see ``conformance.GROUPS``) are bound
-here to ``reactor.aio.new_event_loop(backend=..., native=...)``, one class
-per group and combo: ``TestEventsEpollNative``, ``TestSockPollNative``, ...
+``test.test_asyncio`` from the interpreter's ``test`` package is bound to
+``reactor.aio.new_event_loop(backend=..., native=...)`` by
+``cpython_suite`` (how: its module docs) and run in child processes; the
+same package bound to asyncio's own ``SelectorEventLoop`` is the oracle.
+Each test here is one run:
 
-Combos: every backend with the C accept path and with the pure-Python one
-(``DEFAULT_COMBOS``); the native classes skip where the accelerator is not
-available. ``REACTOR_CONFORMANCE_LOOP=stock`` binds the same mixins to
-``asyncio.SelectorEventLoop(selectors.XSelector())`` instead, CPython's own
-binding, for comparison (``... [epoll stock]``); ``REACTOR_CONFORMANCE_COMBOS``
-(e.g. ``epoll-native,epoll-pure,poll-pure``) picks other combos;
-``REACTOR_CONFORMANCE_SKIPS=0`` runs the tests of ``conformance.SKIPS`` too.
-conftest.py prints one count line per combo at the end of the session.
+- ``package-<backend>-<path>``: the whole package;
+- ``mixins-<backend>-<path>``: the modules of CPython's loop mixins
+  (test_events, test_sock_lowlevel, test_sendfile, test_server,
+  test_buffered_proto, test_streams, test_sslproto, test_ssl), which CPython
+  binds per selector, for the combos the whole package is not run on.
 
-The mixins come from the interpreter's ``test`` package; where it is not
-installed (some distributions split it out) everything here skips.
+A run fails if a test that passes on stock asyncio fails on reactor.aio
+twice (a second time in a fresh child) and passes on stock asyncio with the
+same selector in a fresh child too, unless ``known.py`` lists it with the
+asyncio internal it reads. The counts of every run, and stock asyncio's,
+are printed at the end of the session (conftest.py).
+
+``REACTOR_CPYTHON_RUNS`` picks the runs, e.g. ``package:epoll-native,mixins:poll-pure``;
+by default the whole package on every backend (C accept path) and the
+mixins on the pure accept path. Where the ``test`` package is missing
+(some distributions split it out), everything here skips.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import threading
 import unittest
+from pathlib import Path
 
 import pytest
 
 import reactor
 
-pytestmark = [
-    # The slowest of these tests takes 1.5 s on stock asyncio: 30 s means a
-    # hang, and bounds what a hanging loop costs CI (pyproject says 120 s).
-    pytest.mark.timeout(30),
-    # On 3.11 CPython's mixins run clean under the project-wide "error"; 3.12
-    # deprecates the child watchers that UnixEventLoopTestsMixin installs
-    # (asyncio.SafeChildWatcher, set_child_watcher), which is CPython's test
-    # setup, not the loop's behaviour. Every other warning still fails.
-    pytest.mark.filterwarnings(r"ignore:'asyncio\..*[Cc]hild_?[Ww]atcher' is deprecated:DeprecationWarning"),
-]
+from . import cpython_suite
+from .conftest import record_summary
+from .cpython_suite import RunConfig
 
 try:
-    import test.support  # noqa: F401
-    import test.test_asyncio.utils  # noqa: F401
+    import test.test_asyncio  # noqa: F401
 except (ImportError, unittest.SkipTest) as exc:
     pytest.skip(f"CPython's test.test_asyncio package is not importable here ({type(exc).__name__}: {exc}); "
                 "install the interpreter's test package to run the asyncio conformance suite",
                 allow_module_level=True)
 
-from .conformance import SKIPS, Combo, build_classes, reactor_factory, stock_factory  # noqa: E402
-
 BACKENDS = [name for name in ("select", "poll", "epoll") if name in reactor.available_backends()]
-
-#: Every backend, with the C accept path and with the pure-Python one, as the
-#: issue asks ("once per backend and native on/off"). Each combo costs about
-#: 35 s here (stock asyncio: 27 s per backend): all six keep CI's whole run
-#: under ten minutes. REACTOR_CONFORMANCE_COMBOS picks fewer for a quick look.
-DEFAULT_COMBOS = [Combo(b, native) for b in BACKENDS for native in (True, False)]
+DEFAULT_RUNS = ([f"package:{backend}-native" for backend in BACKENDS]
+                + [f"mixins:{backend}-pure" for backend in BACKENDS])
 
 
-def _combos_from_env(value: str) -> list[Combo]:
-    combos = []
-    for item in value.split(","):
-        backend, _, path = item.strip().partition("-")
-        if backend not in ("select", "poll", "epoll") or path not in ("native", "pure"):
-            raise ValueError(f"REACTOR_CONFORMANCE_COMBOS: {item!r} is not <select|poll|epoll>-<native|pure>")
-        combos.append(Combo(backend, path == "native"))
-    return combos
+def _runs(value: str) -> list[tuple[str, RunConfig]]:
+    runs = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        scope, _, combo = item.partition(":")
+        backend, _, path = combo.partition("-")
+        if scope not in ("package", "mixins") or backend not in ("select", "poll", "epoll") \
+                or path not in ("native", "pure"):
+            raise ValueError(f"REACTOR_CPYTHON_RUNS: {item!r} is not <package|mixins>:<backend>-<native|pure>")
+        modules = cpython_suite.MIXIN_MODULES if scope == "mixins" else ()
+        runs.append((item.replace(":", "-"), RunConfig("reactor", backend, path == "native", modules)))
+    return runs
 
 
-LOOP = os.environ.get("REACTOR_CONFORMANCE_LOOP", "reactor")
-if LOOP == "stock":
-    COMBOS = [(Combo(b, None), None) for b in BACKENDS]
-    FACTORY = stock_factory
-    APPLIED_SKIPS: dict[str, str] = {}
-elif LOOP == "reactor":
-    if importlib.util.find_spec("reactor.aio") is None:
-        pytest.skip("reactor.aio does not exist yet (REACTOR_CONFORMANCE_LOOP=stock runs the harness on "
-                    "asyncio's own loops)", allow_module_level=True)
-    wanted = (_combos_from_env(os.environ["REACTOR_CONFORMANCE_COMBOS"])
-              if os.environ.get("REACTOR_CONFORMANCE_COMBOS") else DEFAULT_COMBOS)
-    COMBOS = []
-    for combo in wanted:
-        reason = None
-        if combo.backend not in BACKENDS:
-            reason = f"backend {combo.backend!r} is not available here"
-        elif combo.native and not reactor.native_available():
-            reason = f"the C accelerator is not available: {reactor.native_error()}"
-        COMBOS.append((combo, reason))
-    FACTORY = reactor_factory
-    APPLIED_SKIPS = SKIPS if os.environ.get("REACTOR_CONFORMANCE_SKIPS", "1") != "0" else {}
-    try:
-        import reactor.aio  # noqa: F401
-        IMPORT_ERROR: BaseException | None = None
-    except Exception as exc:  # reported by test_reactor_aio_imports, not as a collection error
-        IMPORT_ERROR = exc
-        COMBOS = []
+RUNS = _runs(os.environ.get("REACTOR_CPYTHON_RUNS") or ",".join(DEFAULT_RUNS))
 
-    def test_reactor_aio_imports() -> None:
-        """reactor.aio exists, so it must import; while it does not, the
-        conformance classes are not built and this is the one failure."""
-        if IMPORT_ERROR is not None:
-            raise IMPORT_ERROR
-else:
-    raise ValueError(f"REACTOR_CONFORMANCE_LOOP must be 'reactor' or 'stock', not {LOOP!r}")
+pytestmark = [
+    # A run is minutes of CPython's tests in child processes, each test
+    # bounded by cpython_suite.DEFAULT_TIMEOUT; this bounds the whole run.
+    pytest.mark.timeout(1800),
+    pytest.mark.slow,
+]
 
-globals().update(build_classes(COMBOS, FACTORY, __name__, APPLIED_SKIPS))
+
+class _StockBaseline:
+    """The whole package on stock asyncio (epoll), run once per session, in
+    a thread, beside the first reactor.aio run (the suite mostly waits)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.results: cpython_suite.Results | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(workdir,), name="stock asyncio baseline",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, workdir: Path) -> None:
+        try:
+            self.results = cpython_suite.run(RunConfig("stock", "epoll"), shards=2, workdir=workdir)
+        except BaseException as exc:  # handed to the test that waits for it
+            self.error = exc
+
+    def get(self) -> cpython_suite.Results:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.results is not None
+        return self.results
+
+
+@pytest.fixture(scope="module")
+def stock_baseline(tmp_path_factory: pytest.TempPathFactory) -> _StockBaseline:
+    return _StockBaseline(tmp_path_factory.mktemp("cpython-stock"))
+
+
+@pytest.mark.parametrize("config", [config for _, config in RUNS], ids=[name for name, _ in RUNS])
+def test_cpython_asyncio(config: RunConfig, stock_baseline: _StockBaseline,
+                         tmp_path_factory: pytest.TempPathFactory) -> None:
+    if config.backend not in BACKENDS:
+        pytest.skip(f"backend {config.backend!r} is not available here")
+    if config.native and not reactor.native_available():
+        pytest.skip(f"the C accelerator is not available: {reactor.native_error()}")
+    workdir = tmp_path_factory.mktemp("cpython-" + config.label.replace(" ", "-"))
+    results = cpython_suite.run(config, shards=3, workdir=workdir)
+    comparison = cpython_suite.compare(results, stock_baseline.get(), workdir=workdir)
+    record_summary(comparison.summary())
+    if comparison.regressions:
+        details = "\n\n".join(f"--- {test_id}\n{detail}" for test_id, detail in sorted(comparison.regressions.items()))
+        pytest.fail(f"{len(comparison.regressions)} tests of test.test_asyncio pass on stock asyncio and fail on "
+                    f"reactor.aio [{config.label}] (each failed twice, and passed on stock asyncio with the same "
+                    f"selector):\n{details}", pytrace=False)

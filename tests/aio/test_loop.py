@@ -70,15 +70,6 @@ def test_run_closes_the_loop_and_returns_the_result():
     assert loops[0].is_closed() and loops[0].backend == "select"
 
 
-def test_policy_makes_reactor_loops():
-    policy = reactor.aio.EventLoopPolicy()
-    loop = policy.new_event_loop()
-    try:
-        assert isinstance(loop, reactor.aio.ReactorEventLoop)
-    finally:
-        loop.close()
-
-
 def test_closing_the_loop_releases_every_fd():
     before = open_fds()
 

@@ -140,6 +140,53 @@ def test_write_after_close_raises_and_no_half_close(loop, certs):
     run_until(loop, lambda: bool(client.lost))
 
 
+def test_abort_resets_the_connection(loop, certs):
+    """abort() on a TLS transport is a reset, as on plain TCP: after it the
+    kernel keeps no socket on our side (a FIN would leave one in FIN_WAIT2
+    while the peer stays silent). asyncio's layer ends its transport with a
+    plain close from Python 3.13."""
+    class AbortOnData(reactor.Protocol):
+        # aborts once it has read what the client sent: nothing is left unread,
+        # which would turn a plain close into a reset by itself
+        def __init__(self) -> None:
+            self.lost: list[Any] = []
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.abort()
+
+        def connection_lost(self, exc: Any) -> None:
+            self.lost.append(exc)
+
+    server = Factory(AbortOnData)
+    lst = tls_listen(loop, certs, server)
+    ends: list[Any] = []
+    done = threading.Event()
+
+    def client() -> None:
+        try:
+            with socket.create_connection(lst.address, timeout=5) as sock, \
+                    client_context(certs.ca).wrap_socket(sock, server_hostname="localhost") as tls:
+                ends.append(tls.getsockname())
+                tls.sendall(b"ping")
+                done.wait(10)  # silent until the test has looked: our TLS stack writes nothing
+        except Exception as exc:
+            ends.append(exc)
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        run_until(loop, lambda: bool(server.protocols) and server.protocols[0].lost == [None], timeout=10)
+        assert isinstance(ends[0], tuple), ends
+        ours = reactor.kernel.tcp_socket(lst.address, ends[0])
+        assert ours is None, f"our end is still there, in {ours.state}: the close was a FIN, not a reset"
+    finally:
+        done.set()
+        thread.join(5)
+
+
 @pytest.mark.parametrize("case", ["untrusted", "wrong-name"])
 def test_bad_certificate_fails_the_connect_and_releases_the_fd(loop, certs, case):
     if case == "untrusted":
@@ -404,3 +451,33 @@ def test_an_idle_tls_connection_holds_no_receive_buffer_of_its_own(loop, certs):
     for attempt in attempts:
         attempt.result()[0].close()
     run_until(loop, lambda: lst.stats.active == 0)
+
+
+# ----------------------------------------- asyncio.sslproto's private names
+
+
+def test_the_sslproto_internals_the_layer_uses_are_this_pythons():
+    """reactor/_net/tls.py overrides and reads private names of asyncio's
+    TLS layer; a CPython that renames one fails here, naming it."""
+    import inspect
+    from asyncio import sslproto
+
+    def parameters(name: str) -> list[str]:
+        return list(inspect.signature(getattr(sslproto.SSLProtocol, name)).parameters)
+
+    assert parameters("_get_app_transport") == ["self"]
+    assert parameters("_on_handshake_complete") == ["self", "handshake_exc"]
+    assert parameters("_check_handshake_timeout") == ["self"]
+    assert parameters("_call_eof_received") == ["self"]
+    assert parameters("connection_lost") == ["self", "exc"]
+    assert parameters("_start_shutdown") == ["self"]
+    assert isinstance(sslproto.SSLProtocol.max_size, int)
+    assert sslproto.SSLProtocolState.WRAPPED and sslproto.SSLProtocolState.DO_HANDSHAKE
+    assert sslproto.AppProtocolState.STATE_CON_MADE and sslproto.AppProtocolState.STATE_EOF
+    # (made, asyncio's layer and app transport warn when collected unclosed:
+    # their constructors' source says which attributes they set)
+    made = inspect.getsource(sslproto.SSLProtocol.__init__) + inspect.getsource(sslproto.SSLProtocol._set_state)
+    for name in ("_state", "_app_state", "_app_transport", "_app_transport_created", "_extra", "_ssl_buffer",
+                 "_ssl_buffer_view", "_transport"):
+        assert f"self.{name} =" in made, name
+    assert "self._closed = False" in inspect.getsource(sslproto._SSLProtocolTransport.__init__)

@@ -14,11 +14,13 @@ test naming it instead of breaking a line deep in the loop:
 - ``servers``: how ``base_events.Server`` counts its connections;
 - ``pipes``: the Unix pipe and subprocess transports;
 - ``children``: how a subprocess's exit is noticed (child watchers, or a pidfd);
-- ``policy``: the base of ``reactor.aio.EventLoopPolicy`` and its deprecation;
-- ``tasks``: ``create_task``'s keywords and the eager task factory.
+- ``policy``: the base of ``reactor.aio.EventLoopPolicy`` and its deprecation.
 
-The TLS layer's overrides of ``asyncio.sslproto`` live in the net floor
-(``reactor._net.sslproto``), which runs them on the native API too.
+What reactor.aio does not touch is asyncio's across versions as it is: the
+loop is a ``BaseEventLoop``, so ``create_task(**kwargs)``, eager tasks,
+``_run_forever_setup`` and the rest come with the interpreter. The TLS
+layer's overrides of ``asyncio.sslproto`` live with it in the net floor
+(``reactor._net.tls``, checked by ``tests/net/test_tls.py``).
 """
 
 import logging

@@ -38,12 +38,13 @@ class Children:
 
     def __init__(self, loop: Any) -> None:
         self._loop = loop
-        #: the loop's own watcher (3.14+)
-        self._own: Any = None
+        #: the loop's own watcher (3.14+), which asyncio's loop keeps as
+        #: ``loop._watcher`` (its tests read it there: so does ReactorEventLoop)
+        self.own: Any = None
         if not WATCHERS_IN_POLICY:
             pidfd = unix_events.can_use_pidfd()  # type: ignore[attr-defined]
-            self._own = (unix_events._PidfdChildWatcher() if pidfd  # type: ignore[attr-defined]
-                         else unix_events._ThreadedChildWatcher())  # type: ignore[attr-defined]
+            self.own = (unix_events._PidfdChildWatcher() if pidfd  # type: ignore[attr-defined]
+                        else unix_events._ThreadedChildWatcher())  # type: ignore[attr-defined]
 
     @contextlib.contextmanager
     def watcher(self) -> Iterator[Any]:
@@ -51,7 +52,7 @@ class Children:
         watcher to ask: the loop's own (3.14+), or the policy's, entered
         and checked active."""
         if not WATCHERS_IN_POLICY:
-            yield self._own
+            yield self.own
             return
         with warnings.catch_warnings():
             # 3.12 deprecates the child-watcher API that 3.11 requires
