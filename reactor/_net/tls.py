@@ -157,6 +157,9 @@ class TLSTransport(_SSLProtocolTransport):
     """What the user's protocol gets: a TLS connection with the calls of a
     plain ``Transport`` (module docs)."""
 
+    _closed: bool  # asyncio's: close() or abort() was called
+    _ssl_protocol: Any
+
     def write(self, data: Any) -> None:
         """Encrypt and send ``data``; ``ReactorStateError`` after ``close()``
         or ``abort()``, as on a plain transport; dropped once the connection
