@@ -698,7 +698,10 @@ class HttpProtocol(Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_since = None
-        self._refuse(408, "Request Timeout")
+        self.transport.write(response(408, "Request Timeout", b"Request Timeout\n", False))
+        # Over TLS, close_notify and close now: a client too slow to send its
+        # head will not answer ours, and waiting would hold the fd.
+        self.transport.close_without_waiting()
 
     # A client that pipelines requests and does not read the responses would
     # otherwise grow the write buffer without limit: stop reading while it is
