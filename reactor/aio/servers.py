@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
+from .._net.proxy import TrustedSources
 from .._net.tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
@@ -64,8 +65,9 @@ class ReactorServer(base_events.Server):
     """asyncio's ``Server``, serving through reactor listeners."""
 
     _listeners: list[Listener]
-    #: reactor's own create_server keyword (asyncio's Server does not pass it on)
+    #: reactor's own create_server keywords (asyncio's Server does not pass them on)
     _proxy_protocol: bool = False
+    _proxy_from: TrustedSources | None = None
 
     if TYPE_CHECKING:
         def _start_serving(self) -> None: ...  # base_events.Server's, not in typeshed
@@ -108,7 +110,7 @@ class AioListener(Listener):
               sslcontext: Any, server: Any, backlog: int,
               ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
               ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
-              proxy_protocol: bool = False) -> AioListener:
+              proxy_protocol: bool = False, proxy_from: TrustedSources | None = None) -> AioListener:
         """Start accepting on ``sock`` (bound and listening) for ``server``."""
         effective = effective_backlog(backlog)
         listener = cls.__new__(cls)
@@ -126,7 +128,8 @@ class AioListener(Listener):
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
         Listener.__init__(listener, loop._host, sock, factory, backlog=effective,  # type: ignore[arg-type]
-                          max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol)
+                          max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol,
+                          proxy_from=proxy_from)
         return listener
 
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:
