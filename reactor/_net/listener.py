@@ -386,6 +386,48 @@ class Listener:
         self._sock.close()
         self._reactor.untrack_resource(self)
 
+    def close_draining(self) -> int:
+        """Stop listening without resetting what the kernel already queued:
+        accept until the queue is empty (EAGAIN), then ``close()``. Returns
+        how many connections were accepted this way (past ``max_connections``
+        too: closing would reset them).
+
+        Closing a listening socket resets every connection in its queue --
+        clients whose handshake completed and whose request may already be
+        sent -- unless another process holds the socket too, or the socket
+        is in an SO_REUSEPORT group and ``net.ipv4.tcp_migrate_req`` is 1
+        (then the kernel moves them, and the SYN_RECV requests, to another
+        socket of the group). Accepting them first serves them whatever the
+        sysctl says; what arrives between the last EAGAIN and the close is
+        the only window left, and migration covers it where it is on. At
+        most backlog + max_accepts are accepted, so a busy port cannot keep
+        the drain going for ever."""
+        if self._state == _CLOSED:
+            self.close()
+            return 0
+        stats = self.stats
+        left = self.backlog + self.max_accepts
+        drained = 0
+        while left > 0:
+            accepted, skipped, err = self._drain(min(self.max_accepts, left))
+            stats.aborted += skipped
+            stats.accepted += len(accepted)
+            left -= len(accepted) + skipped
+            drained += len(accepted)
+            new_connection = self._new_connection
+            for index, (fd, address) in enumerate(accepted):
+                try:
+                    new_connection(fd, address)
+                except BaseException:
+                    for unclaimed, _ in accepted[index + 1:]:
+                        os.close(unclaimed)
+                    self.close()
+                    raise
+            if err != 0:
+                break  # EAGAIN: the queue is empty (or an error: nothing more to take)
+        self.close()
+        return drained
+
     #: Reactor.close() closes listeners before connections
     close_order: ClassVar[int] = CLOSE_FIRST
 
