@@ -192,6 +192,31 @@ def test_sighup_replaces_every_worker_without_a_refused_or_reset_connection(work
     assert "restarting" not in err, err
 
 
+def test_sighup_answers_every_half_sent_request(workers):
+    # 200 clients with half a request sent (half a head, or a head and half
+    # its body); --max-connections 75 per worker: 150 accepted, 50 queued.
+    # SIGHUP: the new generation takes the queue, the old one finishes what
+    # it has. Without the drain, the old workers closed all 150 0.1 s after
+    # they were told to stop.
+    from ..support import HalfRequests
+
+    server, pids = workers("--max-connections", "75", "--grace", "30")
+    half = HalfRequests(server.port, 200, keep_alive=False)
+    try:
+        server.send_signal(signal.SIGHUP)
+        line = server.readline(timeout=20)
+        assert line.startswith("reloaded: generation="), line
+        half.finish()
+        answers = half.answers()
+    finally:
+        half.close()
+    bad = [a[:60] for a in answers if not a.startswith(b"HTTP/1.1 200 OK")]
+    assert not bad, f"{len(bad)} of 200 not answered: {bad[:5]}"
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert re.search(r"^stopped: workers=2 accepted=200 .*aborted_at_exit=0 ", out, re.M), out
+
+
 def test_a_sigkilled_worker_keeps_its_counts(workers):
     server, pids = workers()
     served = collections.Counter(http_get(server.port) for _ in range(40))
