@@ -585,3 +585,50 @@ def test_curl_gets_200_over_tls_and_a_plain_client_counts_as_failed(start_server
     assert code == 0, err
     counts = summary_of(out)
     assert counts["accepted"] == 2 and counts["tls_failed"] == 1, out
+
+
+# ------------------------------------------------------ TLS time limits
+
+@pytest.mark.parametrize("limit", ["idle", "header"])
+def test_tls_time_limits_free_the_fd_on_time(start_server, tmp_path, limit):
+    # A TLS client that goes silent and never answers close_notify: on its
+    # idle (after a request) or header (half a head) timeout the server
+    # sends close_notify and closes at once, so the client's socket sees the
+    # FIN (CLOSE_WAIT) within the limit plus a second. Before, the server
+    # waited for the peer's close_notify up to --tls-shutdown-timeout (30 s
+    # by default; 20 here, so a wait for it cannot pass by chance).
+    import ssl
+
+    from reactor import kernel
+
+    from ..tlscerts import self_signed
+
+    cert, key = self_signed(tmp_path)
+    limits = ["--idle-timeout", "1", "--header-timeout", "0"] if limit == "idle" else \
+        ["--idle-timeout", "0", "--header-timeout", "1"]
+    server = start_server("--port", "0", "--protocol", "http", "--tls-cert", cert, "--tls-key", key, *limits,
+                          "--tls-shutdown-timeout", "20", "--tls-handshake-timeout", "5")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection((server.host, server.port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="localhost") as tls:
+        if limit == "idle":
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while not data.endswith(b"Hello from reactor\n"):
+                data += tls.recv(4096)
+        else:
+            tls.sendall(b"GET / HTTP/1.1\r\nHo")
+        silent_since = time.monotonic()
+        deadline = silent_since + 1 + 1 + 1  # the limit, its sweep's interval (at most the limit), a second
+        state = kernel.tcp_info(tls).state
+        while state == "ESTABLISHED" and time.monotonic() < deadline + 5:
+            time.sleep(0.02)  # polling the kernel's view of our socket: nothing to wait on
+            state = kernel.tcp_info(tls).state
+        freed_after = time.monotonic() - silent_since
+        assert state == "CLOSE_WAIT", state
+        assert freed_after < deadline - silent_since, f"fd freed {freed_after:.1f} s after the client went silent"
+    code, out, err = server.stop()
+    assert code == 0, err
+    assert ("idle_closed=1" if limit == "idle" else "header_timeouts=1") in out, out
