@@ -333,11 +333,14 @@ class Supervisor:
             slot.failures = 0
         slot.failures += 1
         delay = self._backoff(slot)
-        when = "at once" if delay == 0 else (
-            f"in {delay:g} s ({slot.failures} quick deaths in a row; its socket is closed meanwhile)")
+        if self._covered(slot):  # a reload's new worker is on the slot already
+            then = "its slot is served by the new generation's worker"
+        else:
+            when = "at once" if delay == 0 else (
+                f"in {delay:g} s ({slot.failures} quick deaths in a row; its socket is closed meanwhile)")
+            then = f"restarting {when} from the configuration loaded {self._loaded()}"
         print(f"python -m reactor serve: worker {worker.pid} (slot {slot.index}) died ({how}) after {lived:.1f} s; "
-              f"restarting {when} from the configuration loaded {self._loaded()}",
-              file=sys.stderr, flush=True)
+              f"{then}", file=sys.stderr, flush=True)
         self._refill()
 
     def _loaded(self) -> str:
@@ -571,9 +574,10 @@ def _worker_main(config: ServeConfig, fd: int, stdout: int, supervisor: int) -> 
     # The supervisor's handlers wrote to its wake-up fd, closed below; the
     # worker's own reactor installs its own for INT, TERM and USR1.
     signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGCHLD):
-        signal.signal(signum, signal.SIG_DFL)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)  # a stop before serve() listens: the worker just ends
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor's: a worker is replaced, not reloaded
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a stats request forwarded before serve() handles it
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.dup2(stdout, 1)

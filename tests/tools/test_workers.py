@@ -408,3 +408,106 @@ def test_ten_thousand_connections_a_second_through_three_reloads(workers):
     refused_or_reset = {k: v for k, v in result.errors.items() if k in ("ECONNREFUSED", "ECONNRESET", "EPIPE")}
     assert refused_or_reset == {}, result.errors
     assert result.completed > 0 and "reloads=3 " in out
+
+
+# ------------------------------------------- the invariant, without processes
+
+class FakeForks:
+    """A Supervisor whose forks and signals are recorded, not made: the
+    slot logic driven step by step, in the orders that real processes make
+    rare (a reload failing while an old worker dies)."""
+
+    def __init__(self, monkeypatch, count: int = 2) -> None:
+        import io
+
+        from reactor import Reactor
+        from reactor.tools import workers as workers_mod
+        from reactor.tools.serve import ServeConfig
+
+        self.mod = workers_mod
+        self.reactor = Reactor()
+        sockets = workers_mod.listen_sockets("127.0.0.1", 0, count, None)
+        config = ServeConfig(port=sockets[0].getsockname()[1], protocol="http")
+        self.supervisor = workers_mod.Supervisor(self.reactor, config, count, io.StringIO(), sockets,
+                                                 reload_config=lambda config: config)
+        self.sockets = sockets
+        self.next_pid = 1_000_000_000  # never a real pid: nothing is signalled anyway
+        self.forked: list[tuple[int, int]] = []  # (slot, pid)
+        self.signals: list[tuple[int, int]] = []
+        monkeypatch.setattr(workers_mod, "_signal", lambda pid, signum: self.signals.append((pid, signum)))
+        monkeypatch.setattr(self.supervisor, "_fork", self.fork)
+
+    def fork(self, slot, config):
+        self.next_pid += 1
+        worker = self.mod._Worker(slot.index, self.next_pid, -1, self.supervisor.generation)
+        self.supervisor.workers[worker.pid] = worker
+        self.forked.append((slot.index, worker.pid))
+        return worker
+
+    def listening(self, pid: int) -> None:
+        self.supervisor._worker_line(self.supervisor.workers[pid], "listening on 127.0.0.1:1 backend=epoll native=on")
+
+    def dies(self, pid: int, code: int = -9) -> None:
+        worker = self.supervisor.workers.pop(pid)
+        worker.returncode, worker.eof = code, True
+        self.supervisor._gone(worker)
+
+    def covered(self) -> list[bool]:
+        return [self.supervisor._covered(slot) for slot in self.supervisor.slots]
+
+    def close(self) -> None:
+        for slot in self.supervisor.slots:
+            self.supervisor._close_slot(slot)
+        for sock in self.sockets:
+            sock.close()
+        self.reactor.close()
+
+
+@pytest.fixture
+def fake(monkeypatch, capsys):
+    harness = FakeForks(monkeypatch)
+    yield harness
+    harness.close()
+
+
+def start(fake: FakeForks) -> list[int]:
+    for slot in fake.supervisor.slots:
+        fake.supervisor._fork(slot, fake.supervisor.config)
+    pids = [pid for _, pid in fake.forked]
+    for pid in pids:
+        fake.listening(pid)
+    assert fake.supervisor.announced
+    return pids
+
+
+def test_an_old_worker_dying_while_the_reload_fails_leaves_no_slot_empty(fake, capsys):
+    old = start(fake)
+    fake.supervisor.reload()
+    new = [pid for _, pid in fake.forked[2:]]
+    assert len(new) == 2 and fake.supervisor.reloading
+    fake.dies(old[0])  # slot 0's new worker is starting: nothing to start
+    assert len(fake.forked) == 4 and fake.covered() == [True, True]
+    fake.dies(new[0], code=3)  # the reload fails: the new workers go...
+    assert not fake.supervisor.reloading
+    assert (new[1], signal.SIGTERM) in fake.signals
+    # ...and slot 0, whose old worker died meanwhile, gets one again
+    assert fake.forked[4][0] == 0 and fake.covered() == [True, True], fake.forked
+    assert "slot(s) 0 lost their worker meanwhile and get a new one" in capsys.readouterr().err
+
+
+def test_quick_deaths_back_off_with_the_socket_closed(fake, capsys):
+    old = start(fake)
+    slot = fake.supervisor.slots[0]
+    fake.dies(old[0])  # the first death: at once, the socket kept (its queue waits)
+    assert fake.forked[-1][0] == 0 and slot.sock is not None and slot.timer is None
+    delays = []
+    for _ in range(4):
+        fake.dies(fake.forked[-1][1])  # dies again before STABLE_AFTER
+        assert slot.sock is None and slot.timer is not None, "a slot waiting for a worker keeps no socket"
+        delays.append(round(slot.timer.when - fake.reactor.time(), 1))
+        fake.supervisor._restart(slot)  # the timer's call
+        assert slot.sock is not None and fake.forked[-1][0] == 0
+    assert delays == [0.1, 0.2, 0.4, 0.8], delays
+    assert fake.covered() == [True, True] and old[1] in fake.supervisor.workers  # the healthy one untouched
+    assert not fake.supervisor.stopping and fake.signals == []
+    assert "restarting in 0.4 s (4 quick deaths in a row; its socket is closed meanwhile)" in capsys.readouterr().err
