@@ -15,8 +15,10 @@ Some facts about SO_REUSEPORT on Linux, and what they mean for a reload:
 - Closing a listening socket resets every connection still in its queue
   (the client, which saw its handshake complete, reads ECONNRESET after
   having sent its request), and the SYN_RECV requests hashed to it die too,
-  unless ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+, off by default; it is
-  0 here) moves them to another socket of the group.
+  unless ``net.ipv4.tcp_migrate_req=1`` (Linux 5.14+, per network
+  namespace, off by default; it is 0 here, and writable as root: the test
+  in tests/test_kernel.py sets it in a namespace it makes) moves them to
+  another socket of the group.
 - A listening socket that is not watched (paused) keeps its place in the
   group: connections go on being hashed to it. So "stop watching, accept
   until EAGAIN, then close" always leaves a window between the last EAGAIN
@@ -26,9 +28,8 @@ Some facts about SO_REUSEPORT on Linux, and what they mean for a reload:
   keeps its queue, and its place in the group, while either one has it.
 
 So the listening sockets are not the workers' but the supervisor's: it binds
-and listens one SO_REUSEPORT socket per worker slot and passes it to the
-worker as ``serve --fd N`` (socket activation, the same path systemd's
-sockets take). A reload starts a new worker on the *same* socket; both
+and listens one SO_REUSEPORT socket per worker slot, and each worker it
+forks inherits its slot's socket. A reload starts a new worker on the *same* socket; both
 accept from its queue until the old one has been told to stop; the old one
 then closes only its own fd. No listening socket ever closes while the
 supervisor lives, so no queued connection is reset and none is refused.
