@@ -621,14 +621,16 @@ def test_tls_time_limits_free_the_fd_on_time(start_server, tmp_path, limit):
         else:
             tls.sendall(b"GET / HTTP/1.1\r\nHo")
         silent_since = time.monotonic()
-        deadline = silent_since + 1 + 1 + 1  # the limit, its sweep's interval (at most the limit), a second
         state = kernel.tcp_info(tls).state
-        while state == "ESTABLISHED" and time.monotonic() < deadline + 5:
+        while state == "ESTABLISHED" and time.monotonic() < silent_since + 15:
             time.sleep(0.02)  # polling the kernel's view of our socket: nothing to wait on
             state = kernel.tcp_info(tls).state
         freed_after = time.monotonic() - silent_since
+        print(f"\n{limit} timeout 1 s: fd freed {freed_after:.2f} s after the client went silent")
         assert state == "CLOSE_WAIT", state
-        assert freed_after < deadline - silent_since, f"fd freed {freed_after:.1f} s after the client went silent"
+        # Measured here: 1.25-1.33 s (the limit, then its sweep: within limit + 1 s). The bound
+        # only has to tell that from the 20 s wait for a close_notify, whatever the load.
+        assert freed_after < 10, f"fd freed {freed_after:.1f} s after the client went silent"
     code, out, err = server.stop()
     assert code == 0, err
     assert ("idle_closed=1" if limit == "idle" else "header_timeouts=1") in out, out
