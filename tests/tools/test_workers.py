@@ -192,20 +192,31 @@ def test_sighup_replaces_every_worker_without_a_refused_or_reset_connection(work
     assert "restarting" not in err, err
 
 
-def test_sighup_answers_every_half_sent_request(workers):
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+def test_every_half_sent_request_is_answered_through_a_reload_or_a_stop(workers, signum):
     # 200 clients with half a request sent (half a head, or a head and half
     # its body); --max-connections 75 per worker: 150 accepted, 50 queued.
     # SIGHUP: the new generation takes the queue, the old one finishes what
-    # it has. Without the drain, the old workers closed all 150 0.1 s after
-    # they were told to stop.
+    # it has. SIGTERM: each worker accepts its queue (past the limit: closing
+    # would reset it) and finishes everything. Without the drain, the
+    # workers closed all 150 0.1 s after they were told to stop.
     from ..support import HalfRequests
 
     server, pids = workers("--max-connections", "75", "--grace", "30")
     half = HalfRequests(server.port, 200, keep_alive=False)
     try:
-        server.send_signal(signal.SIGHUP)
-        line = server.readline(timeout=20)
-        assert line.startswith("reloaded: generation="), line
+        server.send_signal(signum)
+        if signum == signal.SIGHUP:
+            line = server.readline(timeout=20)
+            assert line.startswith("reloaded: generation="), line
+        # The rest is sent once the old workers have begun to drain (they
+        # have closed their listening fd): else they could answer before
+        # they are told to stop, and the test would not test the drain.
+        listening = listening_inodes(server.port)
+        deadline = time.monotonic() + 20
+        while any(holds(pid, listening) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling /proc: the kernel's view, nothing to wait on
+        assert not any(holds(pid, listening) for pid in pids), "the old workers did not begin to drain"
         half.finish()
         answers = half.answers()
     finally:
@@ -215,6 +226,33 @@ def test_sighup_answers_every_half_sent_request(workers):
     code, out, err = server.stop()
     assert code == 0, err
     assert re.search(r"^stopped: workers=2 accepted=200 .*aborted_at_exit=0 ", out, re.M), out
+
+
+def listening_inodes(port: int) -> set[str]:
+    """The inodes of the sockets listening on ``port`` (/proc/net/tcp)."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: TCP_LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+def holds(pid: int, inodes: set[str]) -> bool:
+    """True while process ``pid`` has an fd on one of these sockets."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except FileNotFoundError:
+        return False
+    for name in names:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except FileNotFoundError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
 
 
 def test_a_sigkilled_worker_keeps_its_counts(workers):
