@@ -403,3 +403,52 @@ def interrupt_twice_while_stalled(server: Server, client: socket.socket) -> tupl
     server.proc.send_signal(signal.SIGINT)
     code, out, err = server.stop(timeout=20)
     return code, out, err, time.monotonic() - started
+
+
+# ------------------------------------------------- half-sent HTTP requests
+
+class HalfRequests:
+    """``count`` HTTP clients of one server, each with half a request sent:
+    half of them half a head, the other half a whole head and half its
+    body. ``finish()`` sends the rest; ``answers()`` reads each to EOF."""
+
+    HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+    CLOSE_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 10\r\n\r\n"
+    BODY = b"0123456789"
+
+    def __init__(self, port: int, count: int, keep_alive: bool = True) -> None:
+        head = self.HEAD if keep_alive else self.CLOSE_HEAD
+        self.socks: list[socket.socket] = []
+        self.parts: list[tuple[bytes, bytes]] = []
+        try:
+            for index in range(count):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+                self.socks.append(sock)
+                whole = head + self.BODY
+                cut = 20 if index % 2 == 0 else len(head) + 5  # in the head / in the body
+                sock.sendall(whole[:cut])
+                self.parts.append((whole[:cut], whole[cut:]))
+        except BaseException:
+            self.close()
+            raise
+
+    def finish(self) -> None:
+        for sock, (_, rest) in zip(self.socks, self.parts, strict=True):
+            sock.sendall(rest)
+
+    def answers(self) -> list[bytes]:
+        """Each connection's whole answer (to EOF), or the error's name."""
+        out = []
+        for sock in self.socks:
+            data = b""
+            try:
+                while chunk := sock.recv(65536):
+                    data += chunk
+            except OSError as exc:
+                data += f"<{type(exc).__name__}>".encode()
+            out.append(data)
+        return out
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()

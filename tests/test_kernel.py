@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import socket
@@ -314,3 +315,65 @@ def test_sock_diag_counts_by_full_address_in_ipv6_too():
             assert not ours(kernel.tcp_sockets(port, family=socket.AF_INET), ("::1", port))
             counts = kernel.port_states(port, family=socket.AF_INET6)
             assert counts["LISTEN"] >= 1 and counts["ESTABLISHED"] >= 2  # by port: strangers may share it
+
+
+# --------------------------------------------- tcp_migrate_req (reload, stop)
+
+_MIGRATE_CHILD = r"""
+import json, socket
+
+def listener(port):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
+
+a = listener(0)
+port = a.getsockname()[1]
+b = listener(port)
+clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+a.close()  # with connections of its own still queued (2**-40 that none is)
+b.setblocking(False)
+accepted = []
+while True:
+    try:
+        accepted.append(b.accept()[0])
+    except BlockingIOError:
+        break
+reset = 0
+for client in clients:
+    client.setblocking(False)
+    try:
+        client.recv(1)
+    except ConnectionResetError:
+        reset += 1
+    except BlockingIOError:
+        pass
+print(json.dumps({"accepted": len(accepted), "reset": reset}))
+for sock in accepted + clients + [b]:
+    sock.close()
+"""
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("migrate", [0, 1])
+def test_tcp_migrate_req_moves_a_closed_reuseport_listeners_queue(migrate):
+    # The kernel fact behind serve's drain (README, "Reload figures"): closing
+    # one socket of an SO_REUSEPORT group resets the connections in its
+    # queue, unless net.ipv4.tcp_migrate_req=1 (per network namespace; Linux
+    # 5.14+) moves them to another socket of the group. Checked in a
+    # namespace the test makes, so the host's setting is never touched.
+    from . import netns
+
+    with netns.Namespaces() as ns:
+        name = ns.add()
+        if not os.path.exists("/proc/sys/net/ipv4/tcp_migrate_req"):
+            pytest.skip("this kernel has no net.ipv4.tcp_migrate_req (Linux 5.14+)")
+        ns.sysctl(name, "net/ipv4/tcp_migrate_req", str(migrate))
+        assert ns.exec(name, "cat", "/proc/sys/net/ipv4/tcp_migrate_req").strip() == str(migrate)
+        [result] = ns.run_python(name, _MIGRATE_CHILD)
+    if migrate:
+        assert result == {"accepted": 40, "reset": 0}, result
+    else:
+        assert result["accepted"] < 40 and result["reset"] == 40 - result["accepted"], result

@@ -12,7 +12,9 @@ sweep (``reactor._core.sweep``) per limit, not by a timer per connection:
 
 A connection is closed after between S and S + interval seconds of silence
 (never before S: the tick a connection joins counts as a sign of life).
-Closing is graceful (flush, FIN) when nothing is queued. With bytes queued
+Closing is graceful (flush, FIN) when nothing is queued; over TLS our
+close_notify goes first, and the peer's is not waited for (a silent peer
+would hold the fd for the whole TLS shutdown timeout). With bytes queued
 the peer has not read them for S seconds either (a send that takes nothing
 is no sign of life), so a graceful close would wait for ever: it is aborted
 (RST) instead.
@@ -88,4 +90,5 @@ class IdleLimit:
         if transport.get_write_buffer_size():
             transport.abort()  # the peer reads nothing: a flush would never end (module docs)
         else:
-            transport.close()
+            # TLS: close_notify, then FIN now, never a wait for the peer's
+            transport.close_without_waiting()

@@ -71,6 +71,9 @@ rules and ours). The listener then gives each transport a pre-protocol,
 ``proxy.HeaderReader``, instead of calling the factory: the real protocol is
 made, and told ``connection_made``, once the header is read. Off, the
 factory is the caller's own: the accept path does no work for the feature.
+A header is taken only from ``proxy_from`` (default: loopback): a TCP
+connection from any other source is closed at accept, unread, and counted in
+``stats.proxy_refused`` (``proxy.py``: who may send one).
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ from .._core.resources import CLOSE_FIRST
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
 from .addresses import check_host_name, format_address
 from .idle import IdleLimit, check_idle_timeout
-from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader
+from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader, TrustedSources, check_proxy_from
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
 from .tls import (
     DEFAULT_SSL_HANDSHAKE_TIMEOUT,
@@ -180,11 +183,13 @@ class ListenerStats:
     idle_closed: connections closed by ``idle_timeout``
     tls_failed: TLS handshakes that failed or timed out (``ssl=`` only)
     limited: times the listener stopped accepting at ``max_connections``
+    proxy_refused: connections closed at accept because they came from a
+        source not in ``proxy_from`` (``proxy_protocol=True`` only)
     """
 
     __slots__ = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
                  "max_batch", "empty_wakeups", "active", "histogram", "proxy_errors", "idle_closed",
-                 "tls_failed", "limited")
+                 "tls_failed", "limited", "proxy_refused")
 
     def __init__(self) -> None:
         self.accepted = 0
@@ -202,6 +207,7 @@ class ListenerStats:
         self.idle_closed = 0
         self.tls_failed = 0
         self.limited = 0
+        self.proxy_refused = 0
 
     @property
     def accepts_per_wakeup(self) -> float:
@@ -230,7 +236,8 @@ class Listener:
                  backlog: int, max_accepts: int, on_exhausted: str = "pause",
                  unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None,
                  proxy_protocol: bool = False, proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
-                 ssl_context: Any = None, ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
+                 proxy_from: TrustedSources | None = None, ssl_context: Any = None,
+                 ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
                  ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
                  max_connections: int | None = None) -> None:
         self._reactor = reactor
@@ -255,6 +262,11 @@ class Listener:
             # (module docs); off, the caller's factory is called as it is.
             # Behind TLS the header comes first, in the clear (HAProxy's send-proxy).
             self._factory = functools.partial(HeaderReader, self, self._factory, proxy_timeout)
+        #: who may send a PROXY header (None: proxy_protocol off); TCP peers only
+        tcp_family = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self.proxy_from: TrustedSources | None = (
+            (proxy_from or check_proxy_from(None, True)) if proxy_protocol and tcp_family else None)
+        self._warned_untrusted = False
         #: at most this many connections open at once (None: no limit)
         self.max_connections: int | None = max_connections
         self._idle = IdleLimit(reactor, idle_timeout, self._idle_closed) if idle_timeout is not None else None
@@ -374,6 +386,48 @@ class Listener:
         self._sock.close()
         self._reactor.untrack_resource(self)
 
+    def close_draining(self) -> int:
+        """Stop listening without resetting what the kernel already queued:
+        accept until the queue is empty (EAGAIN), then ``close()``. Returns
+        how many connections were accepted this way (past ``max_connections``
+        too: closing would reset them).
+
+        Closing a listening socket resets every connection in its queue --
+        clients whose handshake completed and whose request may already be
+        sent -- unless another process holds the socket too, or the socket
+        is in an SO_REUSEPORT group and ``net.ipv4.tcp_migrate_req`` is 1
+        (then the kernel moves them, and the SYN_RECV requests, to another
+        socket of the group). Accepting them first serves them whatever the
+        sysctl says; what arrives between the last EAGAIN and the close is
+        the only window left, and migration covers it where it is on. At
+        most backlog + max_accepts are accepted, so a busy port cannot keep
+        the drain going for ever."""
+        if self._state == _CLOSED:
+            self.close()
+            return 0
+        stats = self.stats
+        left = self.backlog + self.max_accepts
+        drained = 0
+        while left > 0:
+            accepted, skipped, err = self._drain(min(self.max_accepts, left))
+            stats.aborted += skipped
+            stats.accepted += len(accepted)
+            left -= len(accepted) + skipped
+            drained += len(accepted)
+            new_connection = self._new_connection
+            for index, (fd, address) in enumerate(accepted):
+                try:
+                    new_connection(fd, address)
+                except BaseException:
+                    for unclaimed, _ in accepted[index + 1:]:
+                        os.close(unclaimed)
+                    self.close()
+                    raise
+            if err != 0:
+                break  # EAGAIN: the queue is empty (or an error: nothing more to take)
+        self.close()
+        return drained
+
     #: Reactor.close() closes listeners before connections
     close_order: ClassVar[int] = CLOSE_FIRST
 
@@ -474,6 +528,9 @@ class Listener:
             self._on_fatal_error(err)
 
     def _new_connection(self, fd: int, address: Any) -> None:
+        if self.proxy_from is not None and not self.proxy_from.trusts(address[0]):
+            self._refuse_untrusted(fd, address)
+            return
         if self._max_fd is not None and fd >= self._max_fd:
             os.close(fd)
             self.stats.rejected += 1
@@ -521,6 +578,17 @@ class Listener:
         if self._idle is not None and not transport.is_closing():
             # After connection_made: one closed there is never watched.
             self._idle.watch(transport)
+
+    def _refuse_untrusted(self, fd: int, address: Any) -> None:
+        """A PROXY header would be believed from this peer, which is not a
+        trusted balancer: closed unread (module docs), counted, logged once."""
+        os.close(fd)
+        self.stats.proxy_refused += 1
+        if not self._warned_untrusted:
+            self._warned_untrusted = True
+            logger.warning("listener %s: closed a connection from %s, which is not in proxy_from (%s): only a "
+                           "trusted balancer may send a PROXY header (counted in stats.proxy_refused; warned once)",
+                           self.address, format_address(address), self.proxy_from)
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> Transport:
         """The transport for an accepted ``fd`` (a subclass may make another
@@ -727,7 +795,7 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
                ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
                ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
                max_connections: int | None = None, proxy_protocol: bool = False,
-               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
+               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
     """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
     ephemeral port), or on an already bound ``sock``. A ``sock`` that is
     already listening (socket activation; a Unix stream socket too) is used
@@ -742,7 +810,9 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     docs). ``keepalive`` / ``user_timeout``: dead-peer detection applied to
     every accepted connection. ``proxy_protocol``: every connection must
     start with a PROXY protocol v1 or v2 header, read (within
-    ``proxy_timeout`` seconds) before ``connection_made`` (module docs).
+    ``proxy_timeout`` seconds) before ``connection_made`` (module docs), and
+    only from ``proxy_from``: CIDR networks (a list, or one comma-separated
+    str; default loopback only), any other source is closed at accept.
     ``ssl``: an ``ssl.SSLContext`` with a certificate: every connection is
     TLS, its handshake within ``ssl_handshake_timeout`` seconds, its
     close_notify answered within ``ssl_shutdown_timeout``.
@@ -757,6 +827,7 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
     _check_proxy(proxy_protocol, proxy_timeout)
+    trusted = check_proxy_from(proxy_from, proxy_protocol)
     limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
     keepalive = check_keepalive(keepalive)
     user_timeout_ms = check_user_timeout(user_timeout)
@@ -782,7 +853,8 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
         return Listener(reactor, sock, protocol_factory, backlog=effective,
                         max_accepts=_default_max_accepts(max_accepts, effective),
                         on_exhausted=on_exhausted, keepalive=keepalive, user_timeout_ms=user_timeout_ms,
-                        proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout, **limits)
+                        proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout, proxy_from=trusted,
+                        **limits)
     except BaseException:
         sock.close()
         raise
@@ -849,10 +921,11 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
                 ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
                 ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
                 max_connections: int | None = None, proxy_protocol: bool = False,
-                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
+                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
     """Listen on a Unix stream socket at ``path``. ``ssl``, the limits and
     ``proxy_protocol`` as for ``listen_tcp`` (HAProxy sends it to Unix
-    servers too).
+    servers too); ``proxy_from`` is checked but filters nothing here: who
+    may connect is the socket file's mode.
 
     A socket file left by a dead server (connecting to it is refused) is
     replaced; a live one raises ``OSError(EADDRINUSE)``; any other file
@@ -863,6 +936,7 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
     reactor._check_open()
     _check_common(protocol_factory, max_accepts, on_exhausted)
     _check_proxy(proxy_protocol, proxy_timeout)
+    check_proxy_from(proxy_from, proxy_protocol)
     limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")

@@ -50,6 +50,18 @@ naming the rule, and the connection is closed (the listener counts it).
   (type, value); PP2_TYPE_CRC32C is not verified.
 - The bytes after the header are the client's: returned with the header.
 
+Who may send one. A header is believed because the balancer is trusted, so
+it must come from the balancer: a client that reaches the port directly
+(the balancer's network is rarely the only way in) could otherwise send a
+well-formed header and be taken at its word. ``proxy_from`` lists the
+networks a header is taken from (``TrustedSources``); a TCP connection from
+anywhere else is closed at accept, before a byte is read, and counted in
+``stats.proxy_refused``. The default is loopback only (127.0.0.0/8 and ::1:
+a balancer on the same host); a balancer elsewhere must be named, and
+``0.0.0.0/0,::/0`` trusts every source, which is what the listener did
+before the list existed. A Unix socket's peers are not filtered: who may
+connect is the socket file's mode (``serve --unix-mode``).
+
 ``HeaderReader`` is the one piece that meets a connection: the listener's
 pre-protocol (``listen(..., proxy_protocol=True)``). The transport hands it
 the bytes until the header is complete, then hands the connection to the
@@ -80,7 +92,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ProxyProtocolError", "ProxyHeader", "Parsed", "NeedMore", "NEED_MORE", "ProxyParser",
     "V1_SIGNATURE", "V2_SIGNATURE", "V1_MAX_LENGTH", "MAX_V2_TLV_BYTES", "LOCAL", "PROXY",
-    "DEFAULT_PROXY_TIMEOUT", "HeaderReader", "parse",
+    "DEFAULT_PROXY_TIMEOUT", "DEFAULT_PROXY_FROM", "TrustedSources", "check_proxy_from", "HeaderReader", "parse",
 ]
 
 #: seconds a connection may take to send its whole header; a balancer sends
@@ -88,6 +100,11 @@ __all__ = [
 #: dead one, takes longer (haproxy's own accept-proxy wait is its
 #: ``timeout client``, often 5 s too)
 DEFAULT_PROXY_TIMEOUT = 5.0
+#: the sources a PROXY header is taken from when ``proxy_from`` is not given
+DEFAULT_PROXY_FROM = ("127.0.0.0/8", "::1/128")
+#: peer hosts whose verdict is kept (the accept drain shares one string per
+#: host, so a balancer's few addresses are looked up once each)
+_TRUST_CACHE_SIZE = 1024
 
 #: v1 starts with these 6 bytes ("PROXY" and its space)
 V1_SIGNATURE = b"PROXY "
@@ -119,6 +136,68 @@ _V1_FAMILIES = {b"TCP4": socket.AF_INET, b"TCP6": socket.AF_INET6}
 _V1_UNKNOWN = b"UNKNOWN"
 _CRLF = b"\r\n"
 _MAX_PORT = 65535
+
+
+class TrustedSources:
+    """The networks a PROXY header is taken from (module docs);
+    ``trusts(host)`` for a peer's host string."""
+
+    __slots__ = ("networks", "_cache")
+
+    def __init__(self, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> None:
+        self.networks = networks
+        self._cache: dict[str, bool] = {}
+
+    def trusts(self, host: str) -> bool:
+        verdict = self._cache.get(host)
+        if verdict is None:
+            verdict = self._lookup(host)
+            if len(self._cache) >= _TRUST_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[host] = verdict
+        return verdict
+
+    def _lookup(self, host: str) -> bool:
+        try:
+            address: Any = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's IPv4 peer
+        return any(address in network for network in self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedSources({', '.join(str(n) for n in self.networks)})"
+
+
+def check_proxy_from(proxy_from: Any, proxy_protocol: bool) -> TrustedSources | None:
+    """``proxy_from`` checked: None (the default, loopback only) or CIDR
+    networks as strings (an address alone is one host); a str may list them
+    comma-separated. None without ``proxy_protocol``."""
+    if not proxy_protocol:
+        if proxy_from is not None:
+            raise ValueError("proxy_from is only meaningful with proxy_protocol=True")
+        return None
+    if proxy_from is None:
+        proxy_from = DEFAULT_PROXY_FROM
+    if isinstance(proxy_from, str):
+        proxy_from = [item.strip() for item in proxy_from.split(",")]
+    try:
+        items = list(proxy_from)
+    except TypeError:
+        raise TypeError(f"proxy_from must be CIDR strings or None, not {type(proxy_from).__name__}") from None
+    networks = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"proxy_from must be CIDR strings or None, not {type(item).__name__} {item!r}")
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError as exc:
+            raise ValueError(f"proxy_from: {item!r} is not a network in CIDR form (10.0.0.0/8, ::1/128): "
+                             f"{exc}") from None
+    if not networks:
+        raise ValueError("proxy_from is empty: no source could send a PROXY header")
+    return TrustedSources(tuple(networks))
 
 
 class ProxyProtocolError(ValueError):

@@ -69,7 +69,7 @@ class Reactor(EventLoop):
                ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
                ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
                max_connections: int | None = None, proxy_protocol: bool = False,
-               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
+               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
         """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
         ephemeral port; ``""`` binds every IPv4 interface, ``"::"`` every IPv6
         one), or on an already bound
@@ -79,14 +79,14 @@ class Reactor(EventLoop):
                           keepalive=keepalive, user_timeout=user_timeout, ssl=ssl,
                           ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
                           idle_timeout=idle_timeout, max_connections=max_connections,
-                          proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout)
+                          proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout, proxy_from=proxy_from)
 
     def listen_unix(self, protocol_factory: ProtocolFactory, path: str, *, backlog: int | None = None,
                     max_accepts: int | None = None, on_exhausted: str = "pause", ssl: Any = None,
                     ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
                     ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
                     max_connections: int | None = None, proxy_protocol: bool = False,
-                    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT) -> Listener:
+                    proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
         """Listen on a Unix stream socket at ``path`` (a stale socket file is
         replaced, a live one is ``EADDRINUSE``; the path is removed on close).
         ``ssl``, the limits and ``proxy_protocol`` as for ``listen``."""
@@ -94,7 +94,7 @@ class Reactor(EventLoop):
                            on_exhausted=on_exhausted, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout,
                            ssl_shutdown_timeout=ssl_shutdown_timeout, idle_timeout=idle_timeout,
                            max_connections=max_connections, proxy_protocol=proxy_protocol,
-                           proxy_timeout=proxy_timeout)
+                           proxy_timeout=proxy_timeout, proxy_from=proxy_from)
 
     # ------------------------------------------------------------ clients
 

@@ -772,6 +772,12 @@ class Transport:
             self._state = _ON_FLUSHED[state]
             self._release(None)
 
+    def close_without_waiting(self) -> None:
+        """The close of a time limit (idle, request head): on plain TCP it is
+        ``close()``, which never waits for the peer; a TLS connection sends
+        close_notify and closes without waiting for the peer's."""
+        self.close()
+
     def abort(self) -> None:
         """Abortive close: drop the queue and send RST (SO_LINGER {1, 0});
         ``connection_lost(None)``. Idempotent."""

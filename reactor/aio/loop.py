@@ -53,7 +53,7 @@ from .._core.backends import backend_info
 from .._core.loop import BACKEND_ENV
 from .._core.watchers import EPOLL_READ, EPOLL_WRITE, EVENT_READ, EVENT_WRITE, FdWatchers, fileobj_to_fd
 from .._net.listener import _check_proxy as check_proxy
-from .._net.proxy import DEFAULT_PROXY_TIMEOUT
+from .._net.proxy import DEFAULT_PROXY_TIMEOUT, check_proxy_from
 from .._net.tls import SharedBufferSSLProtocol
 from .._net.transport import READ_SIZE
 from ._private import logger
@@ -453,17 +453,19 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
     # ------------------------------------------------------------- servers
 
     async def create_server(self, protocol_factory: Callable[[], Any], host: Any = None, port: Any = None, *,
-                            proxy_protocol: bool = False, **kwargs: Any) -> ReactorServer:
+                            proxy_protocol: bool = False, proxy_from: Any = None, **kwargs: Any) -> ReactorServer:
         """``asyncio``'s ``create_server`` (every keyword), serving through
         reactor listeners; the server has ``.stats``. ``proxy_protocol=True``
         (reactor's own keyword, as for ``Reactor.listen``): every connection
         starts with a PROXY protocol v1/v2 header, read before
         ``connection_made`` (and before TLS); ``get_extra_info("peername")``
-        is then the client's address."""
+        is then the client's address. ``proxy_from``: the CIDR networks a
+        header is taken from (default loopback only), as for ``listen``."""
         check_proxy(proxy_protocol, DEFAULT_PROXY_TIMEOUT)
+        trusted = check_proxy_from(proxy_from, proxy_protocol)
         start_serving = kwargs.pop("start_serving", True)
         server = await super().create_server(protocol_factory, host, port, start_serving=False, **kwargs)
-        return await self._adopt_server(server, start_serving, proxy_protocol)
+        return await self._adopt_server(server, start_serving, proxy_protocol, trusted)
 
     async def create_unix_server(self, protocol_factory: Callable[[], Any], path: Any = None, *,
                                  sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
@@ -525,7 +527,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         return await self._adopt_server(server, start_serving, proxy_protocol)
 
     async def _adopt_server(self, server: base_events.Server, start_serving: bool,
-                            proxy_protocol: bool) -> ReactorServer:
+                            proxy_protocol: bool, proxy_from: Any = None) -> ReactorServer:
         # asyncio's create_server builds a base_events.Server by name; ours
         # only adds the listeners' stats (and what they are asked for), so the
         # instance changes class in place (same layout) instead of copying
@@ -534,6 +536,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         adopted: ReactorServer = server  # type: ignore[assignment]
         adopted._listeners = []
         adopted._proxy_protocol = proxy_protocol
+        adopted._proxy_from = proxy_from
         if start_serving:
             adopted._start_serving()
             await tasks.sleep(0)  # let the readers go through, as asyncio does
@@ -546,10 +549,11 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                        context: contextvars.Context | None = None) -> None:
         # asyncio's Server calls this with its own arguments only: what reactor adds rides on the server
         proxy_protocol = isinstance(server, ReactorServer) and server._proxy_protocol
+        proxy_from = server._proxy_from if isinstance(server, ReactorServer) else None
         listener = AioListener.serve(self, sock, protocol_factory, sslcontext=sslcontext, server=server,
                                      backlog=backlog, ssl_handshake_timeout=ssl_handshake_timeout,
                                      ssl_shutdown_timeout=ssl_shutdown_timeout, proxy_protocol=proxy_protocol,
-                                     context=context)
+                                     proxy_from=proxy_from, context=context)
         self._listeners[sock.fileno()] = listener
         if isinstance(server, ReactorServer):
             server._listeners.append(listener)

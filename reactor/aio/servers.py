@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
+from .._net.proxy import TrustedSources
 from .._net.tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
@@ -38,14 +39,18 @@ if TYPE_CHECKING:
 
 __all__ = ["ReactorServer", "AioListener", "sum_stats"]
 
-#: the counters that add up over listeners (max_batch takes the largest)
-_SUMMED = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
-           "empty_wakeups", "active", "proxy_errors")
+#: the counters that do not add up over listeners: the largest batch is the
+#: largest of any, and the histogram adds up bucket by bucket
+_NOT_SUMMED = frozenset(("max_batch", "histogram"))
+#: every other counter of the stats type adds up, read from the type itself:
+#: a counter added to ListenerStats is summed without a list to keep (a
+#: hand-kept list here once forgot tls_failed, idle_closed and limited)
+_SUMMED = tuple(name for name in ListenerStats.__slots__ if name not in _NOT_SUMMED)
 
 
 def sum_stats(listeners: list[Listener]) -> ListenerStats:
     """One ``ListenerStats`` adding up several listeners' (``max_batch``:
-    the largest)."""
+    the largest; the histogram bucket by bucket)."""
     total = ListenerStats()
     for listener in listeners:
         stats = listener.stats
@@ -61,8 +66,9 @@ class ReactorServer(base_events.Server):
     """asyncio's ``Server``, serving through reactor listeners."""
 
     _listeners: list[Listener]
-    #: reactor's own create_server keyword (asyncio's Server does not pass it on)
+    #: reactor's own create_server keywords (asyncio's Server does not pass them on)
     _proxy_protocol: bool = False
+    _proxy_from: TrustedSources | None = None
 
     if TYPE_CHECKING:
         def _start_serving(self) -> None: ...  # base_events.Server's, not in typeshed
@@ -71,6 +77,24 @@ class ReactorServer(base_events.Server):
     def stats(self) -> ListenerStats:
         """Accept counters summed over this server's listening sockets."""
         return sum_stats(self._listeners)
+
+
+class _CountedSSLProtocol(SharedBufferSSLProtocol):
+    """asyncio's TLS layer that counts, in its listener's ``stats.tls_failed``,
+    a connection lost before its handshake was done (a failed handshake, a
+    timeout, an EOF or reset in the middle), as reactor's own listeners do.
+    It hooks ``connection_lost`` only -- a public protocol method, called
+    once on every path -- and reads ``_extra``, where asyncio puts the
+    ``ssl_object`` once the handshake succeeds."""
+
+    def __init__(self, *args: Any, stats: ListenerStats, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._stats = stats
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if "ssl_object" not in self._extra:
+            self._stats.tls_failed += 1
+        super().connection_lost(exc)
 
 
 class AioListener(Listener):
@@ -89,7 +113,8 @@ class AioListener(Listener):
               sslcontext: Any, server: Any, backlog: int,
               ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
               ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
-              proxy_protocol: bool = False, context: contextvars.Context | None = None) -> AioListener:
+              proxy_protocol: bool = False, proxy_from: TrustedSources | None = None,
+              context: contextvars.Context | None = None) -> AioListener:
         """Start accepting on ``sock`` (bound and listening) for ``server``;
         each connection's protocol runs in a copy of ``context`` if given."""
         effective = effective_backlog(backlog)
@@ -109,16 +134,17 @@ class AioListener(Listener):
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
         Listener.__init__(listener, loop._host, sock, factory, backlog=effective,  # type: ignore[arg-type]
-                          max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol)
+                          max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol,
+                          proxy_from=proxy_from)
         return listener
 
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:
         handshake_timeout, shutdown_timeout = self._ssl_timeouts
-        return SharedBufferSSLProtocol(
+        return _CountedSSLProtocol(
             self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
             ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
             ssl_shutdown_timeout=shutdown_timeout,  # type: ignore[arg-type]
-            read_buffer=self._loop._read_view)
+            read_buffer=self._loop._read_view, stats=self.stats)
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
         if self._sslcontext is not None and not self.proxy_protocol:

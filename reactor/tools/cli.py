@@ -7,6 +7,7 @@ failures such as an address in use exit 1 with a message naming the cause.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -14,12 +15,16 @@ import socket
 import ssl
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from .._core.backends import available_backends
 from .._core.sweep import MIN_INTERVAL
 from .benchmark import APIS, PEERS
 from .facts import machine_facts
+
+if TYPE_CHECKING:
+    from .serve import ServeConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -93,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="behind a load balancer: every connection starts with a PROXY protocol v1 or v2 "
                             "header (haproxy send-proxy / send-proxy-v2), which gives the client's address; "
                             "a bad or missing header closes the connection")
+    serve.add_argument("--proxy-from", type=_cidr_list, default=None, metavar="CIDR[,CIDR...]",
+                       help="with --proxy-protocol: the balancers' networks, e.g. 10.0.0.0/8,2001:db8::/32; a "
+                            "connection from any other source is closed unread, so a client that reaches the "
+                            "port directly cannot forge its address (default: loopback only, 127.0.0.0/8,::1; "
+                            "0.0.0.0/0,::/0 trusts every source)")
+    serve.add_argument("--tls-handshake-timeout", type=_positive_float, default=None, metavar="S",
+                       help="with --tls-cert: a TLS handshake not done within S seconds closes the connection "
+                            "(default: 60)")
+    serve.add_argument("--tls-shutdown-timeout", type=_positive_float, default=None, metavar="S",
+                       help="with --tls-cert: after our close_notify on a plain close, wait at most S seconds "
+                            "for the peer's (default: 30; a time limit -- --idle-timeout, --header-timeout -- "
+                            "never waits for it)")
+    serve.add_argument("--metrics", metavar="HOST:PORT", type=_metrics_address, default=None,
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics: the listener's counters, open "
+                            "connections, the accept queue, listen overflows, TLS failures, restarts and "
+                            "reloads, per worker (needs prometheus_client: pip install 'reactor-loop[metrics]')")
     tracing = serve.add_mutually_exclusive_group()
     tracing.add_argument("--trace", action="store_true",
                          help="print one line per connection event: accepted (with its wait in the accept "
@@ -197,33 +218,6 @@ def _peer_list(text: str) -> list[str]:
     return _name_list(list(PEERS))(text)
 
 
-def _worker_args(args: argparse.Namespace) -> list[str]:
-    """The serve arguments each worker process gets (no address: the
-    supervisor listens and passes each its socket; not --workers)."""
-    worker = ["--protocol", args.protocol, "--backend", args.backend,
-              "--native", args.native, "--on-exhausted", args.on_exhausted, "--grace", str(args.grace)]
-    for flag, value in (("--max-accepts", args.max_accepts),
-                        ("--stats-interval", args.stats_interval), ("--trace-json", args.trace_json)):
-        if value is not None:
-            worker += [flag, str(value)]
-    if args.trace:
-        worker.append("--trace")  # each worker's lines reach the supervisor's stdout, prefixed
-    if args.proxy_protocol:
-        worker.append("--proxy-protocol")
-    # The resolved limits (a worker must not fall back to other defaults);
-    # each worker loads the certificate itself: a context does not cross exec.
-    worker += ["--idle-timeout", str(args.idle_timeout or 0)]
-    if args.protocol == "http":
-        worker += ["--header-timeout", str(args.header_timeout or 0)]
-    for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
-                        ("--max-connections", args.max_connections), ("--user-timeout", args.user_timeout)):
-        if value is not None:
-            worker += [flag, str(value)]
-    if args.keepalive:
-        worker.append("--keepalive")
-    return worker
-
-
 def _checked(convert, expected: str, valid, rule: str):
     """An argparse type: ``convert`` the text, then require ``valid(value)``."""
 
@@ -276,6 +270,28 @@ def _unix_path(text: str) -> str:
     return text
 
 
+def _cidr_list(text: str) -> list[str]:
+    """An argparse type for --proxy-from: CIDR networks, comma-separated."""
+    from .._net.proxy import check_proxy_from
+
+    networks = [item.strip() for item in text.split(",")]
+    try:
+        check_proxy_from(networks, True)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("proxy_from: ")) from None
+    return networks
+
+
+def _metrics_address(text: str) -> str:
+    from .metrics import parse_address
+
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _file_mode(text: str) -> int:
     """An argparse type for --unix-mode: octal permission bits, 0..777."""
     try:
@@ -290,42 +306,17 @@ def _file_mode(text: str) -> int:
 def _tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     """The server context of --tls-cert/--tls-key, or None; a usage error
     (exit 2) naming the file that cannot be used."""
+    from .tlsfiles import load_tls_context
+
     if args.tls_cert is None and args.tls_key is None:
         return None
     if args.tls_cert is None or args.tls_key is None:
         args.parser.error("--tls-cert and --tls-key go together: give both or neither")
-    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
-        try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            args.parser.error(f"{flag} {path}: {exc.strerror}")
-    # The certificate alone first, so that a bad one is named as such
-    # (load_cert_chain says "PEM lib" for either file).
     try:
-        ssl.create_default_context(cafile=args.tls_cert)
-    except ssl.SSLError as exc:
-        why = f" ({exc.reason})" if exc.reason else ""
-        args.parser.error(f"--tls-cert {args.tls_cert}: no PEM certificate in it{why}")
-
-    def no_passphrase() -> str:
-        raise _EncryptedKey  # instead of a prompt on the terminal
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(args.tls_cert, args.tls_key, password=no_passphrase)
-    except _EncryptedKey:
-        args.parser.error(f"--tls-key {args.tls_key}: the key is encrypted; serve needs it unencrypted")
-    except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            args.parser.error(f"--tls-key {args.tls_key} is not the key of --tls-cert {args.tls_cert}")
-        why = f" ({exc.reason})" if exc.reason else ""
-        args.parser.error(f"--tls-key {args.tls_key}: no PEM private key in it{why}")
-    return context
-
-
-class _EncryptedKey(Exception):
-    pass
+        return load_tls_context(args.tls_cert, args.tls_key)
+    except ValueError as exc:
+        args.parser.error(str(exc))
+        raise  # not reached
 
 
 def _check_serve_options(args: argparse.Namespace, sock: socket.socket | None) -> None:
@@ -339,12 +330,25 @@ def _check_serve_options(args: argparse.Namespace, sock: socket.socket | None) -
         args.parser.error("--unix-mode needs --unix PATH (the socket file it applies to)")
     if args.header_timeout is not None and args.protocol != "http":
         args.parser.error(f"--header-timeout applies to --protocol http, not {args.protocol}")
+    if args.proxy_from is not None and not args.proxy_protocol:
+        args.parser.error("--proxy-from applies with --proxy-protocol (it says who may send the header)")
+    tls = args.tls_cert is not None or args.tls_key is not None
+    for flag, given in (("--tls-handshake-timeout", args.tls_handshake_timeout is not None),
+                        ("--tls-shutdown-timeout", args.tls_shutdown_timeout is not None)):
+        if given and not tls:
+            args.parser.error(f"{flag} applies with --tls-cert and --tls-key")
+    if args.metrics is not None:
+        from .metrics import check_available
+
+        missing = check_available()
+        if missing:
+            args.parser.error(missing)
 
 
-def run_serve(args: argparse.Namespace) -> int:
-    """Serve until SIGINT/SIGTERM; exit 1 with a message if the address is unusable."""
-    from ..errors import NativeUnavailableError
-    from .serve import ServeConfig, serve
+def serve_config(args: argparse.Namespace) -> ServeConfig:
+    """What ``serve`` runs, loaded once from the arguments and the files
+    they name (the certificate and key): usage errors exit 2."""
+    from .serve import ServeConfig
 
     if args.workers > 1 and args.unix:
         args.parser.error("--workers needs a TCP address, not --unix")
@@ -356,26 +360,47 @@ def run_serve(args: argparse.Namespace) -> int:
     args.host = "127.0.0.1" if args.host is None else args.host
     args.port = 8888 if args.port is None else args.port
     native_choices: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
-    native_choice = native_choices[args.native]
-    config = ServeConfig(
+    return ServeConfig(
         host=args.host, port=args.port, unix=args.unix, protocol=args.protocol, backend=args.backend, sock=sock,
-        native=native_choice, backlog=args.backlog,
+        native=native_choices[args.native], backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
         trace=args.trace, trace_json=args.trace_json,
-        proxy_protocol=args.proxy_protocol,
+        proxy_protocol=args.proxy_protocol, proxy_from=args.proxy_from,
         report_interval=args.report_interval,
         ssl=tls, idle_timeout=args.idle_timeout or None, header_timeout=args.header_timeout or None,
         max_connections=args.max_connections, keepalive=args.keepalive, user_timeout=args.user_timeout,
-        unix_mode=args.unix_mode,
+        unix_mode=args.unix_mode, ssl_handshake_timeout=args.tls_handshake_timeout,
+        ssl_shutdown_timeout=args.tls_shutdown_timeout, metrics=args.metrics,
     )
+
+
+def _reloader(args: argparse.Namespace):
+    """What a reload (SIGHUP with --workers) reads again from disk: the
+    certificate and key. ValueError naming the file that cannot be used."""
+    def reload(config: ServeConfig) -> ServeConfig:
+        if args.tls_cert is None:
+            return config
+        from .tlsfiles import load_tls_context
+
+        return dataclasses.replace(config, ssl=load_tls_context(args.tls_cert, args.tls_key))
+
+    return reload
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; exit 1 with a message if the address is unusable."""
+    from ..errors import NativeUnavailableError
+    from .serve import serve
+
+    config = serve_config(args)
     try:
         if args.trace_json and not args.reuse_port:
             open(args.trace_json, "w").close()  # a new trace; the workers (or we) append to it
         if args.workers > 1:
             from .workers import supervise
 
-            return supervise(config, args.workers, _worker_args(args))
+            return supervise(config, args.workers, reload_config=_reloader(args))
         return serve(config)
     except (OSError, NativeUnavailableError) as exc:
         print(f"python -m reactor serve: error: {exc}", file=sys.stderr)

@@ -622,6 +622,12 @@ class HttpProtocol(Protocol):
     # also for a subclass whose __init__ does not call this one's
     _header_timeout: HeaderTimeout | None = None
     _head_since: int | None = None
+    #: a graceful stop began (``drain()``): the next response says
+    #: ``Connection: close`` and the connection closes after it
+    _draining = False
+    #: a request has been answered here (after one, a connection with
+    #: nothing in progress is an idle keep-alive one)
+    _answered = False
 
     def __init__(self, header_timeout: HeaderTimeout | None = None) -> None:
         self._header_timeout = header_timeout
@@ -663,7 +669,11 @@ class HttpProtocol(Protocol):
         if requests:
             now = _wall_clock()
             ok = self._ok if self._ok_start <= now < self._ok_end else self._new_second()
+            draining = self._draining
+            self._answered = True
             for method, _, _, keep_alive in requests:
+                if draining:
+                    keep_alive = False  # a graceful stop: this answer is the last
                 if method == b"GET":
                     transport.write(ok[keep_alive])
                 elif method == b"HEAD":
@@ -684,6 +694,18 @@ class HttpProtocol(Protocol):
                 # need not send the body (RFC 9110 §10.1.1).
                 self._refuse(405, "Method Not Allowed")
 
+    def drain(self, settled: bool) -> bool:
+        """A graceful stop began: take no new request. Returns True if the
+        connection can be closed now: nothing is in progress, and it is an
+        idle keep-alive connection (it has been answered) or ``settled`` (the
+        stop's first pause is over and its first request has not begun).
+        Otherwise the request in progress is answered with ``Connection:
+        close`` and the connection closes after it."""
+        self._draining = True
+        parser = self.parser
+        in_progress = bool(parser._buffer) or parser._state != _HEAD_STATE
+        return not in_progress and (self._answered or settled)
+
     def _new_second(self) -> tuple[bytes, ...]:
         second = _second.now()
         body = self.body
@@ -698,7 +720,10 @@ class HttpProtocol(Protocol):
 
     def _head_timed_out(self) -> None:
         self._head_since = None
-        self._refuse(408, "Request Timeout")
+        self.transport.write(response(408, "Request Timeout", b"Request Timeout\n", False))
+        # Over TLS, close_notify and close now: a client too slow to send its
+        # head will not answer ours, and waiting would hold the fd.
+        self.transport.close_without_waiting()
 
     # A client that pipelines requests and does not read the responses would
     # otherwise grow the write buffer without limit: stop reading while it is

@@ -1,17 +1,18 @@
 """``python -m reactor serve``: one process serving a stock protocol until a
 signal, then a graceful stop.
 
-Shutdown, on SIGINT or SIGTERM:
-1. close the listener, so no new connection is accepted (clients still in
-   the kernel's queue are reset when the listening socket closes -- unless
-   another process holds it too: an inherited socket, or a worker's, whose
-   queue its other holders go on accepting from);
-2. after ``SETTLE`` (0.1 s: what the last connections accepted already
-   sent is read and answered), ``close()`` every connection: queued bytes
-   are flushed, then FIN, so clients read EOF, not RST;
-3. a peer that does not read cannot hold the exit: whatever is still open
-   after ``grace`` seconds is aborted (RST); the listener tells us when its
-   last connection has closed;
+Shutdown, on SIGINT or SIGTERM, is a drain that loses nothing (``_Shutdown``):
+1. accept what the kernel already queued, until EAGAIN, then close the
+   listener (closing it first would reset those clients);
+2. idle keep-alive connections close at once; a request in progress is
+   answered (http: with ``Connection: close``), then its connection closes;
+   after ``SETTLE`` (0.1 s) connections that have not begun a request, and
+   those of protocols that know no requests (echo), are closed: queued
+   bytes are flushed, then FIN, so clients read EOF, not RST;
+3. a peer that does not read, or a request not finished, cannot hold the
+   exit: whatever is still open after ``grace`` seconds is aborted (RST)
+   and counted (``aborted_at_exit``); the listener tells us when its last
+   connection has closed;
 4. print a one-line summary of the listener's stats and return 0.
 A second SIGINT or SIGTERM aborts whatever is still open, at once.
 
@@ -53,6 +54,8 @@ from .._core.handles import TimerHandle
 from .._net.addresses import format_address
 from .._net.listener import Listener
 from .._net.reactor import Reactor
+from .._net.tls import TLSLayer
+from .._net.transport import Transport
 from ..protocols import Protocol
 from .stock import stock_protocol
 
@@ -108,6 +111,14 @@ class ServeConfig:
     user_timeout: float | None = None
     #: the Unix socket file's mode (None: what bind() gives, 0o777 & ~umask)
     unix_mode: int | None = None
+    #: TLS: seconds for the handshake, and for the peer's close_notify after
+    #: ours on a plain close (None: the listener's defaults, 60 and 30)
+    ssl_handshake_timeout: float | None = None
+    ssl_shutdown_timeout: float | None = None
+    #: the CIDR networks a PROXY header is taken from (None: loopback only)
+    proxy_from: list[str] | None = None
+    #: serve Prometheus metrics on this "HOST:PORT" (None: off)
+    metrics: str | None = None
 
 
 class StatsReporter:
@@ -214,7 +225,13 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
             _every(reactor, config.stats_interval, reporter.report)
         if config.report_interval:
             _every(reactor, config.report_interval,
-                   lambda: print(f"counts: {_counts(listener, config, header_timeout)}", file=out, flush=True))
+                   lambda: print(f"counts: {_all_counts(listener, header_timeout)}", file=out, flush=True))
+        metrics = None
+        if config.metrics is not None:
+            from .metrics import ListenerMetrics, metrics_line, serve_metrics
+
+            metrics = serve_metrics(reactor, config.metrics, ListenerMetrics(listener, header_timeout))
+            print(metrics_line(metrics), file=out, flush=True)
         reactor.run()
         if header_timeout is not None:
             header_timeout.close()
@@ -222,7 +239,7 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
             tracer.flush()
         print(
             f"stopped: {_counts(listener, config, header_timeout)} closed_at_exit={shutdown.closed_gracefully} "
-            f"aborted_at_exit={shutdown.aborted} pid={os.getpid()}",
+            f"aborted_at_exit={shutdown.aborted} drained_at_exit={shutdown.drained} pid={os.getpid()}",
             file=out, flush=True,
         )
         if tracer is not None and config.trace:
@@ -287,7 +304,8 @@ def _counts(listener: Listener, config: ServeConfig | None = None,
               f"empty_wakeups={stats.empty_wakeups}")
     # only behind a balancer: connections closed for a bad or missing PROXY header
     if listener.proxy_protocol:
-        counts += f" proxy_errors={stats.proxy_errors}"
+        # and connections from a source not in --proxy-from, closed unread
+        counts += f" proxy_errors={stats.proxy_errors} proxy_refused={stats.proxy_refused}"
     # The limits' counters: shown when the limit is on, or when not zero.
     # idle_closed: closed after --idle-timeout of silence; tls_failed: TLS
     # handshakes that failed or timed out; limited: accepts held back at
@@ -304,11 +322,22 @@ def _counts(listener: Listener, config: ServeConfig | None = None,
     return counts
 
 
+def _all_counts(listener: Listener, header_timeout: HeaderTimeout | None) -> str:
+    """Every counter (a worker's ``counts:`` line: the supervisor's summary
+    and metrics read it)."""
+    stats = listener.stats
+    fields = {name: getattr(stats, name) for name in stats.__slots__ if name != "histogram"}
+    if header_timeout is not None:
+        fields["header_timeouts"] = header_timeout.timed_out
+    return " ".join(f"{key}={value}" for key, value in fields.items())
+
+
 def _listen_options(config: ServeConfig) -> dict[str, Any]:
     """The limits and TLS for listen()/listen_unix(), only those asked for
     (the listener's own defaults stand for the rest)."""
     options: dict[str, Any] = {}
-    for name in ("ssl", "idle_timeout", "max_connections", "user_timeout"):
+    for name in ("ssl", "idle_timeout", "max_connections", "user_timeout", "ssl_handshake_timeout",
+                 "ssl_shutdown_timeout", "proxy_from"):
         value = getattr(config, name)
         if value is not None:
             options[name] = value
@@ -370,38 +399,64 @@ def _every(reactor: Reactor, interval: float, callback) -> None:
     reactor.call_later(interval, tick)
 
 
-#: Between closing the listener and closing the connections: the last
-#: connections accepted may not have been read yet, and a request already on
-#: its way (a loopback client sends it microseconds after connect, a remote
-#: one an RTT later) must be answered, not met by close(): a socket closed
-#: with unread bytes sends RST, one closed before the bytes arrive sends FIN
-#: and the client reads EOF without a response. Measured with the reload test
-#: (HTTP, Connection: close, 4 client threads, 3 SIGHUPs): closing at once
-#: failed 5 of 16,224 connections (4 ConnectionResetError, 1 EOF), with
-#: this pause none in 5 runs of about 15,000. Connections that finish by themselves meanwhile are not
-#: waited for; the pause is never longer than the grace period.
+#: The stop's first pause: a connection accepted just before the stop (or by
+#: the drain of the queue) may not have been read yet, and a request already
+#: on its way (a loopback client sends it microseconds after connect, a
+#: remote one an RTT later) must be answered, not met by close(): a socket
+#: closed with unread bytes sends RST, one closed before the bytes arrive
+#: sends FIN and the client reads EOF without a response. Measured with the
+#: reload test (HTTP, Connection: close, 4 client threads, 3 SIGHUPs):
+#: closing at once failed 5 of 16,224 connections (4 ConnectionResetError,
+#: 1 EOF), with this pause none in 5 runs of about 15,000. A protocol that
+#: knows its requests (``drain()``, the stock http) keeps a connection with
+#: a request in progress past this pause, until it is answered; one that
+#: has not begun a request by then is closed. Never longer than the grace
+#: period.
 SETTLE = 0.1
 
 
+def app_protocol(transport: Transport) -> Any:
+    """The protocol a connection serves (under TLS, the layer's, once its
+    handshake is done; None before)."""
+    protocol = transport.get_protocol()
+    if isinstance(protocol, TLSLayer):
+        return protocol.app_protocol if protocol.handshake_done() else None
+    return protocol
+
+
 class _Shutdown:
-    """The graceful stop: close the listener, let the connections settle
-    (``SETTLE``), close every connection, abort what has not closed after
-    the grace period, then stop the reactor. A second stop signal aborts
-    what is left at once.
+    """The graceful stop (a drain that loses nothing):
 
-    The listener says when its last connection has closed
-    (``add_idle_callback``), so nothing polls."""
+    1. the listener accepts what the kernel has queued, until EAGAIN, and
+       closes (``Listener.close_draining``: closing a listening socket
+       resets its queue);
+    2. every connection is asked to ``drain()`` if its protocol can (the
+       stock http: idle keep-alive connections close at once; a request in
+       progress is answered with ``Connection: close``, then the connection
+       closes); after ``SETTLE``, the connections that have not begun a
+       request, and those of protocols without ``drain()``, are closed
+       (flush, FIN);
+    3. whatever is still open after the grace period is aborted and counted
+       (``aborted_at_exit``), then the reactor stops.
 
-    def __init__(self, reactor: Reactor, listener: Listener, grace: float) -> None:
+    A second stop signal aborts what is left at once. The listener says
+    when its last connection has closed (``add_idle_callback``), so nothing
+    polls."""
+
+    def __init__(self, reactor: Reactor, listener: Listener, grace: float,
+                 on_begin: Callable[[], None] | None = None) -> None:
         self._reactor = reactor
         self._listener = listener
         self._grace = grace
+        self._on_begin = on_begin
         self._started = False
         self._grace_timer: TimerHandle | None = None
         self._settle_timer: TimerHandle | None = None
         self._pending = 0  # connections open when the stop began
         self.closed_gracefully = 0
         self.aborted = 0
+        #: connections accepted from the queue by the drain
+        self.drained = 0
 
     def begin(self) -> None:
         if self._started:
@@ -411,19 +466,33 @@ class _Shutdown:
                 self._grace_over()
             return
         self._started = True
-        self._listener.close()
+        if self._on_begin is not None:
+            self._on_begin()
+        self.drained = self._listener.close_draining()
         self._pending = len(self._listener.connections())
-        self._settle_timer = self._reactor.call_later(min(SETTLE, self._grace), self._close_connections)
+        self._drain(settled=False)
+        self._settle_timer = self._reactor.call_later(min(SETTLE, self._grace), self._settled)
         self._grace_timer = self._reactor.call_later(self._grace, self._grace_over)
         self._listener.add_idle_callback(self._all_closed)
 
-    def _close_connections(self) -> None:
-        self._settle_timer = None
+    def _drain(self, settled: bool) -> None:
         for transport in self._listener.connections():
-            transport.close()
+            if transport.is_closing():
+                continue
+            drain = getattr(app_protocol(transport), "drain", None)
+            if drain is None:
+                if settled:
+                    transport.close()
+            elif drain(settled):
+                # Nothing in progress: FIN now (TLS: our close_notify, no wait for the peer's).
+                transport.close_without_waiting()
+
+    def _settled(self) -> None:
+        self._settle_timer = None
+        self._drain(settled=True)
 
     def _grace_over(self) -> None:
-        """Whatever could not flush within the grace period is aborted."""
+        """Whatever could not finish within the grace period is aborted."""
         self._grace_timer = None
         if self._settle_timer is not None:
             self._settle_timer.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import tempfile
 
 import pytest
@@ -137,6 +138,52 @@ def test_stats_add_up_over_every_listening_socket():
     except OSError as exc:
         pytest.skip(f"cannot bind ::1 here: {exc}")
     assert count == 2 and stats.accepted == 2
+
+
+def test_server_stats_sum_every_counter_of_the_stats_type():
+    # Each counter a distinct value on two listeners: a counter left out of
+    # the sum (a hand-kept list of names drifts) reads 0 in the total.
+    from reactor.aio.servers import sum_stats
+
+    class Fake:
+        def __init__(self, base):
+            self.stats = reactor.ListenerStats()
+            for number, name in enumerate(self.stats.__slots__):
+                if name != "histogram":
+                    setattr(self.stats, name, base + number)
+            self.stats.histogram[3] = base
+
+    total = sum_stats([Fake(100), Fake(1000)])
+    for number, name in enumerate(total.__slots__):
+        if name == "max_batch":
+            assert total.max_batch == 1000 + number
+        elif name != "histogram":
+            assert getattr(total, name) == 1100 + 2 * number, name
+    assert total.histogram[3] == 1100
+
+
+def test_failed_tls_handshakes_are_counted_in_server_stats(tmp_path):
+    from ..tlscerts import self_signed
+
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    async def main():
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=context)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(3):  # not TLS at all: the handshake fails
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+        stats = server.stats
+        server.close()
+        await server.wait_closed()
+        return stats
+
+    stats = run(main())
+    assert stats.accepted == 3 and stats.tls_failed == 3, stats
 
 
 def test_unix_server_and_connection():

@@ -989,3 +989,39 @@ class TestSetupFailures:
         # told connection_made, so told connection_lost(exc), exactly once
         assert failed.events == ["made", "lost"] and failed.lost == [exc]
         assert failed.transport.is_closing() and not server_loop._resources & {failed.transport}
+
+
+# ------------------------------------------------------- closing, draining
+
+@pytest.mark.parametrize("drain", [True, False], ids=["close_draining", "close"])
+def test_close_draining_serves_what_the_kernel_queued(loop: reactor.Reactor, drain: bool) -> None:
+    # Ten clients complete their handshake and send a request while the
+    # loop does not run: they wait in the accept queue. close() resets them
+    # (the control: what a drain avoids); close_draining() accepts them
+    # first, and each one is answered.
+    from ..support import Factory, readable, run_until
+
+    factory = Factory(EchoProtocol)
+    listener = loop.listen(factory)
+    clients = [socket.create_connection(listener.address, timeout=5) for _ in range(10)]
+    try:
+        for client in clients:
+            client.sendall(b"ping")
+        if drain:
+            assert listener.close_draining() == 10
+        else:
+            listener.close()
+        assert listener.state == "closed" and listener.socket.fileno() < 0
+        if drain:
+            run_until(loop, lambda: all(readable(client, 0) for client in clients))
+            assert [client.recv(4) for client in clients] == [b"ping"] * 10
+        else:
+            for client in clients:
+                with pytest.raises(ConnectionResetError):
+                    client.recv(4)
+    finally:
+        for client in clients:
+            client.close()
+        for transport in listener.connections():
+            transport.abort()
+    run_until(loop, lambda: not listener.connections())

@@ -24,6 +24,7 @@ from reactor._net.proxy import (
     ProxyHeader,
     ProxyParser,
     ProxyProtocolError,
+    check_proxy_from,
     parse,
 )
 
@@ -522,9 +523,87 @@ def test_factory_raising_after_the_header_is_rejected(loop: reactor.Reactor, err
     ({"proxy_protocol": True, "proxy_timeout": float("nan")}, ValueError),
     ({"proxy_protocol": True, "proxy_timeout": float("inf")}, ValueError),
     ({"proxy_protocol": True, "proxy_timeout": "5"}, TypeError),
+    ({"proxy_from": "127.0.0.1/32"}, ValueError),  # without proxy_protocol it would mean nothing
+    ({"proxy_protocol": True, "proxy_from": "10.0.0.1/8"}, ValueError),  # host bits set
+    ({"proxy_protocol": True, "proxy_from": "balancer"}, ValueError),
+    ({"proxy_protocol": True, "proxy_from": []}, ValueError),
+    ({"proxy_protocol": True, "proxy_from": [10]}, TypeError),
+    ({"proxy_protocol": True, "proxy_from": 10}, TypeError),
 ])
 def test_arguments_are_checked(loop: reactor.Reactor, kwargs, error) -> None:
     with pytest.raises(error):
         loop.listen(reactor.Protocol, **kwargs)
     with tempfile.TemporaryDirectory() as tmp, pytest.raises(error):
         loop.listen_unix(reactor.Protocol, os.path.join(tmp, "s"), **kwargs)
+
+
+# ------------------------------------------------------- trusted balancers
+
+def test_the_default_trusts_loopback_only() -> None:
+    trusted = check_proxy_from(None, True)
+    assert [trusted.trusts(host) for host in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1")] == [True] * 4
+    assert [trusted.trusts(host) for host in ("10.0.0.1", "192.0.2.7", "::2", "::ffff:10.0.0.1", "")] == [False] * 5
+    some = check_proxy_from("10.0.0.0/8, 2001:db8::/32", True)
+    assert some.trusts("10.1.2.3") and some.trusts("2001:db8::5") and not some.trusts("127.0.0.1")
+    assert check_proxy_from(None, False) is None
+
+
+def test_a_header_from_an_untrusted_source_is_refused_unread(loop: reactor.Reactor) -> None:
+    # The balancer is 127.0.0.2; a client on 127.0.0.1 reaches the port
+    # directly with a well-formed header: closed, counted, never believed.
+    factory = Factory()
+    listener = loop.listen(factory, proxy_protocol=True, proxy_from="127.0.0.2/32")
+    direct = connect_client(listener.address)
+    try:
+        direct.sendall(V1_TCP4 + b"hello")
+        run_until(loop, lambda: listener.stats.proxy_refused == 1 and listener.stats.active == 0)
+        assert closed_by_server(direct)
+    finally:
+        direct.close()
+    assert factory.protocols == [] and listener.stats.proxy_errors == 0
+    balancer = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        balancer.bind(("127.0.0.2", 0))
+        balancer.settimeout(5.0)
+        balancer.connect(listener.address)
+        balancer.sendall(V1_TCP4 + b"hello")
+        run_until(loop, lambda: factory.protocols and factory.protocols[0].data)
+        protocol = factory.protocols[0]
+        assert protocol.transport.get_extra_info("peername")[0] == parse(V1_TCP4).header.source[0]
+        protocol.transport.close()
+    finally:
+        balancer.close()
+    run_until(loop, lambda: protocol.lost)
+    assert listener.stats.proxy_refused == 1
+    listener.close()
+
+
+def test_reactor_aio_create_server_takes_proxy_from() -> None:
+    import asyncio
+
+    import reactor.aio
+
+    async def main():
+        seen = []
+
+        class Proto(asyncio.Protocol):
+            def connection_made(self, transport):
+                seen.append(transport.get_extra_info("peername"))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Proto, "127.0.0.1", 0, proxy_protocol=True,
+                                                                proxy_from=["127.0.0.2/32"])
+        port = server.sockets[0].getsockname()[1]
+        for source in ("127.0.0.1", "127.0.0.2"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+            writer.write(V1_TCP4)
+            await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+        stats = server.stats
+        server.close()
+        await server.wait_closed()
+        return seen, stats
+
+    seen, stats = reactor.aio.run(main())
+    assert len(seen) == 1 and seen[0][0] == parse(V1_TCP4).header.source[0]
+    assert stats.proxy_refused == 1

@@ -93,6 +93,14 @@ def test_bad_serve_and_bench_arguments_exit_2_naming_the_rule(args, message):
     (("--tls-key", "/nonexistent/key.pem"), "--tls-cert and --tls-key go together"),
     (("--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"),
      "--tls-cert /nonexistent/cert.pem: No such file or directory"),
+    (("--proxy-from", "10.0.0.0/8"), "--proxy-from applies with --proxy-protocol"),
+    (("--proxy-protocol", "--proxy-from", "10.0.0.1/8"), "argument --proxy-from: '10.0.0.1/8' is not a network"),
+    (("--proxy-protocol", "--proxy-from", "balancer"), "argument --proxy-from: 'balancer' is not a network"),
+    (("--tls-handshake-timeout", "5"), "--tls-handshake-timeout applies with --tls-cert and --tls-key"),
+    (("--tls-shutdown-timeout", "5"), "--tls-shutdown-timeout applies with --tls-cert and --tls-key"),
+    (("--tls-handshake-timeout", "0"), "argument --tls-handshake-timeout: must be a finite number > 0"),
+    (("--metrics", "9100"), "argument --metrics: expected HOST:PORT"),
+    (("--metrics", "127.0.0.1:99999"), "argument --metrics: expected HOST:PORT"),
 ])
 def test_bad_limits_and_options_exit_2_naming_the_flag(args, message):
     done = run_cli("serve", "--port", "0", *args)

@@ -252,14 +252,14 @@ def test_serve_proxy_protocol_with_a_hand_written_header() -> None:
 
 
 def test_cli_passes_proxy_protocol_to_serve_and_workers() -> None:
-    from reactor.tools.cli import _worker_args, build_parser
+    # The workers are forked with the supervisor's configuration itself.
+    from reactor.tools.cli import build_parser, serve_config
 
-    args = build_parser().parse_args(["serve", "--proxy-protocol", "--workers", "2"])
-    assert args.proxy_protocol is True
-    assert "--proxy-protocol" in _worker_args(args)
-    args = build_parser().parse_args(["serve"])
-    assert args.proxy_protocol is False
-    assert "--proxy-protocol" not in _worker_args(args)
+    args = build_parser().parse_args(["serve", "--proxy-protocol", "--workers", "2", "--proxy-from", "10.0.0.0/8"])
+    config = serve_config(args)
+    assert config.proxy_protocol is True and config.proxy_from == ["10.0.0.0/8"]
+    config = serve_config(build_parser().parse_args(["serve"]))
+    assert config.proxy_protocol is False and config.proxy_from is None
 
 
 # ------------------------------------------------------ load through HAProxy

@@ -982,6 +982,9 @@ class ClockedTransport:
         self.closed = True
         self.reading = False
 
+    def close_without_waiting(self) -> None:  # a time limit's close (TLS: no wait for the peer)
+        self.close()
+
     def is_reading(self) -> bool:
         return self.reading
 
