@@ -10,6 +10,8 @@ own reason where namespaces cannot be made.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -288,3 +290,108 @@ def test_a_lost_path_without_tc_is_skipped_with_the_reason(monkeypatch):
     if result.status == "skipped" and "tc" not in result.reason:
         pytest.skip(result.reason)  # no namespaces here at all
     assert result.status == "skipped" and "no `tc` command" in result.reason
+
+
+# ------------------------------------------------------------------ the wire
+
+def ipv4_tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, bits: int, *, window: int = 1000,
+             options: bytes = b"", payload: bytes = b"") -> bytes:
+    """An IPv4 TCP segment as a SOCK_DGRAM packet socket gives it (from the IP header)."""
+    options += b"\x01" * (-len(options) % 4)  # NOP padding to a 32-bit boundary
+    offset = (20 + len(options)) // 4
+    tcp = struct.pack("!HHIIHHHH", sport, dport, seq, ack, (offset << 12) | bits, window, 0, 0) + options + payload
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, socket.inet_aton(src),
+                     socket.inet_aton(dst))
+    return ip + tcp
+
+
+SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
+SYN_OPTIONS = b"\x02\x04\x05\xb4" + b"\x04\x02" + b"\x08\x0a" + struct.pack("!II", 7, 0) + b"\x01\x03\x03\x07"
+
+
+def test_wire_parses_a_syn_with_its_options_and_data_with_its_length():
+    from reactor.tools.lab.wire import flag_names, options_text, parse
+
+    syn = parse(ipv4_tcp("10.0.0.1", "10.0.0.2", 40000, 80, 1000, 0, SYN, window=64240, options=SYN_OPTIONS))
+    assert (syn.src, syn.dst, syn.seq, syn.window, syn.length) == (("10.0.0.1", 40000), ("10.0.0.2", 80), 1000,
+                                                                     64240, 0)
+    assert flag_names(syn.flags) == "SYN" and options_text(syn.options) == "mss 1460,sackOK,TS,wscale 7"
+    data = parse(ipv4_tcp("10.0.0.2", "10.0.0.1", 80, 40000, 5, 6, PSH | ACK, payload=b"hello"))
+    assert flag_names(data.flags) == "PSH/ACK" and data.length == 5 and data.options == {}
+    assert parse(b"") is None and parse(ipv4_tcp("1.1.1.1", "2.2.2.2", 1, 2, 0, 0, SYN)[:30]) is None
+
+
+def test_wire_parses_ipv6_and_an_icmp_error_about_our_segment():
+    from reactor.tools.lab.wire import parse
+
+    tcp = ipv4_tcp("0.0.0.0", "0.0.0.0", 40000, 443, 9, 0, SYN)[20:]
+    ip6 = struct.pack("!IHBB16s16s", 6 << 28, len(tcp), 6, 64, socket.inet_pton(socket.AF_INET6, "::1"),
+                      socket.inet_pton(socket.AF_INET6, "::2")) + tcp
+    v6 = parse(ip6)
+    assert (v6.src, v6.dst, v6.seq) == (("::1", 40000), ("::2", 443), 9)
+    quoted = ipv4_tcp("10.251.1.2", "10.251.9.9", 40000, 80, 77, 0, SYN)[:28]  # RFC 792: IP header + 8 bytes
+    icmp = struct.pack("!BBHI", 3, 1, 0, 0) + quoted
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0, socket.inet_aton("10.251.1.1"),
+                     socket.inet_aton("10.251.1.2"))
+    error = parse(ip + icmp)
+    assert error.icmp == "host unreachable" and error.icmp_from == "10.251.1.1"
+    assert (error.src, error.dst, error.seq) == (("10.251.1.2", 40000), ("10.251.9.9", 80), 77)
+
+
+def test_wire_numbers_from_each_isn_scales_the_window_and_marks_retransmissions():
+    from reactor.tools.lab.wire import Numbering, parse
+
+    a, b = ("10.0.0.1", 40000), ("10.0.0.2", 80)
+    n = Numbering()
+
+    def seg(src, dst, seq, ack, bits, window=100, options=b"", payload=b""):
+        way = 0 if src == a else 1
+        return n.number(parse(ipv4_tcp(*src[:1], *dst[:1], src[1], dst[1], seq, ack, bits, window=window,
+                                       options=options, payload=payload)), way)
+
+    wscale3 = b"\x03\x03\x03"
+    isn = 2**32 - 300  # the client's numbers wrap past 2**32 within its first write
+    assert seg(a, b, isn, 0, SYN, options=wscale3) == (0, None, 100, False)
+    assert seg(b, a, 17, isn + 1, SYN | ACK, options=wscale3) == (0, 1, 100, False)
+    assert seg(a, b, isn + 1, 18, ACK, window=10) == (1, 1, 80, False), "the window, scaled: 10 << 3"
+    assert seg(a, b, isn + 1, 18, PSH | ACK, payload=b"x" * 1000)[3] is False
+    assert seg(a, b, isn + 1, 18, PSH | ACK, payload=b"x" * 1000)[3] is True, "the same bytes again"
+    assert seg(a, b, (isn + 1001) % 2**32, 18, FIN | ACK) == (1001, 1, 800, False), "relative numbers wrap too"
+
+
+def test_the_tap_keeps_only_its_ports_sees_loopback_once_and_times_the_segments_inside_the_call():
+    from reactor.tools.lab.wire import Capture, CaptureUnavailable
+
+    try:
+        tap = Capture([], interface="lo")
+    except CaptureUnavailable as exc:
+        pytest.skip(str(exc))
+    ours, theirs = socket.socket(), socket.socket()
+    with tap, ours, theirs:
+        for sock in (ours, theirs):
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(8)
+        port = ours.getsockname()[1]
+        tap.add_ports(port)
+        for _ in range(20):  # another program's traffic: the kernel never queues it for us
+            with socket.create_connection(theirs.getsockname(), timeout=5):
+                theirs.accept()[0].close()
+        client = socket.socket()
+        client.setblocking(False)
+        with client:
+            began = time.monotonic()
+            client.connect_ex(ours.getsockname())
+            returned = time.monotonic()
+            ours.accept()[0].close()
+        deadline = time.monotonic() + 5
+        packets = []
+        while len(packets) < 3 and time.monotonic() < deadline:
+            packets += tap.read()
+            time.sleep(0.01)
+        queued, dropped = tap.stats()
+    handshake = [p for p in packets if p.flags & (SYN | ACK) and not p.flags & (FIN | RST)][:3]
+    assert [p.flags & (SYN | ACK) for p in handshake] == [SYN, SYN | ACK, ACK], "each segment once, not twice"
+    assert all(p.outgoing for p in handshake), "loopback: the copy its sender transmitted"
+    assert all(port in (p.src[1], p.dst[1]) for p in packets)
+    assert queued == len(packets) and dropped == 0, "the filter, in the kernel, let nothing else in"
+    assert began < handshake[0].time < handshake[-1].time < returned, "loopback runs the handshake inside connect()"
