@@ -152,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run lifecycle scenarios on this machine's kernel (loopback, or network namespaces the lab "
                     "creates and deletes; those are skipped with the reason where they cannot be made) and print "
                     "each one's timeline: time, side, the call and what it returned, then each socket's TCP state "
-                    "and what select, poll and epoll report for it. --list names the scenarios.",
+                    "and what select, poll and epoll report for it, with the scenario's TCP segments between the "
+                    "calls (a packet tap: root or CAP_NET_RAW; without it the timeline says so). Each scenario's "
+                    "segments are checked against its script: the exit status is 1 if the kernel parted from one. "
+                    "--list names the scenarios.",
     )
     lab.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)")
     lab.add_argument("--list", action="store_true", help="name the scenarios and what each shows")

@@ -1,15 +1,20 @@
 """``python -m reactor lab``: every scenario is a test of what the kernel did.
 
 Each scenario runs once (in this process, on loopback or in namespaces it
-makes), with the three readiness backends side by side; the tests assert the
-errnos and states it recorded and, per backend, the readiness each one
-reported at the steps that matter. Namespace scenarios skip with the lab's
-own reason where namespaces cannot be made.
+makes), with the three readiness backends side by side and a tap on its
+wire; the tests assert the errnos and states it recorded, per backend the
+readiness each one reported at the steps that matter, and the segments the
+kernel sent (its script, and what each scenario is about). Namespace
+scenarios skip with the lab's own reason where namespaces cannot be made;
+the wire's checks skip where no packet tap can be opened (no CAP_NET_RAW).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import re
 import socket
 import struct
 import subprocess
@@ -20,7 +25,7 @@ import pytest
 
 from reactor.tools.lab import SCENARIOS, Outcome, Step, run_scenario
 from reactor.tools.lab.probe import available
-from reactor.tools.lab.timeline import format_outcome
+from reactor.tools.lab.timeline import TO_CLIENT, TO_SERVER, Segment, format_outcome
 
 BACKENDS = available()
 _outcomes: dict[str, Outcome] = {}
@@ -57,6 +62,24 @@ def error_reported(step: Step, sock: str, backend: str) -> bool:
     return {"r", "w"} <= flags if backend == "select" else "ERR" in flags
 
 
+def wire(o: Outcome, conn: str = "cli") -> list[Segment] | None:
+    """The segments of one connection of the scenario, once its wire
+    matched its script; None where no tap could be opened here."""
+    assert o.wire is not None
+    if o.wire.status == "not captured":
+        return None
+    assert o.wire.status == "matched", format_outcome(o, BACKENDS)
+    return [s for s in o.wire.segments if s.conn == conn]
+
+
+def flags(segments: list[Segment]) -> list[str]:
+    """``"→ SYN"``, ``"← SYN/ACK"``... (PSH aside: whether a write sets it is not the point)."""
+    return [f"{s.way} {s.flags.replace('PSH/', '')}" for s in segments]
+
+
+HANDSHAKE = ["→ SYN", "← SYN/ACK", "→ ACK"]
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -82,6 +105,14 @@ def test_handshake(backend):
     assert not readable(o.step("sock_diag"), "dfr", backend)
     assert readable(o.step("cli2: send"), "dfr", backend)
     assert o.facts["syn_queue_after_data"] == 0
+    if (cli := wire(o)) is not None:
+        assert flags(cli) == [*HANDSHAKE, "→ RST/ACK"]
+        syn, syn_ack, ack, _ = cli
+        assert "mss" in syn.options and syn_ack.ack == 1 and (ack.seq, ack.ack) == (1, 1)
+        assert ack.t < accepted.end, "the third segment comes before accept() returns"
+        deferred = wire(o, "cli2")
+        assert flags(deferred)[:4] == [*HANDSHAKE, "→ ACK"] and deferred[3].length == 3
+        assert deferred[3].t < o.step("dfr: accept").end
 
 
 def test_backlog(backend):
@@ -96,6 +127,19 @@ def test_backlog(backend):
     assert readable(step, "lsn", backend)
     assert not writable(step, "c3", backend) and not writable(step, "c4", backend)
     assert step.sock("lsn").detail == "accept q 2/1"
+    # a SYN answered while the winner's handshake was in flight: its ACK was dropped, the server keeps a request
+    assert o.facts["half_open"] == len(o.facts["late_established"]) - 1
+    if wire(o) is not None:
+        accepted = o.step("lsn: accept")
+        answered = []
+        for name in ("c3", "c4"):
+            segments = wire(o, name)
+            syns = [s for s in segments if s.flags == "SYN"]
+            assert len(syns) >= 2 and 0.9 < syns[1].t - syns[0].t < 1.6, "the SYN is resent at the initial rto, 1 s"
+            replies = [s for s in segments if s.way == TO_CLIENT]
+            assert all(r.t > accepted.start for r in replies), "no SYN is answered while the queue is full"
+            answered += [name] if replies else []
+        assert answered and set(answered) == set(o.facts["late_established"])
 
 
 def test_rst_before_accept(backend):
@@ -108,6 +152,8 @@ def test_rst_before_accept(backend):
     assert error_reported(accepted, "srv", backend)
     if backend != "select":
         assert {"HUP", "RDHUP"} <= ready(accepted, "srv", backend)
+    if (cli := wire(o)) is not None:
+        assert flags(cli) == [*HANDSHAKE, "→ RST/ACK"], "accept(), getpeername() and recv() send nothing"
 
 
 def test_stale_readiness(backend):
@@ -115,6 +161,8 @@ def test_stale_readiness(backend):
     assert o.facts["reported_readable"][backend] is True
     assert not readable(o.step("sibling"), "lsn", backend)
     assert o.facts["late_accept"] == "EAGAIN"
+    if (cli := wire(o)) is not None:
+        assert flags(cli) == HANDSHAKE
 
 
 def test_refused(backend):
@@ -126,6 +174,9 @@ def test_refused(backend):
     assert step.sock("cli").state == "CLOSE"
     if backend != "select":  # once SO_ERROR is read, ERR is gone
         assert "ERR" not in ready(o.step("cli: getsockopt(SO_ERROR)", nth=0), "cli", backend)
+    if (cli := wire(o)) is not None:
+        assert flags(cli) == ["→ SYN", "← RST/ACK"]
+        assert cli[1].ack == 1 and cli[1].win == 0, "the RST acknowledges the SYN (RFC 793: it had no ACK)"
 
 
 def test_connect_timeout(backend):
@@ -135,6 +186,9 @@ def test_connect_timeout(backend):
     waiting = o.step("cli: connect")
     assert waiting.sock("cli").state == "SYN_SENT" and not writable(waiting, "cli", backend)
     assert "SYN_SENT" in o.states("cli") and o.states("cli")[-1] == "CLOSE"
+    if (cli := wire(o)) is not None:
+        assert flags(cli) == ["→ SYN", "→ SYN"], "the user timeout gives up in silence: no RST"
+        assert cli[1].retransmission and 0.9 < cli[1].t - cli[0].t < 1.6
 
 
 def test_unreachable(backend):
@@ -145,6 +199,9 @@ def test_unreachable(backend):
     assert o.facts["state_after_icmp"] in ("SYN_SENT", "CLOSE")  # a soft error on recent kernels
     assert error_reported(o.step("cli: connect"), "cli", backend)
     assert o.facts["no_route"] == "ENETUNREACH"
+    if (cli := wire(o)) is not None:
+        assert flags(cli)[:2] == ["→ SYN", "← ICMP host unreachable"] and cli[1].src == "10.251.1.1"
+        assert wire(o, "cli2") == [], "no route: nothing leaves"
 
 
 def test_close(backend):
@@ -160,6 +217,11 @@ def test_close(backend):
     assert set(o.states("cli")[1:-1]) <= {"FIN_WAIT1", "FIN_WAIT2"} and o.states("cli")[1] == "FIN_WAIT1"
     assert o.states("srv") == ["ESTABLISHED", "CLOSE_WAIT", "closed"]
     assert o.facts["time_wait"] == 1 and 55 < o.facts["time_wait_left"] <= 60
+    if (cli := wire(o)) is not None:
+        # the ACK of the client's FIN is delayed: alone, or on the server's FIN
+        assert flags(cli)[3:] in (["→ FIN/ACK", "← FIN/ACK", "→ ACK"], ["→ FIN/ACK", "← ACK", "← FIN/ACK", "→ ACK"])
+        fin, last = cli[3], cli[-1]
+        assert cli[-2].ack == fin.seq + 1 and last.way == TO_SERVER, "the closer sends the last ACK"
 
 
 def test_last_ack(backend):
@@ -169,6 +231,10 @@ def test_last_ack(backend):
     assert "LAST_ACK" in o.states("srv") and o.states("srv")[-1] == "closed"
     assert o.states("cli")[-1] == "TIME_WAIT"
     assert readable(o.step("srv: recv"), "srv", backend)
+    if (cli := wire(o)) is not None:
+        fins = [s for s in cli if s.way == TO_CLIENT and "FIN" in s.flags]
+        assert len(fins) >= 2 and len({s.seq for s in fins}) == 1, "the same FIN, resent"
+        assert all(s.retransmission for s in fins[1:]) and cli[-1].ack == fins[0].seq + 1
 
 
 def test_half_close(backend):
@@ -178,6 +244,13 @@ def test_half_close(backend):
     assert o.facts["reply_after_close"] == "CLOSE" and o.facts["second_send"] == "EPIPE"
     assert writable(o.step("cli: shutdown"), "cli", backend), "a half-closed socket still reports writable"
     assert error_reported(o.step("srv2: send", nth=0), "srv2", backend)
+    if (cli := wire(o)) is not None:
+        fin = next(i for i, s in enumerate(cli) if s.flags == "FIN/ACK")
+        reply = next(i for i, s in enumerate(cli) if s.way == TO_CLIENT and s.length)
+        assert fin < reply and cli[reply].ack == cli[fin].seq + 1, "data the other way after the FIN"
+        assert any(s.way == TO_SERVER and s.ack == cli[reply].seq + 5 for s in cli[reply:]), "and it is acked"
+        closed = wire(o, "cli2")
+        assert flags(closed)[-2:] == ["← ACK", "→ RST"] and closed[-1].seq == closed[-2].ack
 
 
 def test_unread_close(backend):
@@ -185,6 +258,8 @@ def test_unread_close(backend):
     assert o.facts["client_after"] == "CLOSE" and o.facts["recv"] == "ECONNRESET"
     assert o.facts["time_wait"] == 0
     assert error_reported(o.step("srv: close"), "cli", backend)
+    if (cli := wire(o)) is not None:
+        assert flags(cli)[-1] == "← RST/ACK" and not any("FIN" in s.flags for s in cli)
 
 
 def test_linger_zero(backend):
@@ -193,6 +268,8 @@ def test_linger_zero(backend):
     assert o.facts["time_wait"] == 0
     assert error_reported(o.step("cli: setsockopt(SO_LINGER"), "srv", backend)
     assert o.states("cli") == ["ESTABLISHED", "closed"], "no FIN_WAIT, no TIME_WAIT"
+    if (cli := wire(o)) is not None:
+        assert flags(cli) == [*HANDSHAKE, "→ RST/ACK"]
 
 
 def test_server_killed(backend):
@@ -203,6 +280,10 @@ def test_server_killed(backend):
     assert o.facts["sigpipe"] == {"MSG_NOSIGNAL": 0, "no flag": 1}
     assert readable(o.step("kill"), "cli", backend)
     assert error_reported(o.step("cli: send(", nth=0), "cli", backend)
+    if (cli := wire(o)) is not None:
+        after = [f for f in flags(cli)[3:] if f != "→ ACK"]  # the client's ACK of the FIN may ride on its data
+        assert after == ["← FIN/ACK", "← RST"] and cli[-2].length == 4, "FIN, then RST for the next write"
+        assert cli[3].t > o.step("kill").start
 
 
 def test_link_pulled(backend):
@@ -219,6 +300,13 @@ def test_link_pulled(backend):
     assert times and times == sorted(times)
     assert o.facts["server_state"] == "ESTABLISHED", "the server never hears of it"
     assert error_reported(o.step("cli: TCP_INFO", nth=len(times)), "cli", backend)
+    if (cli := wire(o)) is not None:
+        sent = o.step("cli: send(b'are you there?'")
+        later = [s for s in cli if s.t > sent.start]
+        assert all(s.way == TO_SERVER and s.length == 14 for s in later), "nothing but our write, again and again"
+        assert len(later) >= 3 and len({s.seq for s in later}) == 1
+        gaps = [b.t - a.t for a, b in zip(later, later[1:], strict=False)]
+        assert min(gaps) > 0.15, "no resend before the 200 ms floor"
 
 
 def test_reboot(backend):
@@ -226,6 +314,10 @@ def test_reboot(backend):
     assert o.facts["client_before"] == "ESTABLISHED"
     assert o.facts["client_after"] == "CLOSE" and o.facts["recv"] == "ECONNRESET"
     assert error_reported(o.step("cli: send("), "cli", backend)
+    if (cli := wire(o)) is not None:
+        data, rst = cli[-2:]
+        assert (data.way, data.length, rst.way, rst.flags) == (TO_SERVER, 12, TO_CLIENT, "RST")
+        assert rst.seq == data.ack, "RFC 793: a RST answering an ACK takes its sequence number from it"
 
 
 # ------------------------------------------------------------------- the CLI
@@ -260,16 +352,40 @@ def test_json_and_backend_choice(tmp_path):
     assert step["errno"] == "ECONNREFUSED" and set(step["sockets"][1]["ready"]) == {"select", "epoll"}
 
 
-def test_every_scenario_runs_in_under_a_minute():
-    start = time.monotonic()
-    done = lab()
-    took = time.monotonic() - start
+def test_every_scenario_runs_in_under_a_minute_and_the_kernel_keeps_every_script(tmp_path):
+    """The lab's conformance run, as a user runs it: every scenario, its
+    wire checked (exit 0 only if the kernel kept every script)."""
+    path = tmp_path / "lab.json"
+    done = lab("--json", str(path), timeout=150)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
-    summary = done.stdout.strip().splitlines()[-1]
-    assert summary.startswith("lab: ") and " 0 failed" in summary, summary
+    summary = next(line for line in done.stdout.splitlines() if line.startswith("lab: "))
+    assert " 0 failed" in summary, summary
+    took = float(re.search(r" in ([\d.]+) s ", summary).group(1))
     assert took < 60, f"the whole lab took {took:.1f} s"
     for name in SCENARIOS:
         assert f"== {name}:" in done.stdout
+    ran = [s for s in json.loads(path.read_text())["scenarios"] if s["status"] != "skipped"]
+    verdicts = {s["name"]: s["wire"]["status"] for s in ran}
+    if os.geteuid() == 0:  # root has CAP_NET_RAW: every scenario is captured and kept its script
+        assert set(verdicts.values()) == {"matched"}, verdicts
+    assert set(verdicts.values()) <= {"matched", "not captured"}, verdicts
+
+
+def test_without_cap_net_raw_the_lab_says_so_and_runs_as_before(tmp_path):
+    """A real process without CAP_NET_RAW (root, its bounding set without
+    it: setpriv from util-linux): no tap, every call as before, exit 0."""
+    import shutil
+
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to take CAP_NET_RAW away")
+    path = tmp_path / "lab.json"
+    done = subprocess.run(["setpriv", "--bounding-set", "-net_raw", "--", sys.executable, "-m", "reactor", "lab",
+                           "refused", "--json", str(path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "wire: not captured: a packet capture needs CAP_NET_RAW (root)" in done.stdout
+    refused = json.loads(path.read_text())["scenarios"][0]
+    assert refused["status"] == "ok" and refused["facts"]["so_error"] == "ECONNREFUSED"
+    assert refused["wire"]["status"] == "not captured" and refused["wire"]["segments"] == []
 
 
 # ------------------------------------------------------------- the skips
@@ -290,6 +406,20 @@ def test_a_lost_path_without_tc_is_skipped_with_the_reason(monkeypatch):
     if result.status == "skipped" and "tc" not in result.reason:
         pytest.skip(result.reason)  # no namespaces here at all
     assert result.status == "skipped" and "no `tc` command" in result.reason
+
+
+def test_without_a_packet_tap_the_timeline_says_so_and_the_rest_runs(monkeypatch):
+    from reactor.tools.lab import session
+    from reactor.tools.lab.wire import CaptureUnavailable
+
+    def refuse(*args, **kwargs):
+        raise CaptureUnavailable(1, "a packet capture needs CAP_NET_RAW (root)")
+
+    monkeypatch.setattr(session, "Capture", refuse)
+    o = run_scenario(SCENARIOS["refused"], BACKENDS)
+    assert o.status == "ok" and o.facts["so_error"] == "ECONNREFUSED"
+    assert o.wire.status == "not captured" and o.wire.segments == []
+    assert "wire: not captured: a packet capture needs CAP_NET_RAW" in format_outcome(o, BACKENDS)
 
 
 # ------------------------------------------------------------------ the wire
@@ -395,3 +525,93 @@ def test_the_tap_keeps_only_its_ports_sees_loopback_once_and_times_the_segments_
     assert all(port in (p.src[1], p.dst[1]) for p in packets)
     assert queued == len(packets) and dropped == 0, "the filter, in the kernel, let nothing else in"
     assert began < handshake[0].time < handshake[-1].time < returned, "loopback runs the handshake inside connect()"
+
+
+# --------------------------------------------------------------- the script
+
+def segs(*specs: tuple[str, str, float]) -> list[Segment]:
+    """Segments of one connection "cli": (way, flags, t); "+data" in flags: 5 bytes."""
+    out = []
+    for way, text, t in specs:
+        out.append(Segment(t=t, conn="cli", way=way, flags=text.replace("+data", ""), seq=0, ack=None, win=0,
+                           length=5 if "+data" in text else 0))
+    return out
+
+
+def verdict(script, segments, steps=()):
+    from reactor.tools.lab.expect import check
+    from reactor.tools.lab.session import WireCapture
+
+    return check(script, WireCapture("lo", segments), list(steps))
+
+
+def close_step(call: str, began: float, returned: float) -> Step:
+    return Step(t=returned, side="client", call=call, result="ok", errno=None, sockets=[], began=began,
+                returned=returned)
+
+
+CLOSE_STEPS = [close_step("cli: close()", 0.9, 1.1), close_step("srv: close()", 1.9, 2.1)]
+SHAKE = [(TO_SERVER, "SYN", 0.1), (TO_CLIENT, "SYN/ACK", 0.2), (TO_SERVER, "ACK", 0.3)]
+
+
+def test_the_close_script_takes_the_ack_alone_or_on_the_fin_and_nothing_else():
+    script = SCENARIOS["close"].script
+    three = segs(*SHAKE, (TO_SERVER, "FIN/ACK", 1.0), (TO_CLIENT, "FIN/ACK", 2.0), (TO_SERVER, "ACK", 2.05))
+    four = segs(*SHAKE, (TO_SERVER, "FIN/ACK", 1.0), (TO_CLIENT, "ACK", 1.5), (TO_CLIENT, "FIN/ACK", 2.0),
+                (TO_SERVER, "ACK", 2.05))
+    assert verdict(script, three, CLOSE_STEPS).status == "matched"
+    matched = verdict(script, four, CLOSE_STEPS)
+    assert matched.status == "matched" and matched.counts == [1, 1, 1, 1, 1, 1, 1]
+    # a RST where the FIN should be: the verdict says where and why
+    reset = segs(*SHAKE, (TO_SERVER, "RST/ACK", 1.0))
+    bad = verdict(script, reset, CLOSE_STEPS)
+    assert bad.status == "differed"
+    assert bad.problems == ["cli: segment 4: the wire has `→ RST/ACK seq 0 win 0`, the script `→ FIN/ACK after "
+                            "`cli: close`` (other flags)"]
+    # the last ACK never came; a fifth segment nobody expected; the FIN before close() was called
+    assert "the capture has ended" in verdict(script, three[:-1], CLOSE_STEPS).problems[0]
+    extra = three + segs((TO_CLIENT, "RST", 2.1))
+    assert "the script has ended" in verdict(script, extra, CLOSE_STEPS).problems[0]
+    early = segs(*SHAKE, (TO_SERVER, "FIN/ACK", 0.5), (TO_CLIENT, "FIN/ACK", 2.0), (TO_SERVER, "ACK", 2.05))
+    assert "comes before `cli: close` began" in verdict(script, early, CLOSE_STEPS).problems[0]
+    # a connection the script does not name may send nothing
+    stray = three + [Segment(t=3, conn="other", way=TO_SERVER, flags="SYN", seq=0, ack=None, win=0, length=0)]
+    assert verdict(script, stray, CLOSE_STEPS).problems == ["other: 1 segments, where the script has none"]
+
+
+def test_a_script_times_retransmissions_and_counts_them():
+    from reactor.tools.lab.expect import Script, to_server
+
+    script = Script("", {"cli": (to_server("SYN", retransmission=False),
+                                 to_server("SYN", times=(1, None), retransmission=True, gap=(0.9, 1.6)))})
+
+    def syns(*times: float) -> list[Segment]:
+        out = segs(*[(TO_SERVER, "SYN", t) for t in times])
+        for segment in out[1:]:
+            segment.retransmission = True
+        return out
+
+    assert verdict(script, syns(0.0, 1.0, 2.0)).counts == [1, 2]
+    assert "0.300 s after the last one" in verdict(script, syns(0.0, 0.3)).problems[0], "too soon for the timer"
+    assert "the capture has ended" in verdict(script, syns(0.0)).problems[0], "never resent"
+
+
+def test_a_kernel_that_parts_from_the_script_fails_the_lab(monkeypatch, tmp_path):
+    import dataclasses
+
+    from reactor.tools.lab import runner
+    from reactor.tools.lab.expect import Script, to_client, to_server
+
+    wrong = Script("a SYN to a closed port is answered with SYN/ACK", {"cli": (to_server("SYN"), to_client("SYN/ACK"))})
+    monkeypatch.setitem(runner.SCENARIOS, "refused", dataclasses.replace(SCENARIOS["refused"], script=wrong))
+    out = io.StringIO()
+    path = tmp_path / "lab.json"
+    code = runner.run_lab(["refused"], BACKENDS, out, json_path=str(path))
+    scenario = json.loads(path.read_text())["scenarios"][0]
+    if scenario["wire"]["status"] == "not captured":
+        pytest.skip(scenario["wire"]["reason"])
+    assert code == 1 and scenario["status"] == "ok", "the calls went as ever: only the wire parted"
+    assert scenario["wire"]["status"] == "differed"
+    assert "the wire has `← RST/ACK seq 0 ack 1 win 0`" in scenario["wire"]["problems"][0]
+    assert "wire: 1 differed" in out.getvalue().splitlines()[-1]
+    assert code == 0 or "DIFFERED" in out.getvalue()

@@ -62,6 +62,7 @@ def _hosts(lab: Lab) -> tuple[str, str, str, str]:
     Returns (client ns, server ns, client link, server link)."""
     assert lab.ns is not None
     cli_ns, srv_ns = lab.ns.add("c"), lab.ns.add("s")
+    lab.open_wire(cli_ns)
     cli_link, srv_link = lab.ns.veth(cli_ns, CLIENT_IP + PREFIX, srv_ns, SERVER_IP + PREFIX)
     lab.record("lab", f"ip netns add (client, server); veth {CLIENT_IP} <-> {SERVER_IP}", "ok",
                note="two hosts and a cable, in namespaces of their own")
@@ -111,6 +112,7 @@ def _retransmissions(lab: Lab, name: str, until: str, started: float, bound: flo
 def unreachable(lab: Lab) -> None:
     assert lab.ns is not None
     cli_ns, router = lab.ns.add("c"), lab.ns.add("r")
+    lab.open_wire(cli_ns)
     lab.ns.veth(cli_ns, "10.251.1.2/24", router, "10.251.1.1/24")
     lab.ns.ip(cli_ns, "route", "add", "default", "via", "10.251.1.1")
     lab.ns.sysctl(router, "net/ipv4/ip_forward", "1")

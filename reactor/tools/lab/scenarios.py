@@ -1,10 +1,13 @@
-"""Every scenario by name: what it shows, and whether it needs namespaces."""
+"""Every scenario by name: what it shows, what its wire must be, and
+whether it needs namespaces."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .expect import Script
+from .expected import SCRIPTS
 from .loopback import LOOPBACK_SCENARIOS
 from .netpath import NETPATH_SCENARIOS
 from .session import Lab
@@ -19,6 +22,8 @@ class Scenario:
     #: one line for ``lab --list``: what the kernel is seen doing
     shows: str
     run: Callable[[Lab], None]
+    #: the segments its kernel must send (``expected``)
+    script: Script
     #: needs network namespaces (root, iproute2): skipped with the reason where they cannot be made
     netns: bool = False
 
@@ -63,8 +68,9 @@ _ABOUT: list[tuple[str, str, str]] = [
 
 def _build() -> dict[str, Scenario]:
     runs = {**LOOPBACK_SCENARIOS, **NETPATH_SCENARIOS}
-    assert set(runs) == {name for name, _, _ in _ABOUT}, sorted(set(runs) ^ {name for name, _, _ in _ABOUT})
-    return {name: Scenario(name, title, shows, runs[name], netns=name in NETPATH_SCENARIOS)
+    names = {name for name, _, _ in _ABOUT}
+    assert set(runs) == names == set(SCRIPTS), sorted((set(runs) | set(SCRIPTS)) - (set(runs) & set(SCRIPTS)))
+    return {name: Scenario(name, title, shows, runs[name], SCRIPTS[name], netns=name in NETPATH_SCENARIOS)
             for name, title, shows in _ABOUT}
 
 
