@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--backend", type=_name_list(["select", "poll", "epoll"]), default=None, dest="backends",
                      help="readiness backends to show, comma-separated (default: select,poll,epoll)")
     lab.add_argument("--json", metavar="PATH", help="write every timeline and finding as JSON")
+    lab.add_argument("--draw", metavar="DIR", help="write each scenario's ladder diagram to DIR as SVG and PNG "
+                                                   "(needs matplotlib: pip install '.[plot]')")
     lab.set_defaults(run=run_lab, parser=lab)
     return parser
 
@@ -517,7 +519,14 @@ def run_lab(args: argparse.Namespace) -> int:
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         args.parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    return run(args.scenarios, args.backends, sys.stdout, json_path=args.json)
+    if args.draw:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            args.parser.error("--draw needs matplotlib: pip install -e '.[plot]'")
+        if os.path.exists(args.draw) and not os.path.isdir(args.draw):
+            args.parser.error(f"--draw {args.draw}: not a directory")
+    return run(args.scenarios, args.backends, sys.stdout, json_path=args.json, draw_dir=args.draw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

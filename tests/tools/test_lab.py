@@ -354,9 +354,17 @@ def test_json_and_backend_choice(tmp_path):
 
 def test_every_scenario_runs_in_under_a_minute_and_the_kernel_keeps_every_script(tmp_path):
     """The lab's conformance run, as a user runs it: every scenario, its
-    wire checked (exit 0 only if the kernel kept every script)."""
+    wire checked (exit 0 only if the kernel kept every script), every
+    ladder drawn."""
+    draw = None
+    try:
+        import matplotlib  # noqa: F401
+
+        draw = tmp_path / "ladders"
+    except ImportError:
+        pass
     path = tmp_path / "lab.json"
-    done = lab("--json", str(path), timeout=150)
+    done = lab("--json", str(path), *(["--draw", str(draw)] if draw else []), timeout=150)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     summary = next(line for line in done.stdout.splitlines() if line.startswith("lab: "))
     assert " 0 failed" in summary, summary
@@ -369,6 +377,20 @@ def test_every_scenario_runs_in_under_a_minute_and_the_kernel_keeps_every_script
     if os.geteuid() == 0:  # root has CAP_NET_RAW: every scenario is captured and kept its script
         assert set(verdicts.values()) == {"matched"}, verdicts
     assert set(verdicts.values()) <= {"matched", "not captured"}, verdicts
+    if draw is not None:
+        for s in ran:
+            assert (draw / f"{s['name']}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            svg = (draw / f"{s['name']}.svg").read_text()
+            assert svg.startswith("<?xml") and (not s["wire"]["segments"] or 'id="segment-0"' in svg)
+
+
+def test_draw_without_matplotlib_is_a_usage_error(monkeypatch, tmp_path, capsys):
+    from reactor.tools.cli import main
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(SystemExit) as exited:
+        main(["lab", "refused", "--draw", str(tmp_path)])
+    assert exited.value.code == 2 and "--draw needs matplotlib" in capsys.readouterr().err
 
 
 def test_without_cap_net_raw_the_lab_says_so_and_runs_as_before(tmp_path):
@@ -615,3 +637,62 @@ def test_a_kernel_that_parts_from_the_script_fails_the_lab(monkeypatch, tmp_path
     assert "the wire has `← RST/ACK seq 0 ack 1 win 0`" in scenario["wire"]["problems"][0]
     assert "wire: 1 differed" in out.getvalue().splitlines()[-1]
     assert code == 0 or "DIFFERED" in out.getvalue()
+
+
+# ------------------------------------------------------------------ the ladder
+
+def drawn(name: str):
+    pytest.importorskip("matplotlib")
+    from reactor.tools.lab.ladder import ladder
+
+    o = outcome(name)
+    fig = ladder(o)
+    artists = {a.get_gid(): a for a in fig.findobj() if a.get_gid()}
+    return o, fig, artists
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_ladder_has_an_arrow_per_segment_and_each_call_on_its_side(name):
+    from reactor.tools.lab.ladder import CLIENT_X, SERVER_X
+
+    o, fig, artists = drawn(name)
+    assert artists["title"].get_text().startswith(f"{name}: ")
+    segments = o.wire.segments if o.wire is not None else []
+    tops = []
+    for i, segment in enumerate(segments):
+        arrow = artists[f"segment-{i}"]
+        (x0, y0), (x1, y1) = arrow._posA_posB  # where it was drawn from and to
+        assert (x0, x1) == ((CLIENT_X, SERVER_X) if segment.way == TO_SERVER else (SERVER_X, CLIENT_X))
+        assert y1 > y0, "time runs down"
+        assert (arrow.get_linestyle() == "--") == segment.retransmission
+        label = artists[f"segment-label-{i}"].get_text()
+        assert segment.flags in label and (segment.flags.startswith("ICMP") or f"seq {segment.seq}" in label)
+        tops.append(y0)
+    assert tops == sorted(tops), "the arrows are in the order the kernel sent them"
+    assert not any(gid.startswith("segment-") and gid.split("-")[-1].isdigit() and int(gid.split("-")[-1]) >=
+                   len(segments) for gid in artists), "one arrow per segment, no more"
+    for i, step in enumerate(o.steps):
+        text = artists[f"call-{i}" if step.side in ("client", "server") else f"note-{i}"]
+        x, _ = text.get_position()
+        if step.side == "client":
+            assert x < CLIENT_X and text.get_ha() == "right"
+        elif step.side == "server":
+            assert x > SERVER_X and text.get_ha() == "left"
+        assert text.get_text().startswith(step.call[:20].rstrip() if step.side in ("client", "server") else "[")
+
+
+def test_the_handshake_ladder_shows_connect_returning_after_the_segments_and_the_states():
+    o, fig, artists = drawn("handshake")
+    if o.wire is None or o.wire.status == "not captured":
+        pytest.skip("no packet tap here")
+    y = {gid: a.get_position()[1] for gid, a in artists.items()
+         if gid.startswith(("call-", "state-")) and not gid.startswith("call-span")}
+    connect = o.steps.index(o.step("cli: connect"))
+    accept = o.steps.index(o.step("lsn: accept"))
+    ack = artists["segment-2"]._posA_posB[0][1]
+    assert artists["segment-label-2"].get_text().startswith("cli: ACK seq 1 ack 1")
+    assert ack < y[f"call-{connect}"] < y[f"call-{accept}"], "ACK, then connect() returns, then accept()"
+    assert f"call-span-{connect}" in artists, "the bar: the handshake happened inside connect()"
+    states = " ".join(a.get_text() for gid, a in artists.items() if gid.startswith("state-"))
+    assert "cli ESTABLISHED" in states and "lsn LISTEN" in states and "srv ESTABLISHED" in states
+    assert all(artists[gid].get_position()[0] < 0.5 for gid in artists if gid.startswith("state-client"))

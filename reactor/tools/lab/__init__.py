@@ -14,7 +14,8 @@ Modules: ``probe`` (the three readiness backends side by side), ``netns``
 parser), ``session`` (the workbench a scenario runs on), ``timeline`` (the
 records, as text and JSON), ``loopback`` and ``netpath`` (the scenarios),
 ``expect`` (scripts and their check) and ``expected`` (each scenario's
-script), ``scenarios`` (the list), ``runner`` (running and printing them).
+script), ``scenarios`` (the list), ``runner`` (running and printing them),
+``ladder`` (a scenario drawn as a ladder diagram, with matplotlib).
 """
 
 from __future__ import annotations

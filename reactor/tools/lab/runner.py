@@ -1,7 +1,7 @@
 """Running scenarios: each on a fresh workbench with a tap on its wire,
 skipped with the reason where it needs namespaces that cannot be made,
 failed (not crashed) if it raises; its segments checked against its
-script; printed as timelines, written as JSON."""
+script; printed as timelines, written as JSON, drawn as ladders."""
 
 from __future__ import annotations
 
@@ -75,9 +75,10 @@ WIRE_FAILURES = ("differed", "incomplete")
 
 
 def run_lab(names: list[str], backends: list[str] | None, out: TextIO, json_path: str | None = None,
-            progress: Callable[[Outcome], None] | None = None) -> int:
+            progress: Callable[[Outcome], None] | None = None, draw_dir: str | None = None) -> int:
     """Run ``names`` (every scenario if empty), print each timeline; 0
-    unless one failed or its wire parted from its script."""
+    unless one failed or its wire parted from its script. ``draw_dir``:
+    write each scenario's ladder diagram there (SVG and PNG)."""
     chosen = [name for name in available() if backends is None or name in backends]
     outcomes: list[Outcome] = []
     start = time.monotonic()
@@ -98,4 +99,9 @@ def run_lab(names: list[str], backends: list[str] | None, out: TextIO, json_path
         document: dict[str, Any] = {"backends": chosen, "scenarios": [o.as_dict() for o in outcomes]}
         with open(json_path, "w") as f:
             json.dump(document, f, indent=1, default=str)
+    if draw_dir:
+        from .ladder import draw_all
+
+        for path in draw_all(outcomes, draw_dir):
+            print(f"wrote {path}", file=out, flush=True)
     return 1 if counts["failed"] or any(status in WIRE_FAILURES for status in verdicts) else 0
