@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "queue), first byte, peer FIN, our FIN, RST in or out, closed (duration, bytes, "
                               "retransmits), each with the kernel's TCP_INFO")
     tracing.add_argument("--trace-json", metavar="PATH", help="write the same events as JSON lines to PATH")
+    serve.add_argument("--trace-wire", action="store_true",
+                       help="with --trace or --trace-json: tap the port's TCP segments (root or CAP_NET_RAW) and "
+                            "print each connection's last ones when it ends (RST or close): why it ended")
     # Set by the supervisor for its workers: bind with SO_REUSEPORT.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     # Set by the supervisor for its workers: print a counts line every S seconds.
@@ -213,6 +216,8 @@ def _worker_args(args: argparse.Namespace) -> list[str]:
             worker += [flag, str(value)]
     if args.trace:
         worker.append("--trace")  # each worker's lines reach the supervisor's stdout, prefixed
+    if args.trace_wire:
+        worker.append("--trace-wire")  # each worker taps the port and keeps its own connections' rings
     if args.proxy_protocol:
         worker.append("--proxy-protocol")
     # The resolved limits (a worker must not fall back to other defaults);
@@ -344,6 +349,10 @@ def _check_serve_options(args: argparse.Namespace, sock: socket.socket | None) -
         args.parser.error("--unix-mode needs --unix PATH (the socket file it applies to)")
     if args.header_timeout is not None and args.protocol != "http":
         args.parser.error(f"--header-timeout applies to --protocol http, not {args.protocol}")
+    if args.trace_wire and not (args.trace or args.trace_json):
+        args.parser.error("--trace-wire adds to --trace or --trace-json: name one of them")
+    if args.trace_wire and unix:
+        args.parser.error("--trace-wire taps TCP segments, not a Unix socket")
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -367,7 +376,7 @@ def run_serve(args: argparse.Namespace) -> int:
         native=native_choice, backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
-        trace=args.trace, trace_json=args.trace_json,
+        trace=args.trace, trace_json=args.trace_json, trace_wire=args.trace_wire,
         proxy_protocol=args.proxy_protocol,
         report_interval=args.report_interval,
         ssl=tls, idle_timeout=args.idle_timeout or None, header_timeout=args.header_timeout or None,
