@@ -304,7 +304,8 @@ def test_link_pulled(backend):
         sent = o.step("cli: send(b'are you there?'")
         later = [s for s in cli if s.t > sent.start]
         assert all(s.way == TO_SERVER and s.length == 14 for s in later), "nothing but our write, again and again"
-        assert len(later) >= 3 and len({s.seq for s in later}) == 1
+        # at least one resend within the 1 s user timeout (the first rto is the connection's own: 200 ms idle)
+        assert len(later) >= 2 and len({s.seq for s in later}) == 1
         gaps = [b.t - a.t for a, b in zip(later, later[1:], strict=False)]
         assert min(gaps) > 0.15, "no resend before the 200 ms floor"
 

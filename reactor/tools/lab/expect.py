@@ -51,8 +51,8 @@ class Line:
     before: str = ""
     #: sent after this call began
     after: str = ""
-    #: seconds since the previous segment sent the same way
-    gap: tuple[float, float] | None = None
+    #: seconds since the previous segment sent the same way (at least, at most; None: no limit)
+    gap: tuple[float, float | None] | None = None
 
     def describe(self) -> str:
         text = f"{self.way} {self.flags}"
@@ -64,7 +64,9 @@ class Line:
         if self.retransmission:
             text += " (retransmitted)"
         if self.gap is not None:
-            text += f" {self.gap[0]:g}-{self.gap[1]:g} s after the last one"
+            low_gap, high_gap = self.gap
+            text += (f" {low_gap:g}-{high_gap:g} s" if high_gap is not None else f" {low_gap:g}+ s") + \
+                " after the last one"
         if self.before:
             text += f" before `{self.before}` returns"
         if self.after:
@@ -115,8 +117,8 @@ class _Matcher:
             self.gaps.append(segment.t - last[segment.way] if segment.way in last else None)
             last[segment.way] = segment.t
         self._memo: dict[tuple[int, int], list[int] | None] = {}
-        #: the furthest segment the script reached, and why it stopped there
-        self.stuck: tuple[int, int, str] = (-1, -1, "")
+        #: the furthest segment the script reached, and why each line it tried there did not take it
+        self.stuck: tuple[int, dict[int, str]] = (-1, {})
 
     def misfit(self, line: Line, j: int) -> str:
         """Why segment j does not fit the line ("" if it does)."""
@@ -133,8 +135,8 @@ class _Matcher:
         if line.retransmission is not None and segment.retransmission != line.retransmission:
             return "is a retransmission" if segment.retransmission else "is not a retransmission"
         if line.gap is not None:
-            gap = self.gaps[j]
-            if gap is None or not line.gap[0] <= gap <= line.gap[1]:
+            gap, (low, high) = self.gaps[j], line.gap
+            if gap is None or gap < low or (high is not None and gap > high):
                 return f"comes {'first' if gap is None else f'{gap:.3f} s after the last one'}"
         for prefix, before in ((line.before, True), (line.after, False)):
             if not prefix:
@@ -182,15 +184,23 @@ class _Matcher:
         return result
 
     def _stuck(self, j: int, i: int, why: str) -> None:
-        if (j, i) > self.stuck[:2]:
-            self.stuck = (j, i, why)
+        if j > self.stuck[0]:
+            self.stuck = (j, {})
+        if j == self.stuck[0]:
+            self.stuck[1].setdefault(i, why)
 
     def explain(self) -> str:
-        j, i, why = self.stuck
+        """Where the wire and the script part: the furthest segment any way
+        of matching reached, and why each line tried there did not take it
+        (the last line first: the one the script was furthest along)."""
+        j, tried = self.stuck
         seen = f"segment {j + 1}" if j < len(self.segments) else f"after {len(self.segments)} segments"
         got = f"`{self.segments[j].text(conn=False)}`" if j < len(self.segments) else "nothing more"
-        wanted = f"`{self.lines[i].describe()}`" if i < len(self.lines) else "nothing more"
-        return f"{seen}: the wire has {got}, the script {wanted} ({why})"
+        parts = []
+        for i in sorted(tried, reverse=True):
+            wanted = f"`{self.lines[i].describe()}`" if i < len(self.lines) else "nothing more"
+            parts.append(f"{wanted} ({tried[i]})")
+        return f"{seen}: the wire has {got}, the script {'; or '.join(parts)}"
 
 
 def check(script: Script, captured: WireCapture, steps: list[Step]) -> Wire:

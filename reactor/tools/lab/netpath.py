@@ -215,8 +215,9 @@ def last_ack(lab: Lab) -> None:
     retrans = lab.wait(lambda: _retrans(lab, "srv", srv_ns) >= 1, TIMER_WAIT)
     if retrans is not None:
         lab.observe("srv: sock_diag", f"LAST_ACK, FIN retransmitted at {time.monotonic() - start:.2f} s")
-    lab.ns.unblock(cli_ns, cli_link)
-    lab.record("lab", f"tc: stop dropping on {cli_link} (client)", "ok")
+    # a step that begins before the tc command: the FIN that gets through may come while it runs
+    namespaces = lab.ns
+    lab.do("lab", f"tc: stop dropping on {cli_link} (client)", lambda: namespaces.unblock(cli_ns, cli_link))
     done = lab.wait(lambda: lab.state("srv") == "closed" and lab.state("cli") == "TIME_WAIT", TIMER_WAIT)
     lab.observe("cli, srv: sock_diag", f"{lab.state('cli')}, {lab.state('srv')}" + (
         f" {time.monotonic() - start:.2f} s after our close" if done is not None else ""),

@@ -34,7 +34,8 @@ _ABOUT: list[tuple[str, str, str]] = [
      "request in the SYN queue (sock_diag) and a listener no backend reports readable"),
     ("backlog", "a full backlog",
      "backlog 1 admits 2; later SYNs dropped (SYN_SENT, ListenOverflows rising), retransmitted by the "
-     "client's timer, admitted only by a retransmission after accept() made room"),
+     "client's timer, admitted only by a retransmission after accept() made room; a SYN that comes while that "
+     "handshake is in flight is answered too, and its ACK dropped: a client ESTABLISHED, a server SYN_RECV"),
     ("rst-before-accept", "RST while waiting in the accept queue",
      "accept() still returns the reset connection: getpeername ENOTCONN, first recv ECONNRESET"),
     ("stale-readiness", "readiness that is stale by the time we act",

@@ -39,7 +39,7 @@ from ... import kernel
 from .netns import Namespaces
 from .probe import Readiness
 from .timeline import INFO_FIELDS, TO_CLIENT, TO_SERVER, Segment, SockView, Step
-from .wire import Capture, CaptureUnavailable, Numbering, Packet, options_text
+from .wire import STAMPING_WAIT, Capture, CaptureUnavailable, Numbering, Packet, options_text, stamping_on
 
 __all__ = ["Lab", "ScenarioSkipped", "errno_name", "LINGER_RST"]
 
@@ -488,6 +488,10 @@ class Lab:
         assert self._capture is None, "one tap per scenario"
         self._wire_where = f"every interface of namespace {ns}" if ns else "lo"
         try:
+            # the socket that keeps time-stamping on is made here, in the host's namespace, not in ns
+            if not stamping_on():
+                raise CaptureUnavailable(0, f"the kernel did not switch packet time-stamping on within "
+                                            f"{STAMPING_WAIT:g} s")
             with self._inside(ns):
                 if ns is None:
                     self._capture = Capture(set(), interface="lo")
@@ -500,7 +504,8 @@ class Lab:
             self._wire_unavailable = f"cannot open a packet capture: {exc}"
             return
         self._wire_unavailable = ""
-        self._read_wire()
+        if not self.steps:
+            self._t0 = time.monotonic()  # the timeline starts once the tap is ready (it may wait for time stamps)
 
     def _read_wire(self) -> None:
         """Take what the tap has queued (bounded: it is read again later)."""
