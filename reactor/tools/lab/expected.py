@@ -19,6 +19,9 @@ script follows the kernel and says so:
 - SYNs are resent at 1 s intervals, not 1, 2, 4 s: Linux 6.7+ keeps the
   first ``net.ipv4.tcp_syn_linear_timeouts`` (4) intervals linear. A
   script allows both (the gap is up to 2.6 s).
+- An ICMP host unreachable for a SYN ends the connect at once -- unless a
+  call holds the socket when it comes (connect() itself, on a short path),
+  and then it is a soft error and the SYN is resent once: ``times=(0, 1)``.
 - A SYN to a full accept queue is dropped, but a full SYN queue is not
   checked: two SYNs arriving while one place is free are both answered,
   and the second one's ACK is then dropped (the client believes it is
@@ -72,8 +75,8 @@ SCRIPTS: dict[str, Script] = {
         {"fill": HANDSHAKE,
          "cli": (to_server("SYN", retransmission=False), to_server("SYN", **SYN_RESENT))}),
     "unreachable": Script(
-        "the SYN draws a router's ICMP host unreachable; the kernel resends the SYN once (a soft error) "
-        "and gives up at the second ICMP; no route sends nothing",
+        "the SYN draws a router's ICMP host unreachable; one that came while connect() held the socket is soft, "
+        "so the SYN is resent once and its ICMP ends the connect; no route sends nothing",
         {"cli": (to_server("SYN", retransmission=False), to_client("ICMP host unreachable"),
                  to_server("SYN", times=(0, 1), retransmission=True, gap=(0.9, 1.6)),
                  to_client("ICMP host unreachable", times=(0, 1)))}),

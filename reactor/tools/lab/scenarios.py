@@ -45,8 +45,9 @@ _ABOUT: list[tuple[str, str, str]] = [
     ("connect-timeout", "connect timed out",
      "SYNs into a black hole: SYN_SENT, a retransmission at 1 s, ETIMEDOUT from TCP_USER_TIMEOUT"),
     ("unreachable", "host unreachable: a router's ICMP",
-     "a router's ICMP host-unreachable: EHOSTUNREACH in SO_ERROR at once (the socket gives up at its next "
-     "SYN retransmission); no route: ENETUNREACH from connect itself"),
+     "a router's ICMP host-unreachable: EHOSTUNREACH in SO_ERROR at once; it came while connect() held the "
+     "socket, so it is kept as a soft error (LockDroppedIcmps) and the resent SYN's ICMP ends the connect; "
+     "no route: ENETUNREACH from connect itself"),
     ("close", "graceful close",
      "FIN: CLOSE_WAIT (readable, RDHUP) and FIN_WAIT2; the server's FIN: TIME_WAIT for the closer, 60 s"),
     ("last-ack", "LAST_ACK held by a lost ACK",

@@ -391,6 +391,14 @@ class Lab:
         start = time.monotonic()
         return time.monotonic() - start if poller.poll(int(timeout * 1000)) else None
 
+    def hung_up(self, name: str) -> bool:
+        """poll(2) says HUP for socket ``name`` (closed, or both ways shut):
+        asked without holding the socket, unlike TCP_INFO, which takes its
+        lock (an ICMP error that finds it held is kept only as a soft one)."""
+        poller = select.poll()
+        poller.register(self.sock(name).fileno(), select.POLLIN)
+        return any(events & select.POLLHUP for _, events in poller.poll(0))
+
     def fact(self, key: str, value: Any) -> None:
         self.facts[key] = value
 
