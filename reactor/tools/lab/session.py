@@ -39,7 +39,7 @@ from ... import kernel
 from .netns import Namespaces
 from .probe import Readiness
 from .timeline import INFO_FIELDS, TO_CLIENT, TO_SERVER, Segment, SockView, Step
-from .wire import STAMPING_WAIT, Capture, CaptureUnavailable, Numbering, Packet, options_text, stamping_on
+from .wire import STAMPING_WAIT, Capture, CaptureUnavailable, Numbering, options_text, stamping_on
 
 __all__ = ["Lab", "ScenarioSkipped", "errno_name", "LINGER_RST"]
 
@@ -134,7 +134,6 @@ class Lab:
         self._capture: Capture | None = None
         self._wire_where = ""
         self._wire_unavailable = "the scenario opened no capture"
-        self._packets: list[Packet] = []
         #: every socket that called connect(), in order, kept after it is closed or dropped
         self._clients: list[tuple[str, _Tracked]] = []
         #: every socket the lab tracked, ever (the server end of a connection is named from here)
@@ -515,18 +514,13 @@ class Lab:
         if not self.steps:
             self._t0 = time.monotonic()  # the timeline starts once the tap is ready (it may wait for time stamps)
 
-    def _read_wire(self) -> None:
-        """Take what the tap has queued (bounded: it is read again later)."""
-        if self._capture is not None:
-            self._packets += self._capture.read()
-
     def finish_wire(self) -> WireCapture:
         """Close the tap and give the scenario's segments, each named by
         its connection (the client socket's name) and numbered from each
         side's ISN, in the kernel's time order."""
         if self._capture is None:
             return WireCapture(self._wire_where, [], self._wire_unavailable)
-        self._read_wire()
+        packets = self._capture.read()  # a scenario's few dozen segments: the 4 MiB queue holds them all
         drops = self._capture.stats()[1]
         unstamped = self._capture.unstamped
         self._capture.close()
@@ -540,7 +534,7 @@ class Lab:
                 conns[(tracked.target, local)] = (name, TO_CLIENT, numbering)
         segments: list[Segment] = []
         foreign = 0
-        for packet in sorted(self._packets, key=lambda p: p.time):
+        for packet in sorted(packets, key=lambda p: p.time):
             found = conns.get((packet.src, packet.dst))
             if found is None:
                 foreign += 1
@@ -556,7 +550,6 @@ class Lab:
                 t=packet.time - self._t0, conn=name, way=way, flags=packet.flag_text, seq=seq, ack=ack, win=window,
                 length=packet.length, options=options_text(packet.options) if packet.flags & 0x02 else "",
                 retransmission=again, src=src, dst=dst))
-        self._packets = []
         return WireCapture(self._wire_where, segments, drops=drops, foreign=foreign, unstamped=unstamped)
 
     def sides(self) -> dict[str, str]:

@@ -360,10 +360,6 @@ class Capture:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    @property
-    def ports(self) -> set[int] | None:
-        return None if self._ports is None else set(self._ports)
-
     def add_ports(self, *ports: int) -> None:
         """Keep these ports too (the filter is replaced at once)."""
         if self._ports is None or set(ports) <= self._ports:
