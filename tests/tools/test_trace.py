@@ -292,3 +292,23 @@ def test_trace_wire_without_cap_net_raw_exits_1_saying_why():
                            "--port", "0", "--trace", "--trace-wire"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1 and "needs CAP_NET_RAW" in done.stderr, done.stdout + done.stderr
     assert "listening on" not in done.stdout
+
+
+def test_trace_wire_on_ipv6(traced_server):
+    """The tap's filter and parser on IPv6 (the lab itself is IPv4 only)."""
+    wire_tap_or_skip()
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server = traced_server("--host", "::1", "--trace", "--trace-wire")
+    with socket.create_connection(("::1", server.port), timeout=10) as sock:
+        sock.sendall(b"v6")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"v6"
+    assert [name for name, _ in events_of(server, 5)][-1] == "closed"
+    code, out, err = server.stop()
+    assert code == 0, err
+    seen = [f"{f['dir']} {f['flags']}" for f in wire_events(out)]
+    assert seen[:3] == ["in SYN", "out SYN/ACK", "in ACK"] and seen[-1] == "in ACK", seen

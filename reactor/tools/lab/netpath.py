@@ -17,9 +17,11 @@ namespaces. Facts shown here:
   resent a second later, and that one's ICMP ends it. A missing route is
   found before any packet leaves: connect() itself fails with ENETUNREACH.
 - A peer that vanishes without a word (link pulled) is found only by the
-  retransmission timer: the rto doubles from about 200 ms on each try, and
-  after ``net.ipv4.tcp_retries2`` (15: about 15 minutes) the socket gives up
-  with ETIMEDOUT -- or after TCP_USER_TIMEOUT ms when it is set.
+  retransmission timer. The capture shows its rhythm: the lost write is
+  resent first as a tail loss probe (RACK-TLP) about 200 ms on, then when
+  the rto (200 ms at the least) expires, then after 400, 800 ms...; after
+  ``net.ipv4.tcp_retries2`` (15: about 15 minutes) the socket gives up with
+  ETIMEDOUT -- or after TCP_USER_TIMEOUT ms when it is set, sending nothing.
 - A host that rebooted has no memory of the connection: its kernel answers
   the next segment with RST, the client's call fails with ECONNRESET.
 - LAST_ACK lasts one round trip unless the ACK is lost; then the FIN is
