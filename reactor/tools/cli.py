@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "queue), first byte, peer FIN, our FIN, RST in or out, closed (duration, bytes, "
                               "retransmits), each with the kernel's TCP_INFO")
     tracing.add_argument("--trace-json", metavar="PATH", help="write the same events as JSON lines to PATH")
+    serve.add_argument("--trace-wire", action="store_true",
+                       help="with --trace or --trace-json: tap the port's TCP segments (root or CAP_NET_RAW) and "
+                            "print each connection's last ones when it ends (RST or close): why it ended")
     # Set by the supervisor for its workers: bind with SO_REUSEPORT.
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     # Set by the supervisor for its workers: print a counts line every S seconds.
@@ -173,13 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run lifecycle scenarios on this machine's kernel (loopback, or network namespaces the lab "
                     "creates and deletes; those are skipped with the reason where they cannot be made) and print "
                     "each one's timeline: time, side, the call and what it returned, then each socket's TCP state "
-                    "and what select, poll and epoll report for it. --list names the scenarios.",
+                    "and what select, poll and epoll report for it, with the scenario's TCP segments between the "
+                    "calls (a packet tap: root or CAP_NET_RAW; without it the timeline says so). Each scenario's "
+                    "segments are checked against its script: the exit status is 1 if the kernel parted from one. "
+                    "--list names the scenarios.",
     )
     lab.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="scenarios to run (default: all)")
     lab.add_argument("--list", action="store_true", help="name the scenarios and what each shows")
     lab.add_argument("--backend", type=_name_list(["select", "poll", "epoll"]), default=None, dest="backends",
                      help="readiness backends to show, comma-separated (default: select,poll,epoll)")
     lab.add_argument("--json", metavar="PATH", help="write every timeline and finding as JSON")
+    lab.add_argument("--draw", metavar="DIR", help="write each scenario's ladder diagram to DIR as SVG and PNG "
+                                                   "(needs matplotlib: pip install '.[plot]')")
     lab.set_defaults(run=run_lab, parser=lab)
     return parser
 
@@ -343,6 +351,10 @@ def _check_serve_options(args: argparse.Namespace, sock: socket.socket | None) -
         missing = check_available()
         if missing:
             args.parser.error(missing)
+    if args.trace_wire and not (args.trace or args.trace_json):
+        args.parser.error("--trace-wire adds to --trace or --trace-json: name one of them")
+    if args.trace_wire and unix:
+        args.parser.error("--trace-wire taps TCP segments, not a Unix socket")
 
 
 def serve_config(args: argparse.Namespace) -> ServeConfig:
@@ -365,7 +377,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         native=native_choices[args.native], backlog=args.backlog,
         grace=args.grace, stats_interval=args.stats_interval, on_exhausted=args.on_exhausted,
         max_accepts=args.max_accepts, reuse_port=args.reuse_port, idle_listener=args.idle_listener,
-        trace=args.trace, trace_json=args.trace_json,
+        trace=args.trace, trace_json=args.trace_json, trace_wire=args.trace_wire,
         proxy_protocol=args.proxy_protocol, proxy_from=args.proxy_from,
         report_interval=args.report_interval,
         ssl=tls, idle_timeout=args.idle_timeout or None, header_timeout=args.header_timeout or None,
@@ -539,7 +551,14 @@ def run_lab(args: argparse.Namespace) -> int:
     unknown = [name for name in args.scenarios if name not in SCENARIOS]
     if unknown:
         args.parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
-    return run(args.scenarios, args.backends, sys.stdout, json_path=args.json)
+    if args.draw:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            args.parser.error("--draw needs matplotlib: pip install -e '.[plot]'")
+        if os.path.exists(args.draw) and not os.path.isdir(args.draw):
+            args.parser.error(f"--draw {args.draw}: not a directory")
+    return run(args.scenarios, args.backends, sys.stdout, json_path=args.json, draw_dir=args.draw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,8 @@ finds no socket file).
 
 ``--trace`` (and ``--trace-json PATH``) wrap the protocol factory in a
 :class:`~.trace.Tracer`; without them the listener gets the stock protocol
-class itself, so tracing costs nothing when it is off.
+class itself, so tracing costs nothing when it is off. ``--trace-wire``
+adds a packet tap on the bound port (``Tracer.tap``).
 
 The stats line reads the kernel: the accept queue (``queue=``, TCP_INFO of
 the listener), and through sock_diag the SYN queue (``syn_queue=``: request
@@ -93,6 +94,8 @@ class ServeConfig:
     trace: bool = False
     #: write the connection events as JSON lines to this file (appended)
     trace_json: str | None = None
+    #: with trace or trace_json: tap the port's segments, a ring per connection printed at its end
+    trace_wire: bool = False
     #: every connection starts with a PROXY protocol v1/v2 header (behind a load balancer)
     proxy_protocol: bool = False
     #: print a ``counts:`` line (the summary's counters so far) every S
@@ -209,6 +212,8 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
                                       reuse_port=config.reuse_port, max_accepts=config.max_accepts,
                                       on_exhausted=config.on_exhausted,
                                       proxy_protocol=config.proxy_protocol, **options)
+        if tracer is not None and config.trace_wire:
+            tracer.tap(reactor, listener.address)  # CAP_NET_RAW, or an OSError: exit 1 with the reason
         reporter = StatsReporter(reactor, listener, out, tracer.flush if tracer is not None else None)
         shutdown = _Shutdown(reactor, listener, config.grace)
         # Handlers first: whoever reads the first line may signal at once.
@@ -236,7 +241,7 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
         if header_timeout is not None:
             header_timeout.close()
         if tracer is not None:
-            tracer.flush()
+            tracer.finish()
         print(
             f"stopped: {_counts(listener, config, header_timeout)} closed_at_exit={shutdown.closed_gracefully} "
             f"aborted_at_exit={shutdown.aborted} drained_at_exit={shutdown.drained} pid={os.getpid()}",

@@ -18,6 +18,17 @@ Facts it relies on:
   TCP_INFO (retransmissions, rtt) is the one read at the last event while
   the fd was open: our FIN, the peer's FIN, or the accept.
 
+``--trace-wire`` adds the segments themselves (:class:`WireTrace`): a
+packet tap on the served port (the lab's, ``lab/wire.py``: CAP_NET_RAW, a
+kernel filter on the port, loopback's second copy dropped), read on the
+loop like any other fd. Each connection keeps its last ``WIRE_RING``
+segments in a ring, keyed by its four-tuple from its SYN on; when the
+connection ends -- a RST either way, or a close -- the ring is printed as
+``wire`` events, each at the kernel's time for its segment, once
+``WIRE_TAIL`` has let the last segments of the close arrive. Rings of
+connections never accepted (a SYN flood, a port scan) are bounded too: at
+most ``WIRE_CONNECTIONS``, the oldest dropped first.
+
 What it costs:
 
 - Off, nothing: ``serve`` hands the listener the stock protocol class
@@ -34,6 +45,12 @@ What it costs:
   CPython 3.11, epoll, native accept): off 100-125 us, on 195-210 us per
   connection -- tracing adds 70-110 us, roughly doubling the cost of a
   short echo connection. It is a tool for looking, not for production load.
+- ``--trace-wire`` on top: each segment is read from the tap, parsed,
+  numbered and kept (about 10 per echo connection), and printed at the end:
+  ``--measure 3000 5 --wire`` (same machine, load average 4-6): off 100,
+  --trace 172, --trace --trace-wire 355 us per connection -- about 18 us
+  per segment. Memory: at most ``WIRE_RING`` segments (~100 B each) for
+  each of at most ``WIRE_CONNECTIONS`` connections.
 """
 
 from __future__ import annotations
@@ -51,6 +68,7 @@ import sys
 import termios
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import IO, Any, cast
 
@@ -58,13 +76,21 @@ from .. import kernel
 from .._net.addresses import format_address
 from ..protocols import Protocol
 
-__all__ = ["Tracer", "TracedProtocol", "TracedTransport", "format_event"]
+__all__ = ["Tracer", "TracedProtocol", "TracedTransport", "WireTrace", "format_event"]
 
 #: how long an event may wait before it is written: a write per line was
 #: five writes per connection -- each a syscall when stdout is unbuffered
 #: (PYTHONUNBUFFERED, -u), 10 us each -- most of the tracing cost; people do
 #: not see 50 ms
 FLUSH_DELAY = 0.05
+#: segments kept per connection by --trace-wire: the last ones, which say how it ended
+WIRE_RING = 32
+#: connections whose segments --trace-wire keeps at once (open ones, and SYNs never accepted)
+WIRE_CONNECTIONS = 10_000
+#: how long after connection_lost the ring is printed: the peer's last ACK or FIN is a round trip away
+WIRE_TAIL = 0.2
+#: packets read from the tap per wake-up, so a burst cannot hold the loop
+WIRE_BATCH = 1000
 
 
 class Tracer:
@@ -87,6 +113,20 @@ class Tracer:
         self._next_id = 0
         #: every event written, by kind (the summary line)
         self.counts: dict[str, int] = {}
+        #: the wire view (--trace-wire), once ``tap`` opened it
+        self.wire: WireTrace | None = None
+
+    def tap(self, loop: Any, address: Any) -> None:
+        """--trace-wire: tap the served port's segments (raises
+        CaptureUnavailable, an OSError, where no tap can be opened)."""
+        self.wire = WireTrace(self, loop, address[1])
+
+    def finish(self) -> None:
+        """At exit: print the rings still waiting for their tail, close the tap, flush."""
+        if self.wire is not None:
+            self.wire.close()
+            self.wire = None
+        self.flush()
 
     def flush(self) -> None:
         """Write what is waiting, one write per stream."""
@@ -109,8 +149,9 @@ class Tracer:
         self._next_id += 1
         return self._next_id
 
-    def emit(self, conn: int, peer: str, event: str, fields: dict[str, Any]) -> None:
-        now = self._clock()
+    def emit(self, conn: int, peer: str, event: str, fields: dict[str, Any], at: float | None = None) -> None:
+        """Write one event, stamped now or ``at`` (a wall-clock time)."""
+        now = self._clock() if at is None else at
         self.counts[event] = self.counts.get(event, 0) + 1
         if self._text is not None:
             self._text_lines.append(format_event(now, conn, peer, event, fields) + "\n")
@@ -168,6 +209,8 @@ class TracedProtocol(Protocol):
         self._out = 0
         self._ended: str | None = None  # fin / rst-out, once we sent it
         self._last: kernel.TcpInfo | None = None
+        #: (local, peer) as (ip, port) pairs: its segments' key for --trace-wire
+        self._tuple: tuple[tuple[str, int], tuple[str, int]] | None = None
         self.transport: TracedTransport | None = None
 
     # --------------------------------------------------------- the kernel
@@ -194,6 +237,9 @@ class TracedProtocol(Protocol):
         info = self._info()
         if info is None:
             self._sock = None  # not TCP (a Unix socket): no TCP_INFO, no queue wait
+        elif self._tracer.wire is not None:
+            local = transport.get_extra_info("sockname")
+            self._tuple = ((local[0], local[1]), (peer[0], peer[1])) if local and peer else None
         self.emit("accepted", queue_wait_ms=info.last_data_sent if info else None,
                   state=info.state if info else None, rtt_ms=info.rtt / 1000 if info else None)
         self.transport = TracedTransport(transport, self)
@@ -227,6 +273,8 @@ class TracedProtocol(Protocol):
         self.emit("closed", how=how, duration_ms=_ms(time.monotonic() - self._start), **{"in": self._in},
                   out=self._out, retrans=last.total_retrans if last else None,
                   rtt_ms=last.rtt / 1000 if last else None)
+        if self._tuple is not None and self._tracer.wire is not None:
+            self._tracer.wire.ended(self._tuple, self._id, self._peer)
         self._sock = None
         proxy, self.transport = self.transport, None
         try:
@@ -276,6 +324,90 @@ class TracedProtocol(Protocol):
 
     def wrote(self, count: int) -> None:
         self._out += count
+
+
+class _Ring:
+    """One connection's last segments, numbered from its ISNs."""
+
+    __slots__ = ("segments", "numbering", "earlier")
+
+    def __init__(self, numbering: Any) -> None:
+        #: (wall time, dir, flags, seq, ack, window, length, retransmission)
+        self.segments: deque[tuple[float, str, str, int, int | None, int, int, bool]] = deque(maxlen=WIRE_RING)
+        self.numbering = numbering
+        #: segments that fell out of the ring
+        self.earlier = 0
+
+
+class WireTrace:
+    """--trace-wire: the served port's segments, a ring per connection,
+    printed through the tracer when the connection ends."""
+
+    def __init__(self, tracer: Tracer, loop: Any, port: int) -> None:
+        from .lab.wire import Capture, Numbering
+
+        self._numbering = Numbering
+        self._tracer = tracer
+        self._loop = loop
+        self._port = port
+        self._capture = Capture([port])  # every interface of this namespace, both families
+        self._rings: OrderedDict[tuple[tuple[str, int], tuple[str, int]], _Ring] = OrderedDict()
+        #: rings of ended connections, waiting for their tail: (key, conn id, peer)
+        self._ending: list[tuple[tuple[tuple[str, int], tuple[str, int]], int, str]] = []
+        loop.add_reader(self._capture, self.read)
+
+    def read(self) -> None:
+        """Take what the tap has (at most WIRE_BATCH), into the rings."""
+        offset = self._capture.offset
+        for packet in self._capture.read(WIRE_BATCH):
+            if packet.dst[1] == self._port:
+                key, way, direction = (packet.dst, packet.src), 1, "in"
+            else:
+                key, way, direction = (packet.src, packet.dst), 0, "out"
+            ring = self._rings.get(key)
+            if ring is None:
+                if len(self._rings) >= WIRE_CONNECTIONS:
+                    self._rings.popitem(last=False)  # the oldest: most likely never accepted
+                ring = self._rings[key] = _Ring(self._numbering())
+            seq, ack, window, again = ring.numbering.number(packet, way)
+            if len(ring.segments) == WIRE_RING:
+                ring.earlier += 1
+            ring.segments.append((packet.time + offset, direction, packet.flag_text, seq, ack, window,
+                                  packet.length, again))
+
+    def ended(self, key: tuple[tuple[str, int], tuple[str, int]], conn: int, peer: str) -> None:
+        """A connection ended: print its ring once its last segments are in."""
+        if not self._ending:
+            self._loop.call_later(WIRE_TAIL, self._print_ended)
+        self._ending.append((key, conn, peer))
+
+    def _print_ended(self) -> None:
+        self.read()
+        ending, self._ending = self._ending, []
+        for key, conn, peer in ending:
+            self._print(key, conn, peer)
+
+    def _print(self, key: tuple[tuple[str, int], tuple[str, int]], conn: int, peer: str) -> None:
+        ring = self._rings.pop(key, None)
+        if ring is None:
+            self._tracer.emit(conn, peer, "wire-lost", {"why": f"more than {WIRE_CONNECTIONS} connections"})
+            return
+        if ring.earlier:
+            first = ring.segments[0][0] if ring.segments else None
+            self._tracer.emit(conn, peer, "wire-earlier", {"segments": ring.earlier}, at=first)
+        for at, direction, flags, seq, ack, window, length, again in ring.segments:
+            fields: dict[str, Any] = {"dir": direction, "flags": flags, "seq": seq, "ack": ack, "win": window,
+                                      "len": length}
+            if again:
+                fields["again"] = 1
+            self._tracer.emit(conn, peer, "wire", fields, at=at)
+
+    def close(self) -> None:
+        """Print what waits for its tail, stop reading, close the tap."""
+        self._print_ended()
+        self._loop.remove_reader(self._capture)
+        self._capture.close()
+        self._rings.clear()
 
 
 class _Detached:
@@ -364,11 +496,15 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _one_run(trace: bool, connections: int, backend: str) -> float:
+#: serve's tracing flags per measured mode
+_MODES = {"off": [], "on": ["--trace"], "wire": ["--trace", "--trace-wire"]}
+
+
+def _one_run(flags: list[str], connections: int, backend: str) -> float:
     """Server CPU per connection (s) for ``connections`` sequential echo
     connections (connect, send 16 B, half-close, read to EOF, close)."""
     args = [sys.executable, "-m", "reactor", "serve", "--port", "0", "--protocol", "echo", "--backend", backend]
-    proc = subprocess.Popen(args + (["--trace"] if trace else []), stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args + flags, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
@@ -394,31 +530,38 @@ def _one_run(trace: bool, connections: int, backend: str) -> float:
 
 
 def measure(connections: int = MEASURE_CONNECTIONS, repeat: int = MEASURE_REPEAT, backend: str = "epoll",
-            out: IO[str] = sys.stdout) -> dict[str, float]:
-    """Median server CPU per connection, tracing off and on (µs), printed."""
-    runs: dict[str, list[float]] = {"off": [], "on": []}
+            out: IO[str] = sys.stdout, wire: bool = False) -> dict[str, float]:
+    """Median server CPU per connection, tracing off and on (and with
+    --trace-wire if ``wire``) (µs), printed."""
+    modes = ["off", "on", "wire"] if wire else ["off", "on"]
+    runs: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(repeat):
-        for mode in ("off", "on"):  # interleaved, so drift hits both alike
-            runs[mode].append(_one_run(mode == "on", connections, backend) * 1e6)
+        for mode in modes:  # interleaved, so drift hits all alike
+            runs[mode].append(_one_run(_MODES[mode], connections, backend) * 1e6)
     result = {mode: statistics.median(values) for mode, values in runs.items()}
     print(f"serve --protocol echo --backend {backend}: server CPU per connection, median of {repeat} x "
           f"{connections} sequential connections", file=out)
-    for mode in ("off", "on"):
-        print(f"  --trace {mode:3}: {result[mode]:6.1f} us  (runs: "
-              f"{', '.join(f'{v:.1f}' for v in runs[mode])})", file=out)
-    print(f"  tracing adds {result['on'] - result['off']:.1f} us per connection "
-          f"({(result['on'] / result['off'] - 1) * 100:.0f}%)", file=out)
+    for mode in modes:
+        label = "--trace --trace-wire" if mode == "wire" else f"--trace {mode}"
+        print(f"  {label:20}: {result[mode]:6.1f} us  (runs: {', '.join(f'{v:.1f}' for v in runs[mode])})",
+              file=out)
+    for mode in modes[1:]:
+        print(f"  {'tracing' if mode == 'on' else 'tracing with the wire'} adds {result[mode] - result['off']:.1f} "
+              f"us per connection ({(result[mode] / result['off'] - 1) * 100:.0f}%)", file=out)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m reactor.tools.trace --measure [CONNECTIONS [REPEAT]]``."""
+    """``python -m reactor.tools.trace --measure [CONNECTIONS [REPEAT]] [--wire]``."""
     args = sys.argv[1:] if argv is None else argv
+    wire = "--wire" in args
+    args = [a for a in args if a != "--wire"]
     if not args or args[0] != "--measure":
-        print("usage: python -m reactor.tools.trace --measure [CONNECTIONS [REPEAT]]", file=sys.stderr)
+        print("usage: python -m reactor.tools.trace --measure [CONNECTIONS [REPEAT]] [--wire]", file=sys.stderr)
         return 2
     numbers = [int(a) for a in args[1:3]]
-    measure(numbers[0] if numbers else MEASURE_CONNECTIONS, numbers[1] if len(numbers) > 1 else MEASURE_REPEAT)
+    measure(numbers[0] if numbers else MEASURE_CONNECTIONS, numbers[1] if len(numbers) > 1 else MEASURE_REPEAT,
+            wire=wire)
     return 0
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import os
 import re
+import shutil
 import socket
 import struct
+import subprocess
+import sys
 import termios
 from contextlib import ExitStack
 
@@ -187,3 +191,124 @@ def test_abort_is_traced_as_rst_out(loop):
 def kernel_unread(sock: socket.socket) -> int:
     """SIOCINQ: bytes received and not yet read."""
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+# ------------------------------------------------------------ --trace-wire
+
+def wire_tap_or_skip() -> None:
+    from reactor.tools.lab.wire import Capture, CaptureUnavailable
+
+    try:
+        Capture([]).close()
+    except CaptureUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+def wire_events(out: str, conn: int = 1) -> list[dict[str, str]]:
+    """The wire events of connection ``conn`` in serve's output (its ring,
+    printed when it ended, or at exit: serve prints what waits then)."""
+    found = []
+    for line in out.splitlines():
+        match = EVENT.match(line)
+        if match and int(match["conn"]) == conn and match["event"].startswith("wire"):
+            found.append({"event": match["event"], **dict(item.split("=", 1) for item in match["fields"].split())})
+    return found
+
+
+def test_trace_wire_prints_the_segments_of_a_connection_that_was_reset(traced_server):
+    wire_tap_or_skip()
+    server = traced_server("--trace", "--trace-wire")
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    try:
+        sock.sendall(b"ping")
+        assert sock.recv(16) == b"ping"
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    finally:
+        sock.close()  # RST
+    assert [name for name, _ in events_of(server, 4)][-2:] == ["rst-in", "closed"]
+    code, out, err = server.stop()
+    assert code == 0, err
+    ring = wire_events(out)
+    seen = [f"{f['dir']} {f['flags']}" for f in ring]
+    assert seen[:4] == ["in SYN", "out SYN/ACK", "in ACK", "in PSH/ACK"], seen
+    assert seen[-1] == "in RST/ACK", "why it ended: the client's RST"
+    assert {"len": "4", "dir": "out"}.items() <= next(f for f in ring if f["dir"] == "out" and f["len"] != "0").items()
+    assert ring[1]["ack"] == "1" and ring[0]["seq"] == "0", "numbered from each side's ISN"
+    assert "wire=" in out.splitlines()[-1]
+
+
+def test_trace_wire_keeps_the_last_segments_and_says_how_many_went(traced_server):
+    from reactor.tools.trace import WIRE_RING
+
+    wire_tap_or_skip()
+    server = traced_server("--trace", "--trace-wire")
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(40):  # 40 round trips: far more segments than a ring keeps
+            sock.sendall(b"x")
+            assert sock.recv(16) == b"x"
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b""
+    assert [name for name, _ in events_of(server, 5)][-1] == "closed"
+    code, out, err = server.stop()
+    assert code == 0, err
+    ring = wire_events(out)
+    earlier, segments = ring[0], ring[1:]
+    assert earlier["event"] == "wire-earlier" and int(earlier["segments"]) > 40
+    assert len(segments) == WIRE_RING, "bounded: the last WIRE_RING segments"
+    seen = [f"{f['dir']} {f['flags']}" for f in segments]
+    assert "in FIN/ACK" in seen and seen[-2:] == ["out FIN/ACK", "in ACK"], "the close is what is kept"
+
+
+def test_trace_wire_in_json(traced_server, tmp_path):
+    wire_tap_or_skip()
+    path = tmp_path / "trace.jsonl"
+    server = traced_server("--trace-json", str(path), "--trace-wire")
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"abc")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"abc"
+    code, out, err = server.stop()
+    assert code == 0, err
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    wire = [r for r in records if r["event"] == "wire"]
+    assert [(r["dir"], r["flags"]) for r in wire[:3]] == [("in", "SYN"), ("out", "SYN/ACK"), ("in", "ACK")]
+    assert wire[0]["ack"] is None and wire[1]["seq"] == 0 and all(r["conn"] == 1 for r in wire)
+    assert any(r["dir"] == "out" and r["len"] == 3 for r in wire)
+
+
+def test_trace_wire_is_opt_in_and_tcp_only():
+    for args, message in ((["--trace-wire"], "--trace-wire adds to --trace or --trace-json"),
+                          (["--trace", "--trace-wire", "--unix", "/tmp/never.sock"], "not a Unix socket")):
+        done = subprocess.run([sys.executable, "-m", "reactor", "serve", *args], capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_trace_wire_without_cap_net_raw_exits_1_saying_why():
+    if shutil.which("setpriv") is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv (util-linux) to take CAP_NET_RAW away")
+    done = subprocess.run(["setpriv", "--bounding-set", "-net_raw", "--", sys.executable, "-m", "reactor", "serve",
+                           "--port", "0", "--trace", "--trace-wire"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "needs CAP_NET_RAW" in done.stderr, done.stdout + done.stderr
+    assert "listening on" not in done.stdout
+
+
+def test_trace_wire_on_ipv6(traced_server):
+    """The tap's filter and parser on IPv6 (the lab itself is IPv4 only)."""
+    wire_tap_or_skip()
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server = traced_server("--host", "::1", "--trace", "--trace-wire")
+    with socket.create_connection(("::1", server.port), timeout=10) as sock:
+        sock.sendall(b"v6")
+        sock.shutdown(socket.SHUT_WR)
+        assert recv_all(sock) == b"v6"
+    assert [name for name, _ in events_of(server, 5)][-1] == "closed"
+    code, out, err = server.stop()
+    assert code == 0, err
+    seen = [f"{f['dir']} {f['flags']}" for f in wire_events(out)]
+    assert seen[:3] == ["in SYN", "out SYN/ACK", "in ACK"] and seen[-1] == "in ACK", seen

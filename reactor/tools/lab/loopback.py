@@ -49,7 +49,7 @@ def pair(lab: Lab, cli: str = "cli", srv: str = "srv") -> int:
     lsn.listen(8)
     port: int = lsn.getsockname()[1]
     client = lab.socket(cli)
-    client.connect_ex((HOST, port))
+    lab.dial(cli, (HOST, port))
     lab.wait(lambda: bool(select.select([lsn], [], [], 0)[0]), SETTLE)
     conn, _ = lsn.accept()
     lab.adopt(srv, conn)
@@ -77,7 +77,7 @@ def handshake(lab: Lab) -> None:
     lab.fact("accept_queue", lab.info("lsn").unacked)  # type: ignore[union-attr]
     lab.so_error("cli", note="writable and SO_ERROR 0: the connection is up")
     lab.accept("lsn", "srv", note="accept() takes it off the accept queue; the listener is no longer readable")
-    lab.drop("cli", "srv")
+    lab.abort("cli", "srv", note="out of the picture: the client's RST, and the server end is gone with it")
 
     dfr = lab.listener("dfr", HOST, 8, defer_accept=1,
                        note="TCP_DEFER_ACCEPT: a completed handshake waits in the SYN queue until data comes")
@@ -131,6 +131,18 @@ def backlog(lab: Lab) -> None:
         retransmit_times.append(time.monotonic() - connected_at[winner])
         lab.observe(f"{winner}: TCP_INFO", f"ESTABLISHED {retransmit_times[-1]:.2f} s after connect",
                     note="its SYN retransmission found the room the accept() made")
+        # The SYN is refused only by a full *accept* queue: a SYN that comes while the winner's
+        # handshake is still in flight finds room too, and its ACK then finds the queue full.
+        address = lsn.getsockname()
+        lab.wait(lambda: _settled_half_open(lab, address), SETTLE)
+        late = [name for name in ("c3", "c4") if lab.state(name) == "ESTABLISHED"]
+        pending = lab.matching(address, "SYN_RECV")
+        lab.observe(f"sock_diag {HOST}:{address[1]} SYN_RECV", f"{len(pending)} request socket(s); clients "
+                    f"ESTABLISHED: {', '.join(late)}", note="a client whose SYN was answered while the winner's "
+                    "handshake was in flight believes it is connected; its ACK found the accept queue full and was "
+                    "dropped: the server keeps only a request, and will resend its SYN/ACK")
+        lab.fact("late_established", late)
+        lab.fact("half_open", len(pending))
     total = lab.overflows()["ListenOverflows"] - before["ListenOverflows"]
     lab.observe("TcpExt ListenOverflows", f"+{total} since the first connect", note="every retransmitted SYN that "
                                                                                     "found the queue full again")
@@ -319,6 +331,13 @@ def server_killed(lab: Lab) -> None:
 
 
 # ------------------------------------------------------------------ helpers
+
+def _settled_half_open(lab: Lab, address: tuple[str, int]) -> bool:
+    """Each late client connected on its side is the winner or has a request
+    socket waiting for it on the server's (its ACK was dropped)."""
+    late = sum(1 for name in ("c3", "c4") if lab.state(name) == "ESTABLISHED")
+    return late == 1 + lab.count(address, "SYN_RECV")
+
 
 def _time_wait(lab: Lab, note: str) -> None:
     """Which end of the cli/srv connection keeps TIME_WAIT, by its own

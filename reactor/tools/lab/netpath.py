@@ -9,23 +9,28 @@ namespaces. Facts shown here:
 
 - An ICMP destination-unreachable (host unreachable: ``EHOSTUNREACH``) for a
   SYN is reported at once: poll says ERR, SO_ERROR says EHOSTUNREACH. RFC
-  1122 (4.2.3.9) calls it a soft error, and recent kernels treat it so: the
-  socket stays in SYN_SENT and gives up at its next SYN retransmission
-  (older ones closed it at once). A missing route is found before any
-  packet leaves: connect() itself fails with ENETUNREACH.
+  1122 (4.2.3.9) calls it a soft error; Linux ends a SYN_SENT socket on it
+  -- unless a system call holds the socket when it comes, and then keeps it
+  only as a soft error (TcpExt LockDroppedIcmps counts those). On a path
+  this short the router's answer comes back while connect() itself still
+  holds the socket, every time: the socket stays in SYN_SENT, its SYN is
+  resent a second later, and that one's ICMP ends it. A missing route is
+  found before any packet leaves: connect() itself fails with ENETUNREACH.
 - A peer that vanishes without a word (link pulled) is found only by the
-  retransmission timer: the rto doubles from about 200 ms on each try, and
-  after ``net.ipv4.tcp_retries2`` (15: about 15 minutes) the socket gives up
-  with ETIMEDOUT -- or after TCP_USER_TIMEOUT ms when it is set.
+  retransmission timer. The capture shows its rhythm: the lost write is
+  resent first as a tail loss probe (RACK-TLP) about 200 ms on, then when
+  the rto (200 ms at the least) expires, then after 400, 800 ms...; after
+  ``net.ipv4.tcp_retries2`` (15: about 15 minutes) the socket gives up with
+  ETIMEDOUT -- or after TCP_USER_TIMEOUT ms when it is set, sending nothing.
 - A host that rebooted has no memory of the connection: its kernel answers
   the next segment with RST, the client's call fails with ECONNRESET.
 - LAST_ACK lasts one round trip unless the ACK is lost; then the FIN is
   retransmitted on the same timer until it gets through.
-- An ICMP error that arrives while a system call holds the socket (even a
-  getsockopt(TCP_INFO)) is kept only as a *soft* error: the SYN is
-  retransmitted a second later and only that one's ICMP ends the connect.
-  So ``unreachable`` waits for it in poll(2), which does not lock the
-  socket, rather than by asking TCP_INFO in a loop.
+- Any call that holds the socket does that, getsockopt(TCP_INFO) too: a
+  wait that asked TCP_INFO in a loop for CLOSE made the second ICMP soft as
+  well now and then under load (the capture showed a third SYN). So
+  ``unreachable`` waits in poll(2), which does not lock the socket: for ERR
+  after connect(), for HUP (closed) after that.
 
 A lost path is a black hole on the far end's ingress (``netns.blackhole``):
 the sender's kernel transmits, nothing arrives, nothing says so.
@@ -62,6 +67,7 @@ def _hosts(lab: Lab) -> tuple[str, str, str, str]:
     Returns (client ns, server ns, client link, server link)."""
     assert lab.ns is not None
     cli_ns, srv_ns = lab.ns.add("c"), lab.ns.add("s")
+    lab.open_wire(cli_ns)
     cli_link, srv_link = lab.ns.veth(cli_ns, CLIENT_IP + PREFIX, srv_ns, SERVER_IP + PREFIX)
     lab.record("lab", f"ip netns add (client, server); veth {CLIENT_IP} <-> {SERVER_IP}", "ok",
                note="two hosts and a cable, in namespaces of their own")
@@ -111,6 +117,7 @@ def _retransmissions(lab: Lab, name: str, until: str, started: float, bound: flo
 def unreachable(lab: Lab) -> None:
     assert lab.ns is not None
     cli_ns, router = lab.ns.add("c"), lab.ns.add("r")
+    lab.open_wire(cli_ns)
     lab.ns.veth(cli_ns, "10.251.1.2/24", router, "10.251.1.1/24")
     lab.ns.ip(cli_ns, "route", "add", "default", "via", "10.251.1.1")
     lab.ns.sysctl(router, "net/ipv4/ip_forward", "1")
@@ -118,6 +125,7 @@ def unreachable(lab: Lab) -> None:
     lab.record("lab", "client 10.251.1.2 -> router 10.251.1.1: `unreachable 10.251.9.0/24`", "ok",
                note="the router has no way to 10.251.9.0/24 and says so with ICMP host unreachable")
     lab.socket("cli", ns=cli_ns)
+    locked = _lock_dropped_icmps(lab, cli_ns)
     start = time.monotonic()
     result = lab.connect("cli", ("10.251.9.9", 80), settle=lambda: lab.wait_ready("cli") is not None,
                          note="the SYN leaves; the router's ICMP comes back")
@@ -125,13 +133,17 @@ def unreachable(lab: Lab) -> None:
     lab.fact("icmp_after", time.monotonic() - start)
     lab.fact("ready", lab.steps[-1].sock("cli").ready)
     lab.fact("state_after_icmp", lab.state("cli"))
-    error = lab.so_error("cli", note="the error is the application's at once; the socket itself may still be "
-                                     "SYN_SENT (a soft error, RFC 1122)")
+    held = _lock_dropped_icmps(lab, cli_ns) - locked
+    lab.observe("TcpExt LockDroppedIcmps", f"+{held}", note="an ICMP that finds the socket held by a call "
+                "(here connect() itself) is kept only as a soft error: the socket stays SYN_SENT")
+    lab.fact("icmp_while_held", held)
+    error = lab.so_error("cli", note="the error is the application's at once, soft or not")
     lab.fact("so_error", code_name(error))
-    closed = lab.wait(lambda: lab.state("cli") == "CLOSE", SYN_RETRY_WAIT)
+    # poll(2), never TCP_INFO, while the next ICMP may come: a call that holds the socket would make it soft too
+    closed = lab.wait(lambda: lab.hung_up("cli"), SYN_RETRY_WAIT)
     if closed is not None:
-        lab.observe("cli: TCP_INFO", f"CLOSE {time.monotonic() - start:.2f} s after connect",
-                    note="the kernel gave up at the SYN's retransmission timer")
+        lab.observe("cli: poll", f"HUP {time.monotonic() - start:.2f} s after connect",
+                    note="the resent SYN's ICMP found the socket free: the connect ends (CLOSE)")
     lab.fact("closed_after", time.monotonic() - start if closed is not None else None)
     lab.ns.ip(cli_ns, "route", "del", "default")
     lab.record("lab", "ip route del default (client)", "ok", note="now the client has no route at all")
@@ -213,13 +225,27 @@ def last_ack(lab: Lab) -> None:
     retrans = lab.wait(lambda: _retrans(lab, "srv", srv_ns) >= 1, TIMER_WAIT)
     if retrans is not None:
         lab.observe("srv: sock_diag", f"LAST_ACK, FIN retransmitted at {time.monotonic() - start:.2f} s")
-    lab.ns.unblock(cli_ns, cli_link)
-    lab.record("lab", f"tc: stop dropping on {cli_link} (client)", "ok")
+    # a step that begins before the tc command: the FIN that gets through may come while it runs
+    namespaces = lab.ns
+    lab.do("lab", f"tc: stop dropping on {cli_link} (client)", lambda: namespaces.unblock(cli_ns, cli_link))
     done = lab.wait(lambda: lab.state("srv") == "closed" and lab.state("cli") == "TIME_WAIT", TIMER_WAIT)
     lab.observe("cli, srv: sock_diag", f"{lab.state('cli')}, {lab.state('srv')}" + (
         f" {time.monotonic() - start:.2f} s after our close" if done is not None else ""),
         note="the next retransmission of the FIN got through: the client acks it and keeps TIME_WAIT")
     lab.fact("last_ack_lasted", time.monotonic() - start if done is not None else None)
+
+
+def _lock_dropped_icmps(lab: Lab, ns: str) -> int:
+    """TcpExt LockDroppedIcmps of namespace ``ns``: ICMP errors that found
+    their socket held by a system call."""
+    assert lab.ns is not None
+    with lab.ns.inside(ns), open("/proc/thread-self/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            found = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(found.get("LockDroppedIcmps", 0))
+    return 0
 
 
 def _blackhole(lab: Lab, ns: str, link: str) -> None:

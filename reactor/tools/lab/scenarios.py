@@ -1,10 +1,13 @@
-"""Every scenario by name: what it shows, and whether it needs namespaces."""
+"""Every scenario by name: what it shows, what its wire must be, and
+whether it needs namespaces."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .expect import Script
+from .expected import SCRIPTS
 from .loopback import LOOPBACK_SCENARIOS
 from .netpath import NETPATH_SCENARIOS
 from .session import Lab
@@ -19,6 +22,8 @@ class Scenario:
     #: one line for ``lab --list``: what the kernel is seen doing
     shows: str
     run: Callable[[Lab], None]
+    #: the segments its kernel must send (``expected``)
+    script: Script
     #: needs network namespaces (root, iproute2): skipped with the reason where they cannot be made
     netns: bool = False
 
@@ -29,7 +34,8 @@ _ABOUT: list[tuple[str, str, str]] = [
      "request in the SYN queue (sock_diag) and a listener no backend reports readable"),
     ("backlog", "a full backlog",
      "backlog 1 admits 2; later SYNs dropped (SYN_SENT, ListenOverflows rising), retransmitted by the "
-     "client's timer, admitted only by a retransmission after accept() made room"),
+     "client's timer, admitted only by a retransmission after accept() made room; a SYN that comes while that "
+     "handshake is in flight is answered too, and its ACK dropped: a client ESTABLISHED, a server SYN_RECV"),
     ("rst-before-accept", "RST while waiting in the accept queue",
      "accept() still returns the reset connection: getpeername ENOTCONN, first recv ECONNRESET"),
     ("stale-readiness", "readiness that is stale by the time we act",
@@ -39,8 +45,9 @@ _ABOUT: list[tuple[str, str, str]] = [
     ("connect-timeout", "connect timed out",
      "SYNs into a black hole: SYN_SENT, a retransmission at 1 s, ETIMEDOUT from TCP_USER_TIMEOUT"),
     ("unreachable", "host unreachable: a router's ICMP",
-     "a router's ICMP host-unreachable: EHOSTUNREACH in SO_ERROR at once (the socket gives up at its next "
-     "SYN retransmission); no route: ENETUNREACH from connect itself"),
+     "a router's ICMP host-unreachable: EHOSTUNREACH in SO_ERROR at once; it came while connect() held the "
+     "socket, so it is kept as a soft error (LockDroppedIcmps) and the resent SYN's ICMP ends the connect; "
+     "no route: ENETUNREACH from connect itself"),
     ("close", "graceful close",
      "FIN: CLOSE_WAIT (readable, RDHUP) and FIN_WAIT2; the server's FIN: TIME_WAIT for the closer, 60 s"),
     ("last-ack", "LAST_ACK held by a lost ACK",
@@ -63,8 +70,9 @@ _ABOUT: list[tuple[str, str, str]] = [
 
 def _build() -> dict[str, Scenario]:
     runs = {**LOOPBACK_SCENARIOS, **NETPATH_SCENARIOS}
-    assert set(runs) == {name for name, _, _ in _ABOUT}, sorted(set(runs) ^ {name for name, _, _ in _ABOUT})
-    return {name: Scenario(name, title, shows, runs[name], netns=name in NETPATH_SCENARIOS)
+    names = {name for name, _, _ in _ABOUT}
+    assert set(runs) == names == set(SCRIPTS), sorted((set(runs) | set(SCRIPTS)) - (set(runs) & set(SCRIPTS)))
+    return {name: Scenario(name, title, shows, runs[name], SCRIPTS[name], netns=name in NETPATH_SCENARIOS)
             for name, title, shows in _ABOUT}
 
 

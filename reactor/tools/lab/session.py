@@ -13,6 +13,14 @@ Rules it keeps:
 - A socket whose fd we closed is still looked for: sock_diag (what ``ss``
   reads) lists it by its addresses in FIN_WAIT2, LAST_ACK or TIME_WAIT, with
   the timer it waits on.
+- The wire is tapped (``open_wire``: on ``lo``, or on every interface of a
+  namespace) before the scenario's first connect, and every connect adds
+  its port to the tap's kernel filter before the SYN leaves. A segment is
+  the scenario's when its four-tuple is one of the connections it made
+  (the socket that called connect, and the address it called); the rest,
+  another program's traffic on a port number we also use, is counted and
+  left out. The tap is read once, at the end (``finish_wire``), before the
+  lab aborts what is left: the RSTs of the clean-up are not part of it.
 """
 
 from __future__ import annotations
@@ -30,7 +38,8 @@ from typing import Any
 from ... import kernel
 from .netns import Namespaces
 from .probe import Readiness
-from .timeline import INFO_FIELDS, SockView, Step
+from .timeline import INFO_FIELDS, TO_CLIENT, TO_SERVER, Segment, SockView, Step
+from .wire import STAMPING_WAIT, Capture, CaptureUnavailable, Numbering, options_text, stamping_on
 
 __all__ = ["Lab", "ScenarioSkipped", "errno_name", "LINGER_RST"]
 
@@ -88,6 +97,25 @@ class _Tracked:
     local: tuple[Any, ...] | None = None
     remote: tuple[Any, ...] | None = None
     listening: bool = False
+    #: the address it called connect() with: the other end of a client socket
+    target: tuple[str, int] | None = None
+
+
+@dataclass
+class WireCapture:
+    """What the tap gave: the scenario's segments, where it was, and why
+    there are none where it could not be opened."""
+
+    where: str
+    segments: list[Segment]
+    #: why there is no capture ("" if there is)
+    unavailable: str = ""
+    #: packets the kernel dropped because the tap's queue was full
+    drops: int = 0
+    #: captured segments of no connection of ours (port numbers shared with another program)
+    foreign: int = 0
+    #: packets the kernel gave no time (their order against the calls is unknown)
+    unstamped: int = 0
 
 
 class Lab:
@@ -102,6 +130,14 @@ class Lab:
         self._tracked: dict[str, _Tracked] = {}
         self._procs: list[subprocess.Popen[bytes]] = []
         self._t0 = time.monotonic()
+        #: the tap on the wire, once open_wire() opened it
+        self._capture: Capture | None = None
+        self._wire_where = ""
+        self._wire_unavailable = "the scenario opened no capture"
+        #: every socket that called connect(), in order, kept after it is closed or dropped
+        self._clients: list[tuple[str, _Tracked]] = []
+        #: every socket the lab tracked, ever (the server end of a connection is named from here)
+        self._everyone: list[tuple[str, _Tracked]] = []
 
     # ------------------------------------------------------------- sockets
 
@@ -111,15 +147,20 @@ class Lab:
         with self._inside(ns):
             sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
-        self._tracked[name] = _Tracked(sock, ns)
-        self.readiness.watch(sock.fileno())
+        self._track(name, _Tracked(sock, ns))
         return sock
+
+    def _track(self, name: str, tracked: _Tracked) -> None:
+        self._tracked[name] = tracked
+        self._everyone.append((name, tracked))
+        assert tracked.sock is not None
+        self.readiness.watch(tracked.sock.fileno())
 
     def adopt(self, name: str, sock: Socket, *, ns: str | None = None) -> Socket:
         """Track a socket the scenario got from the kernel (accept)."""
         sock.setblocking(False)
-        self._tracked[name] = _Tracked(sock, ns)
-        self.readiness.watch(sock.fileno())
+        self._track(name, _Tracked(sock, ns))
+        self._remember(self._tracked[name])
         return sock
 
     def sock(self, name: str) -> Socket:
@@ -130,6 +171,7 @@ class Lab:
     def listener(self, name: str, host: str, backlog: int, *, ns: str | None = None, port: int = 0,
                  defer_accept: int = 0, note: str = "") -> Socket:
         """socket + bind + listen as one server step."""
+        began = self._now()
         sock = self.socket(name, ns=ns)
         if defer_accept:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, defer_accept)
@@ -138,7 +180,7 @@ class Lab:
         self._tracked[name].listening = True
         extra = f" TCP_DEFER_ACCEPT={defer_accept}" if defer_accept else ""
         self.record("server", f"{name}: socket() bind({_addr(sock.getsockname())}){extra} listen({backlog})", "ok",
-                    note=note)
+                    note=note, began=began, returned=self._now())
         return sock
 
     def close(self, name: str, side: str, *, linger_rst: bool = False, note: str = "",
@@ -153,11 +195,13 @@ class Lab:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
             call = f"{name}: setsockopt(SO_LINGER, {{1, 0}}); close()"
         self.readiness.forget(sock.fileno())
+        began = self._now()
         sock.close()
         tracked.sock = None
+        returned = self._now()
         if settle is not None:
             self.wait(settle)
-        self.record(side, call, "ok", note=note)
+        self.record(side, call, "ok", note=note, began=began, returned=returned)
 
     def forget(self, name: str) -> None:
         """Stop tracking a socket whose fd left us another way (handed to a child)."""
@@ -192,28 +236,43 @@ class Lab:
         the call returns an errno number rather than raising (connect_ex,
         SO_ERROR). Returns the call's value, or the OSError it raised."""
         err: str | None = None
+        began = self._now()
         try:
             value = fn()
+            returned = self._now()
             result = fmt(value)
             if code is not None and code(value):
                 err = errno_name(code(value))
                 result = err
         except OSError as exc:
+            returned = self._now()
             value = exc
             err = errno_name(exc.errno) if exc.errno is not None else type(exc).__name__
             result = f"{err} ({type(exc).__name__})"
         if settle is not None:
             self.wait(settle)
-        self.record(side, call, result, errno=err, note=note)
+        self.record(side, call, result, errno=err, note=note, began=began, returned=returned)
         return value
 
     def connect(self, name: str, address: tuple[str, int], *, side: str = "client", note: str = "",
                 settle: Callable[[], Any] | None = None) -> int:
         """Non-blocking ``connect()``: 0, EINPROGRESS or an errno at once."""
-        sock = self.sock(name)
-        result: int = self.do(side, f"{name}: connect({_addr(address)})", lambda: sock.connect_ex(address),
+        result: int = self.do(side, f"{name}: connect({_addr(address)})", lambda: self.dial(name, address),
                               note=note, settle=settle, fmt=lambda v: errno_name(v) if v else "0 (connected)",
                               code=lambda v: v)
+        return result
+
+    def dial(self, name: str, address: tuple[str, int]) -> int:
+        """``connect_ex`` without a step of its own: the tap is told the
+        port first, and the socket is known as a connection's client end."""
+        tracked = self._tracked[name]
+        sock = self.sock(name)
+        if self._capture is not None:
+            self._capture.add_ports(address[1])
+        tracked.target = (address[0], address[1])
+        result = sock.connect_ex(address)
+        self._remember(tracked)
+        self._clients.append((name, tracked))
         return result
 
     def so_error(self, name: str, *, side: str = "client", note: str = "") -> int:
@@ -228,14 +287,19 @@ class Lab:
         before the step is recorded, so the step shows it."""
         tracked = self._tracked[listener]
         sock = self.sock(listener)
+        began = self._now()
         try:
             conn, peer = sock.accept()
         except OSError as exc:
+            returned = self._now()
             err = errno_name(exc.errno) if exc.errno is not None else type(exc).__name__
-            self.record("server", f"{listener}: accept()", f"{err} ({type(exc).__name__})", errno=err, note=note)
+            self.record("server", f"{listener}: accept()", f"{err} ({type(exc).__name__})", errno=err, note=note,
+                        began=began, returned=returned)
             return None
+        returned = self._now()
         self.adopt(name, conn, ns=tracked.ns)
-        self.record("server", f"{listener}: accept()", f"fd {conn.fileno()} = {name}, peer {_addr(peer)}", note=note)
+        self.record("server", f"{listener}: accept()", f"fd {conn.fileno()} = {name}, peer {_addr(peer)}", note=note,
+                    began=began, returned=returned)
         return conn
 
     def send(self, name: str, data: bytes, *, side: str, nosignal: bool = True, note: str = "",
@@ -269,6 +333,7 @@ class Lab:
             tracked = self._tracked.pop(name)
             sock = tracked.sock
             if sock is not None:
+                self._remember(tracked)
                 self.readiness.forget(sock.fileno())
                 try:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
@@ -276,12 +341,29 @@ class Lab:
                     pass
                 sock.close()
 
-    def record(self, side: str, call: str, result: str, *, errno: str | None = None, note: str = "") -> Step:
-        """Append a step: ``call`` -> ``result``, and every socket as it is now."""
-        step = Step(t=time.monotonic() - self._t0, side=side, call=call, result=result, errno=errno,
-                    sockets=self._views(), note=note)
+    def record(self, side: str, call: str, result: str, *, errno: str | None = None, note: str = "",
+               began: float | None = None, returned: float | None = None) -> Step:
+        """Append a step: ``call`` -> ``result``, and every socket as it is
+        now; ``began``/``returned``: when the call ran (``_now()``), if it
+        was a call."""
+        step = Step(t=self._now(), side=side, call=call, result=result, errno=errno, sockets=self._views(),
+                    note=note, began=began, returned=returned)
         self.steps.append(step)
         return step
+
+    def _now(self) -> float:
+        """Seconds since the scenario began (the timeline's clock)."""
+        return time.monotonic() - self._t0
+
+    def abort(self, *names: str, note: str = "") -> None:
+        """Abort sockets the rest of the timeline does not need (SO_LINGER
+        {1, 0}, close), as one lab step: their RST is on the wire."""
+        began = self._now()
+        for name in names:
+            self._remember(self._tracked[name])
+        self.drop(*names)
+        self.record("lab", f"{', '.join(names)}: setsockopt(SO_LINGER, {{1, 0}}); close()", "ok", note=note,
+                    began=began, returned=self._now())
 
     def observe(self, call: str, result: str, *, note: str = "") -> Step:
         """A kernel-side step: what the kernel reports (a counter, a list)."""
@@ -307,6 +389,14 @@ class Lab:
         poller.register(self.sock(name).fileno(), select.POLLIN | select.POLLOUT)
         start = time.monotonic()
         return time.monotonic() - start if poller.poll(int(timeout * 1000)) else None
+
+    def hung_up(self, name: str) -> bool:
+        """poll(2) says HUP for socket ``name`` (closed, or both ways shut):
+        asked without holding the socket, unlike TCP_INFO, which takes its
+        lock (an ICMP error that finds it held is kept only as a soft one)."""
+        poller = select.poll()
+        poller.register(self.sock(name).fileno(), select.POLLIN)
+        return any(events & select.POLLHUP for _, events in poller.poll(0))
 
     def fact(self, key: str, value: Any) -> None:
         self.facts[key] = value
@@ -394,6 +484,80 @@ class Lab:
             return SockView(name, "closed", False)
         return SockView(name, entry.state, False, detail=_timer(entry))
 
+    # ------------------------------------------------------------ the wire
+
+    def open_wire(self, ns: str | None = None) -> None:
+        """Tap the wire: on ``lo`` (host), keeping the ports the scenario
+        connects to; in namespace ``ns``, every interface and port (the
+        namespace has nothing but the scenario), ICMP errors too. Where no
+        tap can be opened the reason is kept and the scenario runs as it
+        would without one."""
+        assert self._capture is None, "one tap per scenario"
+        self._wire_where = f"every interface of namespace {ns}" if ns else "lo"
+        try:
+            # the socket that keeps time-stamping on is made here, in the host's namespace, not in ns
+            if not stamping_on():
+                raise CaptureUnavailable(0, f"the kernel did not switch packet time-stamping on within "
+                                            f"{STAMPING_WAIT:g} s")
+            with self._inside(ns):
+                if ns is None:
+                    self._capture = Capture(set(), interface="lo")
+                else:
+                    self._capture = Capture(None, icmp=True)
+        except CaptureUnavailable as exc:
+            self._wire_unavailable = exc.strerror or str(exc)
+            return
+        except OSError as exc:
+            self._wire_unavailable = f"cannot open a packet capture: {exc}"
+            return
+        self._wire_unavailable = ""
+        if not self.steps:
+            self._t0 = time.monotonic()  # the timeline starts once the tap is ready (it may wait for time stamps)
+
+    def finish_wire(self) -> WireCapture:
+        """Close the tap and give the scenario's segments, each named by
+        its connection (the client socket's name) and numbered from each
+        side's ISN, in the kernel's time order."""
+        if self._capture is None:
+            return WireCapture(self._wire_where, [], self._wire_unavailable)
+        packets = self._capture.read()  # a scenario's few dozen segments: the 4 MiB queue holds them all
+        drops = self._capture.stats()[1]
+        unstamped = self._capture.unstamped
+        self._capture.close()
+        self._capture = None
+        conns: dict[tuple[Any, Any], tuple[str, str, Numbering]] = {}
+        for name, tracked in self._clients:
+            if tracked.local is not None and tracked.target is not None:
+                local = (tracked.local[0], tracked.local[1])
+                numbering = Numbering()
+                conns[(local, tracked.target)] = (name, TO_SERVER, numbering)
+                conns[(tracked.target, local)] = (name, TO_CLIENT, numbering)
+        segments: list[Segment] = []
+        foreign = 0
+        for packet in sorted(packets, key=lambda p: p.time):
+            found = conns.get((packet.src, packet.dst))
+            if found is None:
+                foreign += 1
+                continue
+            name, way, numbering = found
+            seq, ack, window, again = numbering.number(packet, 0 if way == TO_SERVER else 1)
+            src, dst = _addr(packet.src), _addr(packet.dst)
+            if packet.icmp:
+                # a router's error about the segment it quotes: it travels back to that segment's sender
+                way = TO_CLIENT if way == TO_SERVER else TO_SERVER
+                src, dst = packet.icmp_from or "?", src
+            segments.append(Segment(
+                t=packet.time - self._t0, conn=name, way=way, flags=packet.flag_text, seq=seq, ack=ack, win=window,
+                length=packet.length, options=options_text(packet.options) if packet.flags & 0x02 else "",
+                retransmission=again, src=src, dst=dst))
+        return WireCapture(self._wire_where, segments, drops=drops, foreign=foreign, unstamped=unstamped)
+
+    def sides(self) -> dict[str, str]:
+        """Every socket the lab made or took, by name: "client" if it
+        called connect(), else "server"."""
+        clients = {name for name, _ in self._clients}
+        return {name: "client" if name in clients else "server" for name, _ in self._everyone}
+
     # ------------------------------------------------------------ the rest
 
     def spawn(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
@@ -404,6 +568,9 @@ class Lab:
 
     def cleanup(self) -> None:
         """Abort every socket still open, end every child, delete every namespace."""
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
         for tracked in self._tracked.values():
             sock = tracked.sock
             if sock is None:

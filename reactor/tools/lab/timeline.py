@@ -9,7 +9,7 @@ import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["SockView", "Step", "Outcome", "format_outcome"]
+__all__ = ["SockView", "Step", "Segment", "Wire", "Outcome", "format_outcome"]
 
 #: the TCP_INFO fields a step keeps for each socket (the rest is noise here)
 INFO_FIELDS = ("retransmits", "total_retrans", "backoff", "rto", "rtt", "unacked", "sacked",
@@ -45,12 +45,96 @@ class Step:
     errno: str | None  # the errno name, when the kernel answered with one
     sockets: list[SockView]
     note: str = ""
+    #: when the call began and when it returned (s since the scenario began);
+    #: ``t`` is when the world was looked at, after any settling wait
+    began: float | None = None
+    returned: float | None = None
+
+    @property
+    def start(self) -> float:
+        return self.t if self.began is None else self.began
+
+    @property
+    def end(self) -> float:
+        return self.t if self.returned is None else self.returned
 
     def sock(self, name: str) -> SockView:
         for view in self.sockets:
             if view.name == name:
                 return view
         raise KeyError(f"no socket {name!r} in step {self.call!r}; have {[v.name for v in self.sockets]}")
+
+
+#: the two directions of a connection
+TO_SERVER, TO_CLIENT = "→", "←"
+
+
+@dataclass
+class Segment:
+    """One TCP segment of the scenario's own connections (or an ICMP error
+    about one), as the kernel's packet tap saw it."""
+
+    t: float  # seconds since the scenario began, the kernel's own stamp
+    #: the connection: the name of its client socket
+    conn: str
+    #: TO_SERVER (from the socket that called connect) or TO_CLIENT
+    way: str
+    #: "SYN", "SYN/ACK", "PSH/ACK", "RST", ... or "ICMP host unreachable"
+    flags: str
+    #: relative to the sender's ISN; ack relative to the receiver's (None: no ACK flag)
+    seq: int
+    ack: int | None
+    #: the window, scaled once both SYNs have been seen
+    win: int
+    #: payload bytes
+    length: int
+    #: the options of a SYN (mss, sackOK, TS, wscale)
+    options: str = ""
+    #: it repeats sequence space this side had sent already
+    retransmission: bool = False
+    #: the addresses as ip:port, sender first
+    src: str = ""
+    dst: str = ""
+
+    def text(self, conn: bool = True) -> str:
+        """``cli → SYN seq 0 win 65495 <mss 65495,sackOK,TS,wscale 7>``"""
+        parts = [f"{self.conn} {self.way}" if conn else self.way, self.flags]
+        if self.flags.startswith("ICMP"):
+            parts.append(f"from {self.src} (about seq {self.seq})")
+        else:
+            parts.append(f"seq {self.seq}")
+            if self.ack is not None:
+                parts.append(f"ack {self.ack}")
+            parts.append(f"win {self.win}")
+            if self.length:
+                parts.append(f"len {self.length}")
+        if self.options:
+            parts.append(f"<{self.options}>")
+        if self.retransmission:
+            parts.append("(retransmission)")
+        return " ".join(parts)
+
+
+@dataclass
+class Wire:
+    """The scenario's segments and whether the kernel produced what the
+    scenario's script says it must."""
+
+    #: where the tap was: "lo" (this host), or the client namespace's interfaces
+    where: str
+    #: "matched", "differed", "incomplete" (the kernel dropped captured
+    #: packets), "not captured" (no tap could be opened: ``reason`` says why)
+    status: str
+    reason: str = ""
+    segments: list[Segment] = field(default_factory=list)
+    #: the script: one line per expected segment (or run of them), by connection
+    expected: list[str] = field(default_factory=list)
+    #: what did not match, one line each
+    problems: list[str] = field(default_factory=list)
+    #: how many segments each line of the script matched (optional and repeated lines vary)
+    counts: list[int] = field(default_factory=list)
+    #: segments the tap kept that belong to none of the scenario's connections
+    foreign: int = 0
 
 
 @dataclass
@@ -65,6 +149,10 @@ class Outcome:
     steps: list[Step] = field(default_factory=list)
     #: the scenario's findings by name (errnos, states, measured delays)
     facts: dict[str, Any] = field(default_factory=dict)
+    #: its segments and the verdict on them; None where the scenario did not run
+    wire: Wire | None = None
+    #: each socket's side, "client" (it called connect) or "server"
+    sides: dict[str, str] = field(default_factory=dict)
 
     def step(self, call_prefix: str, side: str | None = None, nth: int = 0) -> Step:
         """The ``nth`` step whose call starts with ``call_prefix``."""
@@ -101,15 +189,29 @@ _READY_W = {"select": 3, "poll": 21, "epoll": 21}
 
 
 def format_outcome(outcome: Outcome, backends: list[str]) -> str:
-    """The timeline as text: one line per call, one per socket under it."""
+    """The timeline as text: one line per call (at the time it returned),
+    one per socket under it, and the scenario's segments between them, at
+    the kernel's time for each."""
     lines = [f"== {outcome.name}: {outcome.title}"]
     if outcome.status == "skipped":
         lines.append(f"   skipped: {outcome.reason}")
         return "\n".join(lines)
     lines.append(f"{'ms':>9}  {'side':<6}  call -> result")
     indent = " " * 19
+    segments = outcome.wire.segments if outcome.wire is not None else []
+    shown = 0
+
+    def wire_until(t: float) -> None:
+        nonlocal shown
+        while shown < len(segments) and segments[shown].t <= t:
+            segment = segments[shown]
+            lines.append(f"{segment.t * 1000:9.1f}  {'wire':<6}  {segment.text()}")
+            shown += 1
+
     for step in outcome.steps:
-        lines.append(f"{step.t * 1000:9.1f}  {step.side:<6}  {step.call} -> {step.result}")
+        wire_until(step.end)  # what the kernel sent before the call returned (on loopback: inside it)
+        lines.append(f"{step.end * 1000:9.1f}  {step.side:<6}  {step.call} -> {step.result}")
+        wire_until(step.t)  # and while the lab waited for the world to settle
         if step.note:
             lines += textwrap.wrap(step.note, _WRAP, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}  ")
         for view in step.sockets:
@@ -119,14 +221,32 @@ def format_outcome(outcome: Outcome, backends: list[str]) -> str:
             else:
                 text += "(no fd)"
             lines.append(text.rstrip())
+    wire_until(float("inf"))
     facts = {key: value for key, value in outcome.facts.items() if key != "traceback"}
     if facts:
         lines += textwrap.wrap(", ".join(f"{key}={_fact(value)}" for key, value in facts.items()), _WRAP,
                                initial_indent="   found: ", subsequent_indent=" " * 10)
+    if outcome.wire is not None:
+        lines += _wire_verdict(outcome.wire)
     if outcome.status == "failed":
         lines.append(f"   FAILED: {outcome.reason}")
     lines.append(f"   ({outcome.duration:.2f} s)")
     return "\n".join(lines)
+
+
+def _wire_verdict(wire: Wire) -> list[str]:
+    if wire.status == "not captured":
+        return [f"   wire: not captured: {wire.reason}"]
+    script = "; ".join(wire.expected)
+    lines = textwrap.wrap(script, _WRAP, initial_indent="   script: ", subsequent_indent=" " * 11)
+    head = f"   wire ({wire.where}): {len(wire.segments)} segments, "
+    if wire.status == "matched":
+        lines.append(head + "as the script says")
+    else:
+        lines.append(head + f"{wire.status.upper()}: {wire.reason}")
+        for problem in wire.problems:
+            lines += textwrap.wrap(problem, _WRAP, initial_indent="     - ", subsequent_indent=" " * 7)
+    return lines
 
 
 def _fact(value: Any) -> str:
