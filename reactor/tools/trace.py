@@ -213,6 +213,14 @@ class TracedProtocol(Protocol):
         self._tuple: tuple[tuple[str, int], tuple[str, int]] | None = None
         self.transport: TracedTransport | None = None
 
+    def __getattr__(self, name: str) -> Any:
+        # What the wrapped protocol offers beyond the callbacks passes
+        # through: serve's drain asks a connection's protocol for drain(), and
+        # a traced connection must drain as an untraced one does.
+        if name.startswith("__") or name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
     # --------------------------------------------------------- the kernel
 
     def _info(self) -> kernel.TcpInfo | None:

@@ -173,6 +173,18 @@ def test_close_with_unread_bytes_is_traced_as_rst_out(loop):
     lst.close()
 
 
+def test_the_wrapped_protocols_own_methods_pass_through():
+    """serve's drain asks each connection's protocol for drain(): a traced
+    one must answer as the protocol it wraps does (it was closed at once)."""
+    class Drains(reactor.Protocol):
+        def drain(self, settled: bool) -> bool:
+            return settled
+
+    tracer = Tracer(io.StringIO())
+    assert tracer.wrap(Drains)().drain(True) is True
+    assert getattr(tracer.wrap(reactor.Protocol)(), "drain", None) is None
+
+
 def test_abort_is_traced_as_rst_out(loop):
     out = io.StringIO()
     made: list[Paused] = []
