@@ -74,8 +74,10 @@ def test_run_closes_the_loop_and_returns_the_result():
 def test_closing_the_loop_releases_every_fd():
     before = open_fds()
 
+    kept = []  # the server's side too, or 3.15's StreamWriter.__del__ warns while the loop runs
+
     async def main():
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        server = await asyncio.start_server(lambda r, w: kept.append(w), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"x")
@@ -88,6 +90,7 @@ def test_closing_the_loop_releases_every_fd():
     loop.run_until_complete(asyncio.sleep(0.01))
     loop.close()
     assert open_fds() - before == set()
+    assert all(w.transport.is_closing() for w in kept)
 
 
 # ------------------------------------------------------------------ servers

@@ -6,6 +6,7 @@ same store allocates nothing."""
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
 
 from reactor._core.shared_keys import share_keys
@@ -41,8 +42,14 @@ def make_class() -> type:
 
 
 def test_a_late_name_gives_the_instance_a_dict_of_its_own():
-    # What share_keys prevents: this is CPython's behaviour, not ours.
-    assert late_store_cost(make_class()) > 200
+    # What share_keys prevents: this is CPython's behaviour, not ours. From
+    # 3.13 CPython adds a late name to the class's table itself (no dict of
+    # the instance's own), and share_keys is harmless and moot there.
+    cost = late_store_cost(make_class())
+    if sys.version_info >= (3, 13):
+        assert cost < 64, cost
+    else:
+        assert cost > 200, cost
 
 
 def test_a_shared_late_name_costs_no_dict():
