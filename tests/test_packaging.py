@@ -31,10 +31,27 @@ def pyproject() -> dict[str, Any]:
         return tomllib.load(f)
 
 
+def python_range(project: dict[str, Any]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(lowest, highest) CPython requires-python admits: '>=3.N,<3.M'."""
+    spec = project["requires-python"]
+    match = re.fullmatch(r"\s*>=\s*(\d+)\.(\d+)\s*,\s*<\s*(\d+)\.(\d+)\s*", spec)
+    assert match, f"requires-python should be '>=3.N,<3.M' (what CI tests), not {spec!r}"
+    low_major, low_minor, high_major, high_minor = (int(n) for n in match.groups())
+    return (low_major, low_minor), (high_major, high_minor - 1)
+
+
 def minimum_python(project: dict[str, Any]) -> tuple[int, int]:
-    match = re.fullmatch(r"\s*>=\s*(\d+)\.(\d+)\s*", project["requires-python"])
-    assert match, f"requires-python should be '>=3.N', not {project['requires-python']!r}"
-    return int(match.group(1)), int(match.group(2))
+    return python_range(project)[0]
+
+
+def ci_versions() -> list[tuple[int, int]]:
+    """The versions CI tests: the one .ci/run installs into .venv (this
+    project's main interpreter, the minimum) and the ones .ci/pythons runs."""
+    text = (ROOT / ".ci" / "pythons").read_text()
+    match = re.search(r"^\[ \$\{#versions\[@\]\} -gt 0 \] \|\| versions=\(([\d. ]+)\)$", text, re.M)
+    assert match, ".ci/pythons names no default versions"
+    others = [tuple(int(n) for n in v.split(".")) for v in match.group(1).split()]
+    return [minimum_python(pyproject()["project"]), *others]  # type: ignore[list-item]
 
 
 # ---------------------------------------------------------------- version
@@ -116,14 +133,24 @@ def test_one_python_version_everywhere():
     assert (major, minor) >= (3, 11)
     assert data["tool"]["ruff"]["target-version"] == f"py{major}{minor}"
     assert data["tool"]["mypy"]["python_version"] == f"{major}.{minor}"
-    versions = [
+    assert sys.version_info[:2] >= (major, minor)
+
+
+def test_the_pythons_claimed_are_the_pythons_ci_tests():
+    """requires-python, the classifiers and the README say exactly what CI
+    runs: a version claimed that CI does not test, or tested and not
+    claimed, fails here."""
+    data = pyproject()
+    low, high = python_range(data["project"])
+    claimed = sorted(
         tuple(int(n) for n in c.rsplit("::", 1)[1].strip().split("."))
         for c in data["project"]["classifiers"]
         if re.fullmatch(r"Programming Language :: Python :: \d+\.\d+", c)
-    ]
-    assert (major, minor) in versions, "the minimum Python has no classifier"
-    assert min(versions) == (major, minor), "a classifier names a Python below requires-python"
-    assert sys.version_info[:2] >= (major, minor)
+    )
+    admitted = [(3, minor) for minor in range(low[1], high[1] + 1)]
+    assert claimed == admitted == sorted(ci_versions()), (claimed, admitted, ci_versions())
+    readme = (ROOT / "README.md").read_text()
+    assert f"CPython {low[0]}.{low[1]} to {high[0]}.{high[1]}" in readme
 
 
 def test_the_extension_is_built_for_the_stable_abi():

@@ -31,18 +31,20 @@ selector>())`` as the factory is the stock run: identical test ids, so the
 two runs compare test by test. A test listed in ``known.py`` for the
 interpreter is skipped on reactor.aio with the reason there.
 
-Each run is split over a few child processes (``python -m
-tests.aio.cpython_suite child ...``: classes dealt out by size), because
-the suite mostly waits (timeouts, sleeps, subprocesses) and this spreads
-it over both CPUs. A child writes one JSON line when a test starts and one
-with its outcome; a test still running after ``timeout`` seconds ends the
-child (``faulthandler``, which prints every thread's stack to the child's
-log), is recorded as ``hung``, and a new child goes on after it.
+Each module runs in a child process of its own (``python -m
+tests.aio.cpython_suite child ...``), a few at a time, as CPython's regrtest
+runs them with ``-j``: a module's monkeypatching (``asyncio.Future``
+swapped for the pure-Python one, a policy left behind) reaches no other
+module, and the suite, which mostly waits (timeouts, sleeps, subprocesses),
+spreads over both CPUs. A child writes one JSON line when a test starts and
+one with its outcome; a test still running after ``timeout`` seconds ends
+the child (``faulthandler``, which prints every thread's stack to the
+child's log), is recorded as ``hung``, and a new child goes on after it.
 
 By hand::
 
     python -m tests.aio.cpython_suite --loop reactor --backend epoll [--native 0]
-        [--modules test_events,test_streams] [-k PATTERN] [--shards 3] [--json OUT]
+        [--modules test_events,test_streams] [-k PATTERN] [--workers 3] [--compare] [--json OUT]
 """
 
 from __future__ import annotations
@@ -399,7 +401,7 @@ def child_main(args: argparse.Namespace) -> int:
         for line in results_path.read_text().splitlines():
             record = json.loads(line)
             done.add(record.get("start") or record["id"])
-    mine = [test for test in collected.tests if _class_shard(test, args.shards) == args.shard]
+    mine = collected.tests
     known: dict[str, str] = {}
     if config.loop == "reactor":
         from .known import known_differences
@@ -414,7 +416,7 @@ def child_main(args: argparse.Namespace) -> int:
             _skip_known(test, reason)
         todo.append(test)
     with results_path.open("a") as out:
-        if args.shard == 0 and not done:
+        if not done:
             for test_id, why in collected.excluded.items():
                 out.write(json.dumps({"id": test_id, "outcome": "excluded", "reason": why}) + "\n")
             for module, why in collected.module_skips.items():
@@ -430,13 +432,6 @@ def _known_reason(test_id: str, known: dict[str, str]) -> str | None:
         if fnmatch.fnmatchcase(test_id, pattern):
             return "known: " + reason
     return None
-
-
-def _class_shard(test: unittest.TestCase, shards: int) -> int:
-    # Whole classes go to one child (their setUpClass runs once), dealt out
-    # by a stable hash of the class's name.
-    key = f"{type(test).__module__}.{type(test).__qualname__}"
-    return sum(key.encode()) % shards if shards > 1 else 0
 
 
 # --------------------------------------------------------------- the parent
@@ -459,18 +454,31 @@ class Results:
         return Counter(record["outcome"] for record in wanted.values())
 
 
-def run(config: RunConfig, *, shards: int = 2, timeout: float = DEFAULT_TIMEOUT, workdir: Path,
+#: the modules that take longest, started first so that the workers end together
+SLOW_FIRST = ("test_events", "test_ssl", "test_sendfile", "test_subprocess", "test_sock_lowlevel", "test_tasks",
+              "test_streams", "test_base_events", "test_sslproto", "test_unix_events")
+
+
+def run(config: RunConfig, *, workers: int = 3, timeout: float = DEFAULT_TIMEOUT, workdir: Path,
         pattern: str | None = None, only: Iterable[str] | None = None, python: str = sys.executable,
         deadline: float | None = None) -> Results:
-    """Run ``config`` in ``shards`` child processes (only the tests ``only``
-    names, if given); resume a child after a hang or crash; bounded by
-    ``deadline`` (time.monotonic) if given."""
+    """Run ``config``: each module of the package in a child process of its
+    own (as CPython's regrtest does with -j: a module's monkeypatching and
+    leftovers reach no other module), ``workers`` children at a time; only
+    the tests ``only`` names, if given. A child that hangs or crashes is
+    started again past that test; the whole run is bounded by ``deadline``
+    (time.monotonic) if given."""
     start = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
     slug = config.label.replace(" ", "-")
-    paths = [workdir / f"{slug}.{index}.jsonl" for index in range(shards)]
-    logs = [workdir / f"{slug}.{index}.log" for index in range(shards)]
-    for path in (*paths, *logs):
+    modules = package_modules(config.modules)
+    if only is not None:
+        wanted = {test_id.split(".")[2] for test_id in only if test_id.startswith("test.test_asyncio.")}
+        modules = [module for module in modules if module in wanted]
+    modules.sort(key=lambda m: (SLOW_FIRST.index(m) if m in SLOW_FIRST else len(SLOW_FIRST), m))
+    paths = {module: workdir / f"{slug}.{module}.jsonl" for module in modules}
+    logs = {module: workdir / f"{slug}.{module}.log" for module in modules}
+    for path in (*paths.values(), *logs.values()):
         path.unlink(missing_ok=True)
     only_file = None
     if only is not None:
@@ -480,49 +488,52 @@ def run(config: RunConfig, *, shards: int = 2, timeout: float = DEFAULT_TIMEOUT,
                PYTHONFAULTHANDLER="1")
     env.pop("REACTOR_BACKEND", None)
 
-    def launch(index: int) -> subprocess.Popen[bytes]:
+    def launch(module: str) -> subprocess.Popen[bytes]:
         argv = [python, "-X", "faulthandler", "-W", "default", "-m", "tests.aio.cpython_suite", "child",
                 "--loop", config.loop, "--backend", config.backend, "--native", "1" if config.native else "0",
-                "--modules", ",".join(config.modules), "--results", str(paths[index]),
-                "--shard", str(index), "--shards", str(shards), "--timeout", str(timeout)]
+                "--modules", module, "--results", str(paths[module]), "--timeout", str(timeout)]
         if pattern:
             argv += ["-k", pattern]
         if only_file is not None:
             argv += ["--only", str(only_file)]
-        with logs[index].open("ab") as log:
+        with logs[module].open("ab") as log:
             # in the work directory: CPython's tests leave @test_<pid>_tmp
             # files and folders in theirs when a child is ended mid-test
             return subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT)
 
-    running = {index: launch(index) for index in range(shards)}
-    restarts = Counter[int]()
-    while running:
-        for index, process in list(running.items()):
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                code = process.wait(timeout=1.0 if remaining is None else min(1.0, remaining))
-            except subprocess.TimeoutExpired:
+    queue = list(reversed(modules))  # popped from the end: slowest first
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    restarts = Counter[str]()
+    while queue or running:
+        while queue and len(running) < workers:
+            module = queue.pop()
+            running[module] = launch(module)
+        for module, process in list(running.items()):
+            code = process.poll()
+            if code is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     process.kill()
                     process.wait()
-                    _close_dangling(paths[index], "hung", "the run's deadline passed")
-                    del running[index]
+                    _close_dangling(paths[module], "hung", "the run's deadline passed")
+                    del running[module]
+                    queue.clear()
                 continue
-            del running[index]
-            if _close_dangling(paths[index], "hung" if code == 1 else "crashed",
-                               f"the child ended with status {code} during this test (see {logs[index].name})"):
-                restarts[index] += 1
-                if restarts[index] <= 50:
-                    running[index] = launch(index)
+            del running[module]
+            if _close_dangling(paths[module], "hung" if code == 1 else "crashed",
+                               f"the child ended with status {code} during this test (see {logs[module].name})"):
+                restarts[module] += 1
+                if restarts[module] <= 20:
+                    running[module] = launch(module)
+        time.sleep(0.05)
     records: dict[str, dict[str, Any]] = {}
-    for path in paths:
+    for path in paths.values():
         if path.exists():
             for line in path.read_text().splitlines():
                 record = json.loads(line)
                 if "outcome" in record:
                     records[record["id"]] = record
-    return Results(config, records, time.monotonic() - start, logs)
+    return Results(config, records, time.monotonic() - start, list(logs.values()))
 
 
 def _close_dangling(path: Path, outcome: str, detail: str) -> bool:
@@ -596,7 +607,7 @@ def compare(reactor_results: Results, stock_results: Results, *, workdir: Path, 
     if not suspects:
         return comparison
     config = reactor_results.config
-    again = run(config, shards=1, timeout=timeout, workdir=workdir / "rerun", only=suspects, python=python)
+    again = run(config, workers=2, timeout=timeout, workdir=workdir / "rerun", only=suspects, python=python)
     still = set()
     for test_id in sorted(suspects):
         if again.outcome(test_id) in FAILED or again.outcome(test_id) is None:
@@ -605,7 +616,7 @@ def compare(reactor_results: Results, stock_results: Results, *, workdir: Path, 
             comparison.flaky.append(test_id)
     if still:
         stock_config = RunConfig("stock", config.backend, True, config.modules)
-        stock_again = run(stock_config, shards=1, timeout=timeout, workdir=workdir / "rerun", only=still,
+        stock_again = run(stock_config, workers=2, timeout=timeout, workdir=workdir / "rerun", only=still,
                           python=python)
         for test_id in sorted(still):
             if stock_again.outcome(test_id) in FAILED:
@@ -631,10 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("-k", default="")
         p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT)
     child.add_argument("--results", required=True)
-    child.add_argument("--shard", type=int, default=0)
-    child.add_argument("--shards", type=int, default=1)
     child.add_argument("--only", default="", help="a file of test ids, one a line")
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--compare", action="store_true", help="also run stock asyncio and compare")
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
@@ -643,13 +652,13 @@ def main(argv: list[str] | None = None) -> int:
         return child_main(args)
     config = RunConfig(args.loop, args.backend, bool(args.native), tuple(filter(None, args.modules.split(","))))
     with tempfile.TemporaryDirectory(prefix="cpython-suite-") as tmp:
-        results = run(config, shards=args.shards, timeout=args.timeout, workdir=Path(tmp), pattern=args.k or None)
+        results = run(config, workers=args.workers, timeout=args.timeout, workdir=Path(tmp), pattern=args.k or None)
         failures = {i: r for i, r in results.records.items() if r["outcome"] in FAILED}
         for test_id, record in sorted(failures.items()):
             print(f"--- {record['outcome']}: {test_id}\n{record.get('detail', '')}")
         print(f"[{config.label}] {dict(results.counts())} in {results.seconds:.0f} s")
         if args.compare and config.loop == "reactor":
-            stock = run(RunConfig("stock", config.backend, True, config.modules), shards=args.shards,
+            stock = run(RunConfig("stock", config.backend, True, config.modules), workers=args.workers,
                         timeout=args.timeout, workdir=Path(tmp), pattern=args.k or None)
             comparison = compare(results, stock, workdir=Path(tmp), timeout=args.timeout)
             print("\n".join(comparison.summary()))

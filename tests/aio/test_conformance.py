@@ -15,8 +15,9 @@ Each test here is one run:
 A run fails if a test that passes on stock asyncio fails on reactor.aio
 twice (a second time in a fresh child) and passes on stock asyncio with the
 same selector in a fresh child too, unless ``known.py`` lists it with the
-asyncio internal it reads. The counts of every run, and stock asyncio's,
-are printed at the end of the session (conftest.py).
+asyncio internal it reads. Stock asyncio runs the same tests on the same
+backend beside each run; the counts of both are printed at the end of the
+session (conftest.py).
 
 ``REACTOR_CPYTHON_RUNS`` picks the runs, e.g. ``package:epoll-native,mixins:poll-pure``;
 by default the whole package on every backend (C accept path) and the
@@ -74,20 +75,31 @@ pytestmark = [
 ]
 
 
-class _StockBaseline:
-    """The whole package on stock asyncio (epoll), run once per session, in
-    a thread, beside the first reactor.aio run (the suite mostly waits)."""
+class _StockRun:
+    """The same run on stock asyncio (``asyncio.SelectorEventLoop`` with the
+    backend's selector), in a thread beside the reactor.aio run: the suite
+    mostly waits. Runs of the mixin modules reuse the whole package's where
+    it ran on the same backend."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, config: RunConfig, workdir: Path, package: _StockRun | None = None) -> None:
+        self.config = config
         self.results: cpython_suite.Results | None = None
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(workdir,), name="stock asyncio baseline",
+        self._package = package
+        self._thread = threading.Thread(target=self._run, args=(workdir,), name=f"stock {config.label}",
                                         daemon=True)
         self._thread.start()
 
     def _run(self, workdir: Path) -> None:
         try:
-            self.results = cpython_suite.run(RunConfig("stock", "epoll"), shards=2, workdir=workdir)
+            if self._package is not None:
+                whole = self._package.get()
+                modules = {f"test.test_asyncio.{module}." for module in self.config.modules}
+                records = {test_id: record for test_id, record in whole.records.items()
+                           if any(test_id.startswith(prefix) for prefix in modules)}
+                self.results = cpython_suite.Results(self.config, records, whole.seconds, whole.logs)
+            else:
+                self.results = cpython_suite.run(self.config, workers=2, workdir=workdir)
         except BaseException as exc:  # handed to the test that waits for it
             self.error = exc
 
@@ -99,21 +111,29 @@ class _StockBaseline:
         return self.results
 
 
-@pytest.fixture(scope="module")
-def stock_baseline(tmp_path_factory: pytest.TempPathFactory) -> _StockBaseline:
-    return _StockBaseline(tmp_path_factory.mktemp("cpython-stock"))
+_STOCK: dict[tuple[str, tuple[str, ...]], _StockRun] = {}
+
+
+def stock_run(config: RunConfig, tmp_path_factory: pytest.TempPathFactory) -> _StockRun:
+    """Stock asyncio's run for ``config``'s backend and modules, started once."""
+    key = (config.backend, config.modules)
+    if key not in _STOCK:
+        stock = RunConfig("stock", config.backend, True, config.modules)
+        package = _STOCK.get((config.backend, ())) if config.modules else None
+        _STOCK[key] = _StockRun(stock, tmp_path_factory.mktemp("cpython-" + stock.label.replace(" ", "-")), package)
+    return _STOCK[key]
 
 
 @pytest.mark.parametrize("config", [config for _, config in RUNS], ids=[name for name, _ in RUNS])
-def test_cpython_asyncio(config: RunConfig, stock_baseline: _StockBaseline,
-                         tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_cpython_asyncio(config: RunConfig, tmp_path_factory: pytest.TempPathFactory) -> None:
     if config.backend not in BACKENDS:
         pytest.skip(f"backend {config.backend!r} is not available here")
     if config.native and not reactor.native_available():
         pytest.skip(f"the C accelerator is not available: {reactor.native_error()}")
+    stock = stock_run(config, tmp_path_factory)
     workdir = tmp_path_factory.mktemp("cpython-" + config.label.replace(" ", "-"))
-    results = cpython_suite.run(config, shards=3, workdir=workdir)
-    comparison = cpython_suite.compare(results, stock_baseline.get(), workdir=workdir)
+    results = cpython_suite.run(config, workers=3, workdir=workdir)
+    comparison = cpython_suite.compare(results, stock.get(), workdir=workdir)
     record_summary(comparison.summary())
     if comparison.regressions:
         details = "\n\n".join(f"--- {test_id}\n{detail}" for test_id, detail in sorted(comparison.regressions.items()))
