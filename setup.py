@@ -30,13 +30,13 @@ HERE = Path(__file__).resolve().parent
 
 
 def _limited_api_tag() -> str:
-    """``cp311`` from pyproject's ``requires-python = ">=3.11"``: the oldest
-    CPython the abi3 wheel is for, said once, in pyproject.toml."""
+    """``cp311`` from pyproject's ``requires-python = ">=3.11,<3.16"``: the
+    oldest CPython the abi3 wheel is for, said once, in pyproject.toml."""
     with open(HERE / "pyproject.toml", "rb") as f:
         requires = tomllib.load(f)["project"]["requires-python"]
-    match = re.fullmatch(r"\s*>=\s*3\.(\d+)\s*", requires)
+    match = re.fullmatch(r"\s*>=\s*3\.(\d+)\s*(,\s*<\s*3\.\d+\s*)?", requires)
     if match is None:
-        raise ValueError(f"setup.py expects requires-python '>=3.N', not {requires!r}")
+        raise ValueError(f"setup.py expects requires-python '>=3.N' or '>=3.N,<3.M', not {requires!r}")
     return f"cp3{match.group(1)}"
 
 
