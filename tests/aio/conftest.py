@@ -19,6 +19,7 @@ from types import TracebackType
 
 import pytest
 
+from . import anyio_suite
 from .conformance import INTERNALS
 
 _MODULE = os.path.join("tests", "aio", "test_conformance.py")
@@ -103,6 +104,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if anyio_suite.SUMMARY:
+        terminalreporter.write_sep("-", "anyio's test suite, reactor.aio beside stock asyncio (test_anyio_suite.py)")
+        for line in anyio_suite.SUMMARY:
+            terminalreporter.write_line(line)
     tally = _TALLY
     if not tally.outcome and not tally.combos:
         return
