@@ -39,13 +39,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import pytest
@@ -182,6 +185,12 @@ class AnyioLoops:
             kept.append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
+        # One loop after the other, stock asyncio first: what a failing test
+        # leaks (a socket its traceback keeps, collected later) then reaches
+        # a later test of the same loop, never the stock twin whose pass is
+        # the bar (a stock failure would hide a reactor.aio regression).
+        order = {label: n for n, label in enumerate(dict.fromkeys(loop[1] for loop in self.loops))}
+        kept.sort(key=lambda item: order[self.items[item.nodeid]["label"]])
         items[:] = kept
         self._write({"collected": self.items, "deselected": self.deselected})
 
@@ -199,6 +208,20 @@ class AnyioLoops:
         return None
 
     # -- outcomes ----------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
+        report = yield
+        # A failed test's traceback keeps its frames, so its sockets and
+        # transports, alive (pytest keeps the ExceptionInfo): collected during
+        # a later test, their ResourceWarning would fail that one. The report
+        # is written by now: free them and collect, so that what leaked shows
+        # at this test's teardown (as tests/aio/conftest.py does for CPython's
+        # mixins).
+        if call.excinfo is not None and item.nodeid in self.items:
+            _free_frames(call.excinfo.tb)
+            gc.collect()
+        return report
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         if report.nodeid not in self.items:
@@ -237,6 +260,17 @@ class AnyioLoops:
     def _write(self, record: dict[str, Any]) -> None:
         self.out.write(json.dumps(record) + "\n")
         self.out.flush()
+
+
+def _free_frames(tb: TracebackType | None) -> None:
+    traceback.clear_frames(tb)
+    # Formatting the report read the frames' f_locals, a snapshot that
+    # frame.clear() leaves alone; reading it again re-syncs it with the now
+    # empty locals, which drops the snapshot's references.
+    while tb is not None:
+        snapshot = tb.tb_frame.f_locals
+        del snapshot
+        tb = tb.tb_next
 
 
 def _localhost_has_ipv6() -> bool:
