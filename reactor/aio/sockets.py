@@ -188,6 +188,8 @@ class SocketMethods:
             fut.set_exception(exc)
         else:
             fut.set_result(None)
+        finally:
+            del fut  # the error's traceback keeps this frame: see _retry_call
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept one connection: ``(conn, address)``, ``conn`` non-blocking."""
@@ -294,6 +296,12 @@ def _retry_call(fut: futures.Future[Any], sock: socket.socket, method: str | Cal
         fut.set_exception(exc)
     else:
         fut.set_result(result)
+    finally:
+        # The error's traceback keeps this frame, and the frame would keep
+        # fut, which keeps the error: a cycle that outlives the failure until
+        # the garbage collector runs (asyncio's _sock_connect_cb drops it the
+        # same way; anyio's suite checks a refused connect leaves none).
+        del fut
 
 
 def _connect_outcome(sock: socket.socket, address: Any) -> None:
