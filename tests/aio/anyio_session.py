@@ -44,6 +44,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -65,6 +66,10 @@ EAGER_ID = "asyncio+eager"
 #: IPv6 address, the variants with these parameter ids are skipped.
 ANYIO_IPV6_SKIP_REASON = "IPv6 is not available"
 IPV6_IDS = frozenset({"ipv6", "dualstack", "both", "multi"})
+#: Seconds a failed test's own threads get to end at its teardown (see
+#: AnyioLoops._leftovers); they end within milliseconds once their peer's
+#: socket is freed, and the wait is paid by failed tests only.
+THREAD_GRACE = 2.0
 NO_LOCALHOST_V6 = "localhost has no IPv6 address here (/etc/hosts); anyio's IPv6 tests connect to localhost"
 
 
@@ -130,6 +135,8 @@ class AnyioLoops:
         self.items: dict[str, dict[str, str]] = {}  # nodeid -> {"label", "key"}
         self.phases: dict[str, dict[str, Any]] = {}  # nodeid -> outcome so far
         self.deselected = 0  # by -m and by this plugin
+        self.threads_before: set[threading.Thread] = set()  # alive when the current test started
+        self.failed = False  # a phase of the current test failed
         self.out = results.open("w", encoding="utf-8")
 
     # -- the loops ---------------------------------------------------------
@@ -185,12 +192,11 @@ class AnyioLoops:
             kept.append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
-        # One loop after the other, stock asyncio first: what a failing test
-        # leaks (a socket its traceback keeps, collected later) then reaches
-        # a later test of the same loop, never the stock twin whose pass is
-        # the bar (a stock failure would hide a reactor.aio regression).
-        order = {label: n for n, label in enumerate(dict.fromkeys(loop[1] for loop in self.loops))}
-        kept.sort(key=lambda item: order[self.items[item.nodeid]["label"]])
+        # The order stays anyio's: each test on its loops one after the
+        # other. Its tests depend on it: TestTLSListener.test_extra_attributes
+        # makes the session's server_context require client certificates,
+        # which fails the TestTLSStream tests that come before it in the file
+        # whenever they run after it (one loop after the other did that).
         items[:] = kept
         self._write({"collected": self.items, "deselected": self.deselected})
 
@@ -213,14 +219,11 @@ class AnyioLoops:
     def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
         report = yield
         # A failed test's traceback keeps its frames, so its sockets and
-        # transports, alive (pytest keeps the ExceptionInfo): collected during
-        # a later test, their ResourceWarning would fail that one. The report
-        # is written by now: free them and collect, so that what leaked shows
-        # at this test's teardown (as tests/aio/conftest.py does for CPython's
-        # mixins).
+        # transports, alive (pytest keeps the ExceptionInfo); the report is
+        # written by now: free them (teardown collects them, see below).
         if call.excinfo is not None and item.nodeid in self.items:
             _free_frames(call.excinfo.tb)
-            gc.collect()
+            self.failed = True
         return report
 
     def pytest_runtest_logreport(self, report: Any) -> None:
@@ -247,11 +250,52 @@ class AnyioLoops:
             state["seconds"] = round(state["seconds"], 3)
             self._write({"nodeid": nodeid, **state})
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: Any) -> None:
+        self.threads_before = set(threading.enumerate())
+        self.failed = False
+
+    @pytest.hookimpl(trylast=True)  # after the fixtures' teardown, before pytest's own collectors
     def pytest_runtest_teardown(self, item: Any, nextitem: object) -> None:
-        # The budget bounds what a hanging loop costs CI: past it the session
-        # stops after this test and the rest count as not run.
-        if time.monotonic() - self.started > self.budget:
-            item.session.shouldstop = f"anyio suite: time budget of {self.budget:.0f} s spent"
+        try:
+            if self.failed:
+                self._leftovers(item)
+        finally:
+            # The budget bounds what a hanging loop costs CI: past it the
+            # session stops after this test and the rest count as not run.
+            if time.monotonic() - self.started > self.budget:
+                item.session.shouldstop = f"anyio suite: time budget of {self.budget:.0f} s spent"
+
+    def _leftovers(self, item: Any) -> None:
+        """What a failed test left behind fails it, not the next test.
+
+        Its sockets and transports (freed from its frames above) are
+        collected now, and the helper threads it started (anyio's TLS tests
+        serve in one, which fails once its peer's socket is closed) get
+        ``THREAD_GRACE`` to end. Then pytest's two collectors, of unraisable
+        exceptions (a ResourceWarning) and of thread exceptions, both run
+        here: pytest runs them after this hook, one after the other, and the
+        first that finds something raises, so the other's finds were
+        reported at the next test's setup, the stock twin of another test,
+        whose pass is the bar."""
+        gc.collect()
+        deadline = time.monotonic() + THREAD_GRACE
+        for thread in set(threading.enumerate()) - self.threads_before:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        gc.collect()
+        errors = []
+        for name in ("unraisableexception", "threadexception"):
+            collector = getattr(item.config.pluginmanager.get_plugin(name), "pytest_runtest_teardown", None)
+            if collector is None:
+                continue  # another pytest: its collector runs after this hook as usual
+            try:
+                collector(item)
+            except BaseException as exc:  # what each reports: a warning turned into an error
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise BaseExceptionGroup("left behind by this failed test", errors)
 
     def pytest_sessionfinish(self) -> None:
         self._write({"loops_made": LoopFactory.made})

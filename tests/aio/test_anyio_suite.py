@@ -99,3 +99,19 @@ def test_a_session_stopped_early_is_a_problem() -> None:
     result = _run({"test_a": ("passed", "passed")})
     result.stopped = "anyio suite: time budget of 600 s spent"
     assert anyio_suite.problems(result, []) == [f"the session stopped early: {result.stopped}"]
+
+
+def test_a_twin_is_keyed_by_its_stock_node_id() -> None:
+    """The reactor twin's param id is put back to the stock one wherever it
+    stands among the ids, and ids with dashes of their own survive."""
+    from types import SimpleNamespace
+
+    from .anyio_session import _stock_key
+
+    def item(ids: str) -> SimpleNamespace:
+        return SimpleNamespace(nodeid=f"tests/test_x.py::TestY::test_z[{ids}]", callspec=SimpleNamespace(id=ids))
+
+    assert _stock_key(item("ipv6-asyncio+reactor_poll-0"), "asyncio+reactor_poll", "asyncio") == \
+        "tests/test_x.py::TestY::test_z[ipv6-asyncio-0]"
+    assert _stock_key(item("asyncio+eager+reactor_epoll--1"), "asyncio+eager+reactor_epoll", "asyncio+eager") == \
+        "tests/test_x.py::TestY::test_z[asyncio+eager--1]"
