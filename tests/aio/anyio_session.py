@@ -66,11 +66,12 @@ EAGER_ID = "asyncio+eager"
 #: IPv6 address, the variants with these parameter ids are skipped.
 ANYIO_IPV6_SKIP_REASON = "IPv6 is not available"
 IPV6_IDS = frozenset({"ipv6", "dualstack", "both", "multi"})
+NO_LOCALHOST_V6 = "localhost has no IPv6 address here (/etc/hosts); anyio's IPv6 tests connect to localhost"
+
 #: Seconds a failed test's own threads get to end at its teardown (see
 #: AnyioLoops._leftovers); they end within milliseconds once their peer's
 #: socket is freed, and the wait is paid by failed tests only.
 THREAD_GRACE = 2.0
-NO_LOCALHOST_V6 = "localhost has no IPv6 address here (/etc/hosts); anyio's IPv6 tests connect to localhost"
 
 
 class LoopFactory:
