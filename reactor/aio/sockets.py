@@ -259,6 +259,7 @@ class SocketMethods:
                 fut.set_exception(error)
             else:
                 fut.set_exception(exc)
+            del fut  # the error's traceback keeps this frame: see _retry_call
             return
         except (SystemExit, KeyboardInterrupt):
             raise
@@ -266,6 +267,7 @@ class SocketMethods:
             self.remove_writer(sock.fileno())  # type: ignore[attr-defined]
             _restore_file_position(fileno, offset)
             fut.set_exception(exc)
+            del fut  # (as above)
             return
         if sent == 0:  # end of file
             self.remove_writer(sock.fileno())  # type: ignore[attr-defined]
