@@ -7,6 +7,7 @@ selector loop does (a Unix connect to a full backlog)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import ssl
@@ -370,6 +371,39 @@ def test_refused_connect_is_the_builtin_class():
             await asyncio.open_connection("127.0.0.1", port)
 
     run(main())
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_a_refused_connect_leaves_its_error_to_the_caller_alone(family, tmp_path):
+    """Nothing but the caller refers to a refused connect's error once the
+    loop has moved on: no cycle error -> traceback -> the loop's callback
+    frame -> its future -> error, which only the garbage collector would
+    free. TCP on loopback is refused once the socket is writable (the
+    watcher's callback); a Unix socket nobody listens on at connect()."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        if family == "tcp":
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            address = probe.getsockname()
+            probe.close()
+            sock = socket.socket()
+        else:
+            address = str(tmp_path / "deaf.sock")
+            deaf = socket.socket(socket.AF_UNIX)
+            deaf.bind(address)  # bound, never listening: connect() is refused at once
+            deaf.close()
+            sock = socket.socket(socket.AF_UNIX)
+        with sock:
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, address)
+            except ConnectionRefusedError as exc:
+                error = exc
+        await asyncio.sleep(0)  # the loop has moved on (asyncio's own handles are gone too)
+        return [ref for ref in gc.get_referrers(error) if isinstance(ref, asyncio.Future)]
+
+    assert run(main()) == []
 
 
 @pytest.mark.parametrize("backend", LOOP_BACKENDS)
