@@ -17,7 +17,11 @@ written once:
   each kernel shows it is in ``backends``); their handles are cancelled and
   each fd is reported once, with ``OSError(EBADF)`` and the ``fd``. The
   check costs the hot path nothing: it is an ``except`` around the one
-  ``select()`` call.
+  ``select()`` call. A wait that finds a dead fd only sets it aside
+  (``dead``): code that closes a socket and removes its watcher on the next
+  turn (anyio does) did nothing wrong, and asyncio's poll loop cancels the
+  queued handle then; so the report waits for the next wait, and is made
+  only if the watcher is still there.
 - The selector itself failing (MemoryError, ENOMEM) is reported and retried
   after a pause, never a busy loop and never the end of the loop.
 - A handle is anything with ``cancel()`` and ``_cancelled``: reactor's
@@ -116,6 +120,10 @@ class FdWatchers:
         self.by_fd: dict[int, tuple[Any, Any]] = {}
         #: fds whose registration went since the last wait (the module)
         self.dropped: set[int] = set()
+        #: fds a wait found closed, set aside until the next wait: fd -> the
+        #: [reader, writer] handles not removed yet (the module)
+        self.dead: dict[int, list[Any]] = {}
+        self._dead_cause: Any = None  # the BadFds that found them
         #: fd -> the object (a socket, a file) its watcher was added with,
         #: for watchers added with one: ``fd_of`` finds a registration by its
         #: object once the object is closed (fileno() -1), as selectors
@@ -165,10 +173,12 @@ class FdWatchers:
         # exceptions): the failure paths below add no work per iteration.
         if self.dropped:
             self.dropped.clear()  # keys are a snapshot: nothing to skip (the module)
+        if self.dead:
+            self._end_dead()
         try:
             return self.selector.select(timeout)
         except BadFds as bad:
-            self.end_watchers(bad)
+            self._set_aside(bad)
             return bad.ready
         except (OSError, MemoryError) as exc:
             self._selector_failed(exc)
@@ -196,7 +206,27 @@ class FdWatchers:
             self.dropped.clear()
         return events
 
-    def end_watchers(self, bad: BadFds) -> None:
+    def _set_aside(self, bad: BadFds) -> None:
+        """A wait found the fds in ``bad`` closed (the selector has forgotten
+        them): keep their watchers aside until the next wait, so that a
+        ``remove`` meanwhile ends them quietly (the module)."""
+        for key in bad.keys:
+            self.by_fd.pop(key.fd, None)
+            self.dropped.add(key.fd)
+            self.dead[key.fd] = [*key.data]
+        self._dead_cause = bad
+
+    def _end_dead(self) -> None:
+        """The next wait: whatever set-aside watcher was not removed since
+        is ended and reported (``end_watchers``)."""
+        dead, self.dead = self.dead, {}
+        bad = self._dead_cause
+        keys = [selectors.SelectorKey(fd, fd, 0, (reader, writer)) for fd, (reader, writer) in dead.items()]
+        for fd in dead:
+            self.objects.pop(fd, None)
+        self.end_watchers(BadFds(keys, [], bad.how), cause=bad.__cause__)
+
+    def end_watchers(self, bad: BadFds, cause: BaseException | None = None) -> None:
         """The fds in ``bad`` were closed while watched, and the selector
         has forgotten them: cancel their watchers, report each fd once."""
         for key in bad.keys:
@@ -208,7 +238,7 @@ class FdWatchers:
             for handle in live:
                 handle.cancel()
             error = OSError(errno.EBADF, f"fd {key.fd} was closed while it was watched")
-            error.__cause__ = bad.__cause__
+            error.__cause__ = bad.__cause__ if cause is None else cause
             self._report({
                 "message": f"fd {key.fd} was closed while still watched ({bad.how}); removed its watcher {names}",
                 "exception": error,
@@ -241,6 +271,13 @@ class FdWatchers:
         cancelling) a previous handle for the same event. ``fileobj``: the
         object ``fd`` came from, if not a bare int (``fd_of``)."""
         self.check_fd(fd)
+        if fd in self.dead:
+            # the number names another file now: the old one's watchers,
+            # never removed, end here (reported) rather than at the next wait
+            reader, writer = self.dead.pop(fd)
+            self.objects.pop(fd, None)
+            self.end_watchers(BadFds([selectors.SelectorKey(fd, fd, 0, (reader, writer))], [],
+                                     self._dead_cause.how), cause=self._dead_cause.__cause__)
         if fileobj is not None and not isinstance(fileobj, int):
             self.objects[fd] = fileobj
         selector = self.selector
@@ -281,7 +318,7 @@ class FdWatchers:
         try:
             key = selector.get_key(fd)
         except KeyError:
-            return False
+            return self._remove_dead(fd, event)
         reader, writer = key.data
         if event == EVENT_READ:
             old, data = reader, (None, writer)
@@ -309,12 +346,35 @@ class FdWatchers:
         old.cancel()
         return True
 
+    def _remove_dead(self, fd: int, event: int) -> bool:
+        """``remove`` of a watcher a wait found closed (``dead``): it goes
+        quietly, as the owner meant it to."""
+        pair = self.dead.get(fd)
+        if pair is None:
+            return False
+        slot = 0 if event == EVENT_READ else 1
+        old = pair[slot]
+        if old is None:
+            return False
+        pair[slot] = None
+        old.cancel()
+        if pair[0] is None and pair[1] is None:
+            del self.dead[fd]
+            self.objects.pop(fd, None)
+        return True
+
     def forget(self, fd: int) -> None:
         """Drop every watcher on ``fd`` at once (its owner is closing it)."""
         try:
             key = self.selector.unregister(fd)
         except KeyError:
             self.by_fd.pop(fd, None)  # (never out of step; cheap to be sure)
+            pair = self.dead.pop(fd, None)
+            if pair is not None:  # found closed by a wait: its owner ends it now
+                self.objects.pop(fd, None)
+                for handle in pair:
+                    if handle is not None:
+                        handle.cancel()
             return
         self._drop(fd)
         for handle in key.data:
@@ -332,3 +392,4 @@ class FdWatchers:
     def close(self) -> None:
         self.selector.close()
         self.by_fd.clear()
+        self.dead.clear()

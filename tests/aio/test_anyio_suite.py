@@ -4,7 +4,7 @@
 extra) in one child pytest session on stock asyncio and on reactor.aio
 (every backend on 3.11, epoll elsewhere; ``REACTOR_ANYIO_BACKENDS`` picks),
 and fails when a test passes on stock asyncio and not on reactor.aio unless
-``anyio_known.py`` lists it, when the reactor loops did not join anyio's
+``known.py`` lists it, when the reactor loops did not join anyio's
 parametrization (fewer tests than stock, or the factory never called), or
 when the session stopped early (a crash, a hang past the budget). The counts
 are printed at the end of the session (conftest.py). Skipped when anyio or
@@ -74,7 +74,7 @@ def test_a_test_passing_on_stock_only_is_a_regression_unless_listed() -> None:
     assert c.line() == ("anyio [epoll] reactor.aio: 2 passed, 4 failed, 1 skipped, 1 not run; "
                         "stock asyncio: 6 passed, 2 failed, 0 skipped")
     assert anyio_suite.problems(result, [c]) == [
-        "[epoll] 3 tests pass on stock asyncio and not on reactor.aio, none listed in anyio_known.py "
+        "[epoll] 3 tests pass on stock asyncio and not on reactor.aio, none listed in known.py "
         "(the report below)"]
 
 

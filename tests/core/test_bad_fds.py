@@ -218,3 +218,32 @@ def test_removing_one_watcher_of_a_closed_fd_reports_the_other(loop, errors, pai
     assert_one_report(errors, fd, writer)
     assert writer.cancelled()
     assert loop.remove_writer(fd) is False
+
+
+@pytest.mark.parametrize("by", ["object", "fd"])
+def test_closed_then_removed_on_the_next_turn_is_not_reported(loop, errors, pairs, by):
+    """Closing a socket and removing its watcher one turn later is what
+    anyio does (the close, then a callback that calls remove_reader): on
+    select and poll the wait between them finds the fd closed, and the
+    report must wait for the next wait, made only if the watcher is still
+    there. (Before: "fd N was closed while still watched" for code that did
+    nothing wrong; anyio's suite counts it as a failure.)"""
+    healthy = Healthy(loop, pairs)
+    victim, _peer = socketpair(pairs)
+    fd = victim.fileno()
+    ran: list[str] = []
+    loop.add_reader(victim if by == "object" else fd, ran.append, "read")
+    healthy.check(b"1")
+    removed: list[bool] = []
+
+    def remove_later() -> None:
+        removed.append(loop.remove_reader(victim if by == "object" else fd))
+
+    victim.close()
+    loop.call_soon(remove_later)  # after the next wait, which finds the fd closed
+    healthy.check(b"2")
+    run_until(loop, lambda: bool(removed))
+    healthy.check(b"3")
+    assert removed == [True]
+    assert ran == []
+    assert errors.take() == []
