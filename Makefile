@@ -1,7 +1,7 @@
 # Shortcuts; each is the command it names, nothing more.
 PY ?= python
 
-.PHONY: build test test-pure bench bench-micro lint dist
+.PHONY: build test test-pure bench bench-micro lint docs dist
 build:          ## install editable with the accelerator required
 	REACTOR_NATIVE=1 $(PY) -m pip install -e '.[test,lint,plot]'
 test:           ## the README's test command
@@ -14,5 +14,7 @@ bench-micro:    ## pytest-benchmark micro-benchmarks; the JSON keeps summaries, 
 	$(PY) -m pytest bench --benchmark-only -p no:cacheprovider --benchmark-json bench/results/micro.json
 lint:           ## what CI checks besides the tests
 	ruff check . && mypy reactor
+docs:           ## the documentation as HTML into build/docs, warnings as errors (pip install -e '.[docs]'; .ci/run runs this target)
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs build/docs
 dist:           ## sdist and wheel into dist/ (pip install build)
 	$(PY) -m build --outdir dist .

@@ -704,14 +704,15 @@ def test_the_handshake_ladder_shows_connect_returning_after_the_segments_and_the
     assert all(artists[gid].get_position()[0] < 0.5 for gid in artists if gid.startswith("state-client"))
 
 
-def test_the_readme_lists_every_scenario_with_what_its_wire_must_be():
+def test_the_lab_page_lists_every_scenario_with_what_its_wire_must_be():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
-    section = (root / "README.md").read_text().split("## See the TCP lifecycle", 1)[1].split("\n## ", 1)[0]
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    page = (docs / "lab.md").read_text()
+    section = page.split("## The scenarios", 1)[1].split("\n## ", 1)[0]
     for scenario in SCENARIOS.values():
         row = next((line for line in section.splitlines() if line.startswith(f"| `{scenario.name}`")), None)
-        assert row is not None, f"README: no row for {scenario.name}"
-        assert scenario.script.checks in row and scenario.shows in row, f"README: {scenario.name}'s row is stale"
-    image = re.search(r"!\[[^\]]*\]\(([^)]+)\)", section).group(1)
-    assert (root / image).read_text().startswith("<?xml") and 'id="segment-0"' in (root / image).read_text()
+        assert row is not None, f"docs/lab.md: no row for {scenario.name}"
+        assert scenario.script.checks in row and scenario.shows in row, f"docs/lab.md: {scenario.name}'s row is stale"
+    image = docs / re.search(r"!\[[^\]]*\]\(([^)]+)\)", page).group(1)
+    assert image.read_text().startswith("<?xml") and 'id="segment-0"' in image.read_text()
