@@ -293,7 +293,8 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         # the transport goes as soon as nothing else holds it, without the
         # cyclic GC -- every TLS connection is one (CPython's sslproto tests
         # check it with the GC off).
-        self.__dict__.pop("_read_ready", None)
+        if self._read_ready.__func__ is not type(self)._read_ready:  # type: ignore[attr-defined]
+            del self._read_ready  # (an instance attribute: no __dict__ made for the plain case)
         waiter = self._flush_waiter
         if waiter is not None:
             self._flush_waiter = None
