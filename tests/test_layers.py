@@ -1,12 +1,23 @@
 """The floors hold: each module imports only from its own floor or the ones
-below, the library never imports ``reactor.tools``, and no runtime import
-cycle is left (DESIGN.md section 1).
+below, the library never imports ``reactor.tools``, no runtime import
+cycle is left, and no floor reads another floor's private names
+(DESIGN.md section 1).
 
 The graph is read from the source with ``ast``, so it sees imports inside
 functions too (a lazy import is still a dependency); imports under ``if
 TYPE_CHECKING:`` are left out, since they never run.
 
-To see the graph: ``python -m tests.test_layers`` (from the project root).
+Private names are read from the source too (``private_accesses``): every
+``obj._name`` (and ``getattr(obj, "_name")``) where ``obj`` is not
+``self``/``cls`` and ``_name`` is defined by a class of another module of
+reactor. Modules of one floor may share their privates (a listener starts
+its transports); across floors only the public interface is used -- the
+host interface (``reactor/_net/host.py``) is where the net floor meets a
+loop. ``ast`` knows no types, so where a name of asyncio's own objects is
+spelled like one of ours, ``FOREIGN_PRIVATE`` says so, with the reason.
+
+To see the graph and the counts: ``python -m tests.test_layers`` (from the
+project root).
 """
 
 from __future__ import annotations
@@ -35,7 +46,11 @@ FLOOR_NAMES = {0: "base", 1: "core", 2: "net", 3: "package", 4: "aio", 5: "tools
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    return module_name_in(path, PACKAGE_DIR)
+
+
+def module_name_in(path: Path, package_dir: Path) -> str:
+    parts = list(path.relative_to(package_dir.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -187,6 +202,134 @@ def test_a_planted_cycle_and_an_upward_import_are_caught():
     assert floor_of("reactor.tools.cli") > floor_of("reactor._net.listener") > floor_of("reactor._core.loop")
 
 
+# ------------------------------------------------------------ private names
+
+#: Accesses that cross a floor by their spelling only: ``(module, name)`` ->
+#: why the object is not the reactor one the name belongs to (asyncio's own
+#: internals, which reactor.aio must reach; DESIGN.md section 6).
+FOREIGN_PRIVATE: dict[tuple[str, str], str] = {}
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _class_names(tree: ast.AST) -> dict[str, tuple[list[str], set[str]]]:
+    """class name -> (its bases' last names, the private names it defines:
+    methods, class attributes and ``self._x`` assignments in its methods)."""
+    found: dict[str, tuple[list[str], set[str]]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        bases = [ast.unparse(base).rpartition(".")[2] for base in node.bases]
+        names: set[str] = set()
+        for statement in node.body:
+            if isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names.add(statement.name)
+            targets = (statement.targets if isinstance(statement, ast.Assign)
+                       else [statement.target] if isinstance(statement, ast.AnnAssign) else [])
+            for target in targets:
+                names.update(part.id for part in ast.walk(target) if isinstance(part, ast.Name))
+        for inner in ast.walk(node):
+            targets = (inner.targets if isinstance(inner, ast.Assign)
+                       else [inner.target] if isinstance(inner, (ast.AnnAssign, ast.AugAssign)) else [])
+            for target in targets:
+                for part in ast.walk(target):
+                    if (isinstance(part, ast.Attribute) and isinstance(part.value, ast.Name)
+                            and part.value.id in ("self", "cls")):
+                        names.add(part.attr)
+        found[node.name] = (bases, {name for name in names if _is_private(name)})
+    return found
+
+
+def private_owners(trees: dict[str, ast.AST]) -> dict[str, set[str]]:
+    """private name -> the modules whose classes define it. A subclass that
+    overrides a name of a reactor base class in another module does not own
+    it (``StreamTransport._start`` is still ``Transport``'s name)."""
+    classes: dict[str, list[tuple[str, list[str], set[str]]]] = {}
+    for module, tree in trees.items():
+        for name, (bases, names) in _class_names(tree).items():
+            classes.setdefault(name, []).append((module, bases, names))
+
+    def inherited(bases: list[str], seen: set[str]) -> set[tuple[str, str]]:
+        """(module, name) of every private name the reactor bases define."""
+        found: set[tuple[str, str]] = set()
+        for base in bases:
+            if base in seen:
+                continue
+            seen.add(base)
+            for module, grand_bases, names in classes.get(base, ()):
+                found |= {(module, name) for name in names} | inherited(grand_bases, seen)
+        return found
+
+    owners: dict[str, set[str]] = {}
+    for entries in classes.values():
+        for module, bases, names in entries:
+            from_bases = inherited(bases, set())
+            for name in names:
+                if any(name == base_name and base_module != module for base_module, base_name in from_bases):
+                    continue  # an override: the base's module owns the name
+                owners.setdefault(name, set()).add(module)
+    return owners
+
+
+def _accessed_names(tree: ast.AST) -> list[tuple[int, str, str]]:
+    """(line, name, the expression) of every private attribute reached on
+    something other than the object itself: not on ``self``, ``cls``,
+    ``super()``, nor on a base class named in the class statement around it
+    (``Transport._start(self)`` in a subclass is a call to super)."""
+    found: list[tuple[int, str, str]] = []
+
+    def visit(node: ast.AST, own: frozenset[str]) -> None:
+        if isinstance(node, ast.ClassDef):
+            own = own | {ast.unparse(base).rpartition(".")[2] for base in node.bases}
+        target: ast.AST | None = None
+        if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            target, name = node.value, node.attr
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+              and _is_private(node.args[1].value)):
+            target, name = node.args[0], node.args[1].value
+        if target is not None and not (
+                (isinstance(target, ast.Name) and target.id in own)
+                or (isinstance(target, ast.Attribute) and ast.unparse(target).rpartition(".")[2] in own)
+                or (isinstance(target, ast.Call) and isinstance(target.func, ast.Name) and target.func.id == "super")):
+            found.append((node.lineno, name, ast.unparse(node)))
+        for child in ast.iter_child_nodes(node):
+            visit(child, own)
+
+    visit(tree, frozenset({"self", "cls"}))
+    return found
+
+
+def private_accesses(package_dir: Path = PACKAGE_DIR) -> list[tuple[str, int, str, str, set[str]]]:
+    """Every read of another module's private name: ``(module, line, name,
+    expression, owners)``. A library module's reads are matched against
+    library owners only (it never imports the tools)."""
+    trees = {module_name_in(path, package_dir): ast.parse(path.read_text(), str(path))
+             for path in package_dir.rglob("*.py")}
+    owners = private_owners(trees)
+    tools = FLOORS["reactor.tools"]
+    found = []
+    for module, tree in sorted(trees.items()):
+        for line, name, expression in _accessed_names(tree):
+            candidates = owners.get(name, set())
+            if module in candidates:
+                continue  # its own name
+            if floor_of(module) < tools:
+                candidates = {owner for owner in candidates if floor_of(owner) < tools}
+            if candidates:
+                found.append((module, line, name, expression, candidates))
+    return sorted(found, key=lambda access: (access[0], access[1]))
+
+
+def cross_floor(accesses: list[tuple[str, int, str, str, set[str]]]) -> list[tuple[str, int, str, str, set[str]]]:
+    """The accesses whose name some module of another floor owns."""
+    return [access for access in accesses
+            if any(floor_of(owner) != floor_of(access[0]) for owner in access[4])]
+
+
 def main() -> int:
     graph = import_graph()
     for floor in sorted(FLOOR_NAMES):
@@ -199,6 +342,15 @@ def main() -> int:
             print(f"  {module} -> {targets}")
     cycles = _cycles(graph)
     print(f"runtime import cycles: {cycles or 'none'}")
+    package_dir = Path(sys.argv[1]).resolve() / "reactor" if len(sys.argv) > 1 else PACKAGE_DIR
+    accesses = private_accesses(package_dir)
+    crossing = cross_floor(accesses)
+    for module, line, _, expression, owners in crossing:
+        allowed = FOREIGN_PRIVATE.get((module, expression.rpartition(".")[2].strip("'\")")))
+        print(f"  {module}:{line} {expression} (owned by {', '.join(sorted(owners))})"
+              f"{' -- allowed: ' + allowed if allowed else ''}")
+    print(f"private names of another module's objects: {len(accesses)} reads, "
+          f"{len(crossing)} of them across floors")
     return 1 if cycles else 0
 
 
