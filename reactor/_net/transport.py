@@ -107,6 +107,7 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._core.core import READ_BUFFER_SIZE
 from .._core.resources import CLOSE_LAST
 from .._core.shared_keys import share_keys
 from ..errors import ReactorStateError
@@ -114,16 +115,14 @@ from ..protocols import Protocol as _BaseProtocol
 
 if TYPE_CHECKING:
     from ..protocols import Protocol
-    from .reactor import Reactor
+    from .host import Host
 
 __all__ = ["Transport", "State", "Event", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "READ_SIZE"]
 
-#: Bytes one read may deliver. Every transport of a reactor reads into the
-#: reactor's one buffer of this size (one thread, one read at a time):
-#: recv(256 KiB) would allocate 256 KiB per call and then shrink it, which
-#: above glibc's mmap threshold is an mmap and an munmap per read (measured:
-#: 17 us against 2.7 us for recv_into plus a copy of 64 bytes).
-READ_SIZE = 256 * 1024
+#: Bytes one read may deliver: every transport of a loop reads into the
+#: loop's one buffer of this size (``Host.read_buffer``; why one, in
+#: ``reactor._core.core``).
+READ_SIZE = READ_BUFFER_SIZE
 #: pause_writing() once this many bytes are queued
 DEFAULT_HIGH_WATER = 64 * 1024
 #: resume_writing() once the queue drains below this
@@ -284,7 +283,7 @@ class Transport:
         super().__init_subclass__(**kwargs)
         share_keys(cls, cls._SHARED_ATTRIBUTES)
 
-    def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
+    def __init__(self, reactor: Host, sock: socket.socket | int, protocol: Protocol, *,
                  peername: Any = None, server: Any = None, family: int = socket.AF_INET,
                  nonblocking: bool = True) -> None:
         """``sock`` is a connected socket, or (from a listener) a bare fd of
@@ -463,7 +462,7 @@ class Transport:
     # ------------------------------------------------------------- reading
 
     def _read_ready(self) -> None:
-        view = self._reactor._read_view
+        view = self._reactor.read_buffer
         try:
             count = (self._sock or self._socket()).recv_into(view)
         except (BlockingIOError, InterruptedError):
@@ -839,7 +838,7 @@ class Transport:
         fd and, on the next iteration, tell the protocol."""
         if self._reader_on or self._buffer:
             self._reader_on = False
-            self._reactor._forget_fd(self._fd)
+            self._reactor.forget_fd(self._fd)
             if self._buffer:
                 self._buffer = ()
                 self._buffer_size = 0

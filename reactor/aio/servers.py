@@ -133,7 +133,7 @@ class AioListener(Listener):
         # Accepts per readiness event: asyncio itself accepts up to backlog
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
-        Listener.__init__(listener, loop._host, sock, factory, backlog=effective,  # type: ignore[arg-type]
+        Listener.__init__(listener, loop._host, sock, factory, backlog=effective,
                           max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol,
                           proxy_from=proxy_from)
         return listener
@@ -144,7 +144,7 @@ class AioListener(Listener):
             self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
             ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
             ssl_shutdown_timeout=shutdown_timeout,  # type: ignore[arg-type]
-            read_buffer=self._loop._read_view, stats=self.stats)
+            read_buffer=self._loop.read_buffer, stats=self.stats)
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
         if self._sslcontext is not None and not self.proxy_protocol:

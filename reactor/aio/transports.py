@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .._net import transport as _transport
 from .._net.transport import Transport
 from ._private.futures import set_result_unless_cancelled
-from ._private.servers import CONNECTION_CONTEXTS, attach, detach
+from ._private.servers import CONNECTION_CONTEXTS, attach, detach, is_open
 from .host import ContextHost
 
 if TYPE_CHECKING:
@@ -91,14 +91,14 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         # A server closed during this accept batch (by a protocol callback)
         # serves the connections already accepted, as asyncio does, but no
         # longer waits for them in wait_closed().
-        attached = server is not None and server._sockets is not None
+        attached = server is not None and is_open(server)
         if attached:
             attach(server, self)
         # With a context of its own (3.15+), the connection registers its
         # callbacks through a face of the loop that runs them in it.
         host = loop._host if context is None else ContextHost(loop._host, context)
         try:
-            Transport.__init__(self, host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
+            Transport.__init__(self, host, sock, protocol, peername=peername, server=listener,
                                family=family, nonblocking=nonblocking)
         except BaseException:
             if attached:
@@ -113,6 +113,12 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         if attached:
             self._aio_server = server
         loop._transports[self._fd] = self
+        # A socket the caller holds (asyncio's _make_socket_transport):
+        # TCP_NODELAY now, as asyncio sets it when it makes a transport (on
+        # TCP sockets made with IPPROTO_TCP, as getaddrinfo's are), so what
+        # they see and set after is theirs.
+        if not isinstance(sock, int) and sock.proto == socket.IPPROTO_TCP:
+            self._set_nodelay(sock)
 
     @classmethod
     def start(cls, loop: ReactorEventLoop, sock: socket.socket, protocol: Any, *, waiter: Any = None,
@@ -122,11 +128,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         hears ``connection_made`` on the next iteration, then ``waiter`` is
         set."""
         transport = cls(loop, sock, protocol, extra=extra, server=server, context=context)
-        # The caller may hold ``sock``: TCP_NODELAY now, as asyncio sets it
-        # when it makes a transport (on TCP sockets made with IPPROTO_TCP, as
-        # getaddrinfo's are), so what they see and set after is theirs.
-        if sock.proto == socket.IPPROTO_TCP:
-            transport._set_nodelay(sock)
         loop._host.track_resource(transport)
         loop.call_soon(transport._start_then_wake, waiter)
         return transport
@@ -212,6 +213,26 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._dropped_writes += 1
         if self._dropped_writes >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
             self._loop.call_exception_handler({"message": "socket.send() raised exception.", "transport": self})
+
+    async def _send_file(self, file: Any, offset: int, count: int | None) -> int:
+        """``loop.sendfile``: the transport's own queue goes first, then the
+        file straight from the page cache (os.sendfile), with the
+        transport's reads paused."""
+        loop = self._loop
+        fd = self._fd
+        del loop._transports[fd]
+        resume_reading = self.is_reading()
+        self.pause_reading()
+        self._begin_sendfile()
+        try:
+            await self._wait_flushed()
+            return await loop.sock_sendfile(self._socket(), file, offset, count, fallback=False)
+        finally:
+            self._end_sendfile()
+            if resume_reading:
+                self.resume_reading()
+            if not self.is_closing():
+                loop._transports[fd] = self
 
     def _begin_sendfile(self) -> None:
         """``loop.sendfile`` is sending from now on: ``write()`` raises."""
