@@ -98,14 +98,7 @@ from .host import check_open
 from .idle import IdleLimit, check_idle_timeout
 from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader, TrustedSources, check_proxy_from
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
-from .tls import (
-    DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-    DEFAULT_SSL_SHUTDOWN_TIMEOUT,
-    ProxiedRawTLSTransport,
-    RawTLSTransport,
-    TLSLayer,
-    check_tls,
-)
+from .tls import DEFAULT_SSL_HANDSHAKE_TIMEOUT, DEFAULT_SSL_SHUTDOWN_TIMEOUT, RawTLSTransport, TLSLayer, check_tls
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -254,7 +247,7 @@ class Listener:
             # The TLS layer is each connection's protocol; it makes the
             # user's and tells it connection_made after the handshake.
             self._factory = functools.partial(self._new_tls_layer, protocol_factory)
-            self._transport_class = ProxiedRawTLSTransport if proxy_protocol else RawTLSTransport
+            self._transport_class = RawTLSTransport
         self._warned_tls = False
         #: True if every connection must start with a PROXY protocol header
         self.proxy_protocol: bool = proxy_protocol
@@ -262,7 +255,7 @@ class Listener:
             # The pre-protocol reads the header, then makes the real protocol
             # (module docs); off, the caller's factory is called as it is.
             # Behind TLS the header comes first, in the clear (HAProxy's send-proxy).
-            self._factory = functools.partial(HeaderReader, self, self._factory, proxy_timeout)
+            self._factory = functools.partial(HeaderReader, reactor, self, self._factory, proxy_timeout)
         #: who may send a PROXY header (None: proxy_protocol off); TCP peers only
         tcp_family = sock.family in (socket.AF_INET, socket.AF_INET6)
         self.proxy_from: TrustedSources | None = (

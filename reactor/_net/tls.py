@@ -7,9 +7,12 @@ CPython's, tested by CPython's suite; this module only fits it to the native
 API:
 
 - The layer is the raw connection's protocol. Bytes from the socket are read
-  straight into its buffer (``Transport._read_into_protocol``: it is a
-  ``BufferedProtocol``) and fed to an ``ssl.SSLObject`` through memory BIOs:
-  the handshake never blocks. The user's protocol gets ``connection_made``
+  straight into its buffer (it is a ``BufferedProtocol``, which the
+  transport reads so: ``Transport._choose_read_path``) and fed to an
+  ``ssl.SSLObject`` through memory BIOs: the handshake never blocks. Behind
+  the PROXY protocol the header reader comes first and hands the
+  connection to the layer (``proxy.HeaderReader``): the same transport,
+  another protocol, nothing special here. The user's protocol gets ``connection_made``
   once the handshake is done, with ``TLSTransport``: the same calls as a
   plain ``Transport`` (``write``, ``writelines``, ``close``, ``abort``,
   ``pause_reading``/``resume_reading``, ``get_extra_info``: also
@@ -73,8 +76,7 @@ from .transport import _FD_CLOSED, Transport
 if TYPE_CHECKING:
     from .host import Host
 
-__all__ = ["TLSLayer", "SharedBufferSSLProtocol", "TLSTransport", "RawTLSTransport", "ProxiedRawTLSTransport",
-           "loop_view",
+__all__ = ["TLSLayer", "SharedBufferSSLProtocol", "TLSTransport", "RawTLSTransport", "loop_view",
            "check_tls", "DEFAULT_SSL_HANDSHAKE_TIMEOUT", "DEFAULT_SSL_SHUTDOWN_TIMEOUT"]
 
 logger = logging.getLogger("reactor.tls")
@@ -379,9 +381,14 @@ def _instance(exc: Any) -> BaseException | None:
 
 class RawTLSTransport(Transport):
     """The socket under a TLS connection: a reactor ``Transport`` whose
-    protocol is the ``TLSLayer``."""
+    protocol is the ``TLSLayer`` (or, behind the PROXY protocol, the header
+    reader first, which hands the connection to the layer). The layer lends
+    its buffer, so the transport reads into it (``Transport.set_protocol``
+    decides; every TLS connection does, so those names share the table)."""
 
-    _read_ready = Transport._read_into_protocol  # the layer lends its buffer
+    _SHARED_ATTRIBUTES = (*Transport._SHARED_ATTRIBUTES, "_read_ready", "_lends_buffer")
+    _UNSHARED_ATTRIBUTES = tuple(name for name in Transport._UNSHARED_ATTRIBUTES
+                                 if name not in ("_read_ready", "_lends_buffer"))
 
     def close(self) -> None:
         """close_notify first while the connection is up (a graceful
@@ -408,11 +415,3 @@ class RawTLSTransport(Transport):
             return
         Transport._write_not_open(self, data, state)
 
-
-class ProxiedRawTLSTransport(RawTLSTransport):
-    """``RawTLSTransport`` behind the PROXY protocol: the header, in the
-    clear, is read first by ``proxy.HeaderReader`` (a plain protocol), so
-    this one starts reading as a plain ``Transport`` does; once the header
-    is read the layer lends its buffer (``Transport._proxy_header_done``)."""
-
-    _read_ready = Transport._read_ready

@@ -18,7 +18,8 @@ reactor's transports: the header is in the clear before TLS, so with
 ``ssl`` asyncio's TLS layer is made then, around the asyncio protocol, not
 at accept; and that layer, or the caller's protocol, may be a
 ``BufferedProtocol``, which from then on is read into its own buffer, the
-bytes after the header first (``Transport._proxy_header_done``).
+bytes after the header first (``proxy.HeaderReader`` hands the connection
+on through ``Transport.set_protocol``, which picks the read path).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ adds what asyncio code expects of a transport:
   flow control itself is reactor's);
 - ``asyncio.BufferedProtocol``: the socket is read straight into the
   protocol's buffer (``get_buffer`` / ``recv_into`` / ``buffer_updated``),
-  which is how ``asyncio.sslproto`` reads;
+  which is how ``asyncio.sslproto`` reads (reactor's transport decides
+  that from the protocol's type, in its constructor and ``set_protocol``);
 - asyncio's rules for ``write`` when the transport is not open: after
   ``write_eof()`` it raises ``RuntimeError``; after ``close()`` the data is
   still queued and flushed before the FIN (asyncio sends it too); once the
@@ -31,7 +32,7 @@ from __future__ import annotations
 import collections
 import contextvars
 import socket
-from asyncio import BufferedProtocol, constants, futures, trsock
+from asyncio import constants, futures, trsock
 from asyncio import transports as aio_transports
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._loop = loop
         if context is not None:
             self._context = context
-        if isinstance(protocol, BufferedProtocol):
-            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
         if attached:
             self._aio_server = server
         loop._transports[self._fd] = self
@@ -169,17 +168,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         """The protocol this transport drives (None once it was told
         ``connection_lost``)."""
         return self._protocol
-
-    def set_protocol(self, protocol: Any) -> None:
-        """Hand the connection to another protocol (``start_tls`` does)."""
-        self._protocol = protocol
-        buffered = isinstance(protocol, BufferedProtocol)
-        if buffered:
-            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
-        else:
-            self.__dict__.pop("_read_ready", None)
-        if self._reader_on:
-            self._reactor.add_reader(self._fd, self._read_ready)  # the new callback
 
     def is_reading(self) -> bool:
         """asyncio's meaning: not paused and not closing (also after an EOF
@@ -309,12 +297,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._end_for_server()
 
     def _end_for_server(self) -> None:
-        # A BufferedProtocol's read path is a bound method kept on the
-        # instance (a cycle: transport -> method -> transport). Dropped here,
-        # the transport goes as soon as nothing else holds it, without the
-        # cyclic GC -- every TLS connection is one (CPython's sslproto tests
-        # check it with the GC off).
-        self.__dict__.pop("_read_ready", None)
         waiter = self._flush_waiter
         if waiter is not None:
             self._flush_waiter = None
