@@ -69,6 +69,24 @@ def test_which_versions_pass_each_connection_a_context():
         loop.close()
 
 
+def test_a_server_is_open_until_it_is_closed_serving_or_not():
+    # is_open() reads Server._sockets: a list, None once closed. (asyncio's
+    # is_serving() would say False for a server not started yet, whose
+    # connections wait_closed() must still wait for.)
+    loop = reactor.aio.new_event_loop()
+    try:
+        async def check() -> None:
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, start_serving=False)
+            assert servers.is_open(server) and not server.is_serving()
+            server.close()
+            assert not servers.is_open(server)
+            await server.wait_closed()
+
+        loop.run_until_complete(check())
+    finally:
+        loop.close()
+
+
 def test_create_unix_server_cleanup_socket_default_is_the_versions():
     stock = inspect.signature(unix_events._UnixSelectorEventLoop.create_unix_server).parameters  # type: ignore[attr-defined]
     assert ("cleanup_socket" in stock) == servers.UNIX_CLEANUP_DEFAULT
