@@ -128,7 +128,7 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
         # resources (closed with the loop) and the read buffer
         # asyncio's order: a ready watcher's handle is queued behind the
         # callbacks already ready (_add_callback, inline: the core makes its test)
-        self._init_core(info, io_queue=self._ready.append)  # type: ignore[attr-defined]
+        self._init_core(info, io_queue=self._ready.append)
         # BaseEventLoop._run_once waits in self._selector.select(): the
         # watchers' wait, which survives bad fds and a failing selector
         self._selector: Any = _Wait(self._watchers)
@@ -294,8 +294,7 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
                             context: contextvars.Context | None = None) -> Any:
         ssl_protocol = SharedBufferSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
-            ssl_shutdown_timeout=ssl_shutdown_timeout,  # type: ignore[arg-type]
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
             read_buffer=self.read_buffer)
         StreamTransport.start(self, rawsock, ssl_protocol, extra=extra, server=server, context=context)
         return ssl_protocol.app_transport
