@@ -65,6 +65,7 @@ from .._net.proxy import DEFAULT_PROXY_TIMEOUT, check_proxy_from
 from .._net.tls import SharedBufferSSLProtocol
 from ._private import logger
 from ._private.children import Children
+from ._private.coroutines import iscoroutinefunction
 from ._private.pipes import UnixReadPipeTransport, UnixSubprocessTransport, UnixWritePipeTransport
 from ._private.servers import UNIX_CLEANUP_DEFAULT
 from .datagram import DatagramTransport
@@ -243,7 +244,7 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
         """Run ``callback(*args)`` on the loop when signal ``sig`` arrives
         (main thread only). ValueError for an invalid or uncatchable signal,
         RuntimeError if it cannot be set up."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()

@@ -16,7 +16,7 @@ from asyncio import base_events, events, futures, selector_events, unix_events
 import pytest
 
 import reactor.aio
-from reactor.aio._private import children, pipes, policy, servers
+from reactor.aio._private import children, coroutines, pipes, policy, servers
 from reactor.aio._private.futures import set_result_unless_cancelled
 
 
@@ -29,6 +29,25 @@ def parameters(function: object) -> list[str]:
 def test_set_result_unless_cancelled_is_asyncios():
     assert set_result_unless_cancelled is futures._set_result_unless_cancelled  # type: ignore[attr-defined]
     assert parameters(set_result_unless_cancelled) == ["fut", "result"]
+
+
+# --------------------------------------------------------------- coroutines
+
+def test_the_coroutine_function_test_is_asyncio_loops_own_and_does_not_warn():
+    from asyncio import coroutines as aio_coroutines
+
+    assert coroutines.PRIVATE_TEST == (sys.version_info >= (3, 14))
+    expected = (aio_coroutines._iscoroutinefunction if coroutines.PRIVATE_TEST  # type: ignore[attr-defined]
+                else aio_coroutines.iscoroutinefunction)
+    assert coroutines.iscoroutinefunction is expected
+
+    async def coroutine_function() -> None:
+        pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert coroutines.iscoroutinefunction(coroutine_function)
+        assert not coroutines.iscoroutinefunction(lambda: None)
 
 
 # -------------------------------------------------------------------- pipes
