@@ -18,8 +18,8 @@ What the core owns, and its rules:
   ``_dispatch``, hands the ready watchers' handles on, the way the loop
   said when it made its core (``_init_core``'s ``io_queue``): a queue's
   ``append`` -- asyncio's order, each handle queued behind the callbacks
-  already ready -- or None: reactor's, each run at once, inline (no call per
-  event beyond the callback: ``Handle._run``'s guard is copied here).
+  already ready -- or None: reactor's, each run at once (a reader inline,
+  ``Handle._run``'s guard copied: no call per read beyond the callback).
   A watcher whose handle was cancelled (by its owner, not by
   ``remove_reader``) is unregistered when its fd is next ready, as asyncio
   does, instead of waking the loop for nothing again and again.
@@ -194,12 +194,7 @@ class LoopCore:
                 elif queue is not None:
                     queue(writer)
                 else:
-                    try:
-                        writer._callback(*writer._args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        writer._failed(exc)
+                    writer._run()  # (a queue flushing: rarer than a read, not inlined)
 
     def _drop_cancelled(self, fd: int, pair: tuple[Any, Any], event: int) -> None:
         """A ready watcher's handle was cancelled without ``remove_*``:
