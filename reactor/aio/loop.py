@@ -104,8 +104,6 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
     if TYPE_CHECKING:
         # BaseEventLoop's own helpers, which typeshed does not declare
         def _check_closed(self) -> None: ...
-        def _add_callback(self, handle: events.Handle) -> None: ...
-        def _add_callback_signalsafe(self, handle: events.Handle) -> None: ...
         async def _create_connection_transport(self, sock: socket.socket, protocol_factory: Callable[[], Any],
                                                ssl: Any, server_hostname: str | None,
                                                **kwargs: Any) -> tuple[Any, Any]: ...
@@ -125,10 +123,10 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
         super().__init__()
         #: True if servers accept through the C drain
         self.native: bool = use_native
-        # the selector (backend, max_fd), the wake-up pipe, signals,
-        # resources (closed with the loop) and the read buffer
-        # asyncio's order: a ready watcher's handle is queued behind the
-        # callbacks already ready (_add_callback, inline: the core makes its test)
+        # The selector (backend, max_fd), the wake-up pipe, signals,
+        # resources (closed with the loop) and the read buffer. asyncio's
+        # order: a ready watcher's handle is queued behind the callbacks
+        # already ready (_add_callback, inline: the core makes its test).
         self._init_core(info, io_queue=self._ready.append)
         # BaseEventLoop._run_once waits in self._selector.select(): the
         # watchers' wait, which survives bad fds and a failing selector
