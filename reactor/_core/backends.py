@@ -200,6 +200,11 @@ if hasattr(selectors, "EpollSelector"):
         _selector: select.epoll
         _fd_to_key: dict[int, selectors.SelectorKey]
 
+        @property
+        def epoll(self) -> select.epoll:
+            """The epoll object, which the loop polls itself (``watchers.FdWatchers.poll_fds``)."""
+            return self._selector
+
         def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
             key = self.get_key(fileobj)  # KeyError if not registered, as in the base class
             fd = key.fd

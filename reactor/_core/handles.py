@@ -47,8 +47,8 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
-        # The loop runs fd watchers with this body inline (loop._run_once:
-        # no call to _run per event); keep the two alike.
+        # The loop core runs a ready reader with this body inline
+        # (core.LoopCore._dispatch: no call to _run per read); keep the two alike.
         try:
             self._callback(*self._args)
         except (SystemExit, KeyboardInterrupt):

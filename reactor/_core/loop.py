@@ -8,14 +8,10 @@ Rules of this module:
   timers to the ready queue, then run exactly the callbacks that were ready at
   that point -- callbacks they schedule wait for the next iteration, so a
   callback that reschedules itself cannot starve I/O.
-- A reader and a writer on one fd share one selector registration; adding or
-  removing one *modifies* it (for epoll, one ``epoll_ctl(MOD)``; no syscall at
-  all when only the callback changes).
-- Cross-thread and signal wake-ups go through one non-blocking socketpair: a
-  thread writes a zero byte, the C-level signal handler writes the signal
-  number (``signal.set_wakeup_fd``). The Python-level signal handler does
-  nothing, so user signal callbacks run on the loop, between other callbacks,
-  never inside the signal context.
+- What this loop shares with reactor.aio's -- the fd watchers and their
+  dispatch, the wake-up pipe, signals, resources and the read buffer -- is
+  the loop core (``reactor._core.core.LoopCore``, its rules there); this
+  module adds reactor's scheduling: how callbacks and timers queue and run.
 - Timers live in a heap of ``(when, seq, handle)``; ``seq`` keeps equal
   deadlines in scheduling order. Cancelled timers stay in the heap until they
   reach the top (lazy deletion), unless they become the majority, when the
@@ -27,20 +23,11 @@ Rules of this module:
   one jumps when told): with such a clock a wait is at most
   ``_FOREIGN_CLOCK_MAX_WAIT``, and ``stop()`` + ``run()`` (one step) never
   waits at all.
-- The fd watchers live in ``watchers.FdWatchers`` (shared with the asyncio
-  face): one registration per fd, select's FD_SETSIZE guard, bad fds that
-  fail alone, and a failing selector that is reported and retried after a
-  pause -- never the end of ``run()``.
-- On epoll the loop waits through ``FdWatchers.poll_fds`` and dispatches the
-  kernel's ``(fd, events)`` list by fd (``by_fd``, ``dropped``): no key
-  object and no tuple built per event; select and poll go through
-  ``selectors`` (``FdWatchers.select``). Either way the loop waits through
-  ``self._wait``, one attribute, which tests wrap to watch the waits.
-- A ready reader's callback runs inline on the epoll path, with
-  ``Handle._run``'s guard copied (SystemExit and KeyboardInterrupt
-  propagate, anything else goes to ``Handle._failed``, the exception
-  handler): one Python call less per event. Everything else runs through
-  ``Handle._run``.
+- The loop waits through ``self._wait`` (``FdWatchers.wait``: the kernel's
+  ``(fd, events)`` on every backend), one attribute, which tests wrap to
+  watch the waits, and the core runs the ready watchers' callbacks at once,
+  inline (``LoopCore._dispatch`` without a queue), before the callbacks
+  that were ready: a watcher's callback never waits behind a queue.
 - This floor knows nothing about sockets: listeners, connections and the
   accelerator live in ``reactor._net``, which builds ``Reactor`` on this
   loop. What they own is closed through the resource interface
@@ -55,20 +42,19 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import threading
 import time
 import warnings
-from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable
 from typing import Any, Self
 
 from ..errors import ReactorStateError
 from .backends import BackendInfo, backend_info, round_timeout
 from .checks import check_callable, check_seconds
+from .core import LoopCore
 from .handles import Handle, TimerHandle
-from .resources import Resource
-from .watchers import EPOLL_READ, EPOLL_WRITE, SELECT_RETRY_DELAY, FdWatchers, fileobj_to_fd
+from .watchers import SELECT_RETRY_DELAY, fileobj_to_fd
 
 __all__ = ["EventLoop", "Clock", "BACKEND_ENV"]
 
@@ -87,11 +73,6 @@ _MAX_TIMEOUT = 86400.0
 _FOREIGN_CLOCK_MAX_WAIT = 0.01
 #: (the pause after the selector itself failed: see ``watchers``)
 _SELECT_RETRY_DELAY = SELECT_RETRY_DELAY
-#: EventLoop.close() closes resources in at most this many rounds: callbacks
-#: run while closing (connection_lost) may open new ones, but not forever.
-_CLOSE_ROUNDS = 10
-#: How many of the resources left open after those rounds the ERROR names.
-_CLOSE_LEFT_SHOWN = 5
 #: The environment variable that picks the backend when none is given.
 BACKEND_ENV = "REACTOR_BACKEND"
 
@@ -103,12 +84,7 @@ _TIMER_COMPACT_MIN = 100
 _TIMER_COMPACT_FRACTION = 0.5
 
 
-def _ignore_signal(signum: int, frame: Any) -> None:
-    """Python-level signal handler: the work happens on the loop, woken by the
-    byte the C-level handler wrote to the wake-up fd."""
-
-
-class EventLoop:
+class EventLoop(LoopCore):
     """An event loop over one ``selectors`` backend: callbacks, timers, fd
     watchers, signals and thread wake-ups. ``reactor.Reactor`` adds sockets.
 
@@ -133,41 +109,25 @@ class EventLoop:
         self._clock: Clock = clock if clock is not None else time.monotonic
         #: longest wait in the selector while a timer is pending (see the class)
         self._max_wait = _MAX_TIMEOUT if self._clock is time.monotonic else _FOREIGN_CLOCK_MAX_WAIT
-        self.backend: str = info.name
-        #: watched fds must be below this (select's FD_SETSIZE), or None
-        self.max_fd: int | None = info.max_fd
         self._resolution = info.resolution
         self._closed = True  # until the fds below exist, so __del__ is safe
-        self._closing = False  # close() is closing the resources (see close())
-        self._selector = info.loop_selector_class()
-        self._watchers = FdWatchers(self._selector, info.name, info.max_fd, self.call_exception_handler)
-        # how _run_once waits, and (epoll only) the map it dispatches by: see the module
-        self._by_fd: dict[int, tuple[Any, Any]] | None
-        self._wait: Callable[[float | None], Any]
-        if info.name == "epoll":
-            self._by_fd, self._dropped = self._watchers.by_fd, self._watchers.dropped
-            self._wait = self._watchers.poll_fds
-        else:
-            self._by_fd, self._dropped = None, set()
-            self._wait = self._watchers.select
+        self._running = False
         self._ready: deque[Handle] = deque()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._timer_seq = itertools.count()
         self._cancelled_timers = 0
-        self._running = False
         self._stopping = False
         self._thread_id: int | None = None
         self._exception_handler: Callable[[Any, dict[str, Any]], Any] | None = None
-        self._signal_handlers: dict[int, Handle] = {}
-        self._previous_wakeup_fd: int | None = None
-        # what close() must close: see track_resource()
-        self._resources: set[Resource] = set()
-        self._wake_r, self._wake_w = socket.socketpair()
+        # the selector, the wake-up pipe, signals, resources, the read buffer
+        self._init_core(info)
+        self._selector = self._watchers.selector
+        # how _run_once waits (see the module)
+        self._wait: Callable[[float | None], list[tuple[int, int]]] = self._watchers.wait
         self._closed = False
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._wake_pending = False
-        self.add_reader(self._wake_r, self._read_wakeup)
+
+    def _make_handle(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> Handle:
+        return Handle(callback, args, self)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -213,7 +173,7 @@ class EventLoop:
         """
         self._stopping = True
         if self._thread_id is not None and self._thread_id != threading.get_ident():
-            self._write_wakeup()
+            self._wake()
 
     def close(self) -> None:
         """Release the selector, the wake-up fds and whatever listeners and
@@ -223,10 +183,9 @@ class EventLoop:
             raise ReactorStateError("cannot close a running reactor; stop() it first")
         if self._closed:
             return
-        # Callbacks scheduled from here on would never run: a layer that
-        # defers its protocol's connection_lost (asyncio's TLS layer) looks
-        # at this and calls it at once instead.
-        self._closing = True
+        # From here on is_closing() is true: callbacks scheduled now would
+        # never run, so a layer that defers its protocol's connection_lost
+        # (asyncio's TLS layer) calls it at once instead.
         self._close_resources()
         for signum in list(self._signal_handlers):
             self.remove_signal_handler(signum)
@@ -236,65 +195,7 @@ class EventLoop:
             handle._scheduled = False
             handle.cancel()
         self._timers.clear()
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
-
-    def track_resource(self, resource: Resource) -> None:
-        """Register ``resource`` (a listener, connection, connect attempt ...)
-        so that ``close()`` closes it if its owner has not. The resource calls
-        ``untrack_resource`` itself when it closes by other means.
-
-        Raises ``ReactorStateError`` once the loop is closed: nothing would
-        ever close the resource then. (While ``close()`` runs, callbacks may
-        still open resources; they are closed in the same ``close()``.)"""
-        self._check_open()
-        self._resources.add(resource)
-
-    def untrack_resource(self, resource: Resource) -> None:
-        """Forget ``resource``; harmless if it is not tracked."""
-        self._resources.discard(resource)
-
-    def _close_resources(self) -> None:
-        # In close_order (listeners first, so that none resumes accepting
-        # while connections close). Closing runs callbacks (connection_lost)
-        # that may open new resources: those are closed too, in at most
-        # _CLOSE_ROUNDS rounds. Whatever is still open after that is named
-        # at ERROR, never dropped silently.
-        closed: list[str] = []  # type names, for the log
-        for _ in range(_CLOSE_ROUNDS):
-            if not self._resources:
-                break
-            batch = sorted(self._resources, key=_close_order)
-            self._resources = set()
-            for index, resource in enumerate(batch):
-                try:
-                    resource.close_for_loop()
-                except (SystemExit, KeyboardInterrupt):
-                    # The rest stays tracked, so a second close() finishes.
-                    self._resources.update(batch[index + 1:])
-                    raise
-                except BaseException as exc:
-                    self.call_exception_handler({
-                        "message": f"exception closing {resource!r} with the loop",
-                        "exception": exc,
-                        "resource": resource,
-                    })
-                else:
-                    closed.append(type(resource).__name__)
-        if closed:
-            logger.info("%r closed what was still open: %s", self, _count_names(closed))
-        if self._resources:
-            # Something opens a resource every time one closes: stop rather
-            # than loop forever, and say what is left open.
-            left = sorted(self._resources, key=_close_order)
-            self._resources = set()
-            shown = ", ".join(repr(resource) for resource in left[:_CLOSE_LEFT_SHOWN])
-            logger.error(
-                "%r: closing kept opening new resources; after %d rounds %d are left open: %s (%s%s)",
-                self, _CLOSE_ROUNDS, len(left), _count_names(type(r).__name__ for r in left), shown,
-                ", ..." if len(left) > _CLOSE_LEFT_SHOWN else "",
-            )
+        self._close_io()
 
     def __enter__(self) -> Self:
         return self
@@ -335,32 +236,8 @@ class EventLoop:
                 timeout = round_timeout(min(when - self._clock(), self._max_wait), self._resolution)
                 break
 
-        by_fd = self._by_fd
-        if by_fd is not None:
-            # epoll: the kernel's (fd, events), dispatched by fd (module docs)
-            dropped = self._dropped
-            for fd, events in self._wait(timeout):
-                pair = by_fd.get(fd)
-                if pair is None or (dropped and fd in dropped):
-                    continue  # unwatched, or the file it named is gone
-                reader, writer = pair
-                if reader is not None and events & EPOLL_READ and not reader._cancelled:
-                    # Handle._run, inline (module docs)
-                    try:
-                        reader._callback(*reader._args)
-                    except (SystemExit, KeyboardInterrupt):
-                        raise
-                    except BaseException as exc:
-                        reader._failed(exc)
-                if writer is not None and events & EPOLL_WRITE and not writer._cancelled:
-                    writer._run()
-        else:
-            for key, mask in self._wait(timeout):
-                reader, writer = key.data
-                if mask & _EVENT_READ and reader is not None and not reader._cancelled:
-                    reader._run()
-                if mask & _EVENT_WRITE and writer is not None and not writer._cancelled:
-                    writer._run()
+        # the watchers' callbacks, run now (module docs)
+        self._dispatch(self._wait(timeout))
 
         if timers:
             now = self._clock()
@@ -396,8 +273,7 @@ class EventLoop:
         handle = Handle(callback, args, self)
         self._ready.append(handle)  # deque.append is atomic
         if not self._wake_pending:
-            self._wake_pending = True
-            self._write_wakeup()
+            self._wake()
         return handle
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
@@ -462,42 +338,9 @@ class EventLoop:
         return handle
 
     def _remove_watcher(self, fileobj: Any, event: int) -> bool:
-        if self._closed:
-            return False
-        return self._watchers.remove(self._watchers.fd_of(fileobj), event)
+        return self._unwatch(fileobj, event)
 
-    def _forget_fd(self, fd: int) -> None:
-        """Drop every watcher on ``fd`` at once (its owner is closing it)."""
-        if not self._closed:
-            self._watchers.forget(fd)
-
-    # ------------------------------------------------- wake-ups and signals
-
-    def _write_wakeup(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except OSError:
-            # Full (a wake-up is pending anyway) or closed (nothing to wake).
-            pass
-
-    def _read_wakeup(self) -> None:
-        signals = bytearray()
-        while True:
-            try:
-                data = self._wake_r.recv(4096)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not data:
-                break
-            signals += data
-        # Cleared after draining: a thread that appends from here on writes
-        # a new byte; one that appended before is seen by this iteration.
-        self._wake_pending = False
-        for signum in signals:
-            if signum:
-                handle = self._signal_handlers.get(signum)
-                if handle is not None:
-                    self._ready.append(handle)
+    # -------------------------------------------------------------- signals
 
     def add_signal_handler(self, signum: int, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop when ``signum`` arrives.
@@ -511,42 +354,24 @@ class EventLoop:
         signum = _check_signum(signum)
         if threading.current_thread() is not threading.main_thread():
             raise ValueError("add_signal_handler() must be called from the main thread")
-        if not self._signal_handlers:
-            previous = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-            self._previous_wakeup_fd = previous
-        self._signal_handlers[signum] = Handle(callback, args, self)
         try:
-            signal.signal(signum, _ignore_signal)
-            # Restart interrupted syscalls; the wake-up byte does the waking.
-            signal.siginterrupt(signum, False)
+            self._install_signal(signum, Handle(callback, args, self))
         except (OSError, RuntimeError) as exc:
-            del self._signal_handlers[signum]
-            self._restore_wakeup_fd()
             raise ValueError(f"cannot handle signal {signum}: {exc}") from None
 
     def remove_signal_handler(self, signum: int) -> bool:
         """Restore the default action for ``signum``; True if a handler was
         removed."""
         signum = _check_signum(signum)
-        handle = self._signal_handlers.pop(signum, None)
+        handle = self._signal_handlers.get(signum)
         if handle is None:
             return False
-        handle.cancel()
-        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        handle.cancel()  # queued already: it does not run
         try:
-            signal.signal(signum, default)
+            self._uninstall_signal(signum)
         except (OSError, ValueError):
-            pass
-        self._restore_wakeup_fd()
+            pass  # off the main thread: the action stays, the handler is gone
         return True
-
-    def _restore_wakeup_fd(self) -> None:
-        if not self._signal_handlers and self._previous_wakeup_fd is not None:
-            try:
-                signal.set_wakeup_fd(self._previous_wakeup_fd)
-            except ValueError:
-                pass
-            self._previous_wakeup_fd = None
 
     # ----------------------------------------------------------- exceptions
 
@@ -586,16 +411,6 @@ class EventLoop:
             self.default_exception_handler(
                 {"message": "exception in the exception handler", "exception": exc, "context": context}
             )
-
-
-def _close_order(resource: Resource) -> int:
-    return resource.close_order
-
-
-def _count_names(names: Iterable[str]) -> str:
-    """``["Transport", "Listener", "Transport"]`` -> ``"1 Listener, 2 Transport"``."""
-    counts = Counter(names)
-    return ", ".join(f"{counts[name]} {name}" for name in sorted(counts))
 
 
 def _backend_from_env() -> BackendInfo:

@@ -1,8 +1,8 @@
 """Which callbacks watch which fds: one selector registration per fd.
 
-Both faces of the loop keep their fd watchers here -- reactor's own
-``EventLoop`` and the asyncio loop in ``reactor.aio`` -- so the rules below are
-written once:
+Both faces of the loop keep their fd watchers here, through the loop core
+(``reactor._core.core``) -- reactor's own ``EventLoop`` and the asyncio loop
+in ``reactor.aio`` -- so the rules below are written once:
 
 - A reader and a writer on one fd share one registration, whose data is the
   pair ``(reader, writer)``: adding or removing one *modifies* it (for epoll,
@@ -27,14 +27,15 @@ written once:
 - A handle is anything with ``cancel()`` and ``_cancelled``: reactor's
   ``Handle`` or asyncio's.
 
-Two ways to wait. ``select()`` is the selectors interface, ``(key, mask)``
-pairs: what asyncio's ``_run_once`` consumes, and reactor's loop on select
-and poll. On epoll reactor's loop calls ``poll_fds()`` instead: the raw
-``(fd, epoll events)`` list of ``epoll.poll`` and nothing built per event,
-dispatched through ``by_fd`` (fd -> the ``(reader, writer)`` pair, the same
-tuple as the key's data, kept here beside the selector's map). Two rules
-make that dispatch as safe as the snapshot of keys that ``select()`` hands
-out:
+One way to wait, ``wait()``, on every backend: the kernel's ``(fd,
+events)`` list, dispatched (``LoopCore._dispatch``) through ``by_fd`` (fd ->
+the ``(reader, writer)`` pair, the same tuple as the selector key's data,
+kept here beside the selector's map), with ``read_bits`` / ``write_bits``
+saying which events wake which. On epoll it is ``poll_fds()``: the raw list
+of ``epoll.poll``, nothing built per event. On select and poll it is the
+selectors interface, ``select()``'s ``(key, mask)`` pairs, as ``(key.fd,
+mask)``. Two rules make that dispatch as safe as the snapshot of keys that
+``select()`` hands out:
 
 - An fd whose registration is dropped while the loop dispatches a batch
   (a callback closed it, maybe a later one watched a new file under the
@@ -129,9 +130,19 @@ class FdWatchers:
         #: object once the object is closed (fileno() -1), as selectors
         #: does. Transports watch bare fds, so this is empty on the data path.
         self.objects: dict[int, Any] = {}
-        # epoll.poll, for poll_fds (None on other backends)
-        epoll: Any = getattr(selector, "_selector", None)
+        # epoll.poll, for poll_fds (None on other backends: our
+        # EpollSelector gives its epoll object, backends.EpollSelector.epoll)
+        epoll: Any = getattr(selector, "epoll", None)
         self._epoll_poll = epoll.poll if hasattr(_select, "epoll") and isinstance(epoll, _select.epoll) else None
+        #: how the loop waits: the kernel's (fd, events) on every backend (the module)
+        self.wait: Callable[[float | None], list[tuple[int, int]]]
+        if self._epoll_poll is not None:
+            self.wait = self.poll_fds
+            #: the event bits that wake a fd's reader / writer in what wait() returns
+            self.read_bits, self.write_bits = EPOLL_READ, EPOLL_WRITE
+        else:
+            self.wait = self.select_fds
+            self.read_bits, self.write_bits = EVENT_READ, EVENT_WRITE
 
     def _set(self, fd: int, data: tuple[Any, Any]) -> None:
         self.by_fd[fd] = data
@@ -183,6 +194,11 @@ class FdWatchers:
         except (OSError, MemoryError) as exc:
             self._selector_failed(exc)
             return []
+
+    def select_fds(self, timeout: float | None) -> list[tuple[int, int]]:
+        """``select()``'s events as ``(fd, mask)``, for dispatch through
+        ``by_fd`` like ``poll_fds``'s (select and poll)."""
+        return [(key.fd, mask) for key, mask in self.select(timeout)]
 
     def poll_fds(self, timeout: float | None) -> list[tuple[int, int]]:
         """epoll only: wait, and return the kernel's ``(fd, events)`` list

@@ -140,6 +140,7 @@ from .._core.checks import check_callable, check_host_port, check_seconds
 from .._core.resources import CLOSE_NORMAL
 from ..errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
 from .addresses import check_host_name, format_address
+from .host import check_open
 from .idle import IdleLimit, check_idle_timeout
 from .resolver import AddrInfo, numeric_addrinfo, pool_for
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
@@ -150,7 +151,7 @@ if TYPE_CHECKING:
     import concurrent.futures
 
     from .._core.handles import TimerHandle
-    from .reactor import Reactor
+    from .host import Host
 
 __all__ = [
     "ConnectAttempt",
@@ -292,7 +293,7 @@ class ConnectAttempt:
     #: Reactor.close() closes it after the listeners, before the connections
     close_order = CLOSE_NORMAL
 
-    def __init__(self, reactor: Reactor, protocol_factory: Callable[[], Any], target: str,
+    def __init__(self, reactor: Host, protocol_factory: Callable[[], Any], target: str,
                  timeout: float, *, happy_eyeballs_delay: float | None = None,
                  keepalive: Any = None, user_timeout_ms: int | None = None,
                  tls: tuple[_ssl.SSLContext, str | None, float] | None = None,
@@ -646,7 +647,7 @@ class ConnectAttempt:
         if self._state != _PENDING:
             return
         if exc is None:
-            self._finish(_CONNECTED, result=(layer.app_transport, layer.app_protocol))  # type: ignore[arg-type]
+            self._finish(_CONNECTED, result=(layer.app_transport, layer.app_protocol))
         else:
             self._finish(_FAILED, exception=exc)
 
@@ -773,19 +774,18 @@ def _check_seconds(value: Any, name: str, *, allow_zero: bool) -> float:
     return value
 
 
-def _idle_limit(reactor: Reactor, timeout: float) -> IdleLimit:
+def _idle_limit(reactor: Host, timeout: float) -> IdleLimit:
     """The reactor's one idle limit of ``timeout`` seconds for connections
-    it connected (listeners have their own, to count)."""
-    limits: dict[float, IdleLimit] | None = getattr(reactor, "_client_idle_limits", None)
-    if limits is None:
-        limits = reactor._client_idle_limits = {}  # type: ignore[attr-defined]
+    it connected (listeners have their own, to count): kept per loop, in
+    ``net_state``."""
+    limits = reactor.net_state.client_idle_limits
     limit = limits.get(timeout)
     if limit is None:
         limit = limits[timeout] = IdleLimit(reactor, timeout)
     return limit
 
 
-def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str, port: int, *,
+def connect_tcp(reactor: Host, protocol_factory: Callable[[], Any], host: str, port: int, *,
                 timeout: float = DEFAULT_TIMEOUT, local_addr: tuple[str, int] | None = None,
                 happy_eyeballs_delay: float | None = DEFAULT_HAPPY_EYEBALLS_DELAY, keepalive: Any = None,
                 user_timeout: float | None = None, resolver: Callable[..., Any] | None = None,
@@ -815,7 +815,7 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     Returns a ``ConnectAttempt`` at once; ``protocol_factory`` is called only
     once a connection is made.
     """
-    reactor._check_open()
+    check_open(reactor)
     check_callable(protocol_factory, "protocol_factory")
     check_host_port(host, port, port_min=1)
     timeout = _check_seconds(timeout, "timeout", allow_zero=False)
@@ -843,12 +843,12 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     return attempt
 
 
-def connect_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: Any, *,
+def connect_unix(reactor: Host, protocol_factory: Callable[[], Any], path: Any, *,
                  timeout: float = DEFAULT_TIMEOUT) -> ConnectAttempt:
     """Connect to the Unix stream socket at ``path`` (str, bytes or
     os.PathLike; a leading NUL is Linux's abstract namespace) without
     blocking. A full backlog is retried until ``timeout``."""
-    reactor._check_open()
+    check_open(reactor)
     check_callable(protocol_factory, "protocol_factory")
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"path must be a str, bytes or os.PathLike, not {type(path).__name__}")

@@ -30,7 +30,7 @@ from .._core.checks import check_seconds
 from .._core.sweep import Sweep, interval_for
 
 if TYPE_CHECKING:
-    from .._core.loop import EventLoop
+    from .host import Host
     from .transport import Transport
 
 __all__ = ["IdleLimit", "check_idle_timeout"]
@@ -52,7 +52,7 @@ class IdleLimit:
 
     __slots__ = ("timeout", "_sweep", "_limit_ticks", "_on_close")
 
-    def __init__(self, loop: EventLoop, timeout: float,
+    def __init__(self, loop: Host, timeout: float,
                  on_close: Callable[[Transport], Any] | None = None) -> None:
         self.timeout = timeout
         interval = interval_for(timeout)

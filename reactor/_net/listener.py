@@ -94,21 +94,15 @@ from .._core.checks import check_callable, check_host_port
 from .._core.resources import CLOSE_FIRST
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
 from .addresses import check_host_name, format_address
+from .host import check_open
 from .idle import IdleLimit, check_idle_timeout
 from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader, TrustedSources, check_proxy_from
 from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
-from .tls import (
-    DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-    DEFAULT_SSL_SHUTDOWN_TIMEOUT,
-    ProxiedRawTLSTransport,
-    RawTLSTransport,
-    TLSLayer,
-    check_tls,
-)
+from .tls import DEFAULT_SSL_HANDSHAKE_TIMEOUT, DEFAULT_SSL_SHUTDOWN_TIMEOUT, RawTLSTransport, TLSLayer, check_tls
 from .transport import Transport
 
 if TYPE_CHECKING:
-    from .reactor import Reactor
+    from .host import Host
 
 __all__ = ["Listener", "ListenerStats", "listen_tcp", "listen_unix", "DEFAULT_BACKLOG"]
 
@@ -232,7 +226,7 @@ class Listener:
     Made by ``Reactor.listen`` / ``Reactor.listen_unix``.
     """
 
-    def __init__(self, reactor: Reactor, sock: Any, protocol_factory: Callable[[], Any], *,
+    def __init__(self, reactor: Host, sock: Any, protocol_factory: Callable[[], Any], *,
                  backlog: int, max_accepts: int, on_exhausted: str = "pause",
                  unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None,
                  proxy_protocol: bool = False, proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
@@ -253,7 +247,7 @@ class Listener:
             # The TLS layer is each connection's protocol; it makes the
             # user's and tells it connection_made after the handshake.
             self._factory = functools.partial(self._new_tls_layer, protocol_factory)
-            self._transport_class = ProxiedRawTLSTransport if proxy_protocol else RawTLSTransport
+            self._transport_class = RawTLSTransport
         self._warned_tls = False
         #: True if every connection must start with a PROXY protocol header
         self.proxy_protocol: bool = proxy_protocol
@@ -261,7 +255,7 @@ class Listener:
             # The pre-protocol reads the header, then makes the real protocol
             # (module docs); off, the caller's factory is called as it is.
             # Behind TLS the header comes first, in the clear (HAProxy's send-proxy).
-            self._factory = functools.partial(HeaderReader, self, self._factory, proxy_timeout)
+            self._factory = functools.partial(HeaderReader, reactor, self, self._factory, proxy_timeout)
         #: who may send a PROXY header (None: proxy_protocol off); TCP peers only
         tcp_family = sock.family in (socket.AF_INET, socket.AF_INET6)
         self.proxy_from: TrustedSources | None = (
@@ -788,7 +782,7 @@ def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
     return max_accepts if max_accepts is not None else max(1, min(backlog, MAX_ACCEPTS_CAP))
 
 
-def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None = "127.0.0.1",
+def listen_tcp(reactor: Host, protocol_factory: Callable[[], Any], host: str | None = "127.0.0.1",
                port: int = 0, *, backlog: int | None = None, reuse_port: bool = False,
                max_accepts: int | None = None, on_exhausted: str = "pause", sock: socket.socket | None = None,
                keepalive: Any = None, user_timeout: float | None = None, ssl: Any = None,
@@ -824,7 +818,7 @@ def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str 
     (getaddrinfo may block), so listen on a numeric address from a running
     loop's callbacks.
     """
-    reactor._check_open()
+    check_open(reactor)
     _check_common(protocol_factory, max_accepts, on_exhausted)
     _check_proxy(proxy_protocol, proxy_timeout)
     trusted = check_proxy_from(proxy_from, proxy_protocol)
@@ -916,7 +910,7 @@ def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,
+def listen_unix(reactor: Host, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,
                 max_accepts: int | None = None, on_exhausted: str = "pause", ssl: Any = None,
                 ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
                 ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
@@ -933,7 +927,7 @@ def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str
     a stale file from a live one takes one local connect(), which a server
     with a full accept queue may hold for up to a second.
     """
-    reactor._check_open()
+    check_open(reactor)
     _check_common(protocol_factory, max_accepts, on_exhausted)
     _check_proxy(proxy_protocol, proxy_timeout)
     check_proxy_from(proxy_from, proxy_protocol)

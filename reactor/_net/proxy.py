@@ -64,9 +64,13 @@ connect is the socket file's mode (``serve --unix-mode``).
 
 ``HeaderReader`` is the one piece that meets a connection: the listener's
 pre-protocol (``listen(..., proxy_protocol=True)``). The transport hands it
-the bytes until the header is complete, then hands the connection to the
-real protocol (``Transport._proxy_header_done``): ``connection_made`` only
-then, the bytes after the header as its first ``data_received``. A bad
+the bytes until the header is complete; then it hands the connection on, a
+plain composition of the transport's own calls: the header recorded
+(``peername`` and the extra info), ``transport.set_protocol(real)`` (which
+reads the way the real protocol's type asks: a TLS layer, whose ClientHello
+may share the header's segment, lends its buffer), the real protocol's
+``connection_made`` only then, and the bytes after the header as its first
+data. A bad
 header, an EOF in the middle of one, or no header within the timeout closes
 the connection and counts in ``stats.proxy_errors``; the real protocol
 never hears of it (nor does its factory run). An EOF before any byte (a TCP
@@ -86,7 +90,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..protocols import Protocol
 
 if TYPE_CHECKING:
-    from .._core.handles import TimerHandle
+    from .host import Host
     from .transport import Transport
 
 __all__ = [
@@ -454,23 +458,25 @@ def _v2_tlvs(data: bytes) -> tuple[tuple[int, bytes], ...]:
 class HeaderReader(Protocol):
     """The pre-protocol of a ``proxy_protocol=True`` listener (module docs).
 
-    ``listener`` is told ``_proxy_failed(reason)``; ``factory`` makes the
-    real protocol once the header is complete; ``timeout`` bounds the wait
-    (one timer per connection, cancelled at the header)."""
+    ``host`` is the loop the connection runs on (the timer's); ``listener``
+    is told ``_proxy_failed(reason)``; ``factory`` makes the real protocol
+    once the header is complete; ``timeout`` bounds the wait (one timer per
+    connection, cancelled at the header)."""
 
-    __slots__ = ("_listener", "_factory", "_timeout", "_parser", "_transport", "_timer")
+    __slots__ = ("_reactor", "_listener", "_factory", "_timeout", "_parser", "_transport", "_timer")
 
-    def __init__(self, listener: Any, factory: Callable[[], Any], timeout: float) -> None:
+    def __init__(self, host: Host, listener: Any, factory: Callable[[], Any], timeout: float) -> None:
+        self._reactor = host
         self._listener = listener
         self._factory = factory
         self._timeout = timeout
         self._parser = ProxyParser()
         self._transport: Transport | None = None
-        self._timer: TimerHandle | None = None
+        self._timer: Any = None
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
-        self._timer = transport._reactor.call_later(self._timeout, self._timed_out)
+        self._timer = self._reactor.call_later(self._timeout, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -490,10 +496,20 @@ class HeaderReader(Protocol):
         except BaseException as exc:
             # as the listener does when its factory raises: close, count, report
             self._listener.stats.rejected += 1
-            transport._report(exc, "the protocol factory failed; connection closed")
+            self._reactor.call_exception_handler({"message": "the protocol factory failed; connection closed",
+                                               "exception": exc, "transport": transport, "protocol": self})
             transport.abort()
             return
-        transport._proxy_header_done(result.header, protocol, result.rest)
+        self._hand_over(transport, result, protocol)
+
+    def _hand_over(self, transport: Transport, result: Parsed, protocol: Any) -> None:
+        """The header is read: the connection is ``protocol``'s from now on
+        (module docs). Its ``connection_made`` runs here, in this callback's
+        context, which is the connection's."""
+        transport._set_proxy_header(result.header)
+        transport.set_protocol(protocol)
+        if transport._begin() is None:  # None: connection_made did not raise
+            transport._deliver(result.rest)
 
     def eof_received(self) -> None:
         if self._parser.buffered:

@@ -4,9 +4,10 @@ The kernel (``reactor._core.loop.EventLoop``) knows callbacks, timers, fds and
 signals; this layer adds what a networking library is for: listening
 sockets with their accept drain, non-blocking connects, and the stream
 transports between them -- the way asyncio's ``BaseSelectorEventLoop`` adds
-sockets to ``BaseEventLoop``. It also owns what those share per loop: the
-choice of accept path (C or pure Python) and the one receive buffer every
-transport reads into.
+sockets to ``BaseEventLoop``. It is a host of the net floor
+(``host.Host``): it adds what the net floor keeps per loop (``net_state``)
+and the choice of accept path (C or pure Python); the one receive buffer
+every transport reads into is the loop core's.
 
 ``listen`` and ``connect`` spell out their keywords (no ``**options``) so that
 readers, IDEs and mypy see them; the work is done by ``listener.listen_tcp``
@@ -20,18 +21,15 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import native as _native
+from .._core.core import READ_BUFFER_SIZE
 from .._core.loop import Clock, EventLoop
 from .connector import DEFAULT_HAPPY_EYEBALLS_DELAY, DEFAULT_TIMEOUT, ConnectAttempt, connect_tcp, connect_unix
+from .host import LoopState
 from .listener import Listener, listen_tcp, listen_unix
 from .proxy import DEFAULT_PROXY_TIMEOUT
 from .tls import DEFAULT_SSL_HANDSHAKE_TIMEOUT, DEFAULT_SSL_SHUTDOWN_TIMEOUT
-from .transport import READ_SIZE
 
 __all__ = ["Reactor", "READ_BUFFER_SIZE"]
-
-#: The receive buffer every transport of this reactor reads into (see
-#: ``transport.READ_SIZE`` for why there is one).
-READ_BUFFER_SIZE = READ_SIZE
 
 ProtocolFactory = Callable[[], Any]
 
@@ -54,7 +52,8 @@ class Reactor(EventLoop):
         #: True if the accept drain runs in C
         self.native: bool = _native.resolve(native)
         super().__init__(backend, clock=clock)
-        self._read_view = memoryview(bytearray(READ_BUFFER_SIZE))
+        #: what the net floor keeps per reactor (resolver, client idle limits, TLS)
+        self.net_state = LoopState()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._running else "idle"

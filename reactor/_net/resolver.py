@@ -11,7 +11,8 @@ lookup would stall every connection. So:
   /etc/hosts, no DNS), so it cannot block and runs inline on the loop.
 - Anything else runs in a ``concurrent.futures.ThreadPoolExecutor`` of a few
   threads, created on the first lookup (a reactor that never resolves a name
-  never starts a thread) and shut down when the reactor closes. The result
+  never starts a thread) and shut down when the reactor closes. The pool is
+  the reactor's own (``Host.net_state.resolver``). The result
   comes back with ``call_soon_threadsafe``, so the caller's callback always
   runs on the loop thread.
 - A lookup cannot be interrupted once a thread runs it; cancelling only
@@ -32,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.resources import CLOSE_NORMAL
 from ..errors import ReactorStateError
+from .host import check_open
 
 if TYPE_CHECKING:
-    from .reactor import Reactor
+    from .host import Host
 
 __all__ = ["MAX_WORKERS", "AddrInfo", "ResolverPool", "numeric_addrinfo", "pool_for"]
 
@@ -70,9 +72,10 @@ class ResolverPool:
     #: Reactor.close() closes it after the listeners, before the connections
     close_order = CLOSE_NORMAL
 
-    def __init__(self, reactor: Reactor, max_workers: int = MAX_WORKERS) -> None:
-        # weak: the module-level map below holds this pool, and a strong
-        # reference back would keep an unclosed reactor alive forever
+    def __init__(self, reactor: Host, max_workers: int = MAX_WORKERS) -> None:
+        # weak: the reactor holds its pool (net_state), and the pool's
+        # threads hold the pool: a strong reference back would keep a
+        # reactor dropped without close() alive while a lookup runs
         self._reactor = weakref.ref(reactor)
         self._max_workers = max_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -109,8 +112,8 @@ class ResolverPool:
     def close_for_loop(self) -> None:
         self._closed = True
         reactor = self._reactor()
-        if reactor is not None:
-            _POOLS.pop(reactor, None)
+        if reactor is not None and reactor.net_state.resolver is self:
+            reactor.net_state.resolver = None
         if self._executor is not None:
             # wait=False: a thread stuck in a DNS timeout must not hold up close().
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -121,15 +124,12 @@ class ResolverPool:
         return f"<ResolverPool {state} max_workers={self._max_workers}>"
 
 
-#: reactor -> its pool; weak keys, so a reactor dropped without close() is not kept alive
-_POOLS: weakref.WeakKeyDictionary[Reactor, ResolverPool] = weakref.WeakKeyDictionary()
-
-
-def pool_for(reactor: Reactor) -> ResolverPool:
+def pool_for(reactor: Host) -> ResolverPool:
     """The reactor's resolver pool, made (without threads yet) on first use."""
-    pool = _POOLS.get(reactor)
+    state = reactor.net_state
+    pool = state.resolver
     if pool is None:
-        reactor._check_open()
-        pool = _POOLS[reactor] = ResolverPool(reactor)
+        check_open(reactor)
+        pool = state.resolver = ResolverPool(reactor)
         reactor.track_resource(pool)
     return pool

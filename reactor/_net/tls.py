@@ -7,9 +7,12 @@ CPython's, tested by CPython's suite; this module only fits it to the native
 API:
 
 - The layer is the raw connection's protocol. Bytes from the socket are read
-  straight into its buffer (``Transport._read_into_protocol``: it is a
-  ``BufferedProtocol``) and fed to an ``ssl.SSLObject`` through memory BIOs:
-  the handshake never blocks. The user's protocol gets ``connection_made``
+  straight into its buffer (it is a ``BufferedProtocol``, which the
+  transport reads so: ``Transport._choose_read_path``) and fed to an
+  ``ssl.SSLObject`` through memory BIOs: the handshake never blocks. Behind
+  the PROXY protocol the header reader comes first and hands the
+  connection to the layer (``proxy.HeaderReader``): the same transport,
+  another protocol, nothing special here. The user's protocol gets ``connection_made``
   once the handshake is done, with ``TLSTransport``: the same calls as a
   plain ``Transport`` (``write``, ``writelines``, ``close``, ``abort``,
   ``pause_reading``/``resume_reading``, ``get_extra_info``: also
@@ -42,7 +45,9 @@ API:
 
 The layer is asyncio's class; what it needs of a loop (``call_soon``,
 ``call_later``, ``time``, ``call_exception_handler``, ``get_debug``) is
-``_LoopView`` over the reactor. This module is where reactor touches
+``_LoopView`` over the host, one per loop (``Host.net_state.tls_loop``;
+reactor.aio's host gives the asyncio loop itself), and it reads into the
+host's one read buffer (``Host.read_buffer``). This module is where reactor touches
 ``asyncio.sslproto``'s private names, the same on every version from 3.11
 to 3.15: the methods overridden (``_get_app_transport``,
 ``_on_handshake_complete``, ``_check_handshake_timeout``,
@@ -69,9 +74,9 @@ from ..errors import ReactorStateError
 from .transport import _FD_CLOSED, Transport
 
 if TYPE_CHECKING:
-    from .._core.loop import EventLoop
+    from .host import Host
 
-__all__ = ["TLSLayer", "SharedBufferSSLProtocol", "TLSTransport", "RawTLSTransport", "ProxiedRawTLSTransport",
+__all__ = ["TLSLayer", "SharedBufferSSLProtocol", "TLSTransport", "RawTLSTransport", "loop_view",
            "check_tls", "DEFAULT_SSL_HANDSHAKE_TIMEOUT", "DEFAULT_SSL_SHUTDOWN_TIMEOUT"]
 
 logger = logging.getLogger("reactor.tls")
@@ -132,11 +137,11 @@ def check_tls(ssl_context: Any, handshake_timeout: Any, shutdown_timeout: Any = 
 
 
 class _LoopView:
-    """What asyncio's TLS layer calls on its loop, over a reactor."""
+    """What asyncio's TLS layer calls on its loop, over a host."""
 
     __slots__ = ("_loop", "call_later", "call_exception_handler", "time")
 
-    def __init__(self, loop: EventLoop) -> None:
+    def __init__(self, loop: Host) -> None:
         self._loop = loop
         self.call_later = loop.call_later
         self.call_exception_handler = loop.call_exception_handler
@@ -144,8 +149,8 @@ class _LoopView:
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> Any:
         loop = self._loop
-        if loop._closing:
-            # The reactor is closing its connections: nothing scheduled now
+        if loop.is_closing():
+            # The loop is closing its connections: nothing scheduled now
             # would run, and the layer defers connection_lost.
             callback(*args)
             return None
@@ -155,11 +160,13 @@ class _LoopView:
         return False
 
 
-def loop_view(loop: EventLoop) -> Any:
-    """The loop the TLS layer of connections on ``loop`` uses (one per reactor)."""
-    view = getattr(loop, "_tls_view", None)
+def loop_view(host: Host) -> Any:
+    """The loop the TLS layer of connections on ``host`` uses: one per
+    loop, made on first use (``LoopState.tls_loop``)."""
+    state = host.net_state
+    view = state.tls_loop
     if view is None:
-        view = loop._tls_view = _LoopView(loop)  # type: ignore[attr-defined]
+        view = state.tls_loop = _LoopView(host)
     return view
 
 
@@ -221,6 +228,8 @@ class SharedBufferSSLProtocol(_SSLProtocol):
     ``read_buffer`` None, or smaller than max_size (get_buffer would replace
     it): asyncio's own buffer. reactor.aio uses this class as it is."""
 
+    _app_transport: Any
+
     def __init__(self, *args: Any, read_buffer: memoryview | None = None, **kwargs: Any) -> None:
         if read_buffer is None or len(read_buffer) < sslproto.SSLProtocol.max_size:
             super().__init__(*args, **kwargs)
@@ -232,29 +241,29 @@ class SharedBufferSSLProtocol(_SSLProtocol):
         # max_size, the shared buffer's size): it never grows it
         self._ssl_buffer = self._ssl_buffer_view = read_buffer
 
+    @property
+    def app_transport(self) -> Any:
+        """The transport the user's protocol is given (asyncio's
+        ``_app_transport``: a ``TLSTransport`` on reactor's transports)."""
+        return self._app_transport
+
 
 class TLSLayer(SharedBufferSSLProtocol):
     """asyncio's TLS state machine as the protocol of a reactor connection;
     ``on_handshake(layer, exc)`` is called once, when the handshake succeeds
     (``exc`` None) or fails."""
 
-    _app_transport: Any
     _app_transport_created: bool
     _app_state: Any
 
-    def __init__(self, loop: EventLoop, app_protocol: Any, context: ssl.SSLContext, *, server_side: bool,
+    def __init__(self, loop: Host, app_protocol: Any, context: ssl.SSLContext, *, server_side: bool,
                  server_hostname: str | None = None, handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
                  shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT,
                  on_handshake: OnHandshake | None = None) -> None:
         self._on_handshake = on_handshake
         super().__init__(loop_view(loop), app_protocol, context, None, server_side=server_side,
                          server_hostname=server_hostname, ssl_handshake_timeout=handshake_timeout,
-                         ssl_shutdown_timeout=shutdown_timeout, read_buffer=getattr(loop, "_read_view", None))
-
-    @property
-    def app_transport(self) -> TLSTransport:
-        """The transport the user's protocol is given."""
-        return self._app_transport
+                         ssl_shutdown_timeout=shutdown_timeout, read_buffer=loop.read_buffer)
 
     @property
     def app_protocol(self) -> Any:
@@ -372,9 +381,14 @@ def _instance(exc: Any) -> BaseException | None:
 
 class RawTLSTransport(Transport):
     """The socket under a TLS connection: a reactor ``Transport`` whose
-    protocol is the ``TLSLayer``."""
+    protocol is the ``TLSLayer`` (or, behind the PROXY protocol, the header
+    reader first, which hands the connection to the layer). The layer lends
+    its buffer, so the transport reads into it (``Transport.set_protocol``
+    decides; every TLS connection does, so those names share the table)."""
 
-    _read_ready = Transport._read_into_protocol  # the layer lends its buffer
+    _SHARED_ATTRIBUTES = (*Transport._SHARED_ATTRIBUTES, "_read_ready", "_lends_buffer")
+    _UNSHARED_ATTRIBUTES = tuple(name for name in Transport._UNSHARED_ATTRIBUTES
+                                 if name not in ("_read_ready", "_lends_buffer"))
 
     def close(self) -> None:
         """close_notify first while the connection is up (a graceful
@@ -401,11 +415,3 @@ class RawTLSTransport(Transport):
             return
         Transport._write_not_open(self, data, state)
 
-
-class ProxiedRawTLSTransport(RawTLSTransport):
-    """``RawTLSTransport`` behind the PROXY protocol: the header, in the
-    clear, is read first by ``proxy.HeaderReader`` (a plain protocol), so
-    this one starts reading as a plain ``Transport`` does; once the header
-    is read the layer lends its buffer (``Transport._proxy_header_done``)."""
-
-    _read_ready = Transport._read_ready

@@ -83,6 +83,16 @@ Facts this module handles:
   so a protocol that keeps its last error does not keep the transport, or
   the loop's frames of that iteration, alive with it.
 
+How a connection reads is decided in one place, from its protocol's type,
+when the transport is made and whenever ``set_protocol()`` hands it to
+another (``_choose_read_path``): a protocol that lends its own buffer
+(asyncio's ``BufferedProtocol``: ``get_buffer`` / ``buffer_updated``; a TLS
+layer is one) is read straight into it, ``_read_into_protocol``; any other
+gets bytes, ``_read_ready``. A pre-protocol hands a connection on the same
+way: the PROXY header reader to a TLS layer or to the application
+(``proxy.HeaderReader``), the TLS layer to the application
+(``tls.TLSLayer``).
+
 Protocol callbacks: ``data_received`` runs once per read and is called
 inline in ``_read_ready``; the cold ones (``connection_made``,
 ``eof_received``, ``connection_lost``, ``pause_writing``,
@@ -107,6 +117,7 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._core.core import READ_BUFFER_SIZE
 from .._core.resources import CLOSE_LAST
 from .._core.shared_keys import share_keys
 from ..errors import ReactorStateError
@@ -114,16 +125,14 @@ from ..protocols import Protocol as _BaseProtocol
 
 if TYPE_CHECKING:
     from ..protocols import Protocol
-    from .reactor import Reactor
+    from .host import Host
 
 __all__ = ["Transport", "State", "Event", "DEFAULT_HIGH_WATER", "DEFAULT_LOW_WATER", "READ_SIZE"]
 
-#: Bytes one read may deliver. Every transport of a reactor reads into the
-#: reactor's one buffer of this size (one thread, one read at a time):
-#: recv(256 KiB) would allocate 256 KiB per call and then shrink it, which
-#: above glibc's mmap threshold is an mmap and an munmap per read (measured:
-#: 17 us against 2.7 us for recv_into plus a copy of 64 bytes).
-READ_SIZE = 256 * 1024
+#: Bytes one read may deliver: every transport of a loop reads into the
+#: loop's one buffer of this size (``Host.read_buffer``; why one, in
+#: ``reactor._core.core``).
+READ_SIZE = READ_BUFFER_SIZE
 #: pause_writing() once this many bytes are queued
 DEFAULT_HIGH_WATER = 64 * 1024
 #: resume_writing() once the queue drains below this
@@ -259,6 +268,9 @@ class Transport:
     _idle_limit: Any = None
     _io_seen = False  # a byte moved either way since the last sweep looked
     _idle_since = 0  # the sweep's tick count when it last saw us move
+    # the protocol lends its buffer: _read_ready is then _read_into_protocol,
+    # an instance attribute (see _choose_read_path)
+    _lends_buffer = False
 
     #: The names a connection that is served gives itself (idle.py sets the
     #: _idle ones), entered in CPython's shared attribute table when the class
@@ -277,14 +289,15 @@ class Transport:
     #: take (a paused reader, a FIN, an error, new water marks, a lending
     #: protocol, the PROXY protocol): such a connection gets its own dict.
     _UNSHARED_ATTRIBUTES: ClassVar[tuple[str, ...]] = (
-        "_reading", "_eof_seen", "_lost_exc", "_high", "_low", "_read_ready", "_proxy", "_socket_peername",
+        "_reading", "_eof_seen", "_lost_exc", "_high", "_low", "_read_ready", "_lends_buffer", "_proxy",
+        "_socket_peername",
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         share_keys(cls, cls._SHARED_ATTRIBUTES)
 
-    def __init__(self, reactor: Reactor, sock: socket.socket | int, protocol: Protocol, *,
+    def __init__(self, reactor: Host, sock: socket.socket | int, protocol: Protocol, *,
                  peername: Any = None, server: Any = None, family: int = socket.AF_INET,
                  nonblocking: bool = True) -> None:
         """``sock`` is a connected socket, or (from a listener) a bare fd of
@@ -304,6 +317,7 @@ class Transport:
             fd = sock.fileno()
             self._family = sock.family
         self._protocol: Protocol | None = protocol
+        self._choose_read_path(protocol)
         self._peername = peername
         # the listener that accepted us (told when we close), or None
         self._server = server
@@ -346,11 +360,9 @@ class Transport:
         fcntl.ioctl(self._fd, termios.FIONBIO, _FIONBIO_ON)
         self._nonblocking = True
 
-    # --------------------------------------------------------------- state
-
     # ------------------------------------------------------------ start-up
 
-    def _start(self) -> BaseException | None:
+    def _begin(self) -> BaseException | None:
         """Tell the protocol, then start reading unless it already closed or
         paused. Returns the exception if ``connection_made`` raised (it has
         gone to the exception handler and the connection is aborted) or the
@@ -362,6 +374,12 @@ class Transport:
         if self._state not in _READING:
             return None  # closed in connection_made (the accept-and-close path): no call
         return self._start_reading()
+
+    #: How a listener or a connect attempt starts a connection: ``_begin``.
+    #: (reactor.aio's transport runs it in the connection's context; a
+    #: pre-protocol handing the connection on calls ``_begin`` itself, from
+    #: a callback already running there.)
+    _start = _begin
 
     def _start_reading(self) -> Exception | None:
         """Register for reading if the connection wants data (not paused, no
@@ -385,16 +403,44 @@ class Transport:
         self._reader_on = True
         return None
 
-    def _proxy_header_done(self, header: Any, protocol: Protocol, rest: bytes) -> None:
-        """A ``proxy_protocol`` listener's pre-protocol (``proxy.HeaderReader``)
-        has read the PROXY header: from now on ``peername`` is the client's
-        (when the header names one), the connection belongs to ``protocol``,
-        which is told ``connection_made`` now and gets ``rest``, the bytes
-        that came after the header, as its first ``data_received`` (even if
-        ``connection_made`` paused reading: they were read already). A
-        protocol that lends its buffer (``BufferedProtocol``: a TLS layer,
-        whose ClientHello may share the header's segment) is read into its
-        buffer from now on, and gets ``rest`` through it."""
+    # ---------------------------------------------------- handing it on
+
+    def set_protocol(self, protocol: Any) -> None:
+        """Hand the connection to ``protocol``: from now on it gets the data,
+        read the way its type asks (module docs), and the other callbacks.
+        The PROXY header reader hands a connection on so, and asyncio's
+        ``start_tls``; telling the new protocol ``connection_made`` is the
+        caller's part."""
+        self._protocol = protocol
+        if self._state in _FD_CLOSED:
+            return  # nothing is read any more
+        self._choose_read_path(protocol)
+        if self._reader_on:
+            self._reactor.add_reader(self._fd, self._read_ready)  # the new callback
+
+    def _choose_read_path(self, protocol: Any) -> None:
+        """How this connection reads, decided from ``protocol``'s type, here
+        only (module docs). The buffered path is an instance attribute: a
+        bound method, and so a reference cycle (transport -> method ->
+        transport), dropped when the fd is released, so that a connection
+        is freed at once without the cyclic GC (CPython's sslproto tests
+        check that with the GC off)."""
+        if isinstance(protocol, BufferedProtocol):
+            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
+            self._lends_buffer = True
+        elif self._lends_buffer:
+            self._drop_read_path()
+
+    def _drop_read_path(self) -> None:
+        """Back to the class's read path, and the cycle broken (above)."""
+        del self._read_ready
+        del self._lends_buffer
+
+    def _set_proxy_header(self, header: Any) -> None:
+        """The PROXY header this connection began with (``proxy.HeaderReader``):
+        ``get_extra_info("peername")`` is the client's from now on (when the
+        header names one), ``"proxy"`` the header and ``"socket_peername"``
+        the balancer's."""
         socket_peername = self._peername
         if socket_peername is None:
             try:
@@ -405,24 +451,21 @@ class Transport:
         self._proxy = header
         if header.source is not None:
             self._peername = header.source
-        self._protocol = protocol
-        lends_buffer = isinstance(protocol, BufferedProtocol)
-        if lends_buffer:
-            # Before connection_made, which may pause or resume reading.
-            # An instance attribute, and so a reference cycle: only for this
-            # rare pairing (the header reader is a plain protocol).
-            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
-            if self._reader_on:
-                self._reactor.add_reader(self._fd, self._read_ready)
-        if self._call_protocol("connection_made", self)[1] is not None:
-            return  # reported, and the connection aborted
-        if not rest or self._state not in _READING:
+
+    def _deliver(self, data: bytes) -> None:
+        """Give the protocol ``data`` that was read before it had the
+        connection (the bytes after a PROXY header), the way its read path
+        gives what it reads: ``data_received``, or through its buffer. Even
+        if ``connection_made`` paused reading (they were read already); not
+        once the connection is closing."""
+        if not data or self._state not in _READING:
             return
-        if lends_buffer:
-            self._feed_buffer(protocol, rest)
+        protocol: Any = self._protocol
+        if self._lends_buffer:
+            self._feed_buffer(protocol, data)
             return
         try:
-            protocol.data_received(rest)
+            protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -458,12 +501,14 @@ class Transport:
         self._state = _ON_ABORT[self._state]
         self._reactor.untrack_resource(self)
         self._protocol = None
+        if self._lends_buffer:
+            self._drop_read_path()
         self._close_fd()
 
     # ------------------------------------------------------------- reading
 
     def _read_ready(self) -> None:
-        view = self._reactor._read_view
+        view = self._reactor.read_buffer
         try:
             count = (self._sock or self._socket()).recv_into(view)
         except (BlockingIOError, InterruptedError):
@@ -839,10 +884,12 @@ class Transport:
         fd and, on the next iteration, tell the protocol."""
         if self._reader_on or self._buffer:
             self._reader_on = False
-            self._reactor._forget_fd(self._fd)
+            self._reactor.forget_fd(self._fd)
             if self._buffer:
                 self._buffer = ()
                 self._buffer_size = 0
+        if self._lends_buffer:
+            self._drop_read_path()  # nothing is read any more: the cycle goes
         # _close_fd(), inline: this runs for every connection
         sock = self._sock
         if sock is not None:

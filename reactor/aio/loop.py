@@ -20,17 +20,24 @@ What comes from where:
 
 Rules of this module:
 
-- BaseEventLoop's ``_run_once`` waits in ``self._selector.select()`` and
-  hands what it returns to ``_process_events``, which queues the ready
-  watchers' handles; only ``_run_once`` waits. On epoll that wait is
-  ``FdWatchers.poll_fds``: the kernel's ``(fd, events)`` list, looked up by
-  fd (no selectors key or tuple per event), with asyncio's order kept: the
-  handles are queued behind the callbacks already ready.
-- Cross-thread wake-ups and signals share one socketpair (the "self-pipe"):
-  ``call_soon_threadsafe`` writes a zero byte; the C-level signal handler
-  writes the signal number (``signal.set_wakeup_fd``).
+- The loop is a ``LoopCore`` (``reactor._core.core``) under asyncio's
+  ``BaseEventLoop``, as reactor's own loop is: the fd watchers and their
+  dispatch, the wake-up pipe ("self-pipe"), signals, resource tracking and
+  close and the read buffer are that core's, written once for both loops.
+  This module adds asyncio's faces of them: asyncio's names
+  (``_add_reader``, ``_process_events``, ``_write_to_self``), its argument
+  checks and its errors.
+- BaseEventLoop's ``_run_once`` waits in ``self._selector.select()``: that is
+  ``FdWatchers.wait``, the kernel's ``(fd, events)`` on every backend, and
+  ``_process_events`` hands the list to the core's dispatch with asyncio's
+  order: the ready watchers' handles queued behind the callbacks already
+  ready. Only ``_run_once`` waits.
+- ``call_soon_threadsafe`` wakes the loop through the core's pipe
+  (``_write_to_self``), at most one byte per wait; the C-level signal
+  handler writes the signal number there.
 - Whatever reactor objects are still open when the loop closes (listeners,
-  connections) are closed through the resource interface, listeners first.
+  connections) are closed through the resource interface, listeners first,
+  in a bounded number of rounds (the core's).
 """
 
 from __future__ import annotations
@@ -50,14 +57,15 @@ from typing import TYPE_CHECKING, Any, TypeVarTuple, Unpack
 
 from .. import native as _native
 from .._core.backends import backend_info
+from .._core.core import LoopCore
 from .._core.loop import BACKEND_ENV
-from .._core.watchers import EPOLL_READ, EPOLL_WRITE, EVENT_READ, EVENT_WRITE, FdWatchers, fileobj_to_fd
+from .._core.watchers import EVENT_READ, EVENT_WRITE, FdWatchers
 from .._net.listener import _check_proxy as check_proxy
 from .._net.proxy import DEFAULT_PROXY_TIMEOUT, check_proxy_from
 from .._net.tls import SharedBufferSSLProtocol
-from .._net.transport import READ_SIZE
 from ._private import logger
 from ._private.children import Children
+from ._private.coroutines import iscoroutinefunction
 from ._private.pipes import UnixReadPipeTransport, UnixSubprocessTransport, UnixWritePipeTransport
 from ._private.servers import UNIX_CLEANUP_DEFAULT
 from .datagram import DatagramTransport
@@ -71,24 +79,20 @@ __all__ = ["ReactorEventLoop"]
 _Ts = TypeVarTuple("_Ts")
 
 
+class _Wait:
+    """What ``BaseEventLoop._run_once`` waits in (``self._selector.select``):
+    the watchers' ``wait``, whose ``(fd, events)`` list ``_process_events``
+    hands to the core's dispatch. ``get_key`` is the selector's: asyncio's
+    pipe transports ask it, in their repr, whether their fd is watched."""
 
-def _ignore_signal(signum: int, frame: Any) -> None:
-    """Python-level handler: the work happens on the loop, woken by the byte
-    the C-level handler wrote to the wake-up fd."""
-
-
-class _EpollWait:
-    """What ``BaseEventLoop._run_once`` waits in (``self._selector.select``)
-    on epoll: the watchers' ``poll_fds``, whose ``(fd, events)`` list
-    ``ReactorEventLoop._process_events`` dispatches by fd."""
-
-    __slots__ = ("select",)
+    __slots__ = ("select", "get_key")
 
     def __init__(self, watchers: FdWatchers) -> None:
-        self.select = watchers.poll_fds
+        self.select = watchers.wait
+        self.get_key = watchers.selector.get_key
 
 
-class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
+class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
     """An asyncio event loop on reactor's backends, listeners and transports.
 
     ``backend``: ``None`` (``$REACTOR_BACKEND``, else ``"auto"``),
@@ -99,13 +103,7 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
 
     if TYPE_CHECKING:
         # BaseEventLoop's own helpers, which typeshed does not declare
-        _internal_fds: int
-        _ssock: Any
-        _csock: Any
-
         def _check_closed(self) -> None: ...
-        def _add_callback(self, handle: events.Handle) -> None: ...
-        def _add_callback_signalsafe(self, handle: events.Handle) -> None: ...
         async def _create_connection_transport(self, sock: socket.socket, protocol_factory: Callable[[], Any],
                                                ssl: Any, server_hostname: str | None,
                                                **kwargs: Any) -> tuple[Any, Any]: ...
@@ -125,36 +123,27 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         super().__init__()
         #: True if servers accept through the C drain
         self.native: bool = use_native
-        #: the selector backend in use, e.g. "epoll"
-        self.backend: str = info.name
-        self.max_fd: int | None = info.max_fd
-        # BaseEventLoop._run_once waits in self._selector.select(): that is
-        # the watchers' select, which survives bad fds and a failing selector.
-        self._watchers = FdWatchers(info.loop_selector_class(), info.name, info.max_fd, self.call_exception_handler)
-        self._selector: Any = self._watchers
-        #: epoll: the watchers' fd -> (reader, writer) map, and _run_once
-        #: waits in poll_fds (the kernel's (fd, events), no selectors key or
-        #: tuple per event) instead of select(); None on select and poll
-        self._by_fd: dict[int, tuple[Any, Any]] | None = None
-        if info.name == "epoll":
-            self._by_fd = self._watchers.by_fd
-            self._selector = _EpollWait(self._watchers)
+        # The selector (backend, max_fd), the wake-up pipe, signals,
+        # resources (closed with the loop) and the read buffer. asyncio's
+        # order: a ready watcher's handle is queued behind the callbacks
+        # already ready (_add_callback, inline: the core makes its test).
+        self._init_core(info, io_queue=self._ready.append)
+        # BaseEventLoop._run_once waits in self._selector.select(): the
+        # watchers' wait, which survives bad fds and a failing selector
+        self._selector: Any = _Wait(self._watchers)
         # fd -> the transport using it (add_reader refuses those fds)
         self._transports: weakref.WeakValueDictionary[int, Any] = weakref.WeakValueDictionary()
-        # reactor objects living on this loop: closed with it
-        self._resources: set[Any] = set()
         # servers' listening sockets: fd -> Listener
         self._listeners: dict[int, AioListener] = {}
         # create_unix_server(cleanup_socket=True): socket -> its file's inode
         self._unix_server_sockets: dict[socket.socket, int] = {}
-        # every transport of this loop reads into this one buffer
-        self._read_view = memoryview(bytearray(READ_SIZE))
-        self._signal_handlers: dict[int, events.Handle] = {}
         self._host = LoopHost(self)
         self._children = Children(self)
         #: 3.14+: the child watcher, where asyncio's Unix loop keeps its own
         self._watcher = self._children.own
-        self._make_self_pipe()
+
+    def _make_handle(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> events.Handle:
+        return events.Handle(callback, args, self, None)
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} backend={self.backend} native={self.native} "
@@ -164,14 +153,14 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
 
     def close(self) -> None:
         """Close the loop: whatever reactor listeners and connections are
-        still open, the self-pipe, the selector; then asyncio's own close
-        (the default executor). Idempotent; RuntimeError while running."""
+        still open; asyncio's own close (the default executor); the signal
+        handlers; the self-pipe and the selector. Idempotent; RuntimeError
+        while running."""
         if self.is_running():
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
         self._close_resources()
-        self._close_self_pipe()
         super().close()
         if not sys.is_finalizing():
             for signum in list(self._signal_handlers):
@@ -180,128 +169,41 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
             warnings.warn(f"Closing the loop {self!r} on interpreter shutdown stage, "
                           f"skipping signal handlers removal", ResourceWarning, source=self)
             self._signal_handlers.clear()
-        self._watchers.close()
+        self._close_io()
         self._selector = None
-
-    def _close_resources(self) -> None:
-        # Listeners first, so none resumes accepting while connections close.
-        for _ in range(10):
-            if not self._resources:
-                return
-            closing, self._resources = self._resources, set()
-            for resource in sorted(closing, key=lambda r: r.close_order):
-                try:
-                    resource.close_for_loop()
-                except Exception as exc:
-                    self.call_exception_handler(
-                        {"message": f"exception closing {resource!r} with the loop", "exception": exc})
-        if self._resources:
-            logger.error("%r: resources still being opened while the loop closed: %d", self, len(self._resources))
-            self._resources.clear()
 
     # ----------------------------------------------------------- the pipe
 
-    def _make_self_pipe(self) -> None:
-        self._ssock, self._csock = socket.socketpair()
-        self._ssock.setblocking(False)
-        self._csock.setblocking(False)
-        self._internal_fds += 1
-        self._add_reader(self._ssock.fileno(), self._read_from_self)
-
-    def _close_self_pipe(self) -> None:
-        self._remove_reader(self._ssock.fileno())
-        self._ssock.close()
-        self._ssock = None
-        self._csock.close()
-        self._csock = None
-        self._internal_fds -= 1
-
-    def _read_from_self(self) -> None:
-        while True:
-            try:
-                data = self._ssock.recv(4096)
-            except InterruptedError:
-                continue
-            except BlockingIOError:
-                return
-            if not data:
-                return
-            for signum in data:
-                if signum:  # zero bytes are call_soon_threadsafe wake-ups
-                    self._handle_signal(signum)
-
-    def _write_to_self(self) -> None:
-        # From any thread, possibly while or after the pipe is closed.
-        csock = self._csock
-        if csock is None:
-            return
-        try:
-            csock.send(b"\0")
-        except OSError:
-            if self._debug:
-                logger.debug("Fail to write a null byte into the self-pipe socket", exc_info=True)
+    #: asyncio's name for the wake-up: call_soon_threadsafe calls it, from
+    #: any thread, possibly while or after the loop closes (the core's)
+    _write_to_self = LoopCore._wake
 
     # --------------------------------------------------------- fd watchers
 
-    def _process_events(self, event_list: list[tuple[Any, int]]) -> None:
-        # Queues the ready watchers' handles, as asyncio's selector loop
-        # does; no callback has run since the wait, so the map is the one
-        # the kernel answered for.
-        by_fd = self._by_fd
-        if by_fd is not None:
-            queue = self._ready.append  # type: ignore[attr-defined]  # _add_callback, inline: its test is made here
-            for fd, events in event_list:
-                pair = by_fd.get(fd)
-                if pair is None:
-                    continue  # unwatched since (a bad fd's handles were ended)
-                reader, writer = pair
-                if reader is not None and events & EPOLL_READ:
-                    if reader._cancelled:
-                        self._remove_reader(fd)
-                    else:
-                        queue(reader)
-                if writer is not None and events & EPOLL_WRITE:
-                    if writer._cancelled:
-                        self._remove_writer(fd)
-                    else:
-                        queue(writer)
-            return
-        for key, mask in event_list:
-            reader, writer = key.data
-            if mask & EVENT_READ and reader is not None:
-                if reader._cancelled:
-                    self._remove_reader(key.fd)
-                else:
-                    self._add_callback(reader)
-            if mask & EVENT_WRITE and writer is not None:
-                if writer._cancelled:
-                    self._remove_writer(key.fd)
-                else:
-                    self._add_callback(writer)
+    #: what BaseEventLoop._run_once calls with what the wait returned: the
+    #: core's dispatch, which queues each ready watcher's handle (the
+    #: io_queue given to _init_core); no callback has run since the wait
+    _process_events = LoopCore._dispatch
 
     def _add_reader(self, fd: Any, callback: Callable[..., Any], *args: Any,
                     context: contextvars.Context | None = None) -> events.Handle:
         self._check_closed()
         handle = events.Handle(callback, args, self, context)
-        self._watchers.add(fileobj_to_fd(fd), EVENT_READ, handle, fd)
+        self._watch(fd, EVENT_READ, handle)
         return handle
 
     def _add_writer(self, fd: Any, callback: Callable[..., Any], *args: Any,
                     context: contextvars.Context | None = None) -> events.Handle:
         self._check_closed()
         handle = events.Handle(callback, args, self, context)
-        self._watchers.add(fileobj_to_fd(fd), EVENT_WRITE, handle, fd)
+        self._watch(fd, EVENT_WRITE, handle)
         return handle
 
     def _remove_reader(self, fd: Any) -> bool:
-        if self.is_closed():
-            return False
-        return self._watchers.remove(self._watchers.fd_of(fd), EVENT_READ)
+        return self._unwatch(fd, EVENT_READ)
 
     def _remove_writer(self, fd: Any) -> bool:
-        if self.is_closed():
-            return False
-        return self._watchers.remove(self._watchers.fd_of(fd), EVENT_WRITE)
+        return self._unwatch(fd, EVENT_WRITE)
 
     def _ensure_fd_no_transport(self, fd: Any) -> None:
         fileno = fd
@@ -340,61 +242,30 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
         """Run ``callback(*args)`` on the loop when signal ``sig`` arrives
         (main thread only). ValueError for an invalid or uncatchable signal,
         RuntimeError if it cannot be set up."""
-        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+        if coroutines.iscoroutine(callback) or iscoroutinefunction(callback):
             raise TypeError("coroutines cannot be used with add_signal_handler()")
         self._check_signal(sig)
         self._check_closed()
         try:
-            # Raises ValueError outside the main thread: checked first, so a
-            # loop in another thread cannot take the process's signals.
-            signal.set_wakeup_fd(self._csock.fileno())
-        except (ValueError, OSError) as exc:
+            self._install_signal(sig, events.Handle(callback, args, self, None))
+        except ValueError as exc:
+            # off the main thread: a loop in another thread cannot take the process's signals
             raise RuntimeError(str(exc)) from None
-        handle = events.Handle(callback, args, self, None)
-        self._signal_handlers[sig] = handle
-        try:
-            signal.signal(sig, _ignore_signal)
-            signal.siginterrupt(sig, False)  # SA_RESTART: fewer EINTRs
         except OSError as exc:
-            del self._signal_handlers[sig]
-            if not self._signal_handlers:
-                try:
-                    signal.set_wakeup_fd(-1)
-                except (ValueError, OSError) as nexc:
-                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig} cannot be caught") from None
             raise
-
-    def _handle_signal(self, sig: int) -> None:
-        handle = self._signal_handlers.get(sig)
-        if handle is None:
-            return
-        if handle._cancelled:
-            self.remove_signal_handler(sig)
-        else:
-            self._add_callback_signalsafe(handle)
 
     def remove_signal_handler(self, sig: int) -> bool:
         """Restore the default action for ``sig``; True if a handler was removed."""
         self._check_signal(sig)
         try:
-            del self._signal_handlers[sig]
-        except KeyError:
-            return False
-        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
-        try:
-            signal.signal(sig, handler)
+            handle = self._uninstall_signal(sig)
         except OSError as exc:
             if exc.errno == errno.EINVAL:
                 raise RuntimeError(f"sig {sig} cannot be caught") from None
             raise
-        if not self._signal_handlers:
-            try:
-                signal.set_wakeup_fd(-1)
-            except (ValueError, OSError) as exc:
-                logger.info("set_wakeup_fd(-1) failed: %s", exc)
-        return True
+        return handle is not None
 
     def _check_signal(self, sig: Any) -> None:
         if not isinstance(sig, int):
@@ -422,33 +293,18 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                             context: contextvars.Context | None = None) -> Any:
         ssl_protocol = SharedBufferSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
-            ssl_shutdown_timeout=ssl_shutdown_timeout,  # type: ignore[arg-type]
-            read_buffer=self._read_view)
+            ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
+            read_buffer=self.read_buffer)
         StreamTransport.start(self, rawsock, ssl_protocol, extra=extra, server=server, context=context)
-        return ssl_protocol._app_transport
+        return ssl_protocol.app_transport
 
     def _make_datagram_transport(self, sock: socket.socket, protocol: Any, address: Any = None,
                                  waiter: Any = None, extra: dict[str, Any] | None = None) -> DatagramTransport:
         return DatagramTransport(self, sock, protocol, address, waiter, extra)
 
     async def _sendfile_native(self, transp: Any, file: Any, offset: int, count: int | None) -> int:
-        # The transport's own queue goes first, then the file straight from
-        # the page cache (os.sendfile), with the transport's reads paused.
-        fd = transp._fd
-        del self._transports[fd]
-        resume_reading = transp.is_reading()
-        transp.pause_reading()
-        transp._begin_sendfile()
-        try:
-            await transp._wait_flushed()
-            return await self.sock_sendfile(transp._socket(), file, offset, count, fallback=False)
-        finally:
-            transp._end_sendfile()
-            if resume_reading:
-                transp.resume_reading()
-            if not transp.is_closing():
-                self._transports[fd] = transp
+        # (asyncio's hook, for transports marked _sendfile_compatible: ours)
+        return await transp._send_file(file, offset, count)
 
     # ------------------------------------------------------------- servers
 

@@ -18,7 +18,8 @@ reactor's transports: the header is in the clear before TLS, so with
 ``ssl`` asyncio's TLS layer is made then, around the asyncio protocol, not
 at accept; and that layer, or the caller's protocol, may be a
 ``BufferedProtocol``, which from then on is read into its own buffer, the
-bytes after the header first (``Transport._proxy_header_done``).
+bytes after the header first (``proxy.HeaderReader`` hands the connection
+on through ``Transport.set_protocol``, which picks the read path).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ class AioListener(Listener):
         # Accepts per readiness event: asyncio itself accepts up to backlog
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
-        Listener.__init__(listener, loop._host, sock, factory, backlog=effective,  # type: ignore[arg-type]
+        Listener.__init__(listener, loop._host, sock, factory, backlog=effective,
                           max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol,
                           proxy_from=proxy_from)
         return listener
@@ -141,10 +142,9 @@ class AioListener(Listener):
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:
         handshake_timeout, shutdown_timeout = self._ssl_timeouts
         return _CountedSSLProtocol(
-            self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
-            ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
-            ssl_shutdown_timeout=shutdown_timeout,  # type: ignore[arg-type]
-            read_buffer=self._loop._read_view, stats=self.stats)
+            self._loop, protocol, self._sslcontext, None, server_side=True,
+            ssl_handshake_timeout=handshake_timeout, ssl_shutdown_timeout=shutdown_timeout,
+            read_buffer=self._loop.read_buffer, stats=self.stats)
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:
         if self._sslcontext is not None and not self.proxy_protocol:

@@ -14,7 +14,8 @@ adds what asyncio code expects of a transport:
   flow control itself is reactor's);
 - ``asyncio.BufferedProtocol``: the socket is read straight into the
   protocol's buffer (``get_buffer`` / ``recv_into`` / ``buffer_updated``),
-  which is how ``asyncio.sslproto`` reads;
+  which is how ``asyncio.sslproto`` reads (reactor's transport decides
+  that from the protocol's type, in its constructor and ``set_protocol``);
 - asyncio's rules for ``write`` when the transport is not open: after
   ``write_eof()`` it raises ``RuntimeError``; after ``close()`` the data is
   still queued and flushed before the FIN (asyncio sends it too); once the
@@ -31,14 +32,14 @@ from __future__ import annotations
 import collections
 import contextvars
 import socket
-from asyncio import BufferedProtocol, constants, futures, trsock
+from asyncio import constants, futures, trsock
 from asyncio import transports as aio_transports
 from typing import TYPE_CHECKING, Any
 
 from .._net import transport as _transport
 from .._net.transport import Transport
 from ._private.futures import set_result_unless_cancelled
-from ._private.servers import CONNECTION_CONTEXTS, attach, detach
+from ._private.servers import CONNECTION_CONTEXTS, attach, detach, is_open
 from .host import ContextHost
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
                             *(() if CONNECTION_CONTEXTS else ("_context",)))
 
     @property
-    def _protocol_paused(self) -> bool:  # type: ignore[override]
+    def _protocol_paused(self) -> bool:
         # asyncio's name for "pause_writing() sent" (its sendfile fallback reads it)
         return self._writing_paused
 
@@ -91,14 +92,14 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         # A server closed during this accept batch (by a protocol callback)
         # serves the connections already accepted, as asyncio does, but no
         # longer waits for them in wait_closed().
-        attached = server is not None and server._sockets is not None
+        attached = server is not None and is_open(server)
         if attached:
             attach(server, self)
         # With a context of its own (3.15+), the connection registers its
         # callbacks through a face of the loop that runs them in it.
         host = loop._host if context is None else ContextHost(loop._host, context)
         try:
-            Transport.__init__(self, host, sock, protocol, peername=peername, server=listener,  # type: ignore[arg-type]
+            Transport.__init__(self, host, sock, protocol, peername=peername, server=listener,
                                family=family, nonblocking=nonblocking)
         except BaseException:
             if attached:
@@ -108,11 +109,15 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._loop = loop
         if context is not None:
             self._context = context
-        if isinstance(protocol, BufferedProtocol):
-            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
         if attached:
             self._aio_server = server
         loop._transports[self._fd] = self
+        # A socket the caller holds (asyncio's _make_socket_transport):
+        # TCP_NODELAY now, as asyncio sets it when it makes a transport (on
+        # TCP sockets made with IPPROTO_TCP, as getaddrinfo's are), so what
+        # they see and set after is theirs.
+        if not isinstance(sock, int) and sock.proto == socket.IPPROTO_TCP:
+            self._set_nodelay(sock)
 
     @classmethod
     def start(cls, loop: ReactorEventLoop, sock: socket.socket, protocol: Any, *, waiter: Any = None,
@@ -122,11 +127,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         hears ``connection_made`` on the next iteration, then ``waiter`` is
         set."""
         transport = cls(loop, sock, protocol, extra=extra, server=server, context=context)
-        # The caller may hold ``sock``: TCP_NODELAY now, as asyncio sets it
-        # when it makes a transport (on TCP sockets made with IPPROTO_TCP, as
-        # getaddrinfo's are), so what they see and set after is theirs.
-        if sock.proto == socket.IPPROTO_TCP:
-            transport._set_nodelay(sock)
         loop._host.track_resource(transport)
         loop.call_soon(transport._start_then_wake, waiter)
         return transport
@@ -169,17 +169,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         ``connection_lost``)."""
         return self._protocol
 
-    def set_protocol(self, protocol: Any) -> None:
-        """Hand the connection to another protocol (``start_tls`` does)."""
-        self._protocol = protocol
-        buffered = isinstance(protocol, BufferedProtocol)
-        if buffered:
-            self._read_ready = self._read_into_protocol  # type: ignore[method-assign]
-        else:
-            self.__dict__.pop("_read_ready", None)
-        if self._reader_on:
-            self._reactor.add_reader(self._fd, self._read_ready)  # the new callback
-
     def is_reading(self) -> bool:
         """asyncio's meaning: not paused and not closing (also after an EOF
         the protocol chose to keep)."""
@@ -212,6 +201,26 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._dropped_writes += 1
         if self._dropped_writes >= constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES:
             self._loop.call_exception_handler({"message": "socket.send() raised exception.", "transport": self})
+
+    async def _send_file(self, file: Any, offset: int, count: int | None) -> int:
+        """``loop.sendfile``: the transport's own queue goes first, then the
+        file straight from the page cache (os.sendfile), with the
+        transport's reads paused."""
+        loop = self._loop
+        fd = self._fd
+        del loop._transports[fd]
+        resume_reading = self.is_reading()
+        self.pause_reading()
+        self._begin_sendfile()
+        try:
+            await self._wait_flushed()
+            return await loop.sock_sendfile(self._socket(), file, offset, count, fallback=False)
+        finally:
+            self._end_sendfile()
+            if resume_reading:
+                self.resume_reading()
+            if not self.is_closing():
+                loop._transports[fd] = self
 
     def _begin_sendfile(self) -> None:
         """``loop.sendfile`` is sending from now on: ``write()`` raises."""
@@ -288,13 +297,6 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._end_for_server()
 
     def _end_for_server(self) -> None:
-        # A BufferedProtocol's read path is a bound method kept on the
-        # instance (a cycle: transport -> method -> transport). Dropped here,
-        # the transport goes as soon as nothing else holds it, without the
-        # cyclic GC -- every TLS connection is one (CPython's sslproto tests
-        # check it with the GC off).
-        if self._read_ready.__func__ is not type(self)._read_ready:  # type: ignore[attr-defined]
-            del self._read_ready  # (an instance attribute: no __dict__ made for the plain case)
         waiter = self._flush_waiter
         if waiter is not None:
             self._flush_waiter = None

@@ -16,7 +16,7 @@ from asyncio import base_events, events, futures, selector_events, unix_events
 import pytest
 
 import reactor.aio
-from reactor.aio._private import children, pipes, policy, servers
+from reactor.aio._private import children, coroutines, pipes, policy, servers
 from reactor.aio._private.futures import set_result_unless_cancelled
 
 
@@ -29,6 +29,25 @@ def parameters(function: object) -> list[str]:
 def test_set_result_unless_cancelled_is_asyncios():
     assert set_result_unless_cancelled is futures._set_result_unless_cancelled  # type: ignore[attr-defined]
     assert parameters(set_result_unless_cancelled) == ["fut", "result"]
+
+
+# --------------------------------------------------------------- coroutines
+
+def test_the_coroutine_function_test_is_asyncio_loops_own_and_does_not_warn():
+    from asyncio import coroutines as aio_coroutines
+
+    assert coroutines.PRIVATE_TEST == (sys.version_info >= (3, 14))
+    expected = (aio_coroutines._iscoroutinefunction if coroutines.PRIVATE_TEST  # type: ignore[attr-defined]
+                else aio_coroutines.iscoroutinefunction)
+    assert coroutines.iscoroutinefunction is expected
+
+    async def coroutine_function() -> None:
+        pass
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert coroutines.iscoroutinefunction(coroutine_function)
+        assert not coroutines.iscoroutinefunction(lambda: None)
 
 
 # -------------------------------------------------------------------- pipes
@@ -65,6 +84,24 @@ def test_which_versions_pass_each_connection_a_context():
         for name in ("_start_serving", "_make_socket_transport", "_make_ssl_transport", "_add_reader",
                      "_add_writer"):
             assert "context" in parameters(getattr(loop, name)), name
+    finally:
+        loop.close()
+
+
+def test_a_server_is_open_until_it_is_closed_serving_or_not():
+    # is_open() reads Server._sockets: a list, None once closed. (asyncio's
+    # is_serving() would say False for a server not started yet, whose
+    # connections wait_closed() must still wait for.)
+    loop = reactor.aio.new_event_loop()
+    try:
+        async def check() -> None:
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0, start_serving=False)
+            assert servers.is_open(server) and not server.is_serving()
+            server.close()
+            assert not servers.is_open(server)
+            await server.wait_closed()
+
+        loop.run_until_complete(check())
     finally:
         loop.close()
 

@@ -6,7 +6,9 @@ and fds that never outlive their transport."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import fcntl
+import gc
 import hashlib
 import os
 import random
@@ -20,6 +22,7 @@ import tempfile
 import threading
 import time
 import tracemalloc
+import weakref
 
 import pytest
 
@@ -1025,6 +1028,83 @@ def test_an_idle_connection_holds_no_socket_object(loop, nonblocking):
         run_until(loop, lambda: p.lost)
 
 
+# --------------------------------------------------------- the read path
+
+
+class Lending(asyncio.BufferedProtocol):
+    """Lends a small buffer of its own; records what arrives through it."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(8)
+        self.data = bytearray()
+        self.lost: list = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buffer
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buffer[:nbytes]
+
+    def connection_lost(self, exc):
+        self.lost.append(exc)
+
+
+def test_the_protocol_type_picks_the_read_path_at_creation_and_at_set_protocol(loop):
+    # One decision (Transport._choose_read_path): a protocol that lends its
+    # buffer is read into it, any other gets bytes; set_protocol() decides
+    # again, and a connection already reading switches at once.
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    with b:
+        lending = Lending()
+        transport = Transport(loop, a, lending)
+        loop._resources.add(transport)
+        transport._start()
+        b.send(b"0123456789")  # more than its buffer: two rounds of buffer_updated
+        run_until(loop, lambda: len(lending.data) == 10)
+        assert bytes(lending.data) == b"0123456789"
+        plain = Recorder()
+        transport.set_protocol(plain)
+        assert transport.get_protocol() is plain
+        b.send(b"plain")
+        run_until(loop, lambda: plain.data)
+        assert bytes(plain.data) == b"plain" and len(lending.data) == 10
+        again = Lending()
+        transport.set_protocol(again)
+        b.send(b"lent")
+        run_until(loop, lambda: again.data)
+        assert bytes(again.data) == b"lent" and bytes(plain.data) == b"plain"
+        transport.close()
+        run_until(loop, lambda: again.lost)
+
+
+def test_a_connection_read_into_a_lent_buffer_is_freed_without_the_cyclic_gc(loop):
+    # The buffered read path is a bound method on the instance (a cycle);
+    # it goes when the fd does, so the transport dies by reference counts.
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    gc.disable()
+    try:
+        with b:
+            lending = Lending()
+            data, lost = lending.data, lending.lost
+            transport = Transport(loop, a, lending)
+            loop._resources.add(transport)
+            transport._start()
+            b.send(b"x")
+            run_until(loop, lambda: data)
+            transport.close()
+            run_until(loop, lambda: lost)
+            gone = weakref.ref(transport)
+            del transport, lending
+            assert gone() is None
+    finally:
+        gc.enable()
+
+
 # ------------------------------------------------- one shared attribute table
 
 
@@ -1091,7 +1171,7 @@ def test_every_name_a_transport_is_given_is_declared():
 
     stored = _stored_names(transport_mod.__file__, {"Transport"}, ("self",))
     stored |= _stored_names(idle.__file__, None, ("transport",))
-    stored |= _stored_names(tls.__file__, {"RawTLSTransport", "ProxiedRawTLSTransport"}, ("self",))
+    stored |= _stored_names(tls.__file__, {"RawTLSTransport"}, ("self",))
     assert stored - {*Transport._SHARED_ATTRIBUTES, *Transport._UNSHARED_ATTRIBUTES} == set()
     assert not set(Transport._SHARED_ATTRIBUTES) & set(Transport._UNSHARED_ATTRIBUTES)
     stream = _stored_names(aio_transports.__file__, {"StreamTransport"}, ("self",))

@@ -8,7 +8,10 @@ tells it when it starts and when it ends. The calls changed in 3.13:
   a weak set of the transports, which ``close_clients()`` and
   ``abort_clients()`` (new in 3.13) close or abort.
 
-``attach`` and ``detach`` take the transport on every version.
+``attach`` and ``detach`` take the transport on every version. A server
+that was closed has no sockets (``_sockets`` is None: ``is_serving()``
+says False before it starts serving too): its new connections are served
+but not waited for (``is_open``).
 
 From 3.15 a server keeps the context it was made in, and asyncio passes
 each connection a copy of it (``loop._start_serving(..., context=)``, then
@@ -26,7 +29,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["attach", "detach", "TRACKS_TRANSPORTS", "CONNECTION_CONTEXTS", "UNIX_CLEANUP_DEFAULT"]
+__all__ = ["attach", "detach", "is_open", "TRACKS_TRANSPORTS", "CONNECTION_CONTEXTS", "UNIX_CLEANUP_DEFAULT"]
 
 #: True where asyncio gives each connection a context to run its protocol in (3.15+)
 CONNECTION_CONTEXTS = sys.version_info >= (3, 15)
@@ -52,3 +55,9 @@ else:
     def detach(server: Any, transport: Any) -> None:
         """Tell ``server`` that ``transport`` has ended."""
         server._detach()
+
+
+def is_open(server: Any) -> bool:
+    """False once ``server`` was closed (its connections are no longer
+    waited for by ``wait_closed()``), True before, serving yet or not."""
+    return server._sockets is not None
