@@ -11,7 +11,6 @@ import re
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -22,11 +21,10 @@ from typing import Any
 import pytest
 
 import reactor
+from reactor._net.sockopts import LINGER_RST as LINGER_RST  # re-exported for the tests
 
 LOOP_BACKENDS = [name for name in ("select", "poll", "epoll") if name in reactor.available_backends()]
 
-#: SO_LINGER {on, 0}: close() then sends RST instead of FIN
-LINGER_RST = struct.pack("ii", 1, 0)
 
 
 # ------------------------------------------------------------- running a loop

@@ -9,14 +9,23 @@ Two kernel mechanisms surface it as ETIMEDOUT (``TimeoutError``):
   TCP_KEEPINTVL, TCP_KEEPCNT on Linux).
 - TCP_USER_TIMEOUT bounds how long sent data may stay unacknowledged (and, on
   Linux, also caps keepalive): the way to notice a lost link while writing.
+
+And the one way to end a connection with RST instead of FIN: SO_LINGER
+{on, 0 s}, after which close() drops unsent data, sends RST and frees the
+socket at once (no TIME_WAIT). ``LINGER_RST`` is that option's value, for
+``Transport.abort()`` and for every tool and test that resets on purpose.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
-__all__ = ["check_keepalive", "check_user_timeout", "apply_dead_peer_options"]
+__all__ = ["check_keepalive", "check_user_timeout", "apply_dead_peer_options", "LINGER_RST"]
+
+#: SO_LINGER {l_onoff=1, l_linger=0}: close() then sends RST and drops unsent data
+LINGER_RST = struct.pack("ii", 1, 0)
 
 
 

@@ -111,6 +111,7 @@ from .._core.resources import CLOSE_LAST
 from .._core.shared_keys import share_keys
 from ..errors import ReactorStateError
 from ..protocols import Protocol as _BaseProtocol
+from .sockopts import LINGER_RST
 
 if TYPE_CHECKING:
     from ..protocols import Protocol
@@ -130,7 +131,6 @@ DEFAULT_HIGH_WATER = 64 * 1024
 DEFAULT_LOW_WATER = 16 * 1024
 #: buffers per sendmsg(): Linux's IOV_MAX is 1024
 MAX_IOV = 1024
-_LINGER_RST = struct.pack("ii", 1, 0)
 #: no SIGPIPE on a send to a closed peer (Linux, the BSDs); EPIPE is enough
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -785,7 +785,7 @@ class Transport:
         if state is None:
             return  # already closed
         try:
-            self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         except OSError:
             pass  # already reset by the peer: closing is enough
         self._state = state
