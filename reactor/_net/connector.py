@@ -136,7 +136,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core.checks import check_callable, check_host_port, check_seconds
+from .._core.checks import check_callable, check_duration, check_host_port
 from .._core.resources import CLOSE_NORMAL
 from ..errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
 from .addresses import check_host_name, format_address
@@ -766,13 +766,6 @@ def _lookup(getaddrinfo: Callable[..., Any], host: str, port: int, what: str) ->
 
 # ------------------------------------------------------------ construction
 
-def _check_seconds(value: Any, name: str, *, allow_zero: bool) -> float:
-    value = check_seconds(value, name)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value!r}")
-    return value
-
-
 def _idle_limit(reactor: Reactor, timeout: float) -> IdleLimit:
     """The reactor's one idle limit of ``timeout`` seconds for connections
     it connected (listeners have their own, to count)."""
@@ -818,9 +811,9 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     reactor._check_open()
     check_callable(protocol_factory, "protocol_factory")
     check_host_port(host, port, port_min=1)
-    timeout = _check_seconds(timeout, "timeout", allow_zero=False)
+    timeout = check_duration(timeout, "timeout", infinite=True)
     if happy_eyeballs_delay is not None:
-        happy_eyeballs_delay = _check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay", allow_zero=True)
+        happy_eyeballs_delay = check_duration(happy_eyeballs_delay, "happy_eyeballs_delay", zero=True, infinite=True)
         if math.isinf(happy_eyeballs_delay):
             happy_eyeballs_delay = None  # never stagger: one address at a time
     if local_addr is not None:
@@ -855,7 +848,7 @@ def connect_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: An
     path = os.fspath(path)
     if not path:
         raise ValueError("path must not be empty")
-    timeout = _check_seconds(timeout, "timeout", allow_zero=False)
+    timeout = check_duration(timeout, "timeout", infinite=True)
     attempt = ConnectAttempt(reactor, protocol_factory, format_address(path), timeout)
     reactor.call_soon(attempt._begin_unix, path)
     return attempt

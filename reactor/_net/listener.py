@@ -81,7 +81,6 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import math
 import os
 import socket
 import stat
@@ -90,7 +89,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .. import kernel
-from .._core.checks import check_callable, check_host_port
+from .._core.checks import check_callable, check_duration, check_flag, check_host_port, check_optional_int
 from .._core.resources import CLOSE_FIRST
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
 from .addresses import check_host_name, format_address
@@ -741,44 +740,27 @@ def _unlink_if_ours(path: str, inode: int | None) -> None:
 def effective_backlog(backlog: Any) -> int:
     """``backlog`` checked, defaulted and clamped to ``net.core.somaxconn``,
     as the kernel would clamp it silently."""
-    if backlog is None:
-        backlog = DEFAULT_BACKLOG
-    elif isinstance(backlog, bool) or not isinstance(backlog, int):
-        raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
-    elif backlog < 0:
-        raise ValueError(f"backlog must be >= 0, not {backlog}")
-    return min(backlog, kernel.somaxconn())
+    backlog = check_optional_int(backlog, "backlog", minimum=0)
+    return min(DEFAULT_BACKLOG if backlog is None else backlog, kernel.somaxconn())
 
 
 def _check_common(protocol_factory: Any, max_accepts: Any, on_exhausted: Any) -> None:
     check_callable(protocol_factory, "protocol_factory")
-    if max_accepts is not None:
-        if isinstance(max_accepts, bool) or not isinstance(max_accepts, int):
-            raise TypeError(f"max_accepts must be an int or None, not {type(max_accepts).__name__}")
-        if max_accepts < 1:
-            raise ValueError(f"max_accepts must be >= 1, not {max_accepts}")
+    check_optional_int(max_accepts, "max_accepts", minimum=1)
     if on_exhausted not in ("pause", "shed"):
         raise ValueError(f"on_exhausted must be 'pause' or 'shed', not {on_exhausted!r}")
 
 
 def _check_proxy(proxy_protocol: Any, proxy_timeout: Any) -> None:
-    if not isinstance(proxy_protocol, bool):
-        raise TypeError(f"proxy_protocol must be True or False, not {type(proxy_protocol).__name__}")
-    if isinstance(proxy_timeout, bool) or not isinstance(proxy_timeout, (int, float)):
-        raise TypeError(f"proxy_timeout must be a number of seconds, not {type(proxy_timeout).__name__}")
-    if not 0 < proxy_timeout < math.inf:
-        raise ValueError(f"proxy_timeout must be a finite number of seconds > 0, not {proxy_timeout!r}")
+    check_flag(proxy_protocol, "proxy_protocol")
+    check_duration(proxy_timeout, "proxy_timeout")
 
 
 def _check_limits(ssl_context: Any, ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any, idle_timeout: Any,
                   max_connections: Any) -> dict[str, Any]:
     """The TLS and limit keywords checked, as the Listener's keywords."""
     context = check_tls(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
-    if max_connections is not None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise TypeError(f"max_connections must be an int or None, not {type(max_connections).__name__}")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, not {max_connections}")
+    check_optional_int(max_connections, "max_connections", minimum=1)
     return {"ssl_context": context, "ssl_handshake_timeout": float(ssl_handshake_timeout),
             "ssl_shutdown_timeout": float(ssl_shutdown_timeout), "idle_timeout": check_idle_timeout(idle_timeout),
             "max_connections": max_connections}

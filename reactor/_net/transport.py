@@ -107,6 +107,7 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._core.checks import check_optional_int
 from .._core.resources import CLOSE_LAST
 from .._core.shared_keys import share_keys
 from ..errors import ReactorStateError
@@ -711,9 +712,8 @@ class Transport:
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the water marks: ``high`` defaults to 4 × ``low`` (or 64 KiB),
         ``low`` to ``high`` / 4. Requires 0 <= low <= high."""
-        for name, value in (("high", high), ("low", low)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"{name} must be an int number of bytes or None, not {type(value).__name__}")
+        check_optional_int(high, "high", minimum=0)
+        check_optional_int(low, "low", minimum=0)
         if high is None:
             high = DEFAULT_HIGH_WATER if low is None else 4 * low
         if low is None:

@@ -129,6 +129,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._core.checks import check_duration
 from .._core.sweep import Sweep, interval_for
 from ..protocols import Protocol
 
@@ -580,8 +581,7 @@ class HeaderTimeout:
     ``timed_out`` counts the 408s."""
 
     def __init__(self, loop: Any, seconds: float) -> None:
-        if not 0 < seconds < math.inf:
-            raise ValueError(f"a header timeout is a finite number of seconds > 0, not {seconds!r}")
+        seconds = check_duration(seconds, "header timeout")
         interval = interval_for(seconds)
         self.seconds = seconds
         # A head that starts just after sweep t has waited only (k - t - 1)
