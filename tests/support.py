@@ -148,6 +148,14 @@ class Recorder(reactor.Protocol):
         self.resumed += 1
 
 
+class EchoRecorder(Recorder):
+    """A Recorder that writes back what it receives."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self.transport.write(data)
+
+
 class Factory:
     """A protocol factory that keeps every protocol it made."""
 

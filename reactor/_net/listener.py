@@ -1,4 +1,7 @@
-"""Listening sockets: bind, listen, and the accept drain that never blocks.
+"""Listening sockets: the accept drain that never blocks, and what a
+listener does when it cannot accept. (Binding and listening the socket is
+``binding.py``; the settings, checked once, are ``listener_options.py``'s
+``ListenerOptions``, which the listener keeps as ``listener.options``.)
 
 What happens on one readiness event of a listening socket:
 
@@ -83,38 +86,28 @@ import functools
 import logging
 import os
 import socket
-import stat
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .. import kernel
-from .._core.checks import check_callable, check_duration, check_flag, check_host_port, check_optional_int
+from .._core.checks import check_callable
 from .._core.resources import CLOSE_FIRST
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
-from .addresses import check_host_name, format_address
-from .idle import IdleLimit, check_idle_timeout
-from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader, TrustedSources, check_proxy_from
-from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
-from .tls import (
-    DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-    DEFAULT_SSL_SHUTDOWN_TIMEOUT,
-    ProxiedRawTLSTransport,
-    RawTLSTransport,
-    TLSLayer,
-    check_tls,
-)
+from .addresses import format_address
+from .idle import IdleLimit
+from .listener_options import ListenerOptions
+from .proxy import HeaderReader, TrustedSources
+from .sockopts import apply_dead_peer_options
+from .tls import ProxiedRawTLSTransport, RawTLSTransport, TLSLayer
 from .transport import Transport
 
 if TYPE_CHECKING:
     from .reactor import Reactor
 
-__all__ = ["Listener", "ListenerStats", "listen_tcp", "listen_unix", "DEFAULT_BACKLOG"]
+__all__ = ["Listener", "ListenerStats", "MAX_ACCEPTS_CAP"]
 
 logger = logging.getLogger("reactor.listener")
 
-#: backlog when none is given (then clamped to somaxconn, as the kernel would)
-DEFAULT_BACKLOG = 4096
 #: Default ceiling on accepts per readiness event (the backlog, if smaller).
 #: A batch's connections stay open at least until the next iteration reads
 #: them, and the listener may be drained again first: a burst holds up to
@@ -155,6 +148,8 @@ HISTOGRAM_BUCKETS = 12
 
 _ACTIVE, _PAUSED, _EXHAUSTED, _LIMITED, _CLOSED = "active", "paused", "exhausted", "limited", "closed"
 _SHED_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE))
+#: the settings of a listener made without any
+DEFAULT_OPTIONS = ListenerOptions()
 
 
 class ListenerStats:
@@ -231,24 +226,20 @@ class Listener:
     Made by ``Reactor.listen`` / ``Reactor.listen_unix``.
     """
 
-    def __init__(self, reactor: Reactor, sock: Any, protocol_factory: Callable[[], Any], *,
-                 backlog: int, max_accepts: int, on_exhausted: str = "pause",
-                 unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None,
-                 proxy_protocol: bool = False, proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
-                 proxy_from: TrustedSources | None = None, ssl_context: Any = None,
-                 ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-                 ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
-                 max_connections: int | None = None) -> None:
+    def __init__(self, reactor: Reactor, sock: Any, protocol_factory: Callable[[], Any],
+                 options: ListenerOptions = DEFAULT_OPTIONS, *, backlog: int, unix_path: str | None = None) -> None:
+        #: what the listener was asked for (``listener_options.py``), checked
+        self.options = options
         self._reactor = reactor
         self._sock = sock
         self._fd = sock.fileno()
         self._family = sock.family
         self._factory = protocol_factory
         #: the server's TLS context, or None for plain TCP
-        self.ssl_context: Any = ssl_context
-        self._tls = (ssl_handshake_timeout, ssl_shutdown_timeout)
+        self.ssl_context: Any = options.ssl
         self._transport_class: type[Transport] = Transport
-        if ssl_context is not None:
+        proxy_protocol = options.proxy_protocol
+        if options.ssl is not None:
             # The TLS layer is each connection's protocol; it makes the
             # user's and tells it connection_made after the handshake.
             self._factory = functools.partial(self._new_tls_layer, protocol_factory)
@@ -260,23 +251,26 @@ class Listener:
             # The pre-protocol reads the header, then makes the real protocol
             # (module docs); off, the caller's factory is called as it is.
             # Behind TLS the header comes first, in the clear (HAProxy's send-proxy).
-            self._factory = functools.partial(HeaderReader, self, self._factory, proxy_timeout)
+            self._factory = functools.partial(HeaderReader, self, self._factory, options.proxy_timeout)
+        # keepalive, TCP_USER_TIMEOUT and who may send a PROXY header are
+        # about TCP peers: a Unix socket's peers are whoever the file's mode lets in
+        tcp = self._family in (socket.AF_INET, socket.AF_INET6)
         #: who may send a PROXY header (None: proxy_protocol off); TCP peers only
-        tcp_family = sock.family in (socket.AF_INET, socket.AF_INET6)
-        self.proxy_from: TrustedSources | None = (
-            (proxy_from or check_proxy_from(None, True)) if proxy_protocol and tcp_family else None)
+        self.proxy_from: TrustedSources | None = options.proxy_from if tcp else None
         self._warned_untrusted = False
         #: at most this many connections open at once (None: no limit)
-        self.max_connections: int | None = max_connections
+        self.max_connections: int | None = options.max_connections
+        idle_timeout = options.idle_timeout
         self._idle = IdleLimit(reactor, idle_timeout, self._idle_closed) if idle_timeout is not None else None
         self.backlog: int = backlog
-        self.max_accepts: int = max_accepts
-        self.on_exhausted: str = on_exhausted
+        #: accepts per readiness event (see MAX_ACCEPTS_CAP)
+        self.max_accepts: int = (options.max_accepts if options.max_accepts is not None
+                                 else max(1, min(backlog, MAX_ACCEPTS_CAP)))
+        self.on_exhausted: str = options.on_exhausted
         self.stats = ListenerStats()
         self._unix_path = unix_path
         self._unix_inode = os.stat(unix_path).st_ino if unix_path else None
-        # keepalive / TCP_USER_TIMEOUT are TCP options: None for Unix sockets
-        tcp = self._family in (socket.AF_INET, socket.AF_INET6)
+        keepalive, user_timeout_ms = options.keepalive, options.user_timeout_ms
         self._dead_peer = (keepalive, user_timeout_ms) if tcp and (keepalive or user_timeout_ms) else None
         self._max_fd = reactor.max_fd
         # select's batch limit (_on_readable): the fds the process had open
@@ -600,9 +594,10 @@ class Listener:
                                      family=self._family, nonblocking=self._nonblocking_fds)
 
     def _new_tls_layer(self, protocol_factory: Callable[[], Any]) -> TLSLayer:
-        handshake_timeout, shutdown_timeout = self._tls
+        options = self.options
         return TLSLayer(self._reactor, protocol_factory(), self.ssl_context, server_side=True,
-                        handshake_timeout=handshake_timeout, shutdown_timeout=shutdown_timeout,
+                        handshake_timeout=options.ssl_handshake_timeout,
+                        shutdown_timeout=options.ssl_shutdown_timeout,
                         on_handshake=self._tls_handshake_done)
 
     def _tls_handshake_done(self, layer: TLSLayer, exc: BaseException | None) -> None:
@@ -710,7 +705,7 @@ class Listener:
         self._reactor.call_exception_handler({"message": str(exc), "exception": exc, "listener": self})
 
 
-# ------------------------------------------------------------ construction
+# ------------------------------------------------------------ helpers
 
 def _fds_in_use(fallback: int) -> int:
     """How many fds this process has open (Linux: /proc/self/fd), else
@@ -735,230 +730,3 @@ def _unlink_if_ours(path: str, inode: int | None) -> None:
             os.unlink(path)
     except OSError:
         pass
-
-
-def effective_backlog(backlog: Any) -> int:
-    """``backlog`` checked, defaulted and clamped to ``net.core.somaxconn``,
-    as the kernel would clamp it silently."""
-    backlog = check_optional_int(backlog, "backlog", minimum=0)
-    return min(DEFAULT_BACKLOG if backlog is None else backlog, kernel.somaxconn())
-
-
-def _check_common(protocol_factory: Any, max_accepts: Any, on_exhausted: Any) -> None:
-    check_callable(protocol_factory, "protocol_factory")
-    check_optional_int(max_accepts, "max_accepts", minimum=1)
-    if on_exhausted not in ("pause", "shed"):
-        raise ValueError(f"on_exhausted must be 'pause' or 'shed', not {on_exhausted!r}")
-
-
-def _check_proxy(proxy_protocol: Any, proxy_timeout: Any) -> None:
-    check_flag(proxy_protocol, "proxy_protocol")
-    check_duration(proxy_timeout, "proxy_timeout")
-
-
-def _check_limits(ssl_context: Any, ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any, idle_timeout: Any,
-                  max_connections: Any) -> dict[str, Any]:
-    """The TLS and limit keywords checked, as the Listener's keywords."""
-    context = check_tls(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
-    check_optional_int(max_connections, "max_connections", minimum=1)
-    return {"ssl_context": context, "ssl_handshake_timeout": float(ssl_handshake_timeout),
-            "ssl_shutdown_timeout": float(ssl_shutdown_timeout), "idle_timeout": check_idle_timeout(idle_timeout),
-            "max_connections": max_connections}
-
-
-def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
-    return max_accepts if max_accepts is not None else max(1, min(backlog, MAX_ACCEPTS_CAP))
-
-
-def listen_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str | None = "127.0.0.1",
-               port: int = 0, *, backlog: int | None = None, reuse_port: bool = False,
-               max_accepts: int | None = None, on_exhausted: str = "pause", sock: socket.socket | None = None,
-               keepalive: Any = None, user_timeout: float | None = None, ssl: Any = None,
-               ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-               ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
-               max_connections: int | None = None, proxy_protocol: bool = False,
-               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
-    """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
-    ephemeral port), or on an already bound ``sock``. A ``sock`` that is
-    already listening (socket activation; a Unix stream socket too) is used
-    as it is when ``backlog`` is None: no listen() call, and its path, if
-    any, is never removed.
-
-    ``backlog``: None → min(4096, somaxconn); larger values are clamped to
-    somaxconn and the effective value is ``listener.backlog``.
-    ``max_accepts``: accepts per readiness event (default: the backlog, at
-    most ``MAX_ACCEPTS_CAP``, 64; on select also no more than the fds left
-    below FD_SETSIZE, see ``Listener._on_readable``). ``on_exhausted``: ``"pause"`` or ``"shed"`` (see the module
-    docs). ``keepalive`` / ``user_timeout``: dead-peer detection applied to
-    every accepted connection. ``proxy_protocol``: every connection must
-    start with a PROXY protocol v1 or v2 header, read (within
-    ``proxy_timeout`` seconds) before ``connection_made`` (module docs), and
-    only from ``proxy_from``: CIDR networks (a list, or one comma-separated
-    str; default loopback only), any other source is closed at accept.
-    ``ssl``: an ``ssl.SSLContext`` with a certificate: every connection is
-    TLS, its handshake within ``ssl_handshake_timeout`` seconds, its
-    close_notify answered within ``ssl_shutdown_timeout``.
-    ``idle_timeout``: seconds without a byte either way before a connection
-    is closed. ``max_connections``: open connections at most; at the limit
-    the listener stops accepting until one closes.
-
-    Set-up runs on the calling thread: a host name is resolved there
-    (getaddrinfo may block), so listen on a numeric address from a running
-    loop's callbacks.
-    """
-    reactor._check_open()
-    _check_common(protocol_factory, max_accepts, on_exhausted)
-    _check_proxy(proxy_protocol, proxy_timeout)
-    trusted = check_proxy_from(proxy_from, proxy_protocol)
-    limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
-    keepalive = check_keepalive(keepalive)
-    user_timeout_ms = check_user_timeout(user_timeout)
-    effective = effective_backlog(backlog)
-    if sock is None:
-        if host is None:
-            host = "127.0.0.1"  # never every interface unless asked (DESIGN)
-        # "" is allowed: the caller asked for every IPv4 interface (bind_tcp)
-        check_host_port(host, port, allow_empty=True)
-        sock = bind_tcp(host, port, reuse_port)
-    elif sock.type != socket.SOCK_STREAM:
-        raise ValueError("sock must be a SOCK_STREAM socket")
-    try:
-        if backlog is None and _is_listening(sock):
-            # Socket activation: an inherited listening socket (TCP or Unix)
-            # is used as it is -- not listened again (its backlog is the one
-            # its owner chose) and, made without a path, never unlinked.
-            queue = kernel.listen_queue(sock)
-            effective = queue[1] if queue is not None else effective
-        else:
-            sock.listen(effective)
-        sock.setblocking(False)
-        return Listener(reactor, sock, protocol_factory, backlog=effective,
-                        max_accepts=_default_max_accepts(max_accepts, effective),
-                        on_exhausted=on_exhausted, keepalive=keepalive, user_timeout_ms=user_timeout_ms,
-                        proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout, proxy_from=trusted,
-                        **limits)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _is_listening(sock: socket.socket) -> bool:
-    # listen(sock=) also takes a socket-like object (the accept-policy tests'
-    # scripted fake) that may have no getsockopt: then it is not listening
-    # yet, and is listened as before.
-    getsockopt = getattr(sock, "getsockopt", None)
-    if getsockopt is None:
-        return False
-    try:
-        return bool(getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-    except OSError:
-        return False
-
-
-def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A TCP socket bound (not listening) to the first address of
-    ``host:port``, with SO_REUSEADDR, SO_REUSEPORT if asked, and IPV6_V6ONLY.
-
-    ``""`` binds every IPv4 interface (0.0.0.0), as ``sock.bind(("", port))``
-    does in Python; ``"::"`` every IPv6 one (IPv6 only: one listener per
-    family, as asyncio makes). A name that cannot be IDNA-encoded, or found,
-    is ``socket.gaierror`` naming it."""
-    what = f"listen address {host!r}"
-    if host == "":
-        # getaddrinfo("") fails; (None, AI_PASSIVE) is the wildcard. AF_INET:
-        # one socket, and 0.0.0.0 is what "" means to bind() and to asyncio's
-        # first socket; glibc would order :: first or second by gai.conf.
-        lookup_host, family = None, socket.AF_INET
-    else:
-        check_host_name(host, what)
-        lookup_host, family = host, socket.AF_UNSPEC
-    try:
-        infos = socket.getaddrinfo(lookup_host, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise socket.gaierror(exc.errno, f"cannot resolve {what}: {exc.strerror}") from None
-    family, type_, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        # Restart without waiting out TIME_WAIT of the previous run's connections.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            if not hasattr(socket, "SO_REUSEPORT"):
-                raise ValueError("reuse_port=True but this platform has no SO_REUSEPORT")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            # "::" means IPv6 only: one listener per family, as asyncio does.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            sock.bind(sockaddr)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)}: {exc.strerror}") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def listen_unix(reactor: Reactor, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,
-                max_accepts: int | None = None, on_exhausted: str = "pause", ssl: Any = None,
-                ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-                ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
-                max_connections: int | None = None, proxy_protocol: bool = False,
-                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
-    """Listen on a Unix stream socket at ``path``. ``ssl``, the limits and
-    ``proxy_protocol`` as for ``listen_tcp`` (HAProxy sends it to Unix
-    servers too); ``proxy_from`` is checked but filters nothing here: who
-    may connect is the socket file's mode.
-
-    A socket file left by a dead server (connecting to it is refused) is
-    replaced; a live one raises ``OSError(EADDRINUSE)``; any other file
-    there raises ``FileExistsError``. The path is removed on close. Telling
-    a stale file from a live one takes one local connect(), which a server
-    with a full accept queue may hold for up to a second.
-    """
-    reactor._check_open()
-    _check_common(protocol_factory, max_accepts, on_exhausted)
-    _check_proxy(proxy_protocol, proxy_timeout)
-    check_proxy_from(proxy_from, proxy_protocol)
-    limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
-    path = os.fspath(path)
-    effective = effective_backlog(backlog)
-    _remove_stale_socket(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror}") from None
-        sock.listen(effective)
-        sock.setblocking(False)
-        return Listener(reactor, sock, protocol_factory, backlog=effective,
-                        max_accepts=_default_max_accepts(max_accepts, effective),
-                        on_exhausted=on_exhausted, unix_path=path, proxy_protocol=proxy_protocol,
-                        proxy_timeout=proxy_timeout, **limits)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _remove_stale_socket(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FileExistsError(errno.EEXIST, f"cannot listen on {path}: a file that is not a socket is there")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except ConnectionRefusedError:
-        # Nobody listens: a dead server's leftover.
-        os.unlink(path)
-        return
-    except OSError:
-        return  # let bind() report what is wrong
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, f"cannot listen on {path}: a server is listening there")

@@ -29,8 +29,9 @@ from asyncio import base_events, constants, sslproto
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
-from .._net.proxy import TrustedSources
+from .._net.binding import effective_backlog
+from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats
+from .._net.listener_options import ListenerOptions
 from .._net.tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
@@ -66,9 +67,9 @@ class ReactorServer(base_events.Server):
     """asyncio's ``Server``, serving through reactor listeners."""
 
     _listeners: list[Listener]
-    #: reactor's own create_server keywords (asyncio's Server does not pass them on)
-    _proxy_protocol: bool = False
-    _proxy_from: TrustedSources | None = None
+    #: reactor's own create_server keywords (asyncio's Server does not pass
+    #: them on), checked once: each listening socket's listener keeps them
+    _listener_options: ListenerOptions = ListenerOptions()
 
     if TYPE_CHECKING:
         def _start_serving(self) -> None: ...  # base_events.Server's, not in typeshed
@@ -113,10 +114,14 @@ class AioListener(Listener):
               sslcontext: Any, server: Any, backlog: int,
               ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
               ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
-              proxy_protocol: bool = False, proxy_from: TrustedSources | None = None,
+              options: ListenerOptions | None = None,
               context: contextvars.Context | None = None) -> AioListener:
-        """Start accepting on ``sock`` (bound and listening) for ``server``;
-        each connection's protocol runs in a copy of ``context`` if given."""
+        """Start accepting on ``sock`` (bound and listening) for ``server``,
+        with reactor's ``options`` (``proxy_protocol``, ``proxy_from``; TLS
+        is asyncio's, from ``sslcontext`` and its timeouts); each
+        connection's protocol runs in a copy of ``context`` if given."""
+        if options is None:
+            options = ListenerOptions()
         effective = effective_backlog(backlog)
         listener = cls.__new__(cls)
         listener._loop = loop
@@ -125,7 +130,7 @@ class AioListener(Listener):
         listener._aio_server = server
         listener._ssl_timeouts = (ssl_handshake_timeout, ssl_shutdown_timeout)
         factory = protocol_factory
-        if proxy_protocol and sslcontext is not None:
+        if options.proxy_protocol and sslcontext is not None:
             def tls_after_the_header() -> Any:  # made by the header reader (module docs)
                 return listener._tls_layer(protocol_factory())
 
@@ -133,9 +138,7 @@ class AioListener(Listener):
         # Accepts per readiness event: asyncio itself accepts up to backlog
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
-        Listener.__init__(listener, loop._host, sock, factory, backlog=effective,  # type: ignore[arg-type]
-                          max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol,
-                          proxy_from=proxy_from)
+        Listener.__init__(listener, loop._host, sock, factory, options, backlog=effective)  # type: ignore[arg-type]
         return listener
 
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:

@@ -118,7 +118,8 @@ from typing import TextIO
 from .. import kernel
 from .._core.handles import TimerHandle
 from .._net.addresses import format_address
-from .._net.listener import Listener, bind_tcp, effective_backlog
+from .._net.binding import bind_tcp, effective_backlog
+from .._net.listener import Listener
 from .._net.reactor import Reactor
 from .serve import ServeConfig, serve
 
