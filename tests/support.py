@@ -148,6 +148,15 @@ class Recorder(reactor.Protocol):
         self.resumed += 1
 
 
+def registered(loop: reactor.Reactor, fd: int) -> bool:
+    """True if ``loop`` watches ``fd`` (for reading or writing)."""
+    try:
+        loop._selector.get_key(fd)
+    except KeyError:
+        return False
+    return True
+
+
 class EchoRecorder(Recorder):
     """A Recorder that writes back what it receives."""
 

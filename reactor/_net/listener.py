@@ -52,6 +52,27 @@ again at once: retrying is a busy loop at 100% CPU. Two policies:
 
 Logging while exhausted is rate-limited to one line per second per listener.
 
+The lifecycle is data, as the transport's is: ``State``, ``Event`` and
+``_TRANSITIONS`` (every legal move; any other raises ``TransitionError``):
+
+    state      pause()  resume()       full     room    out-of-fds  retry    close()
+    NEW        -        -              -        -       -           -        CLOSED    (start: ACTIVE)
+    ACTIVE     PAUSED   (no-op)        LIMITED  -       EXHAUSTED   -        CLOSED
+    PAUSED     (no-op)  ACTIVE/LIMITED LIMITED  -       -           -        CLOSED
+    EXHAUSTED  PAUSED   ACTIVE/LIMITED LIMITED  -       -           ACTIVE   CLOSED
+    LIMITED    PAUSED   (no-op)        -        ACTIVE  -           -        CLOSED
+    CLOSED     (no-op)  (no-op)        -        -       -           -        (no-op)
+
+- NEW: made, not yet watching; the constructor starts it, so no caller ever
+  sees it (and "closed" now only ever means closed). ACTIVE: watched for
+  readability -- the only state that is. PAUSED: the user's ``pause()``.
+  EXHAUSTED: backing off after EMFILE/ENFILE/ENOBUFS/ENOMEM, a retry timer
+  armed (the only state that has one). LIMITED: ``max_connections`` are open.
+- ``resume()`` is RESUME, or FULL when it finds the limit reached; ``full``
+  is also a drain reaching the limit; ``room`` and ``retry`` come from a
+  connection closing (a freed fd ends a backoff early) and ``retry`` from
+  the backoff timer.
+
 Limits for a server facing clients (DESIGN section 7), each off by default
 and free on the accept path when off:
 
@@ -81,6 +102,7 @@ connection from any other source is closed at accept, unread, and counted in
 
 from __future__ import annotations
 
+import enum
 import errno
 import functools
 import logging
@@ -92,6 +114,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._core.checks import check_callable
 from .._core.resources import CLOSE_FIRST
+from .._core.states import next_state
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
 from .addresses import format_address
 from .idle import IdleLimit
@@ -104,7 +127,7 @@ from .transport import Transport
 if TYPE_CHECKING:
     from .reactor import Reactor
 
-__all__ = ["Listener", "ListenerStats", "MAX_ACCEPTS_CAP"]
+__all__ = ["Listener", "ListenerStats", "State", "Event", "MAX_ACCEPTS_CAP"]
 
 logger = logging.getLogger("reactor.listener")
 
@@ -146,7 +169,56 @@ LOG_INTERVAL = 1.0
 #: accepts-per-wakeup histogram: bucket i counts batches of 2**(i-1) .. 2**i - 1
 HISTOGRAM_BUCKETS = 12
 
-_ACTIVE, _PAUSED, _EXHAUSTED, _LIMITED, _CLOSED = "active", "paused", "exhausted", "limited", "closed"
+
+
+# ------------------------------------------------------------ the lifecycle
+#
+# As the transport's (module docs): StrEnums, one table, every move through
+# it. The listener is registered for reading exactly while it is ACTIVE, so
+# the move itself registers and unregisters (``Listener._move``); the retry
+# timer exists exactly while it is EXHAUSTED.
+
+class State(enum.StrEnum):
+    """Where a listener is (``Listener.state``; see the module docs)."""
+
+    NEW = "new"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    EXHAUSTED = "exhausted"
+    LIMITED = "limited"
+    CLOSED = "closed"
+
+
+class Event(enum.StrEnum):
+    """What moves a listener from one state to the next."""
+
+    START = "start"            # made: watch the socket
+    PAUSE = "pause"            # the user's pause()
+    RESUME = "resume"          # the user's resume()
+    FULL = "full"              # max_connections are open (a drain reached it, or resume() found it)
+    ROOM = "room"              # one of them closed: below max_connections again
+    OUT_OF_FDS = "out-of-fds"  # accept() failed with EMFILE/ENFILE/ENOBUFS/ENOMEM: back off
+    RETRY = "retry"            # the backoff ran out, or one of our connections freed an fd
+    CLOSE = "close"            # the user's close(), a broken listening socket, the reactor closing
+
+
+NEW, ACTIVE, PAUSED, EXHAUSTED, LIMITED, CLOSED = State
+START, PAUSE, RESUME, FULL, ROOM, OUT_OF_FDS, RETRY, CLOSE = Event
+
+#: Every legal move: state -> {event: next state}. Rule: everything that
+#: affects the state machine lives here; an event missing from a state's
+#: row is not a move (``pause()``, ``resume()`` and ``close()`` do nothing
+#: there, every other move raises ``TransitionError``).
+_TRANSITIONS: dict[State, dict[Event, State]] = {
+    NEW: {START: ACTIVE, CLOSE: CLOSED},
+    ACTIVE: {PAUSE: PAUSED, FULL: LIMITED, OUT_OF_FDS: EXHAUSTED, CLOSE: CLOSED},
+    PAUSED: {RESUME: ACTIVE, FULL: LIMITED, CLOSE: CLOSED},
+    EXHAUSTED: {RESUME: ACTIVE, RETRY: ACTIVE, FULL: LIMITED, PAUSE: PAUSED, CLOSE: CLOSED},
+    LIMITED: {ROOM: ACTIVE, PAUSE: PAUSED, CLOSE: CLOSED},
+    CLOSED: {},
+}
+#: accepting, or about to as soon as a connection closes (``is_serving()``)
+_SERVING = frozenset({ACTIVE, LIMITED})
 _SHED_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE))
 #: the settings of a listener made without any
 DEFAULT_OPTIONS = ListenerOptions()
@@ -277,7 +349,7 @@ class Listener:
         # when we were made
         self._fds_below = _fds_in_use(self._fd + 1) if self._max_fd is not None else 0
         self._warned_rejected = False
-        self._state = _CLOSED
+        self._state = NEW
         self._backoff = BACKOFF_INITIAL
         self._retry_timer: Any = None
         self._last_log = float("-inf")
@@ -303,7 +375,7 @@ class Listener:
         self.address: Any = address[:2] if isinstance(address, tuple) else address
         # Watch first (it also takes the spare fd for "shed"): if the backend
         # refuses the fd, nothing else is held yet.
-        self._watch()
+        self._move(START)
         reactor.track_resource(self)
 
     # --------------------------------------------------------------- state
@@ -316,7 +388,8 @@ class Listener:
     @property
     def state(self) -> str:
         """``"active"``, ``"paused"``, ``"exhausted"`` (backing off), ``"limited"``
-        (at ``max_connections``) or ``"closed"``."""
+        (at ``max_connections``) or ``"closed"``. (``"new"`` only inside the
+        constructor, which starts the listener: no caller sees it.)"""
         return self._state
 
     @property
@@ -327,7 +400,7 @@ class Listener:
     def is_serving(self) -> bool:
         """True while the listener accepts (not paused, exhausted or closed;
         at ``max_connections`` it serves again as soon as one closes)."""
-        return self._state == _ACTIVE or self._state == _LIMITED
+        return self._state in _SERVING
 
     def connections(self) -> list[Transport]:
         """The connections accepted here that are still open."""
@@ -346,19 +419,14 @@ class Listener:
 
     def pause(self) -> None:
         """Stop accepting; new connections wait in the kernel's queue."""
-        if self._state in (_ACTIVE, _EXHAUSTED, _LIMITED):
-            self._unwatch()
-            self._state = _PAUSED
+        if PAUSE in _TRANSITIONS[self._state]:
+            self._move(PAUSE)
 
     def resume(self) -> None:
         """Accept again after ``pause()`` (or end an exhaustion backoff early);
         at ``max_connections``, once one closes."""
-        if self._state in (_PAUSED, _EXHAUSTED):
-            if self._at_limit():
-                self._unwatch()
-                self._state = _LIMITED
-            else:
-                self._watch()
+        if RESUME in _TRANSITIONS[self._state]:
+            self._move(FULL if self._at_limit() else RESUME)
 
     def _at_limit(self) -> bool:
         return self.max_connections is not None and self.stats.active >= self.max_connections
@@ -366,10 +434,9 @@ class Listener:
     def close(self) -> None:
         """Stop listening and release the socket (and a Unix socket's path).
         Connections already accepted stay open. Idempotent."""
-        if self._state == _CLOSED and self._sock.fileno() < 0:
+        if self._state == CLOSED:
             return
-        self._unwatch()
-        self._state = _CLOSED
+        self._move(CLOSE)
         if self._reserve_fd is not None:
             os.close(self._reserve_fd)
             self._reserve_fd = None
@@ -395,8 +462,7 @@ class Listener:
         the only window left, and migration covers it where it is on. At
         most backlog + max_accepts are accepted, so a busy port cannot keep
         the drain going for ever."""
-        if self._state == _CLOSED:
-            self.close()
+        if self._state == CLOSED:
             return 0
         stats = self.stats
         left = self.backlog + self.max_accepts
@@ -427,24 +493,26 @@ class Listener:
     def close_for_loop(self) -> None:
         self.close()
 
-    def _watch(self) -> None:
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        self._reactor.add_reader(self._fd, self._on_readable)
-        self._state = _ACTIVE
-        if self.on_exhausted == "shed" and self._reserve_fd is None:
-            # Take (or, after a shed could not take it back while fds were
-            # short, retake) the spare fd; if fds are still short, the next
-            # resume tries again.
-            self._reserve_fd = _open_reserve()
-
-    def _unwatch(self) -> None:
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        if self._state == _ACTIVE:
+    def _move(self, event: Event) -> None:
+        """Take the table's move on ``event`` (``TransitionError`` if it has
+        none), and keep what goes with the states: registered for reading
+        exactly while ACTIVE, a retry timer only while EXHAUSTED."""
+        state = self._state
+        new = next_state(_TRANSITIONS, state, event, f"listener {self.address!r}")
+        if state is ACTIVE:
             self._reactor.remove_reader(self._fd)
+        elif state is EXHAUSTED and self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        if new is ACTIVE:
+            # If the backend refuses the fd, this raises and the state stays.
+            self._reactor.add_reader(self._fd, self._on_readable)
+            if self.on_exhausted == "shed" and self._reserve_fd is None:
+                # Take (or, after a shed could not take it back while fds
+                # were short, retake) the spare fd; if fds are still short,
+                # the next resume tries again.
+                self._reserve_fd = _open_reserve()
+        self._state = new
 
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
@@ -508,12 +576,12 @@ class Listener:
         elif not skipped and err == errno.EAGAIN:
             stats.empty_wakeups += 1
         stats.aborted += skipped
-        if self.max_connections is not None and self._state == _ACTIVE and self._at_limit():
+        if self.max_connections is not None and self._state is ACTIVE and self._at_limit():
             self._limit_reached()
             return
         # A protocol callback may have paused or closed us during the batch:
         # then an error that ended it must not start a retry behind its back.
-        if err == errno.EAGAIN or err == 0 or self._state != _ACTIVE:
+        if err == errno.EAGAIN or err == 0 or self._state is not ACTIVE:
             return
         if err in ACCEPT_CAPACITY:
             self._on_capacity_error(err)
@@ -619,8 +687,7 @@ class Listener:
     def _limit_reached(self) -> None:
         """``max_connections`` are open: the kernel's queue holds the rest."""
         self.stats.limited += 1
-        self._unwatch()
-        self._state = _LIMITED
+        self._move(FULL)
 
     def _connection_rejected(self, transport: Transport) -> None:
         """``transport`` cannot be watched (its registration failed): it is
@@ -642,8 +709,11 @@ class Listener:
             for callback in callbacks:
                 self._reactor.call_soon(callback)
         # One of our fds was just freed: the retry need not wait for the timer.
-        if self._state == _EXHAUSTED or (self._state == _LIMITED and not self._at_limit()):
-            self._watch()
+        state = self._state
+        if state is EXHAUSTED:
+            self._move(RETRY)
+        elif state is LIMITED and not self._at_limit():
+            self._move(ROOM)
 
     # ---------------------------------------------------------- exhaustion
 
@@ -658,17 +728,13 @@ class Listener:
         delay = self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
         self._log_exhausted(err, f"pausing accepts for {delay * 1000:.0f} ms")
-        if self._state == _ACTIVE:
-            self._reactor.remove_reader(self._fd)
-        self._state = _EXHAUSTED
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
+        self._move(OUT_OF_FDS)
         self._retry_timer = self._reactor.call_later(delay, self._retry_after_backoff)
 
     def _retry_after_backoff(self) -> None:
         self._retry_timer = None
-        if self._state == _EXHAUSTED:
-            self._watch()
+        if self._state is EXHAUSTED:
+            self._move(RETRY)
 
     def _shed(self) -> int:
         """Free the spare fd, accept and close what waits, take the spare

@@ -19,7 +19,7 @@ import reactor
 import reactor._net.listener as listener_mod
 from reactor._net.accept import ACCEPT_CAPACITY, ACCEPT_FATAL, ACCEPT_RETRY, ACCEPT_SKIP, drain_pure
 
-from ..support import Factory, Recorder, VirtualClock, open_fds, run_until
+from ..support import Factory, Recorder, VirtualClock, open_fds, registered, run_until
 
 # ---------------------------------------- helpers used by this suite only
 
@@ -227,14 +227,6 @@ def listen_fake(loop, fake, factory=None, **options):
     lst = loop.listen(factory or Factory(), sock=fake, **options)
     assert not lst.native  # a fake is always drained by the pure reference
     return lst
-
-
-def registered(loop, fd):
-    try:
-        loop._selector.get_key(fd)
-    except KeyError:
-        return False
-    return True
 
 
 class TestListenerOnScript:

@@ -25,7 +25,9 @@ import pytest
 import reactor
 import reactor._net.listener as listener_mod
 from reactor import kernel
+from reactor._core.states import TransitionError, check_table
 from reactor._net.binding import DEFAULT_BACKLOG
+from reactor._net.listener import _TRANSITIONS, Event, State
 from reactor.tools.stock import EchoProtocol
 
 from ..support import (
@@ -37,6 +39,7 @@ from ..support import (
     open_fds,
     readable,
     recv_exactly,
+    registered,
     run_for,
     run_until,
 )
@@ -507,6 +510,64 @@ class TestExhaustionInAChild:
 
 
 # ----------------------------------------------------------- listener's API
+
+class TestStates:
+    """The lifecycle table (reactor/_net/listener.py's module docs)."""
+
+    def test_the_table_is_whole_and_every_state_is_reached(self):
+        check_table(_TRANSITIONS, State, Event)
+        reached, frontier = {State.NEW}, [State.NEW]
+        while frontier:
+            for target in _TRANSITIONS[frontier.pop()].values():
+                if target not in reached:
+                    reached.add(target)
+                    frontier.append(target)
+        assert reached == set(State)
+        assert all(row[Event.CLOSE] is State.CLOSED for state, row in _TRANSITIONS.items() if state != "closed")
+        # "closed" means closed: nothing leaves it, and a new listener is not "closed"
+        assert _TRANSITIONS[State.CLOSED] == {} and State.NEW != State.CLOSED
+
+    def test_watched_for_reading_exactly_while_active(self, loop, clients):
+        lst = loop.listen(Factory(), max_connections=1)
+        fd = lst.socket.fileno()
+        seen = []
+
+        def step():
+            seen.append(lst.state)
+            assert registered(loop, fd) == (lst.state == "active"), lst.state
+
+        step()
+        lst.pause()
+        step()
+        lst.resume()
+        step()
+        client = clients.connect(lst.address)
+        run_until(loop, lambda: lst.state == "limited")
+        step()
+        lst.pause()
+        step()
+        lst.resume()  # still at the limit
+        step()
+        client.close()
+        run_until(loop, lambda: lst.state == "active")
+        step()
+        lst.close()
+        seen.append(lst.state)
+        assert seen == ["active", "paused", "active", "limited", "paused", "limited", "active", "closed"]
+
+    def test_an_illegal_move_raises_at_once_and_changes_nothing(self, loop):
+        lst = loop.listen(Factory())
+        with pytest.raises(TransitionError, match="no move from state active on room"):
+            lst._move(Event.ROOM)
+        assert lst.state == "active" and registered(loop, lst.socket.fileno())
+        lst.close()
+        with pytest.raises(TransitionError, match="no move from state closed on start"):
+            lst._move(Event.START)
+        lst.close()  # close(), pause() and resume() are no-ops where the table has no move
+        lst.pause()
+        lst.resume()
+        assert lst.state == "closed"
+
 
 class TestListenerApi:
     def test_pause_queues_resume_accepts(self, loop, clients):
