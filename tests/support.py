@@ -157,6 +157,22 @@ def registered(loop: reactor.Reactor, fd: int) -> bool:
     return True
 
 
+def record_moves(monkeypatch: pytest.MonkeyPatch, machine: type) -> list[tuple[str, str, str]]:
+    """Every move any instance of ``machine`` takes through its ``_move``
+    (its transition table), as (from, event, to)."""
+    moves: list[tuple[str, str, str]] = []
+    take = machine._move  # type: ignore[attr-defined]
+
+    def recording(self: Any, event: Any) -> Any:
+        before = self._state
+        after = take(self, event)
+        moves.append((str(before), str(event), str(self._state)))
+        return after
+
+    monkeypatch.setattr(machine, "_move", recording)
+    return moves
+
+
 class EchoRecorder(Recorder):
     """A Recorder that writes back what it receives."""
 
