@@ -737,15 +737,19 @@ class Listener:
             self._move(RETRY)
 
     def _shed(self) -> int:
-        """Free the spare fd, accept and close what waits, take the spare
-        back. Returns how many connections were shed (called only while
-        the spare is held)."""
+        """Free the spare fd, accept and close what waits (at most
+        ``max_accepts`` attempts), take the spare back. Returns how many
+        connections were shed (called only while the spare is held)."""
         reserve, self._reserve_fd = self._reserve_fd, None
         if reserve is not None:
             os.close(reserve)
-        shed = 0
-        while shed < self.max_accepts:
+        shed = attempts = 0
+        while attempts < self.max_accepts:
             accepted, skipped, err = self._drain(1)
+            # A connection that died in the queue counts as in every drain
+            # (stats.aborted), and as an attempt: skips cannot keep us here.
+            self.stats.aborted += skipped
+            attempts += len(accepted) + skipped
             for fd, _ in accepted:
                 os.close(fd)
                 shed += 1

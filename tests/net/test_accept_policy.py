@@ -311,6 +311,18 @@ class TestListenerOnScript:
         fake.push_connection()
         run_until(loop, lambda: factory.made == 1)
 
+    def test_shed_counts_the_connections_that_died_in_the_queue(self, loop, fake):
+        # It used to drop the drain's skipped count (ruff RUF059 named it):
+        # stats.aborted missed every connection that died while shedding.
+        lst = listen_fake(loop, fake, on_exhausted="shed")
+        fake.push_error(errno.EMFILE)
+        fake.push_error(errno.ECONNABORTED)
+        shed_peers = [fake.push_connection(), fake.push_connection()]
+        run_until(loop, lambda: lst.stats.shed == 2)
+        assert lst.stats.aborted == 1 and fake.outcomes() == ["EMFILE", "ECONNABORTED", "conn", "conn", "EAGAIN"]
+        for peer in shed_peers:
+            assert peer.recv(10) == b""
+
     @pytest.mark.parametrize("code", [errno.EBADF, errno.EINVAL, errno.ENOTSOCK])
     def test_fatal_error_closes_the_listener_and_reports(self, loop, errors, fake, code):
         factory = Factory()
