@@ -663,7 +663,7 @@ class ConnectAttempt:
                 layer = TLSLayer(self._reactor, protocol, context, server_side=False,
                                  server_hostname=server_hostname, handshake_timeout=handshake_timeout,
                                  on_handshake=self._tls_handshake_done)
-                transport = RawTLSTransport(self._reactor, sock, layer, peername=sockaddr)  # type: ignore[arg-type]
+                transport = RawTLSTransport(self._reactor, sock, layer, peername=sockaddr)
             else:
                 transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
             self._reactor.track_resource(transport)
@@ -706,7 +706,7 @@ class ConnectAttempt:
         if self._state not in _PENDING:
             return
         if exc is None:
-            self._finish(SUCCEED, result=(layer.app_transport, layer.app_protocol))  # type: ignore[arg-type]
+            self._finish(SUCCEED, result=(layer.app_transport, layer.app_protocol))
         else:
             self._finish(FAIL, exception=exc)
 

@@ -421,8 +421,8 @@ class ReactorEventLoop(SocketMethods, base_events.BaseEventLoop):
                             context: contextvars.Context | None = None) -> Any:
         ssl_protocol = SharedBufferSSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname,
-            ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
-            ssl_shutdown_timeout=ssl_shutdown_timeout,  # type: ignore[arg-type]
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
             read_buffer=self._read_view)
         StreamTransport.start(self, rawsock, ssl_protocol, extra=extra, server=server, context=context)
         return ssl_protocol._app_transport

@@ -144,9 +144,9 @@ class AioListener(Listener):
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:
         handshake_timeout, shutdown_timeout = self._ssl_timeouts
         return _CountedSSLProtocol(
-            self._loop, protocol, self._sslcontext, None, server_side=True,  # type: ignore[arg-type]
-            ssl_handshake_timeout=handshake_timeout,  # type: ignore[arg-type]
-            ssl_shutdown_timeout=shutdown_timeout,  # type: ignore[arg-type]
+            self._loop, protocol, self._sslcontext, None, server_side=True,
+            ssl_handshake_timeout=handshake_timeout,
+            ssl_shutdown_timeout=shutdown_timeout,
             read_buffer=self._loop._read_view, stats=self.stats)
 
     def _make_transport(self, fd: int, protocol: Any, address: Any) -> StreamTransport:

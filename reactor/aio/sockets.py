@@ -167,7 +167,7 @@ class SocketMethods:
         try:
             return await fut
         finally:
-            fut = None  # break the cycle through the traceback  # noqa: F841
+            fut = None  # break the cycle through the traceback
 
     def _connect_now(self, fut: futures.Future[Any], sock: socket.socket, address: Any, retry: float) -> None:
         if fut.done():
@@ -189,7 +189,7 @@ class SocketMethods:
         else:
             fut.set_result(None)
         finally:
-            fut = None  # type: ignore[assignment]  # noqa: F841 - no cycle through the traceback (_retry_call)
+            fut = None  # type: ignore[assignment]  # no cycle through the traceback (_retry_call)
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept one connection: ``(conn, address)``, ``conn`` non-blocking."""
@@ -300,7 +300,7 @@ def _retry_call(fut: futures.Future[Any], sock: socket.socket, method: str | Cal
         # The exception's traceback holds this frame: without this the
         # future (its _exception) and the error would keep each other alive
         # after the caller has the error, as asyncio avoids the same way.
-        fut = None  # type: ignore[assignment]  # noqa: F841
+        fut = None  # type: ignore[assignment]
 
 
 def _connect_outcome(sock: socket.socket, address: Any) -> None:

@@ -70,7 +70,7 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
                             *(() if CONNECTION_CONTEXTS else ("_context",)))
 
     @property
-    def _protocol_paused(self) -> bool:  # type: ignore[override]
+    def _protocol_paused(self) -> bool:
         # asyncio's name for "pause_writing() sent" (its sendfile fallback reads it)
         return self._writing_paused
 

@@ -169,7 +169,7 @@ class TestDrainPure:
 
     def test_stops_at_max_accepts_with_err_zero_and_leaves_the_rest(self):
         accept = scripted(5, 6, 7)
-        accepted, skipped, err = drain_pure(accept, 2)
+        accepted, _skipped, err = drain_pure(accept, 2)
         assert [fd for fd, _ in accepted] == [5, 6]
         assert err == 0
         assert accept.calls == [5, 6]  # the third was never asked for
@@ -198,7 +198,7 @@ class TestDrainPure:
     @pytest.mark.parametrize("name", ["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"])
     def test_capacity_errors_end_the_drain_keeping_what_was_accepted(self, name):
         accept = scripted(5, name, 6)
-        accepted, skipped, err = drain_pure(accept, 100)
+        accepted, _skipped, err = drain_pure(accept, 100)
         assert [fd for fd, _ in accepted] == [5]
         assert err == getattr(errno, name)
         assert accept.calls == [5, name]  # 6 is still queued

@@ -103,7 +103,7 @@ def test_close_sends_close_notify_after_the_data(loop, certs):
             transport.close()
 
     lst = tls_listen(loop, certs, SayBye)
-    transport, client = tls_connect(loop, lst.address[1], certs).result()
+    _transport, client = tls_connect(loop, lst.address[1], certs).result()
     run_until(loop, lambda: bool(client.lost))
     # every byte, then the peer's close_notify (eof_received), then the end
     assert bytes(client.data) == b"bye" * 1000

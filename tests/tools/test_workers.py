@@ -384,7 +384,7 @@ def test_a_worker_that_keeps_dying_backs_off_and_never_stops_the_healthy_one(wor
             pass
     assert healthy in seen and seen - killed - {healthy}, (seen, killed)
     assert healthy in _children(server.proc.pid), "the healthy worker was stopped"
-    code, out, err = server.stop()
+    code, _out, err = server.stop()
     assert code == 0, err
 
 
