@@ -99,7 +99,7 @@ What this module does
   writer removed *before* it is closed (so no stale registration outlives the
   fd), the lookup's result is dropped, and no callback of the attempt runs
   afterwards.
-- Names are resolved on a small thread pool (``reactor/_resolver.py``);
+- Names are resolved on a small thread pool (``reactor/_net/resolver.py``);
   numeric addresses are parsed inline. ``resolver=`` replaces
   ``socket.getaddrinfo`` (same signature, still run on the pool) -- for
   tests, or a caching resolver.
@@ -858,7 +858,7 @@ def connect_tcp(reactor: Reactor, protocol_factory: Callable[[], Any], host: str
     before connecting (port 0: any). ``happy_eyeballs_delay``: seconds before
     the next address is tried while one is pending (``None``: one at a time).
     ``keepalive`` / ``user_timeout``: dead-peer detection (see
-    ``reactor/_sockopts.py``); a lost link then ends the connection with
+    ``reactor/_net/sockopts.py``); a lost link then ends the connection with
     ``connection_lost(TimeoutError)``. ``resolver``: a function with
     ``socket.getaddrinfo``'s signature, run on the resolver's threads for
     names that are not numeric addresses.

@@ -1,4 +1,4 @@
-"""Non-blocking connect (reactor/connector.py) on real sockets.
+"""Non-blocking connect (reactor/_net/connector.py) on real sockets.
 
 Loopback for what loopback can show: success, refusal (RST), a black hole
 (a listener whose accept queue is full: Linux drops the SYN, so the client
