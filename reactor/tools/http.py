@@ -375,13 +375,9 @@ class RequestParser:
 
     def _on_head(self, buf: bytes | bytearray, pos: int, requests: list[Request]) -> int:
         """HEAD: a request head; a request without a body is complete."""
-        # Leftover bytes start at 0: resume where the last look stopped.
-        end = buf.find(b"\r\n\r\n", pos if self._scanned < 3 else self._scanned - 3)
+        end = self._end_of_fields(buf, pos)
         if end < 0:
-            self._incomplete_head(buf, pos)
             return pos
-        if end - pos > MAX_HEAD:
-            raise HttpError(431, "Request Header Fields Too Large")
         self._scanned = 0
         head = _USUAL_HEAD.fullmatch(buf, pos, end + 2)
         if head is not None:
@@ -466,18 +462,27 @@ class RequestParser:
         if buf.startswith(b"\r\n", pos):  # there are none
             self._complete(requests)
             return pos + 2
-        end = buf.find(b"\r\n\r\n", pos if self._scanned < 3 else self._scanned - 3)
+        end = self._end_of_fields(buf, pos)
         if end < 0:
-            self._incomplete_head(buf, pos)
             return pos
-        if end - pos > MAX_HEAD:
-            raise HttpError(431, "Request Header Fields Too Large")
         if _FIELD_LINES.fullmatch(buf, pos, end + 2) is None:
             raise _bad_request()
         self._complete(requests)
         return end + 4
 
     # ---------------------------------------------------------------- helpers
+
+    def _end_of_fields(self, buf: bytes | bytearray, pos: int) -> int:
+        """Where the lines from ``pos`` (a head, or the trailers) end: the
+        index of their closing CRLF CRLF, or -1 while it has not come (431
+        past ``MAX_HEAD``)."""
+        # Leftover bytes start at 0: resume where the last look stopped.
+        end = buf.find(b"\r\n\r\n", pos if self._scanned < 3 else self._scanned - 3)
+        if end < 0:
+            self._incomplete_head(buf, pos)
+        elif end - pos > MAX_HEAD:
+            raise HttpError(431, "Request Header Fields Too Large")
+        return end
 
     def _incomplete_head(self, buf: bytes | bytearray, pos: int) -> None:
         """No terminator yet in ``buf[pos:]``: refuse now what no more bytes
