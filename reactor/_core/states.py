@@ -2,7 +2,7 @@
 
 A state machine here is a table, ``state -> {event: next state}``, and
 everything that affects the machine lives in that table (h11's rule): the
-transport's (``_net/transport.py``), the listener's, the connect attempt's
+transport's (``reactor._net.transport``), the listener's, the connect attempt's
 and the HTTP request parser's. A move the table does not have is a bug in
 reactor, never a user error, and raises ``TransitionError`` at once, where
 it happens, instead of leaving an object in a state nobody meant. Public
