@@ -12,6 +12,8 @@ ECONNRESET); another copy of the SO_LINGER {1, 0} value (there were six).
 from __future__ import annotations
 
 import errno
+import functools
+import os
 import pathlib
 import re
 
@@ -34,15 +36,17 @@ OUTPUTS = {
 _PATH = re.compile(r"(?<![\w./-])(?:" + "|".join(re.escape(top) for top in TOP) + r")/[\w./*-]*[\w*/]")
 
 
-def source_files() -> list[pathlib.Path]:
+@functools.cache
+def source_files() -> tuple[pathlib.Path, ...]:
     found = []
-    for path in ROOT.rglob("*"):
-        parts = path.relative_to(ROOT).parts
-        if any(part in SKIP_DIRS or part.startswith(".venv") for part in parts) or not path.is_file():
-            continue
-        if path.suffix in SOURCE_SUFFIXES or path.name in SOURCE_NAMES or parts[0] == ".ci":
-            found.append(path)
-    return found
+    for folder, dirs, names in os.walk(ROOT):
+        # not into virtualenvs (.venv, .venv-3.12, ...), caches and build output
+        dirs[:] = [d for d in dirs if d not in SKIP_DIRS and not d.startswith(".venv")]
+        here = pathlib.Path(folder)
+        in_ci = here.relative_to(ROOT).parts[:1] == (".ci",)
+        found += [here / name for name in names
+                  if in_ci or name in SOURCE_NAMES or pathlib.Path(name).suffix in SOURCE_SUFFIXES]
+    return tuple(found)
 
 
 def exists(named: str) -> bool:
