@@ -29,13 +29,14 @@ class TransitionError(RuntimeError):
     """A move its table does not have (a bug in reactor, never a user error)."""
 
 
-def next_state(table: Mapping[S, Mapping[E, S]], state: S, event: E, what: str) -> S:
-    """The state ``event`` moves ``what`` to from ``state``; raises
-    ``TransitionError`` naming all three if the table has no such move."""
+def next_state(table: Mapping[S, Mapping[E, S]], state: S, event: E, owner: object) -> S:
+    """The state ``event`` moves ``owner`` to from ``state``; raises
+    ``TransitionError`` naming all three if the table has no such move
+    (``owner``'s repr is made only then: a move costs two lookups)."""
     try:
         return table[state][event]
     except KeyError:
-        raise TransitionError(f"{what}: no move from state {state!s} on {event!s}") from None
+        raise TransitionError(f"{owner!r}: no move from state {state!s} on {event!s}") from None
 
 
 def by_event(table: Mapping[S, Mapping[E, S]]) -> dict[E, dict[S, S]]:

@@ -715,7 +715,7 @@ class ConnectAttempt:
 
     def _move(self, event: Event) -> State:
         """Take the table's move on ``event``; ``TransitionError`` if it has none."""
-        state = self._state = next_state(_TRANSITIONS, self._state, event, f"connect to {self.address}")
+        state = self._state = next_state(_TRANSITIONS, self._state, event, self)
         return state
 
     def _on_deadline(self) -> None:

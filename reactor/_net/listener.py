@@ -498,7 +498,7 @@ class Listener:
         none), and keep what goes with the states: registered for reading
         exactly while ACTIVE, a retry timer only while EXHAUSTED."""
         state = self._state
-        new = next_state(_TRANSITIONS, state, event, f"listener {self.address!r}")
+        new = next_state(_TRANSITIONS, state, event, self)
         if state is ACTIVE:
             self._reactor.remove_reader(self._fd)
         elif state is EXHAUSTED and self._retry_timer is not None:
