@@ -30,8 +30,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._net.binding import effective_backlog
-from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats
+from .._net.listener import Listener
 from .._net.listener_options import ListenerOptions
+from .._net.stats import HISTOGRAM_BUCKETS, ListenerStats
 from .._net.tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import kernel
 from .._net.addresses import format_address
-from .._net.listener import ListenerStats
+from .._net.stats import ListenerStats
 from ..protocols import Protocol
 from .http import HttpError, RequestParser, http_date
 
