@@ -2,20 +2,21 @@
  *
  * One call from Python drains a whole batch of the listening socket's accept
  * queue, so the Python <-> C crossing is paid once per batch, not per
- * connection. The semantics are those of drain_pure() in reactor/_accept.py,
- * the reference; tests/test_native.py holds the two to each other.
+ * connection. The semantics are those of drain_pure() in reactor/_net/accept.py,
+ * the reference; tests/net/test_accept.py holds the two to each other.
  *
  * Why accept4(SOCK_NONBLOCK | SOCK_CLOEXEC): the new socket is created with
  * both flags atomically, which saves the fcntl() calls a plain accept() would
  * need, and no fork()+exec() in another thread can inherit the fd in between.
  *
  * What accept4() can return on Linux, and what we do (the policy itself, the
- * list of skipped errnos, is passed in from reactor/_accept.py ACCEPT_SKIP so
+ * list of skipped errnos, is passed in from reactor/_net/accept.py ACCEPT_SKIP so
  * there is one list, not two):
  *   EAGAIN/EWOULDBLOCK  the queue is empty: the normal end of a drain
  *   EINTR               a signal handler ran: retry, it costs nothing
  *   skip set            that one connection died in the queue (ECONNABORTED,
- *                       EPROTO, EPERM, network errors): count it, go on
+ *                       EPROTO, EPERM, ETIMEDOUT, ECONNRESET, network
+ *                       errors): count it, go on
  *   anything else       capacity (EMFILE, ENFILE, ENOBUFS, ENOMEM) or a
  *                       broken listener (EBADF, EINVAL, ENOTSOCK): stop and
  *                       return the errno with what was already accepted, so

@@ -22,9 +22,11 @@
  * - accept4: EAGAIN/EWOULDBLOCK ends the batch; ECONNABORTED, EPROTO, EPERM
  *   (a firewall) and the network errnos Linux passes through from the new
  *   socket (ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH,
- *   EOPNOTSUPP, ENETUNREACH) cost that connection only: skip it; EMFILE,
- *   ENFILE, ENOBUFS, ENOMEM end the batch (the queue is kept; level-triggered
- *   epoll reports it again); EINTR retries. The same sets as reactor/_accept.py.
+ *   EOPNOTSUPP, ENETUNREACH, ETIMEDOUT, ECONNRESET) cost that connection
+ *   only: skip it; EMFILE, ENFILE, ENOBUFS, ENOMEM end the batch (the queue
+ *   is kept; level-triggered epoll reports it again); EINTR retries. The same
+ *   sets as ACCEPT_SKIP and ACCEPT_CAPACITY in reactor/_net/accept.py
+ *   (tests/test_drift.py holds cs_skip equal to ACCEPT_SKIP).
  * - recv: 0 is the peer's FIN: close. EAGAIN: nothing after all. Any other
  *   error (ECONNRESET, ETIMEDOUT): close.
  * - send: MSG_NOSIGNAL, so a reset peer is EPIPE, not SIGPIPE; EAGAIN keeps
@@ -82,6 +84,7 @@ static int cs_skip(int err)
     switch (err) {
     case ECONNABORTED: case EPROTO: case EPERM: case ENETDOWN: case ENOPROTOOPT:
     case EHOSTDOWN: case ENONET: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
+    case ETIMEDOUT: case ECONNRESET:
         return 1;
     default:
         return 0;

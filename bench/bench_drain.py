@@ -23,18 +23,17 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 import time
 
 import pytest
 
 from reactor import kernel, native
 from reactor._net.accept import NativeDrainer, drain_pure
+from reactor._net.sockopts import LINGER_RST
 
 QUEUED = 1000
 ROUNDS = 25
 SOURCES = 16
-_RST = struct.pack("ii", 1, 0)
 
 
 class Round:
@@ -59,7 +58,7 @@ class Round:
     def close(self) -> None:
         assert len(self.accepted) == QUEUED, len(self.accepted)
         for client in self.clients:
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
             client.close()
         for fd, _ in self.accepted:
             os.close(fd)

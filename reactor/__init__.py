@@ -17,8 +17,8 @@ from ._core.handles import Handle as Handle
 from ._core.handles import TimerHandle as TimerHandle
 from ._net.connector import ConnectAttempt as ConnectAttempt
 from ._net.listener import Listener as Listener
-from ._net.listener import ListenerStats as ListenerStats
 from ._net.reactor import Reactor as Reactor
+from ._net.stats import ListenerStats as ListenerStats
 from ._net.transport import Transport as Transport
 from .errors import BackendLimitError as BackendLimitError
 from .errors import CancelledError as CancelledError

@@ -4,6 +4,8 @@ live in ``tests/support.py``."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +21,15 @@ def clients() -> Iterator[Clients]:
     pool = Clients()
     yield pool
     pool.close_all()
+
+
+@pytest.fixture
+def short_dir() -> Iterator[str]:
+    """A new directory under /tmp: Unix socket paths are limited to 107
+    bytes, and pytest's tmp_path can be longer."""
+    path = tempfile.mkdtemp(prefix="rx-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(params=LOOP_BACKENDS)

@@ -11,7 +11,6 @@ import re
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -22,11 +21,10 @@ from typing import Any
 import pytest
 
 import reactor
+from reactor._net.sockopts import LINGER_RST as LINGER_RST  # re-exported for the tests
 
 LOOP_BACKENDS = [name for name in ("select", "poll", "epoll") if name in reactor.available_backends()]
 
-#: SO_LINGER {on, 0}: close() then sends RST instead of FIN
-LINGER_RST = struct.pack("ii", 1, 0)
 
 
 # ------------------------------------------------------------- running a loop
@@ -148,6 +146,39 @@ class Recorder(reactor.Protocol):
     def resume_writing(self) -> None:
         self.events.append("resume")
         self.resumed += 1
+
+
+def registered(loop: reactor.Reactor, fd: int) -> bool:
+    """True if ``loop`` watches ``fd`` (for reading or writing)."""
+    try:
+        loop._selector.get_key(fd)
+    except KeyError:
+        return False
+    return True
+
+
+def record_moves(monkeypatch: pytest.MonkeyPatch, machine: type) -> list[tuple[str, str, str]]:
+    """Every move any instance of ``machine`` takes through its ``_move``
+    (its transition table), as (from, event, to)."""
+    moves: list[tuple[str, str, str]] = []
+    take = machine._move  # type: ignore[attr-defined]
+
+    def recording(self: Any, event: Any) -> Any:
+        before = self._state
+        after = take(self, event)
+        moves.append((str(before), str(event), str(self._state)))
+        return after
+
+    monkeypatch.setattr(machine, "_move", recording)
+    return moves
+
+
+class EchoRecorder(Recorder):
+    """A Recorder that writes back what it receives."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self.transport.write(data)
 
 
 class Factory:

@@ -221,7 +221,7 @@ def test_tcp_info_agrees_with_ss(connected):
     assert int(fields["advmss"]) == info.advmss and int(fields["pmtu"]) == info.pmtu
     assert int(fields["snd_wnd"]) == info.snd_wnd and int(fields["rcv_space"]) == info.rcv_space
     assert float(fields["rto"]) == pytest.approx(info.rto / 1000)
-    rtt, rttvar = (float(x) for x in fields["rtt"].split("/"))
+    rtt, _rttvar = (float(x) for x in fields["rtt"].split("/"))
     assert rtt == pytest.approx(info.rtt / 1000, abs=0.002)
     assert int(fields["wscale"].split(",")[0]) == info.snd_wscale
 

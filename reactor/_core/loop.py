@@ -51,7 +51,7 @@ from typing import Any, Self
 
 from ..errors import ReactorStateError
 from .backends import BackendInfo, backend_info, round_timeout
-from .checks import check_callable, check_seconds
+from .checks import check_callable, check_int, check_seconds
 from .core import LoopCore
 from .handles import Handle, TimerHandle
 from .watchers import SELECT_RETRY_DELAY, fileobj_to_fd
@@ -425,8 +425,4 @@ def _backend_from_env() -> BackendInfo:
 
 
 def _check_signum(signum: Any) -> int:
-    if isinstance(signum, bool) or not isinstance(signum, int):
-        raise TypeError(f"signum must be an int, not {type(signum).__name__}")
-    if not 1 <= signum < signal.NSIG:
-        raise ValueError(f"signum must be in 1..{signal.NSIG - 1}, not {signum}")
-    return signum
+    return check_int(signum, "signum", minimum=1, maximum=signal.NSIG - 1)

@@ -18,8 +18,10 @@ What Linux's accept(2) can return, and what we do:
   first read gives ECONNRESET), so the transport must cope with that too.
   EPROTO, EPERM (a firewall rule), and the network errors the man page says
   Linux passes on from the new socket (ENETDOWN, ENOPROTOOPT, EHOSTDOWN,
-  ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, ETIMEDOUT): that one
-  connection is lost, the queue is fine. Skip, count in ``stats.aborted``, go on.
+  ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH, ETIMEDOUT), and ECONNRESET
+  (a reset the kernel reports from accept itself rather than at the first
+  read): that one connection is lost, the queue is fine. Skip, count in
+  ``stats.aborted``, go on.
 - EMFILE, ENFILE, ENOBUFS, ENOMEM: the process or the system is out of fds or
   memory. The connection stays queued, so a level-triggered selector reports
   the listener readable again at once: retrying now is a busy loop. Stop and
@@ -191,7 +193,7 @@ class NativeDrainer:
         self._stride = module.lib.REACTOR_ADDR_STRIDE
         self._head = module.lib.REACTOR_DRAIN_HEAD
         self._ctl = self._ffi.new("struct reactor_drain *")
-        # The skip set comes from _accept.ACCEPT_SKIP: one list for both drains.
+        # The skip set comes from ACCEPT_SKIP above: one list for both drains.
         self._skip = self._ffi.new("int[]", sorted(ACCEPT_SKIP))
         self._ctl.skip = self._skip
         self._ctl.nskip = len(ACCEPT_SKIP)

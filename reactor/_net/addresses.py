@@ -17,7 +17,7 @@ Facts about host names:
 - ``""`` as a *bind* address is Python's spelling of INADDR_ANY
   (``sock.bind(("", port))``); ``getaddrinfo("")`` itself fails. Listeners
   map it to ``getaddrinfo(None, ..., AI_PASSIVE)`` on AF_INET: 0.0.0.0, every
-  IPv4 interface (see ``listener.bind_tcp``).
+  IPv4 interface (see ``binding.bind_tcp``).
 """
 
 from __future__ import annotations

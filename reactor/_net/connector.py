@@ -76,6 +76,20 @@ What the others do
 What this module does
 ---------------------
 
+- The attempt's lifecycle is data, as the transport's is (``State``,
+  ``Event``, ``_TRANSITIONS``; a move the table does not have raises
+  ``TransitionError``):
+
+      state         resolved    handshake    succeed    fail     cancel
+      RESOLVING     CONNECTING  -            -          FAILED   CANCELLED
+      CONNECTING    -           HANDSHAKING  CONNECTED  FAILED   CANCELLED
+      HANDSHAKING   -           -            CONNECTED  FAILED   CANCELLED
+      CONNECTED, FAILED, CANCELLED: done, no move
+
+  The first three are "pending" (``done()`` is False); each callback of the
+  attempt runs only in the state it belongs to (a lookup's result only while
+  RESOLVING, a socket's writability only while CONNECTING), so a late one
+  does nothing.
 - Every step runs on the loop, never inside ``connect()``: ``connect()``
   checks its arguments, arms the deadline and schedules the start with
   ``call_soon``; so even an immediate result (a Unix socket, an immediate
@@ -85,7 +99,7 @@ What this module does
   writer removed *before* it is closed (so no stale registration outlives the
   fd), the lookup's result is dropped, and no callback of the attempt runs
   afterwards.
-- Names are resolved on a small thread pool (``reactor/_resolver.py``);
+- Names are resolved on a small thread pool (``reactor/_net/resolver.py``);
   numeric addresses are parsed inline. ``resolver=`` replaces
   ``socket.getaddrinfo`` (same signature, still run on the pool) -- for
   tests, or a caching resolver.
@@ -125,6 +139,7 @@ What this module does
 
 from __future__ import annotations
 
+import enum
 import errno
 import functools
 import math
@@ -136,8 +151,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core.checks import check_callable, check_host_port, check_seconds
+from .._core.checks import check_callable, check_duration, check_host_port
 from .._core.resources import CLOSE_NORMAL
+from .._core.states import next_state
 from ..errors import BackendLimitError, CancelledError, ConnectTimeout, InvalidStateError, UnreachableError
 from .addresses import check_host_name, format_address
 from .host import check_open
@@ -155,6 +171,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConnectAttempt",
+    "State",
+    "Event",
     "connect_tcp",
     "connect_unix",
     "connect_error",
@@ -190,7 +208,48 @@ CONNECT_ERRORS: dict[int, type[OSError]] = {
     errno.EPERM: PermissionError,
 }
 
-_PENDING, _CONNECTED, _FAILED, _CANCELLED = "pending", "connected", "failed", "cancelled"
+
+
+# ------------------------------------------------------------ the lifecycle
+#
+# As the transport's (module docs): StrEnums, one table, every move through
+# it; a move the table does not have raises TransitionError.
+
+class State(enum.StrEnum):
+    """Where a connect attempt is. The first three are "pending"."""
+
+    RESOLVING = "resolving"      # made; the names are looked up (a numeric address or a path: at once)
+    CONNECTING = "connecting"    # the addresses are tried (happy eyeballs)
+    HANDSHAKING = "handshaking"  # TCP is connected, the TLS handshake runs (ssl= only)
+    CONNECTED = "connected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Event(enum.StrEnum):
+    """What moves a connect attempt from one state to the next."""
+
+    RESOLVED = "resolved"    # the addresses are known
+    HANDSHAKE = "handshake"  # a TCP connection won; TLS comes next
+    SUCCEED = "succeed"      # the transport and protocol are made (after TLS, its handshake)
+    FAIL = "fail"            # every address failed, the deadline, a lookup, set-up or the handshake failed
+    CANCEL = "cancel"        # cancel(), or Reactor.close()
+
+
+RESOLVING, CONNECTING, HANDSHAKING, CONNECTED, FAILED, CANCELLED = State
+RESOLVED, HANDSHAKE, SUCCEED, FAIL, CANCEL = Event
+
+#: Every legal move: state -> {event: next state}; the done states have none.
+_TRANSITIONS: dict[State, dict[Event, State]] = {
+    RESOLVING: {RESOLVED: CONNECTING, FAIL: FAILED, CANCEL: CANCELLED},
+    CONNECTING: {HANDSHAKE: HANDSHAKING, SUCCEED: CONNECTED, FAIL: FAILED, CANCEL: CANCELLED},
+    HANDSHAKING: {SUCCEED: CONNECTED, FAIL: FAILED, CANCEL: CANCELLED},
+    CONNECTED: {},
+    FAILED: {},
+    CANCELLED: {},
+}
+#: not done yet (``done()`` is False)
+_PENDING = frozenset(state for state, row in _TRANSITIONS.items() if row)
 _INET = (socket.AF_INET, socket.AF_INET6)
 
 
@@ -271,7 +330,7 @@ def _guarded(method: Callable[..., None]) -> Callable[..., None]:
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            if self._state != _PENDING:
+            if self._state not in _PENDING:
                 raise
             self._fail(exc)
 
@@ -309,7 +368,7 @@ class ConnectAttempt:
         self._timeout = timeout
         self._delay = happy_eyeballs_delay
         self._dead_peer = (keepalive, user_timeout_ms) if (keepalive or user_timeout_ms) else None
-        self._state = _PENDING
+        self._state = RESOLVING
         self._result: tuple[Transport, Any] | None = None
         self._exception: BaseException | None = None
         self._callbacks: list[Callable[[ConnectAttempt], Any]] = []
@@ -321,7 +380,6 @@ class ConnectAttempt:
         self._local: list[AddrInfo] | None = None
         self._errors: list[OSError] = []
         self._tried: list[str] = []
-        self._resolving = True
         self._lookup: concurrent.futures.Future | None = None
         self._stagger: TimerHandle | None = None
         self._deadline: TimerHandle | None = None
@@ -333,25 +391,25 @@ class ConnectAttempt:
 
     def done(self) -> bool:
         """True once connected, failed or cancelled."""
-        return self._state != _PENDING
+        return self._state not in _PENDING
 
     def cancelled(self) -> bool:
         """True if ``cancel()`` (or ``Reactor.close()``) ended the attempt."""
-        return self._state == _CANCELLED
+        return self._state is CANCELLED
 
     def cancel(self) -> bool:
         """Stop trying: close every socket of the attempt now; the done
         callbacks then see ``cancelled()``. False if already done."""
-        if self._state != _PENDING:
+        if self._state not in _PENDING:
             return False
-        self._finish(_CANCELLED)
+        self._finish(CANCEL)
         return True
 
     def add_done_callback(self, fn: Callable[[ConnectAttempt], Any]) -> None:
         """Call ``fn(attempt)`` on the loop once the attempt is done (on the
         next iteration if it already is)."""
         check_callable(fn, "fn")
-        if self._state == _PENDING:
+        if self._state in _PENDING:
             self._callbacks.append(fn)
         else:
             self._reactor.call_soon(fn, self)
@@ -379,12 +437,13 @@ class ConnectAttempt:
         return tuple(self._tried)
 
     def __repr__(self) -> str:
-        return f"<ConnectAttempt {self.address} {self._state}>"
+        state = self._state
+        return f"<ConnectAttempt {self.address} {f'pending ({state})' if state in _PENDING else state}>"
 
     def _check_done(self) -> None:
-        if self._state == _PENDING:
+        if self._state in _PENDING:
             raise InvalidStateError(f"connect to {self.address} is still in progress")
-        if self._state == _CANCELLED:
+        if self._state is CANCELLED:
             raise CancelledError(f"connect to {self.address} was cancelled")
 
     # ------------------------------------------------------ addresses
@@ -393,8 +452,8 @@ class ConnectAttempt:
     def _begin_tcp(self, host: str, port: int, local_addr: tuple[str, int] | None,
                    resolver: Callable[..., Any] | None) -> None:
         """On the loop: resolve (inline when numeric), then start connecting."""
-        if self._state != _PENDING:
-            return
+        if self._state is not RESOLVING:
+            return  # cancelled before it began
         remote = numeric_addrinfo(host, port)
         local = numeric_addrinfo(*local_addr) if local_addr is not None else None
         if remote is not None and (local_addr is None or local is not None):
@@ -415,7 +474,7 @@ class ConnectAttempt:
 
     @_guarded
     def _on_lookup(self, future: concurrent.futures.Future) -> None:
-        if self._state != _PENDING or future is not self._lookup:
+        if self._state is not RESOLVING or future is not self._lookup:
             return  # cancelled or timed out meanwhile: the result is dropped
         self._lookup = None
         exc = future.exception()
@@ -426,7 +485,7 @@ class ConnectAttempt:
         self._resolved(remote, local)
 
     def _resolved(self, remote: list[AddrInfo], local: list[AddrInfo] | None) -> None:
-        self._resolving = False
+        self._move(RESOLVED)
         infos, seen = [], set()
         for info in remote:
             family, sockaddr = info[0], info[4]
@@ -451,9 +510,9 @@ class ConnectAttempt:
 
     @_guarded
     def _begin_unix(self, path: str | bytes) -> None:
-        if self._state != _PENDING:
-            return
-        self._resolving = False
+        if self._state is not RESOLVING:
+            return  # cancelled before it began
+        self._move(RESOLVED)
         self._queue.append((socket.AF_UNIX, socket.SOCK_STREAM, 0, "", path))
         self._start_next()
 
@@ -465,13 +524,13 @@ class ConnectAttempt:
         if self._stagger is not None:
             self._stagger.cancel()
             self._stagger = None
-        while self._queue and self._state == _PENDING:
+        while self._queue and self._state is CONNECTING:
             error = self._start_one(self._queue.popleft())
             if error is None:
                 break
             self._errors.append(error)
-        if self._state != _PENDING:
-            return
+        if self._state is not CONNECTING:
+            return  # done, or connected at once and handshaking
         if self._queue and self._delay is not None:
             self._stagger = self._reactor.call_later(self._delay, self._stagger_fired)
         self._check_exhausted()
@@ -549,7 +608,7 @@ class ConnectAttempt:
     @_guarded
     def _retry_unix(self, sock: socket.socket, sockaddr: Any, backoff: float) -> None:
         self._retries.pop(sock, None)
-        if self._state != _PENDING or sock not in self._sockets:
+        if self._state is not CONNECTING or sock not in self._sockets:
             return
         address = self._sockets[sock]
         err: int | None
@@ -563,7 +622,7 @@ class ConnectAttempt:
 
     @_guarded
     def _on_writable(self, sock: socket.socket, sockaddr: Any) -> None:
-        if self._state != _PENDING or sock not in self._sockets:
+        if self._state is not CONNECTING or sock not in self._sockets:
             return
         address = self._sockets[sock]
         err: int | None
@@ -584,7 +643,7 @@ class ConnectAttempt:
         self._start_next()
 
     def _check_exhausted(self) -> None:
-        if self._state == _PENDING and not self._resolving and not self._queue and not self._sockets:
+        if self._state is CONNECTING and not self._queue and not self._sockets:
             self._fail(_combine(self.address, self._errors))
 
     # ------------------------------------------------------ outcomes
@@ -605,7 +664,7 @@ class ConnectAttempt:
                 layer = TLSLayer(self._reactor, protocol, context, server_side=False,
                                  server_hostname=server_hostname, handshake_timeout=handshake_timeout,
                                  on_handshake=self._tls_handshake_done)
-                transport = RawTLSTransport(self._reactor, sock, layer, peername=sockaddr)  # type: ignore[arg-type]
+                transport = RawTLSTransport(self._reactor, sock, layer, peername=sockaddr)
             else:
                 transport = Transport(self._reactor, sock, protocol, peername=sockaddr)
             self._reactor.track_resource(transport)
@@ -619,48 +678,54 @@ class ConnectAttempt:
             else:
                 sock.close()
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                self._finish(_FAILED, exception=exc)
+                self._finish(FAIL, exception=exc)
                 raise
             what = "exception in the protocol factory of" if protocol is None else "could not set up the"
             self._reactor.call_exception_handler(
                 {"message": f"{what} connect to {self.address}", "exception": exc, "attempt": self})
-            self._finish(_FAILED, exception=exc)
+            self._finish(FAIL, exception=exc)
             return
         try:
             failure = transport._start()
         except BaseException as exc:  # SystemExit / KeyboardInterrupt from connection_made
-            self._finish(_FAILED, exception=exc)
+            self._finish(FAIL, exception=exc)
             raise
         if failure is not None:
-            self._finish(_FAILED, exception=failure)
+            self._finish(FAIL, exception=failure)
         elif self._tls is not None:
             # Done when the handshake is: _tls_handshake_done. The deadline
             # was for the TCP connect; the handshake has its own.
-            if self._state == _PENDING:
+            if self._state is CONNECTING:
                 assert isinstance(transport, RawTLSTransport)
                 self._handshaking = transport
+                self._move(HANDSHAKE)
         else:
-            self._finish(_CONNECTED, result=(transport, protocol))
+            self._finish(SUCCEED, result=(transport, protocol))
 
     def _tls_handshake_done(self, layer: TLSLayer, exc: BaseException | None) -> None:
         self._handshaking = None
-        if self._state != _PENDING:
+        if self._state not in _PENDING:
             return
         if exc is None:
-            self._finish(_CONNECTED, result=(layer.app_transport, layer.app_protocol))
+            self._finish(SUCCEED, result=(layer.app_transport, layer.app_protocol))
         else:
-            self._finish(_FAILED, exception=exc)
+            self._finish(FAIL, exception=exc)
 
     def _fail(self, exc: BaseException) -> None:
-        self._finish(_FAILED, exception=exc)
+        self._finish(FAIL, exception=exc)
+
+    def _move(self, event: Event) -> State:
+        """Take the table's move on ``event``; ``TransitionError`` if it has none."""
+        state = self._state = next_state(_TRANSITIONS, self._state, event, self)
+        return state
 
     def _on_deadline(self) -> None:
         self._deadline = None
-        if self._state != _PENDING:
+        if self._state not in _PENDING:
             return
         waiting = list(self._sockets.values())
         message = f"connect to {self.address}: no answer within {self._timeout:g} s"
-        if self._resolving:
+        if self._state is RESOLVING:
             message += " (still resolving the name)"
         elif waiting and waiting != [self.address]:
             message += f" (waiting on {', '.join(waiting)})"
@@ -676,21 +741,22 @@ class ConnectAttempt:
             exc.exceptions = (*self._errors, *timeouts)  # type: ignore[attr-defined]
         self._fail(exc)
 
-    def _finish(self, state: str, *, result: tuple[Transport, Any] | None = None,
+    def _finish(self, event: Event, *, result: tuple[Transport, Any] | None = None,
                 exception: BaseException | None = None) -> None:
-        for fn in self._settle(state, result, exception):
+        for fn in self._settle(event, result, exception):
             self._reactor.call_soon(fn, self)
 
-    def _settle(self, state: str, result: tuple[Transport, Any] | None,
+    def _settle(self, event: Event, result: tuple[Transport, Any] | None,
                 exception: BaseException | None) -> list[Callable[[ConnectAttempt], Any]]:
-        """Record the outcome and release everything; returns the done
+        """Take the move to a done state (``event``: SUCCEED, FAIL or CANCEL),
+        record the outcome and release everything; returns the done
         callbacks to run (none if the attempt was already done)."""
-        if self._state != _PENDING:
+        if self._state not in _PENDING:
             return []
-        self._state = state
+        state = self._move(event)
         self._result = result
         raw, self._handshaking = self._handshaking, None
-        if raw is not None and state != _CONNECTED:
+        if raw is not None and state is not CONNECTED:
             raw.abort()  # cancelled in the middle of the TLS handshake: its fd goes too
         if isinstance(exception, Exception):
             _keep_without_frames(exception)
@@ -730,7 +796,7 @@ class ConnectAttempt:
     def close_for_loop(self) -> None:
         """The reactor is closing: cancel, and run the done callbacks now
         since the loop will not run again."""
-        for fn in self._settle(_CANCELLED, None, None):
+        for fn in self._settle(CANCEL, None, None):
             try:
                 fn(self)
             except (SystemExit, KeyboardInterrupt):
@@ -767,13 +833,6 @@ def _lookup(getaddrinfo: Callable[..., Any], host: str, port: int, what: str) ->
 
 # ------------------------------------------------------------ construction
 
-def _check_seconds(value: Any, name: str, *, allow_zero: bool) -> float:
-    value = check_seconds(value, name)
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} seconds, not {value!r}")
-    return value
-
-
 def _idle_limit(reactor: Host, timeout: float) -> IdleLimit:
     """The reactor's one idle limit of ``timeout`` seconds for connections
     it connected (listeners have their own, to count): kept per loop, in
@@ -799,7 +858,7 @@ def connect_tcp(reactor: Host, protocol_factory: Callable[[], Any], host: str, p
     before connecting (port 0: any). ``happy_eyeballs_delay``: seconds before
     the next address is tried while one is pending (``None``: one at a time).
     ``keepalive`` / ``user_timeout``: dead-peer detection (see
-    ``reactor/_sockopts.py``); a lost link then ends the connection with
+    ``reactor/_net/sockopts.py``); a lost link then ends the connection with
     ``connection_lost(TimeoutError)``. ``resolver``: a function with
     ``socket.getaddrinfo``'s signature, run on the resolver's threads for
     names that are not numeric addresses.
@@ -818,9 +877,9 @@ def connect_tcp(reactor: Host, protocol_factory: Callable[[], Any], host: str, p
     check_open(reactor)
     check_callable(protocol_factory, "protocol_factory")
     check_host_port(host, port, port_min=1)
-    timeout = _check_seconds(timeout, "timeout", allow_zero=False)
+    timeout = check_duration(timeout, "timeout", infinite=True)
     if happy_eyeballs_delay is not None:
-        happy_eyeballs_delay = _check_seconds(happy_eyeballs_delay, "happy_eyeballs_delay", allow_zero=True)
+        happy_eyeballs_delay = check_duration(happy_eyeballs_delay, "happy_eyeballs_delay", zero=True, infinite=True)
         if math.isinf(happy_eyeballs_delay):
             happy_eyeballs_delay = None  # never stagger: one address at a time
     if local_addr is not None:
@@ -855,7 +914,7 @@ def connect_unix(reactor: Host, protocol_factory: Callable[[], Any], path: Any, 
     path = os.fspath(path)
     if not path:
         raise ValueError("path must not be empty")
-    timeout = _check_seconds(timeout, "timeout", allow_zero=False)
+    timeout = check_duration(timeout, "timeout", infinite=True)
     attempt = ConnectAttempt(reactor, protocol_factory, format_address(path), timeout)
     reactor.call_soon(attempt._begin_unix, path)
     return attempt

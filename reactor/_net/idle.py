@@ -26,7 +26,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core.checks import check_seconds
+from .._core.checks import check_optional_duration
 from .._core.sweep import Sweep, interval_for
 
 if TYPE_CHECKING:
@@ -38,12 +38,7 @@ __all__ = ["IdleLimit", "check_idle_timeout"]
 
 def check_idle_timeout(idle_timeout: Any) -> float | None:
     """``idle_timeout`` checked: None (no limit) or a finite number of seconds > 0."""
-    if idle_timeout is None:
-        return None
-    value = check_seconds(idle_timeout, "idle_timeout")
-    if not 0 < value < math.inf:
-        raise ValueError(f"idle_timeout must be a finite number of seconds > 0 or None, not {idle_timeout!r}")
-    return value
+    return check_optional_duration(idle_timeout, "idle_timeout")
 
 
 class IdleLimit:

@@ -1,4 +1,8 @@
-"""Listening sockets: bind, listen, and the accept drain that never blocks.
+"""Listening sockets: the accept drain that never blocks, and what a
+listener does when it cannot accept. (Binding and listening the socket is
+``binding.py``; the settings, checked once, are ``listener_options.py``'s
+``ListenerOptions``, which the listener keeps as ``listener.options``; its
+counters are ``stats.py``'s ``ListenerStats``.)
 
 What happens on one readiness event of a listening socket:
 
@@ -49,6 +53,27 @@ again at once: retrying is a busy loop at 100% CPU. Two policies:
 
 Logging while exhausted is rate-limited to one line per second per listener.
 
+The lifecycle is data, as the transport's is: ``State``, ``Event`` and
+``_TRANSITIONS`` (every legal move; any other raises ``TransitionError``):
+
+    state      pause()  resume()       full     room    out-of-fds  retry    close()
+    NEW        -        -              -        -       -           -        CLOSED    (start: ACTIVE)
+    ACTIVE     PAUSED   (no-op)        LIMITED  -       EXHAUSTED   -        CLOSED
+    PAUSED     (no-op)  ACTIVE/LIMITED LIMITED  -       -           -        CLOSED
+    EXHAUSTED  PAUSED   ACTIVE/LIMITED LIMITED  -       -           ACTIVE   CLOSED
+    LIMITED    PAUSED   (no-op)        -        ACTIVE  -           -        CLOSED
+    CLOSED     (no-op)  (no-op)        -        -       -           -        (no-op)
+
+- NEW: made, not yet watching; the constructor starts it, so no caller ever
+  sees it (and "closed" now only ever means closed). ACTIVE: watched for
+  readability -- the only state that is. PAUSED: the user's ``pause()``.
+  EXHAUSTED: backing off after EMFILE/ENFILE/ENOBUFS/ENOMEM, a retry timer
+  armed (the only state that has one). LIMITED: ``max_connections`` are open.
+- ``resume()`` is RESUME, or FULL when it finds the limit reached; ``full``
+  is also a drain reaching the limit; ``room`` and ``retry`` come from a
+  connection closing (a freed fd ends a backoff early) and ``retry`` from
+  the backoff timer.
+
 Limits for a server facing clients (DESIGN section 7), each off by default
 and free on the accept path when off:
 
@@ -78,38 +103,36 @@ connection from any other source is closed at accept, unread, and counted in
 
 from __future__ import annotations
 
+import enum
 import errno
 import functools
 import logging
-import math
 import os
 import socket
-import stat
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .. import kernel
-from .._core.checks import check_callable, check_host_port
+from .._core.checks import check_callable
 from .._core.resources import CLOSE_FIRST
+from .._core.states import next_state
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
-from .addresses import check_host_name, format_address
-from .host import check_open
-from .idle import IdleLimit, check_idle_timeout
-from .proxy import DEFAULT_PROXY_TIMEOUT, HeaderReader, TrustedSources, check_proxy_from
-from .sockopts import apply_dead_peer_options, check_keepalive, check_user_timeout
-from .tls import DEFAULT_SSL_HANDSHAKE_TIMEOUT, DEFAULT_SSL_SHUTDOWN_TIMEOUT, RawTLSTransport, TLSLayer, check_tls
+from .addresses import format_address
+from .idle import IdleLimit
+from .listener_options import ListenerOptions
+from .proxy import HeaderReader, TrustedSources
+from .sockopts import apply_dead_peer_options
+from .stats import HISTOGRAM_BUCKETS, ListenerStats
+from .tls import RawTLSTransport, TLSLayer
 from .transport import Transport
 
 if TYPE_CHECKING:
     from .host import Host
 
-__all__ = ["Listener", "ListenerStats", "listen_tcp", "listen_unix", "DEFAULT_BACKLOG"]
+__all__ = ["Listener", "State", "Event", "MAX_ACCEPTS_CAP"]
 
 logger = logging.getLogger("reactor.listener")
 
-#: backlog when none is given (then clamped to somaxconn, as the kernel would)
-DEFAULT_BACKLOG = 4096
 #: Default ceiling on accepts per readiness event (the backlog, if smaller).
 #: A batch's connections stay open at least until the next iteration reads
 #: them, and the listener may be drained again first: a burst holds up to
@@ -145,79 +168,60 @@ BACKOFF_INITIAL = 0.010
 BACKOFF_MAX = 1.0
 #: at most one exhaustion log line per listener per this many seconds
 LOG_INTERVAL = 1.0
-#: accepts-per-wakeup histogram: bucket i counts batches of 2**(i-1) .. 2**i - 1
-HISTOGRAM_BUCKETS = 12
 
-_ACTIVE, _PAUSED, _EXHAUSTED, _LIMITED, _CLOSED = "active", "paused", "exhausted", "limited", "closed"
+
+
+# ------------------------------------------------------------ the lifecycle
+#
+# As the transport's (module docs): StrEnums, one table, every move through
+# it. The listener is registered for reading exactly while it is ACTIVE, so
+# the move itself registers and unregisters (``Listener._move``); the retry
+# timer exists exactly while it is EXHAUSTED.
+
+class State(enum.StrEnum):
+    """Where a listener is (``Listener.state``; see the module docs)."""
+
+    NEW = "new"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    EXHAUSTED = "exhausted"
+    LIMITED = "limited"
+    CLOSED = "closed"
+
+
+class Event(enum.StrEnum):
+    """What moves a listener from one state to the next."""
+
+    START = "start"            # made: watch the socket
+    PAUSE = "pause"            # the user's pause()
+    RESUME = "resume"          # the user's resume()
+    FULL = "full"              # max_connections are open (a drain reached it, or resume() found it)
+    ROOM = "room"              # one of them closed: below max_connections again
+    OUT_OF_FDS = "out-of-fds"  # accept() failed with EMFILE/ENFILE/ENOBUFS/ENOMEM: back off
+    RETRY = "retry"            # the backoff ran out, or one of our connections freed an fd
+    CLOSE = "close"            # the user's close(), a broken listening socket, the reactor closing
+
+
+NEW, ACTIVE, PAUSED, EXHAUSTED, LIMITED, CLOSED = State
+START, PAUSE, RESUME, FULL, ROOM, OUT_OF_FDS, RETRY, CLOSE = Event
+
+#: Every legal move: state -> {event: next state}. Rule: everything that
+#: affects the state machine lives here; an event missing from a state's
+#: row is not a move (``pause()``, ``resume()`` and ``close()`` do nothing
+#: there, every other move raises ``TransitionError``).
+_TRANSITIONS: dict[State, dict[Event, State]] = {
+    NEW: {START: ACTIVE, CLOSE: CLOSED},
+    ACTIVE: {PAUSE: PAUSED, FULL: LIMITED, OUT_OF_FDS: EXHAUSTED, CLOSE: CLOSED},
+    PAUSED: {RESUME: ACTIVE, FULL: LIMITED, CLOSE: CLOSED},
+    EXHAUSTED: {RESUME: ACTIVE, RETRY: ACTIVE, FULL: LIMITED, PAUSE: PAUSED, CLOSE: CLOSED},
+    LIMITED: {ROOM: ACTIVE, PAUSE: PAUSED, CLOSE: CLOSED},
+    CLOSED: {},
+}
+#: accepting, or about to as soon as a connection closes (``is_serving()``)
+_SERVING = frozenset({ACTIVE, LIMITED})
 _SHED_ERRNOS = frozenset((errno.EMFILE, errno.ENFILE))
-
-
-class ListenerStats:
-    """Counters of one listener, updated as it accepts.
-
-    - ``accepted``: connections accepted (including those rejected, see below)
-    - ``aborted``: connections that died in the queue (ECONNABORTED, EPROTO, ...)
-    - ``exhausted``: drains ended by EMFILE/ENFILE/ENOBUFS/ENOMEM
-    - ``shed``: connections accepted and closed at once under ``on_exhausted="shed"``
-    - ``rejected``: accepted connections closed at once because they could not be
-      set up or watched: the backend cannot watch the fd (select, fd >=
-      FD_SETSIZE), registering it failed (epoll ENOSPC past
-      max_user_watches, ENOMEM), the protocol factory raised, or setting
-      up failed (MemoryError). Each but the first is also reported to the
-      exception handler; a protocol that was told connection_made is told
-      connection_lost(exc).
-    - ``wakeups``: readiness events handled; ``batches``: those that accepted >= 1
-    - ``max_batch``: most connections accepted in one event
-    - ``empty_wakeups``: events that found the queue already empty (stale readiness)
-    - ``active``: connections accepted here and still open
-    - ``histogram``: batches by size, bucket i = sizes 2**(i-1) .. 2**i - 1
-    - ``proxy_errors``: connections closed for a bad or missing PROXY protocol
-      header, an EOF in the middle of one, or none within the timeout
-      (``proxy_protocol=True`` only)
-    - ``idle_closed``: connections closed by ``idle_timeout``
-    - ``tls_failed``: TLS handshakes that failed or timed out (``ssl=`` only)
-    - ``limited``: times the listener stopped accepting at ``max_connections``
-    - ``proxy_refused``: connections closed at accept because they came from a
-      source not in ``proxy_from`` (``proxy_protocol=True`` only)
-    """
-
-    __slots__ = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
-                 "max_batch", "empty_wakeups", "active", "histogram", "proxy_errors", "idle_closed",
-                 "tls_failed", "limited", "proxy_refused")
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self.aborted = 0
-        self.exhausted = 0
-        self.shed = 0
-        self.rejected = 0
-        self.wakeups = 0
-        self.batches = 0
-        self.max_batch = 0
-        self.empty_wakeups = 0
-        self.active = 0
-        self.histogram = [0] * HISTOGRAM_BUCKETS
-        self.proxy_errors = 0
-        self.idle_closed = 0
-        self.tls_failed = 0
-        self.limited = 0
-        self.proxy_refused = 0
-
-    @property
-    def accepts_per_wakeup(self) -> float:
-        """Mean connections accepted per readiness event."""
-        return self.accepted / self.wakeups if self.wakeups else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every counter, for JSON and summaries."""
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        fields["histogram"] = list(self.histogram)
-        fields["accepts_per_wakeup"] = round(self.accepts_per_wakeup, 3)
-        return fields
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)}" for name in self.__slots__ if name != "histogram")
-        return f"ListenerStats({shown})"
+#: the settings of a listener made without any
+DEFAULT_OPTIONS = ListenerOptions()
 
 
 class Listener:
@@ -226,24 +230,20 @@ class Listener:
     Made by ``Reactor.listen`` / ``Reactor.listen_unix``.
     """
 
-    def __init__(self, reactor: Host, sock: Any, protocol_factory: Callable[[], Any], *,
-                 backlog: int, max_accepts: int, on_exhausted: str = "pause",
-                 unix_path: str | None = None, keepalive: Any = None, user_timeout_ms: int | None = None,
-                 proxy_protocol: bool = False, proxy_timeout: float = DEFAULT_PROXY_TIMEOUT,
-                 proxy_from: TrustedSources | None = None, ssl_context: Any = None,
-                 ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-                 ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
-                 max_connections: int | None = None) -> None:
+    def __init__(self, reactor: Host, sock: Any, protocol_factory: Callable[[], Any],
+                 options: ListenerOptions = DEFAULT_OPTIONS, *, backlog: int, unix_path: str | None = None) -> None:
+        #: what the listener was asked for (``listener_options.py``), checked
+        self.options = options
         self._reactor = reactor
         self._sock = sock
         self._fd = sock.fileno()
         self._family = sock.family
         self._factory = protocol_factory
         #: the server's TLS context, or None for plain TCP
-        self.ssl_context: Any = ssl_context
-        self._tls = (ssl_handshake_timeout, ssl_shutdown_timeout)
+        self.ssl_context: Any = options.ssl
         self._transport_class: type[Transport] = Transport
-        if ssl_context is not None:
+        proxy_protocol = options.proxy_protocol
+        if options.ssl is not None:
             # The TLS layer is each connection's protocol; it makes the
             # user's and tells it connection_made after the handshake.
             self._factory = functools.partial(self._new_tls_layer, protocol_factory)
@@ -255,30 +255,33 @@ class Listener:
             # The pre-protocol reads the header, then makes the real protocol
             # (module docs); off, the caller's factory is called as it is.
             # Behind TLS the header comes first, in the clear (HAProxy's send-proxy).
-            self._factory = functools.partial(HeaderReader, reactor, self, self._factory, proxy_timeout)
+            self._factory = functools.partial(HeaderReader, reactor, self, self._factory, options.proxy_timeout)
+        # keepalive, TCP_USER_TIMEOUT and who may send a PROXY header are
+        # about TCP peers: a Unix socket's peers are whoever the file's mode lets in
+        tcp = self._family in (socket.AF_INET, socket.AF_INET6)
         #: who may send a PROXY header (None: proxy_protocol off); TCP peers only
-        tcp_family = sock.family in (socket.AF_INET, socket.AF_INET6)
-        self.proxy_from: TrustedSources | None = (
-            (proxy_from or check_proxy_from(None, True)) if proxy_protocol and tcp_family else None)
+        self.proxy_from: TrustedSources | None = options.proxy_from if tcp else None
         self._warned_untrusted = False
         #: at most this many connections open at once (None: no limit)
-        self.max_connections: int | None = max_connections
+        self.max_connections: int | None = options.max_connections
+        idle_timeout = options.idle_timeout
         self._idle = IdleLimit(reactor, idle_timeout, self._idle_closed) if idle_timeout is not None else None
         self.backlog: int = backlog
-        self.max_accepts: int = max_accepts
-        self.on_exhausted: str = on_exhausted
+        #: accepts per readiness event (see MAX_ACCEPTS_CAP)
+        self.max_accepts: int = (options.max_accepts if options.max_accepts is not None
+                                 else max(1, min(backlog, MAX_ACCEPTS_CAP)))
+        self.on_exhausted: str = options.on_exhausted
         self.stats = ListenerStats()
         self._unix_path = unix_path
         self._unix_inode = os.stat(unix_path).st_ino if unix_path else None
-        # keepalive / TCP_USER_TIMEOUT are TCP options: None for Unix sockets
-        tcp = self._family in (socket.AF_INET, socket.AF_INET6)
+        keepalive, user_timeout_ms = options.keepalive, options.user_timeout_ms
         self._dead_peer = (keepalive, user_timeout_ms) if tcp and (keepalive or user_timeout_ms) else None
         self._max_fd = reactor.max_fd
         # select's batch limit (_on_readable): the fds the process had open
         # when we were made
         self._fds_below = _fds_in_use(self._fd + 1) if self._max_fd is not None else 0
         self._warned_rejected = False
-        self._state = _CLOSED
+        self._state = NEW
         self._backoff = BACKOFF_INITIAL
         self._retry_timer: Any = None
         self._last_log = float("-inf")
@@ -304,7 +307,7 @@ class Listener:
         self.address: Any = address[:2] if isinstance(address, tuple) else address
         # Watch first (it also takes the spare fd for "shed"): if the backend
         # refuses the fd, nothing else is held yet.
-        self._watch()
+        self._move(START)
         reactor.track_resource(self)
 
     # --------------------------------------------------------------- state
@@ -317,7 +320,8 @@ class Listener:
     @property
     def state(self) -> str:
         """``"active"``, ``"paused"``, ``"exhausted"`` (backing off), ``"limited"``
-        (at ``max_connections``) or ``"closed"``."""
+        (at ``max_connections``) or ``"closed"``. (``"new"`` only inside the
+        constructor, which starts the listener: no caller sees it.)"""
         return self._state
 
     @property
@@ -328,7 +332,7 @@ class Listener:
     def is_serving(self) -> bool:
         """True while the listener accepts (not paused, exhausted or closed;
         at ``max_connections`` it serves again as soon as one closes)."""
-        return self._state == _ACTIVE or self._state == _LIMITED
+        return self._state in _SERVING
 
     def connections(self) -> list[Transport]:
         """The connections accepted here that are still open."""
@@ -347,19 +351,14 @@ class Listener:
 
     def pause(self) -> None:
         """Stop accepting; new connections wait in the kernel's queue."""
-        if self._state in (_ACTIVE, _EXHAUSTED, _LIMITED):
-            self._unwatch()
-            self._state = _PAUSED
+        if PAUSE in _TRANSITIONS[self._state]:
+            self._move(PAUSE)
 
     def resume(self) -> None:
         """Accept again after ``pause()`` (or end an exhaustion backoff early);
         at ``max_connections``, once one closes."""
-        if self._state in (_PAUSED, _EXHAUSTED):
-            if self._at_limit():
-                self._unwatch()
-                self._state = _LIMITED
-            else:
-                self._watch()
+        if RESUME in _TRANSITIONS[self._state]:
+            self._move(FULL if self._at_limit() else RESUME)
 
     def _at_limit(self) -> bool:
         return self.max_connections is not None and self.stats.active >= self.max_connections
@@ -367,10 +366,9 @@ class Listener:
     def close(self) -> None:
         """Stop listening and release the socket (and a Unix socket's path).
         Connections already accepted stay open. Idempotent."""
-        if self._state == _CLOSED and self._sock.fileno() < 0:
+        if self._state == CLOSED:
             return
-        self._unwatch()
-        self._state = _CLOSED
+        self._move(CLOSE)
         if self._reserve_fd is not None:
             os.close(self._reserve_fd)
             self._reserve_fd = None
@@ -396,8 +394,7 @@ class Listener:
         the only window left, and migration covers it where it is on. At
         most backlog + max_accepts are accepted, so a busy port cannot keep
         the drain going for ever."""
-        if self._state == _CLOSED:
-            self.close()
+        if self._state == CLOSED:
             return 0
         stats = self.stats
         left = self.backlog + self.max_accepts
@@ -428,24 +425,26 @@ class Listener:
     def close_for_loop(self) -> None:
         self.close()
 
-    def _watch(self) -> None:
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        self._reactor.add_reader(self._fd, self._on_readable)
-        self._state = _ACTIVE
-        if self.on_exhausted == "shed" and self._reserve_fd is None:
-            # Take (or, after a shed could not take it back while fds were
-            # short, retake) the spare fd; if fds are still short, the next
-            # resume tries again.
-            self._reserve_fd = _open_reserve()
-
-    def _unwatch(self) -> None:
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-            self._retry_timer = None
-        if self._state == _ACTIVE:
+    def _move(self, event: Event) -> None:
+        """Take the table's move on ``event`` (``TransitionError`` if it has
+        none), and keep what goes with the states: registered for reading
+        exactly while ACTIVE, a retry timer only while EXHAUSTED."""
+        state = self._state
+        new = next_state(_TRANSITIONS, state, event, self)
+        if state is ACTIVE:
             self._reactor.remove_reader(self._fd)
+        elif state is EXHAUSTED and self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        if new is ACTIVE:
+            # If the backend refuses the fd, this raises and the state stays.
+            self._reactor.add_reader(self._fd, self._on_readable)
+            if self.on_exhausted == "shed" and self._reserve_fd is None:
+                # Take (or, after a shed could not take it back while fds
+                # were short, retake) the spare fd; if fds are still short,
+                # the next resume tries again.
+                self._reserve_fd = _open_reserve()
+        self._state = new
 
     def __del__(self) -> None:
         sock = getattr(self, "_sock", None)
@@ -509,12 +508,12 @@ class Listener:
         elif not skipped and err == errno.EAGAIN:
             stats.empty_wakeups += 1
         stats.aborted += skipped
-        if self.max_connections is not None and self._state == _ACTIVE and self._at_limit():
+        if self.max_connections is not None and self._state is ACTIVE and self._at_limit():
             self._limit_reached()
             return
         # A protocol callback may have paused or closed us during the batch:
         # then an error that ended it must not start a retry behind its back.
-        if err == errno.EAGAIN or err == 0 or self._state != _ACTIVE:
+        if err == errno.EAGAIN or err == 0 or self._state is not ACTIVE:
             return
         if err in ACCEPT_CAPACITY:
             self._on_capacity_error(err)
@@ -595,9 +594,10 @@ class Listener:
                                      family=self._family, nonblocking=self._nonblocking_fds)
 
     def _new_tls_layer(self, protocol_factory: Callable[[], Any]) -> TLSLayer:
-        handshake_timeout, shutdown_timeout = self._tls
+        options = self.options
         return TLSLayer(self._reactor, protocol_factory(), self.ssl_context, server_side=True,
-                        handshake_timeout=handshake_timeout, shutdown_timeout=shutdown_timeout,
+                        handshake_timeout=options.ssl_handshake_timeout,
+                        shutdown_timeout=options.ssl_shutdown_timeout,
                         on_handshake=self._tls_handshake_done)
 
     def _tls_handshake_done(self, layer: TLSLayer, exc: BaseException | None) -> None:
@@ -619,8 +619,7 @@ class Listener:
     def _limit_reached(self) -> None:
         """``max_connections`` are open: the kernel's queue holds the rest."""
         self.stats.limited += 1
-        self._unwatch()
-        self._state = _LIMITED
+        self._move(FULL)
 
     def _connection_rejected(self, transport: Transport) -> None:
         """``transport`` cannot be watched (its registration failed): it is
@@ -642,8 +641,11 @@ class Listener:
             for callback in callbacks:
                 self._reactor.call_soon(callback)
         # One of our fds was just freed: the retry need not wait for the timer.
-        if self._state == _EXHAUSTED or (self._state == _LIMITED and not self._at_limit()):
-            self._watch()
+        state = self._state
+        if state is EXHAUSTED:
+            self._move(RETRY)
+        elif state is LIMITED and not self._at_limit():
+            self._move(ROOM)
 
     # ---------------------------------------------------------- exhaustion
 
@@ -658,28 +660,28 @@ class Listener:
         delay = self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MAX)
         self._log_exhausted(err, f"pausing accepts for {delay * 1000:.0f} ms")
-        if self._state == _ACTIVE:
-            self._reactor.remove_reader(self._fd)
-        self._state = _EXHAUSTED
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
+        self._move(OUT_OF_FDS)
         self._retry_timer = self._reactor.call_later(delay, self._retry_after_backoff)
 
     def _retry_after_backoff(self) -> None:
         self._retry_timer = None
-        if self._state == _EXHAUSTED:
-            self._watch()
+        if self._state is EXHAUSTED:
+            self._move(RETRY)
 
     def _shed(self) -> int:
-        """Free the spare fd, accept and close what waits, take the spare
-        back. Returns how many connections were shed (called only while
-        the spare is held)."""
+        """Free the spare fd, accept and close what waits (at most
+        ``max_accepts`` attempts), take the spare back. Returns how many
+        connections were shed (called only while the spare is held)."""
         reserve, self._reserve_fd = self._reserve_fd, None
         if reserve is not None:
             os.close(reserve)
-        shed = 0
-        while shed < self.max_accepts:
+        shed = attempts = 0
+        while attempts < self.max_accepts:
             accepted, skipped, err = self._drain(1)
+            # A connection that died in the queue counts as in every drain
+            # (stats.aborted), and as an attempt: skips cannot keep us here.
+            self.stats.aborted += skipped
+            attempts += len(accepted) + skipped
             for fd, _ in accepted:
                 os.close(fd)
                 shed += 1
@@ -705,7 +707,7 @@ class Listener:
         self._reactor.call_exception_handler({"message": str(exc), "exception": exc, "listener": self})
 
 
-# ------------------------------------------------------------ construction
+# ------------------------------------------------------------ helpers
 
 def _fds_in_use(fallback: int) -> int:
     """How many fds this process has open (Linux: /proc/self/fd), else
@@ -730,247 +732,3 @@ def _unlink_if_ours(path: str, inode: int | None) -> None:
             os.unlink(path)
     except OSError:
         pass
-
-
-def effective_backlog(backlog: Any) -> int:
-    """``backlog`` checked, defaulted and clamped to ``net.core.somaxconn``,
-    as the kernel would clamp it silently."""
-    if backlog is None:
-        backlog = DEFAULT_BACKLOG
-    elif isinstance(backlog, bool) or not isinstance(backlog, int):
-        raise TypeError(f"backlog must be an int or None, not {type(backlog).__name__}")
-    elif backlog < 0:
-        raise ValueError(f"backlog must be >= 0, not {backlog}")
-    return min(backlog, kernel.somaxconn())
-
-
-def _check_common(protocol_factory: Any, max_accepts: Any, on_exhausted: Any) -> None:
-    check_callable(protocol_factory, "protocol_factory")
-    if max_accepts is not None:
-        if isinstance(max_accepts, bool) or not isinstance(max_accepts, int):
-            raise TypeError(f"max_accepts must be an int or None, not {type(max_accepts).__name__}")
-        if max_accepts < 1:
-            raise ValueError(f"max_accepts must be >= 1, not {max_accepts}")
-    if on_exhausted not in ("pause", "shed"):
-        raise ValueError(f"on_exhausted must be 'pause' or 'shed', not {on_exhausted!r}")
-
-
-def _check_proxy(proxy_protocol: Any, proxy_timeout: Any) -> None:
-    if not isinstance(proxy_protocol, bool):
-        raise TypeError(f"proxy_protocol must be True or False, not {type(proxy_protocol).__name__}")
-    if isinstance(proxy_timeout, bool) or not isinstance(proxy_timeout, (int, float)):
-        raise TypeError(f"proxy_timeout must be a number of seconds, not {type(proxy_timeout).__name__}")
-    if not 0 < proxy_timeout < math.inf:
-        raise ValueError(f"proxy_timeout must be a finite number of seconds > 0, not {proxy_timeout!r}")
-
-
-def _check_limits(ssl_context: Any, ssl_handshake_timeout: Any, ssl_shutdown_timeout: Any, idle_timeout: Any,
-                  max_connections: Any) -> dict[str, Any]:
-    """The TLS and limit keywords checked, as the Listener's keywords."""
-    context = check_tls(ssl_context, ssl_handshake_timeout, ssl_shutdown_timeout, server_side=True)
-    if max_connections is not None:
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise TypeError(f"max_connections must be an int or None, not {type(max_connections).__name__}")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, not {max_connections}")
-    return {"ssl_context": context, "ssl_handshake_timeout": float(ssl_handshake_timeout),
-            "ssl_shutdown_timeout": float(ssl_shutdown_timeout), "idle_timeout": check_idle_timeout(idle_timeout),
-            "max_connections": max_connections}
-
-
-def _default_max_accepts(max_accepts: int | None, backlog: int) -> int:
-    return max_accepts if max_accepts is not None else max(1, min(backlog, MAX_ACCEPTS_CAP))
-
-
-def listen_tcp(reactor: Host, protocol_factory: Callable[[], Any], host: str | None = "127.0.0.1",
-               port: int = 0, *, backlog: int | None = None, reuse_port: bool = False,
-               max_accepts: int | None = None, on_exhausted: str = "pause", sock: socket.socket | None = None,
-               keepalive: Any = None, user_timeout: float | None = None, ssl: Any = None,
-               ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-               ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
-               max_connections: int | None = None, proxy_protocol: bool = False,
-               proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
-    """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
-    ephemeral port), or on an already bound ``sock``. A ``sock`` that is
-    already listening (socket activation; a Unix stream socket too) is used
-    as it is when ``backlog`` is None: no listen() call, and its path, if
-    any, is never removed.
-
-    ``backlog``: None → min(4096, somaxconn); larger values are clamped to
-    somaxconn and the effective value is ``listener.backlog``.
-    ``max_accepts``: accepts per readiness event (default: the backlog, at
-    most ``MAX_ACCEPTS_CAP``, 64; on select also no more than the fds left
-    below FD_SETSIZE, see ``Listener._on_readable``). ``on_exhausted``: ``"pause"`` or ``"shed"`` (see the module
-    docs). ``keepalive`` / ``user_timeout``: dead-peer detection applied to
-    every accepted connection. ``proxy_protocol``: every connection must
-    start with a PROXY protocol v1 or v2 header, read (within
-    ``proxy_timeout`` seconds) before ``connection_made`` (module docs), and
-    only from ``proxy_from``: CIDR networks (a list, or one comma-separated
-    str; default loopback only), any other source is closed at accept.
-    ``ssl``: an ``ssl.SSLContext`` with a certificate: every connection is
-    TLS, its handshake within ``ssl_handshake_timeout`` seconds, its
-    close_notify answered within ``ssl_shutdown_timeout``.
-    ``idle_timeout``: seconds without a byte either way before a connection
-    is closed. ``max_connections``: open connections at most; at the limit
-    the listener stops accepting until one closes.
-
-    Set-up runs on the calling thread: a host name is resolved there
-    (getaddrinfo may block), so listen on a numeric address from a running
-    loop's callbacks.
-    """
-    check_open(reactor)
-    _check_common(protocol_factory, max_accepts, on_exhausted)
-    _check_proxy(proxy_protocol, proxy_timeout)
-    trusted = check_proxy_from(proxy_from, proxy_protocol)
-    limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
-    keepalive = check_keepalive(keepalive)
-    user_timeout_ms = check_user_timeout(user_timeout)
-    effective = effective_backlog(backlog)
-    if sock is None:
-        if host is None:
-            host = "127.0.0.1"  # never every interface unless asked (DESIGN)
-        # "" is allowed: the caller asked for every IPv4 interface (bind_tcp)
-        check_host_port(host, port, allow_empty=True)
-        sock = bind_tcp(host, port, reuse_port)
-    elif sock.type != socket.SOCK_STREAM:
-        raise ValueError("sock must be a SOCK_STREAM socket")
-    try:
-        if backlog is None and _is_listening(sock):
-            # Socket activation: an inherited listening socket (TCP or Unix)
-            # is used as it is -- not listened again (its backlog is the one
-            # its owner chose) and, made without a path, never unlinked.
-            queue = kernel.listen_queue(sock)
-            effective = queue[1] if queue is not None else effective
-        else:
-            sock.listen(effective)
-        sock.setblocking(False)
-        return Listener(reactor, sock, protocol_factory, backlog=effective,
-                        max_accepts=_default_max_accepts(max_accepts, effective),
-                        on_exhausted=on_exhausted, keepalive=keepalive, user_timeout_ms=user_timeout_ms,
-                        proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout, proxy_from=trusted,
-                        **limits)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _is_listening(sock: socket.socket) -> bool:
-    # listen(sock=) also takes a socket-like object (the accept-policy tests'
-    # scripted fake) that may have no getsockopt: then it is not listening
-    # yet, and is listened as before.
-    getsockopt = getattr(sock, "getsockopt", None)
-    if getsockopt is None:
-        return False
-    try:
-        return bool(getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-    except OSError:
-        return False
-
-
-def bind_tcp(host: str, port: int, reuse_port: bool) -> socket.socket:
-    """A TCP socket bound (not listening) to the first address of
-    ``host:port``, with SO_REUSEADDR, SO_REUSEPORT if asked, and IPV6_V6ONLY.
-
-    ``""`` binds every IPv4 interface (0.0.0.0), as ``sock.bind(("", port))``
-    does in Python; ``"::"`` every IPv6 one (IPv6 only: one listener per
-    family, as asyncio makes). A name that cannot be IDNA-encoded, or found,
-    is ``socket.gaierror`` naming it."""
-    what = f"listen address {host!r}"
-    if host == "":
-        # getaddrinfo("") fails; (None, AI_PASSIVE) is the wildcard. AF_INET:
-        # one socket, and 0.0.0.0 is what "" means to bind() and to asyncio's
-        # first socket; glibc would order :: first or second by gai.conf.
-        lookup_host, family = None, socket.AF_INET
-    else:
-        check_host_name(host, what)
-        lookup_host, family = host, socket.AF_UNSPEC
-    try:
-        infos = socket.getaddrinfo(lookup_host, port, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise socket.gaierror(exc.errno, f"cannot resolve {what}: {exc.strerror}") from None
-    family, type_, proto, _, sockaddr = infos[0]
-    sock = socket.socket(family, type_, proto)
-    try:
-        # Restart without waiting out TIME_WAIT of the previous run's connections.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            if not hasattr(socket, "SO_REUSEPORT"):
-                raise ValueError("reuse_port=True but this platform has no SO_REUSEPORT")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            # "::" means IPv6 only: one listener per family, as asyncio does.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            sock.bind(sockaddr)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {format_address(sockaddr)}: {exc.strerror}") from None
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def listen_unix(reactor: Host, protocol_factory: Callable[[], Any], path: str, *, backlog: int | None = None,
-                max_accepts: int | None = None, on_exhausted: str = "pause", ssl: Any = None,
-                ssl_handshake_timeout: float = DEFAULT_SSL_HANDSHAKE_TIMEOUT,
-                ssl_shutdown_timeout: float = DEFAULT_SSL_SHUTDOWN_TIMEOUT, idle_timeout: float | None = None,
-                max_connections: int | None = None, proxy_protocol: bool = False,
-                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
-    """Listen on a Unix stream socket at ``path``. ``ssl``, the limits and
-    ``proxy_protocol`` as for ``listen_tcp`` (HAProxy sends it to Unix
-    servers too); ``proxy_from`` is checked but filters nothing here: who
-    may connect is the socket file's mode.
-
-    A socket file left by a dead server (connecting to it is refused) is
-    replaced; a live one raises ``OSError(EADDRINUSE)``; any other file
-    there raises ``FileExistsError``. The path is removed on close. Telling
-    a stale file from a live one takes one local connect(), which a server
-    with a full accept queue may hold for up to a second.
-    """
-    check_open(reactor)
-    _check_common(protocol_factory, max_accepts, on_exhausted)
-    _check_proxy(proxy_protocol, proxy_timeout)
-    check_proxy_from(proxy_from, proxy_protocol)
-    limits = _check_limits(ssl, ssl_handshake_timeout, ssl_shutdown_timeout, idle_timeout, max_connections)
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
-    path = os.fspath(path)
-    effective = effective_backlog(backlog)
-    _remove_stale_socket(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {path}: {exc.strerror}") from None
-        sock.listen(effective)
-        sock.setblocking(False)
-        return Listener(reactor, sock, protocol_factory, backlog=effective,
-                        max_accepts=_default_max_accepts(max_accepts, effective),
-                        on_exhausted=on_exhausted, unix_path=path, proxy_protocol=proxy_protocol,
-                        proxy_timeout=proxy_timeout, **limits)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _remove_stale_socket(path: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FileExistsError(errno.EEXIST, f"cannot listen on {path}: a file that is not a socket is there")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.settimeout(1.0)
-        probe.connect(path)
-    except ConnectionRefusedError:
-        # Nobody listens: a dead server's leftover.
-        os.unlink(path)
-        return
-    except OSError:
-        return  # let bind() report what is wrong
-    finally:
-        probe.close()
-    raise OSError(errno.EADDRINUSE, f"cannot listen on {path}: a server is listening there")

@@ -10,8 +10,9 @@ and the choice of accept path (C or pure Python); the one receive buffer
 every transport reads into is the loop core's.
 
 ``listen`` and ``connect`` spell out their keywords (no ``**options``) so that
-readers, IDEs and mypy see them; the work is done by ``listener.listen_tcp``
-and ``connector.connect_tcp``, which check every argument.
+readers, IDEs and mypy see them. ``listen`` gathers a listener's settings
+into one checked ``ListenerOptions`` and hands it, with the address, to
+``binding.listen_tcp``; ``connector.connect_tcp`` checks connect's.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from typing import Any
 from .. import native as _native
 from .._core.core import READ_BUFFER_SIZE
 from .._core.loop import Clock, EventLoop
+from .binding import listen_tcp, listen_unix
 from .connector import DEFAULT_HAPPY_EYEBALLS_DELAY, DEFAULT_TIMEOUT, ConnectAttempt, connect_tcp, connect_unix
 from .host import LoopState
-from .listener import Listener, listen_tcp, listen_unix
+from .listener import Listener
+from .listener_options import ListenerOptions
 from .proxy import DEFAULT_PROXY_TIMEOUT
 from .tls import DEFAULT_SSL_HANDSHAKE_TIMEOUT, DEFAULT_SSL_SHUTDOWN_TIMEOUT
 
@@ -71,14 +74,16 @@ class Reactor(EventLoop):
                proxy_timeout: float = DEFAULT_PROXY_TIMEOUT, proxy_from: Any = None) -> Listener:
         """Listen for TCP connections on ``host:port`` (default 127.0.0.1, an
         ephemeral port; ``""`` binds every IPv4 interface, ``"::"`` every IPv6
-        one), or on an already bound
-        ``sock``. See :func:`reactor._net.listener.listen_tcp` for each keyword."""
-        return listen_tcp(self, protocol_factory, host, port, backlog=backlog, reuse_port=reuse_port,
-                          max_accepts=max_accepts, on_exhausted=on_exhausted, sock=sock,
-                          keepalive=keepalive, user_timeout=user_timeout, ssl=ssl,
-                          ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout,
-                          idle_timeout=idle_timeout, max_connections=max_connections,
-                          proxy_protocol=proxy_protocol, proxy_timeout=proxy_timeout, proxy_from=proxy_from)
+        one), or on an already bound ``sock`` (``reuse_port``: SO_REUSEPORT).
+        The other keywords are the listener's settings: see
+        :class:`reactor._net.listener_options.ListenerOptions` for each."""
+        options = ListenerOptions(backlog=backlog, max_accepts=max_accepts, on_exhausted=on_exhausted,
+                                  keepalive=keepalive, user_timeout=user_timeout, ssl=ssl,
+                                  ssl_handshake_timeout=ssl_handshake_timeout,
+                                  ssl_shutdown_timeout=ssl_shutdown_timeout, idle_timeout=idle_timeout,
+                                  max_connections=max_connections, proxy_protocol=proxy_protocol,
+                                  proxy_timeout=proxy_timeout, proxy_from=proxy_from)
+        return listen_tcp(self, protocol_factory, host, port, options, sock=sock, reuse_port=reuse_port)
 
     def listen_unix(self, protocol_factory: ProtocolFactory, path: str, *, backlog: int | None = None,
                     max_accepts: int | None = None, on_exhausted: str = "pause", ssl: Any = None,
@@ -89,11 +94,12 @@ class Reactor(EventLoop):
         """Listen on a Unix stream socket at ``path`` (a stale socket file is
         replaced, a live one is ``EADDRINUSE``; the path is removed on close).
         ``ssl``, the limits and ``proxy_protocol`` as for ``listen``."""
-        return listen_unix(self, protocol_factory, path, backlog=backlog, max_accepts=max_accepts,
-                           on_exhausted=on_exhausted, ssl=ssl, ssl_handshake_timeout=ssl_handshake_timeout,
-                           ssl_shutdown_timeout=ssl_shutdown_timeout, idle_timeout=idle_timeout,
-                           max_connections=max_connections, proxy_protocol=proxy_protocol,
-                           proxy_timeout=proxy_timeout, proxy_from=proxy_from)
+        options = ListenerOptions(backlog=backlog, max_accepts=max_accepts, on_exhausted=on_exhausted, ssl=ssl,
+                                  ssl_handshake_timeout=ssl_handshake_timeout,
+                                  ssl_shutdown_timeout=ssl_shutdown_timeout, idle_timeout=idle_timeout,
+                                  max_connections=max_connections, proxy_protocol=proxy_protocol,
+                                  proxy_timeout=proxy_timeout, proxy_from=proxy_from)
+        return listen_unix(self, protocol_factory, path, options)
 
     # ------------------------------------------------------------ clients
 

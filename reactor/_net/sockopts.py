@@ -9,14 +9,27 @@ Two kernel mechanisms surface it as ETIMEDOUT (``TimeoutError``):
   TCP_KEEPINTVL, TCP_KEEPCNT on Linux).
 - TCP_USER_TIMEOUT bounds how long sent data may stay unacknowledged (and, on
   Linux, also caps keepalive): the way to notice a lost link while writing.
+
+And the one way to end a connection with RST instead of FIN: SO_LINGER
+{on, 0 s}, after which close() drops unsent data, sends RST and frees the
+socket at once (no TIME_WAIT). ``LINGER_RST`` is that option's value, for
+``Transport.abort()`` and for every tool and test that resets on purpose.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
-__all__ = ["check_keepalive", "check_user_timeout", "apply_dead_peer_options"]
+from .._core.checks import check_optional_duration
+
+__all__ = ["check_keepalive", "check_user_timeout", "apply_dead_peer_options", "LINGER_RST"]
+
+#: the largest ``user_timeout``: TCP_USER_TIMEOUT's milliseconds are a C int (about 24.8 days)
+MAX_USER_TIMEOUT = (2**31 - 1) / 1000
+#: SO_LINGER {l_onoff=1, l_linger=0}: close() then sends RST and drops unsent data
+LINGER_RST = struct.pack("ii", 1, 0)
 
 
 
@@ -35,14 +48,15 @@ def check_keepalive(keepalive: Any) -> tuple[int, int, int] | bool | None:
 
 
 def check_user_timeout(user_timeout: Any) -> int | None:
-    """Validate ``user_timeout`` (seconds, > 0, or None); returns milliseconds."""
-    if user_timeout is None:
+    """Validate ``user_timeout`` (seconds, > 0, or None); returns milliseconds.
+    TCP_USER_TIMEOUT is a C int of milliseconds: more than ``MAX_USER_TIMEOUT``
+    seconds would fail at setsockopt() on every connection, so it fails here."""
+    seconds = check_optional_duration(user_timeout, "user_timeout")
+    if seconds is None:
         return None
-    if isinstance(user_timeout, bool) or not isinstance(user_timeout, (int, float)):
-        raise TypeError(f"user_timeout must be a number of seconds or None, not {type(user_timeout).__name__}")
-    if not user_timeout > 0:
-        raise ValueError(f"user_timeout must be > 0 seconds, not {user_timeout!r}")
-    return max(1, int(user_timeout * 1000))
+    if seconds > MAX_USER_TIMEOUT:
+        raise ValueError(f"user_timeout must be at most {MAX_USER_TIMEOUT:g} seconds, not {user_timeout!r}")
+    return max(1, int(seconds * 1000))
 
 
 def apply_dead_peer_options(sock: socket.socket, keepalive: Any, user_timeout_ms: int | None) -> None:

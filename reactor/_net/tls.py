@@ -63,13 +63,12 @@ transport with ``_force_close`` (a FIN) where 3.11 and 3.12 call
 from __future__ import annotations
 
 import logging
-import math
 import ssl
 from asyncio import sslproto
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._core.checks import check_seconds
+from .._core.checks import check_duration
 from ..errors import ReactorStateError
 from .transport import _FD_CLOSED, Transport
 
@@ -99,13 +98,6 @@ _SHUTDOWN = sslproto.SSLProtocolState.SHUTDOWN
 OnHandshake = Callable[["TLSLayer", "BaseException | None"], Any]
 
 
-def _check_timeout(value: Any, name: str) -> float:
-    seconds = check_seconds(value, name)
-    if not 0 < seconds < math.inf:
-        raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
-    return seconds
-
-
 def check_tls(ssl_context: Any, handshake_timeout: Any, shutdown_timeout: Any = DEFAULT_SSL_SHUTDOWN_TIMEOUT, *,
               server_side: bool, server_hostname: Any = None) -> ssl.SSLContext | None:
     """The ``ssl=`` argument of ``listen``/``connect`` checked, and the
@@ -129,8 +121,8 @@ def check_tls(ssl_context: Any, handshake_timeout: Any, shutdown_timeout: Any = 
     elif not isinstance(ssl_context, ssl.SSLContext):
         raise TypeError(f"ssl must be an ssl.SSLContext, True (client only) or None, "
                         f"not {type(ssl_context).__name__}")
-    _check_timeout(handshake_timeout, "ssl_handshake_timeout")
-    _check_timeout(shutdown_timeout, "ssl_shutdown_timeout")
+    check_duration(handshake_timeout, "ssl_handshake_timeout")
+    check_duration(shutdown_timeout, "ssl_shutdown_timeout")
     if server_hostname is not None and not isinstance(server_hostname, str):
         raise TypeError(f"server_hostname must be a str or None, not {type(server_hostname).__name__}")
     return ssl_context

@@ -117,11 +117,13 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._core.checks import check_optional_int
 from .._core.core import READ_BUFFER_SIZE
 from .._core.resources import CLOSE_LAST
 from .._core.shared_keys import share_keys
 from ..errors import ReactorStateError
 from ..protocols import Protocol as _BaseProtocol
+from .sockopts import LINGER_RST
 
 if TYPE_CHECKING:
     from ..protocols import Protocol
@@ -139,7 +141,6 @@ DEFAULT_HIGH_WATER = 64 * 1024
 DEFAULT_LOW_WATER = 16 * 1024
 #: buffers per sendmsg(): Linux's IOV_MAX is 1024
 MAX_IOV = 1024
-_LINGER_RST = struct.pack("ii", 1, 0)
 #: no SIGPIPE on a send to a closed peer (Linux, the BSDs); EPIPE is enough
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -756,9 +757,8 @@ class Transport:
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         """Set the water marks: ``high`` defaults to 4 × ``low`` (or 64 KiB),
         ``low`` to ``high`` / 4. Requires 0 <= low <= high."""
-        for name, value in (("high", high), ("low", low)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-                raise TypeError(f"{name} must be an int number of bytes or None, not {type(value).__name__}")
+        check_optional_int(high, "high", minimum=0)
+        check_optional_int(low, "low", minimum=0)
         if high is None:
             high = DEFAULT_HIGH_WATER if low is None else 4 * low
         if low is None:
@@ -830,7 +830,7 @@ class Transport:
         if state is None:
             return  # already closed
         try:
-            self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            self._socket().setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         except OSError:
             pass  # already reset by the peer: closing is enough
         self._state = state

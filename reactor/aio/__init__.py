@@ -46,7 +46,7 @@ def run(main: Coroutine[Any, Any, T], *, backend: str | None = None, native: boo
         return runner.run(main)
 
 
-class _EventLoopPolicy(DefaultPolicy):  # type: ignore[misc]
+class _EventLoopPolicy(DefaultPolicy):
     """A policy whose new loops are reactor loops, for code that calls
     ``asyncio.new_event_loop()`` itself (``asyncio.set_event_loop_policy``).
     Deprecated from Python 3.14, as asyncio's policies are (use

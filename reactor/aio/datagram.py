@@ -39,7 +39,7 @@ MAX_DATAGRAM = 256 * 1024
 DEFAULT_HIGH_WATER = 64 * 1024
 
 
-class DatagramTransport(transports.Transport, transports.DatagramTransport):  # type: ignore[misc]
+class DatagramTransport(transports.Transport, transports.DatagramTransport):
     """A UDP socket between the loop and a ``DatagramProtocol`` (also an
     ``asyncio.Transport``, as asyncio's own datagram transport is)."""
 

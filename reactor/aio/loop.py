@@ -60,8 +60,7 @@ from .._core.backends import backend_info
 from .._core.core import LoopCore
 from .._core.loop import BACKEND_ENV
 from .._core.watchers import EVENT_READ, EVENT_WRITE, FdWatchers
-from .._net.listener import _check_proxy as check_proxy
-from .._net.proxy import DEFAULT_PROXY_TIMEOUT, check_proxy_from
+from .._net.listener_options import ListenerOptions
 from .._net.tls import SharedBufferSSLProtocol
 from ._private import logger
 from ._private.children import Children
@@ -317,11 +316,10 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
         ``connection_made`` (and before TLS); ``get_extra_info("peername")``
         is then the client's address. ``proxy_from``: the CIDR networks a
         header is taken from (default loopback only), as for ``listen``."""
-        check_proxy(proxy_protocol, DEFAULT_PROXY_TIMEOUT)
-        trusted = check_proxy_from(proxy_from, proxy_protocol)
+        options = ListenerOptions(proxy_protocol=proxy_protocol, proxy_from=proxy_from)
         start_serving = kwargs.pop("start_serving", True)
         server = await super().create_server(protocol_factory, host, port, start_serving=False, **kwargs)
-        return await self._adopt_server(server, start_serving, proxy_protocol, trusted)
+        return await self._adopt_server(server, start_serving, options)
 
     async def create_unix_server(self, protocol_factory: Callable[[], Any], path: Any = None, *,
                                  sock: socket.socket | None = None, backlog: int = 100, ssl: Any = None,
@@ -333,7 +331,7 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
         ``cleanup_socket``: remove the socket file when the server closes,
         if it is still the one bound (by inode; True from Python 3.13, as in
         asyncio); ``proxy_protocol`` as for ``create_server``."""
-        check_proxy(proxy_protocol, DEFAULT_PROXY_TIMEOUT)
+        options = ListenerOptions(proxy_protocol=proxy_protocol)
         if isinstance(ssl, bool):
             raise TypeError("ssl argument must be an SSLContext or None")
         if ssl_handshake_timeout is not None and not ssl:
@@ -380,10 +378,10 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
         sock.setblocking(False)
         server = base_events.Server(self, [sock], protocol_factory, ssl, backlog,
                                     ssl_handshake_timeout, ssl_shutdown_timeout)
-        return await self._adopt_server(server, start_serving, proxy_protocol)
+        return await self._adopt_server(server, start_serving, options)
 
     async def _adopt_server(self, server: base_events.Server, start_serving: bool,
-                            proxy_protocol: bool, proxy_from: Any = None) -> ReactorServer:
+                            options: ListenerOptions) -> ReactorServer:
         # asyncio's create_server builds a base_events.Server by name; ours
         # only adds the listeners' stats (and what they are asked for), so the
         # instance changes class in place (same layout) instead of copying
@@ -391,8 +389,7 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
         server.__class__ = ReactorServer
         adopted: ReactorServer = server  # type: ignore[assignment]
         adopted._listeners = []
-        adopted._proxy_protocol = proxy_protocol
-        adopted._proxy_from = proxy_from
+        adopted._listener_options = options
         if start_serving:
             adopted._start_serving()
             await tasks.sleep(0)  # let the readers go through, as asyncio does
@@ -404,12 +401,10 @@ class ReactorEventLoop(SocketMethods, LoopCore, base_events.BaseEventLoop):
                        ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
                        context: contextvars.Context | None = None) -> None:
         # asyncio's Server calls this with its own arguments only: what reactor adds rides on the server
-        proxy_protocol = isinstance(server, ReactorServer) and server._proxy_protocol
-        proxy_from = server._proxy_from if isinstance(server, ReactorServer) else None
+        options = server._listener_options if isinstance(server, ReactorServer) else None
         listener = AioListener.serve(self, sock, protocol_factory, sslcontext=sslcontext, server=server,
                                      backlog=backlog, ssl_handshake_timeout=ssl_handshake_timeout,
-                                     ssl_shutdown_timeout=ssl_shutdown_timeout, proxy_protocol=proxy_protocol,
-                                     proxy_from=proxy_from, context=context)
+                                     ssl_shutdown_timeout=ssl_shutdown_timeout, options=options, context=context)
         self._listeners[sock.fileno()] = listener
         if isinstance(server, ReactorServer):
             server._listeners.append(listener)

@@ -30,8 +30,10 @@ from asyncio import base_events, constants, sslproto
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._net.listener import HISTOGRAM_BUCKETS, Listener, ListenerStats, _default_max_accepts, effective_backlog
-from .._net.proxy import TrustedSources
+from .._net.binding import effective_backlog
+from .._net.listener import Listener
+from .._net.listener_options import ListenerOptions
+from .._net.stats import HISTOGRAM_BUCKETS, ListenerStats
 from .._net.tls import SharedBufferSSLProtocol
 from .transports import StreamTransport
 
@@ -67,9 +69,9 @@ class ReactorServer(base_events.Server):
     """asyncio's ``Server``, serving through reactor listeners."""
 
     _listeners: list[Listener]
-    #: reactor's own create_server keywords (asyncio's Server does not pass them on)
-    _proxy_protocol: bool = False
-    _proxy_from: TrustedSources | None = None
+    #: reactor's own create_server keywords (asyncio's Server does not pass
+    #: them on), checked once: each listening socket's listener keeps them
+    _listener_options: ListenerOptions = ListenerOptions()
 
     if TYPE_CHECKING:
         def _start_serving(self) -> None: ...  # base_events.Server's, not in typeshed
@@ -114,10 +116,14 @@ class AioListener(Listener):
               sslcontext: Any, server: Any, backlog: int,
               ssl_handshake_timeout: float | None = constants.SSL_HANDSHAKE_TIMEOUT,
               ssl_shutdown_timeout: float | None = constants.SSL_SHUTDOWN_TIMEOUT,
-              proxy_protocol: bool = False, proxy_from: TrustedSources | None = None,
+              options: ListenerOptions | None = None,
               context: contextvars.Context | None = None) -> AioListener:
-        """Start accepting on ``sock`` (bound and listening) for ``server``;
-        each connection's protocol runs in a copy of ``context`` if given."""
+        """Start accepting on ``sock`` (bound and listening) for ``server``,
+        with reactor's ``options`` (``proxy_protocol``, ``proxy_from``; TLS
+        is asyncio's, from ``sslcontext`` and its timeouts); each
+        connection's protocol runs in a copy of ``context`` if given."""
+        if options is None:
+            options = ListenerOptions()
         effective = effective_backlog(backlog)
         listener = cls.__new__(cls)
         listener._loop = loop
@@ -126,7 +132,7 @@ class AioListener(Listener):
         listener._aio_server = server
         listener._ssl_timeouts = (ssl_handshake_timeout, ssl_shutdown_timeout)
         factory = protocol_factory
-        if proxy_protocol and sslcontext is not None:
+        if options.proxy_protocol and sslcontext is not None:
             def tls_after_the_header() -> Any:  # made by the header reader (module docs)
                 return listener._tls_layer(protocol_factory())
 
@@ -134,9 +140,7 @@ class AioListener(Listener):
         # Accepts per readiness event: asyncio itself accepts up to backlog
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
-        Listener.__init__(listener, loop._host, sock, factory, backlog=effective,
-                          max_accepts=_default_max_accepts(None, effective), proxy_protocol=proxy_protocol,
-                          proxy_from=proxy_from)
+        Listener.__init__(listener, loop._host, sock, factory, options, backlog=effective)
         return listener
 
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:

@@ -167,7 +167,7 @@ class SocketMethods:
         try:
             return await fut
         finally:
-            fut = None  # break the cycle through the traceback  # noqa: F841
+            fut = None  # break the cycle through the traceback
 
     def _connect_now(self, fut: futures.Future[Any], sock: socket.socket, address: Any, retry: float) -> None:
         if fut.done():

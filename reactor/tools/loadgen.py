@@ -44,7 +44,6 @@ import os
 import resource
 import selectors
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -54,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import native
+from .._net.sockopts import LINGER_RST
 
 __all__ = [
     "MODES",
@@ -80,7 +80,6 @@ FD_HEADROOM = 64
 WORKER_GRACE = 30.0
 # Linux: let connect() choose the source port for the full 4-tuple (loadgen.c).
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-_LINGER_RST = struct.pack("ii", 1, 0)
 _SCAN_NS = 50_000_000
 
 
@@ -295,7 +294,7 @@ class _PyEngine:
         assert sock is not None
         self.sel.unregister(sock)
         if rst:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         sock.close()
         slot.sock = None
         slot.state = _FREE

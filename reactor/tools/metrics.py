@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import kernel
 from .._net.addresses import format_address
-from .._net.listener import ListenerStats
+from .._net.stats import ListenerStats
 from ..protocols import Protocol
 from .http import HttpError, RequestParser, http_date
 
@@ -233,7 +233,7 @@ def serve_metrics(reactor: Reactor, address: str, collector: _Collector) -> List
     from prometheus_client import CollectorRegistry
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)  # type: ignore[arg-type]
+    registry.register(collector)
     host, port = parse_address(address)
     return reactor.listen(lambda: _MetricsProtocol(registry), host, port, idle_timeout=60.0)
 

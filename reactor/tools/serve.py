@@ -53,7 +53,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from .. import kernel
 from .._core.handles import TimerHandle
 from .._net.addresses import format_address
+from .._net.binding import listen_tcp, listen_unix
 from .._net.listener import Listener
+from .._net.listener_options import ListenerOptions
 from .._net.reactor import Reactor
 from .._net.tls import TLSLayer
 from .._net.transport import Transport
@@ -122,6 +124,17 @@ class ServeConfig:
     proxy_from: list[str] | None = None
     #: serve Prometheus metrics on this "HOST:PORT" (None: off)
     metrics: str | None = None
+
+    def listener_options(self) -> ListenerOptions:
+        """The listener's settings asked for here, checked (the listener's
+        own defaults where a field is None: the TLS timeouts)."""
+        tls_timeouts = {name: value for name, value in (("ssl_handshake_timeout", self.ssl_handshake_timeout),
+                                                        ("ssl_shutdown_timeout", self.ssl_shutdown_timeout))
+                        if value is not None}
+        return ListenerOptions(backlog=self.backlog, max_accepts=self.max_accepts, on_exhausted=self.on_exhausted,
+                               keepalive=self.keepalive, user_timeout=self.user_timeout, ssl=self.ssl,
+                               idle_timeout=self.idle_timeout, max_connections=self.max_connections,
+                               proxy_protocol=self.proxy_protocol, proxy_from=self.proxy_from, **tls_timeouts)
 
 
 class StatsReporter:
@@ -198,20 +211,15 @@ def serve(config: ServeConfig, out: TextIO = sys.stdout) -> int:
             # one sweep for every connection's request head
             header_timeout = HeaderTimeout(reactor, config.header_timeout)
         factory, tracer = protocol_factory(config, out, resources, reactor.call_later, header_timeout)
-        options = _listen_options(config)
+        options = config.listener_options()
         if config.sock is not None:
             # Never re-bound, nor listened again unless --backlog asks; a Unix
             # path it has is not ours to unlink (asyncio's create_unix_server(sock=) does).
-            listener = reactor.listen(factory, sock=config.sock, backlog=config.backlog,
-                                      max_accepts=config.max_accepts, on_exhausted=config.on_exhausted,
-                                      proxy_protocol=config.proxy_protocol, **options)
+            listener = listen_tcp(reactor, factory, options=options, sock=config.sock)
         elif config.unix:
             listener = _listen_unix(reactor, factory, config, options)
         else:
-            listener = reactor.listen(factory, config.host, config.port, backlog=config.backlog,
-                                      reuse_port=config.reuse_port, max_accepts=config.max_accepts,
-                                      on_exhausted=config.on_exhausted,
-                                      proxy_protocol=config.proxy_protocol, **options)
+            listener = listen_tcp(reactor, factory, config.host, config.port, options, reuse_port=config.reuse_port)
         if tracer is not None and config.trace_wire:
             tracer.tap(reactor, listener.address)  # CAP_NET_RAW, or an OSError: exit 1 with the reason
         reporter = StatsReporter(reactor, listener, out, tracer.flush if tracer is not None else None)
@@ -337,34 +345,18 @@ def _all_counts(listener: Listener, header_timeout: HeaderTimeout | None) -> str
     return " ".join(f"{key}={value}" for key, value in fields.items())
 
 
-def _listen_options(config: ServeConfig) -> dict[str, Any]:
-    """The limits and TLS for listen()/listen_unix(), only those asked for
-    (the listener's own defaults stand for the rest)."""
-    options: dict[str, Any] = {}
-    for name in ("ssl", "idle_timeout", "max_connections", "user_timeout", "ssl_handshake_timeout",
-                 "ssl_shutdown_timeout", "proxy_from"):
-        value = getattr(config, name)
-        if value is not None:
-            options[name] = value
-    if config.keepalive:
-        options["keepalive"] = True
-    return options
-
-
 def _listen_unix(reactor: Reactor, factory: Callable[[], Protocol], config: ServeConfig,
-                 options: dict[str, Any]) -> Listener:
+                 options: ListenerOptions) -> Listener:
     """listen_unix(), and with ``unix_mode`` the socket file gets that mode.
     It is born with it (a umask for the bind only: serve has no other thread
     yet), so no one can connect while the mode is still wider, and chmod()
     then makes it exact whatever bind() did."""
     assert config.unix is not None
-    kwargs: dict[str, Any] = dict(backlog=config.backlog, max_accepts=config.max_accepts,
-                                  on_exhausted=config.on_exhausted, proxy_protocol=config.proxy_protocol, **options)
     if config.unix_mode is None:
-        return reactor.listen_unix(factory, config.unix, **kwargs)
+        return listen_unix(reactor, factory, config.unix, options)
     umask = os.umask(0o777 & ~config.unix_mode)
     try:
-        listener = reactor.listen_unix(factory, config.unix, **kwargs)
+        listener = listen_unix(reactor, factory, config.unix, options)
     finally:
         os.umask(umask)
     try:

@@ -113,16 +113,18 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from .. import kernel
 from .._core.handles import TimerHandle
 from .._net.addresses import format_address
-from .._net.listener import Listener, bind_tcp, effective_backlog
+from .._net.binding import bind_tcp, effective_backlog
+from .._net.listener import Listener
 from .._net.reactor import Reactor
 from .serve import ServeConfig, serve
 
-__all__ = ["supervise", "Supervisor", "RESTART_BACKOFF", "RESTART_BACKOFF_MAX", "STABLE_AFTER"]
+__all__ = ["supervise", "Supervisor", "worker_config", "WORKER_OWN", "RESTART_BACKOFF", "RESTART_BACKOFF_MAX",
+           "STABLE_AFTER"]
 
 #: the second quick death of a slot's worker waits this long before the next
 #: start, doubling with each further one up to RESTART_BACKOFF_MAX (the first
@@ -586,9 +588,23 @@ def _worker_main(config: ServeConfig, fd: int, stdout: int, supervisor: int) -> 
     # fds, the other slots' sockets and the other workers' pipes (an
     # inherited copy would keep a socket, or a pipe's EOF, alive).
     _close_fds_except({0, 1, 2, fd})
-    worker = dataclasses.replace(config, sock=socket.socket(fileno=fd), reuse_port=True,
-                                 report_interval=REPORT_INTERVAL, metrics=None)
-    return serve(worker, out=sys.stdout)
+    return serve(worker_config(config, socket.socket(fileno=fd)), out=sys.stdout)
+
+
+#: What a worker serves differently from the configuration it is forked
+#: with (field -> value); everything else is the supervisor's, as loaded.
+WORKER_OWN: dict[str, Any] = {
+    "reuse_port": True,                   # its slot's socket is in an SO_REUSEPORT group
+    "report_interval": REPORT_INTERVAL,   # counts lines for the supervisor's summary and metrics
+    "metrics": None,                      # the supervisor serves them, summed, with a worker label
+}
+
+
+def worker_config(config: ServeConfig, sock: socket.socket) -> ServeConfig:
+    """The configuration a worker serves: the supervisor's own (the worker
+    is forked from it: every ``serve`` flag arrives as it was loaded, TLS
+    context included), on its slot's listening ``sock``, with ``WORKER_OWN``."""
+    return dataclasses.replace(config, sock=sock, **WORKER_OWN)
 
 
 def _close_fds_except(keep: set[int]) -> None:

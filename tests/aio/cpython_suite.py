@@ -303,7 +303,7 @@ class RecordingResult(unittest.TestResult):
         self._out.write(json.dumps(record) + "\n")
         self._out.flush()
 
-    def startTest(self, test: unittest.TestCase) -> None:  # noqa: N802 - unittest's name
+    def startTest(self, test: unittest.TestCase) -> None:  # unittest's names, camelCase
         from reactor.aio._private.policy import get_policy, set_policy
 
         super().startTest(test)
@@ -315,7 +315,7 @@ class RecordingResult(unittest.TestResult):
         set_policy(self._policy_class(self._factory))
         faulthandler.dump_traceback_later(self._timeout, exit=True)
 
-    def stopTest(self, test: unittest.TestCase) -> None:  # noqa: N802
+    def stopTest(self, test: unittest.TestCase) -> None:
         from reactor.aio._private.policy import set_policy
 
         faulthandler.cancel_dump_traceback_later()
@@ -355,28 +355,28 @@ class RecordingResult(unittest.TestResult):
         self._write({"id": str(test), "outcome": "error", "ours": False, "seconds": 0.0,
                      "detail": self._exc_info_to_string(err, test)[-4000:]})  # type: ignore[attr-defined]
 
-    def addError(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addError(self, test: Any, err: Any) -> None:
         if self._current is None or not isinstance(test, unittest.TestCase):
             self._fixture_error(test, err)
             return
         self._set("error", self._exc_info_to_string(err, test))  # type: ignore[attr-defined]
 
-    def addFailure(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addFailure(self, test: Any, err: Any) -> None:
         self._set("failed", self._exc_info_to_string(err, test))  # type: ignore[attr-defined]
 
-    def addSkip(self, test: Any, reason: str) -> None:  # noqa: N802
+    def addSkip(self, test: Any, reason: str) -> None:
         if self._current is None:
             self._write({"id": str(test), "outcome": "skipped", "reason": reason, "ours": False, "seconds": 0.0})
             return
         self._set("skipped", reason=reason)
 
-    def addExpectedFailure(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
         self._set("xfail")
 
-    def addUnexpectedSuccess(self, test: Any) -> None:  # noqa: N802
+    def addUnexpectedSuccess(self, test: Any) -> None:
         self._set("xpass")
 
-    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:  # noqa: N802
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
         if err is not None:
             failed = issubclass(err[0], test.failureException)
             self._set("failed" if failed else "error",

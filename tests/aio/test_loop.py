@@ -80,7 +80,7 @@ def test_closing_the_loop_releases_every_fd():
     async def main():
         server = await asyncio.start_server(lambda r, w: kept.append(w), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"x")
         return server, writer  # left open: the loop's close must release them
 

@@ -30,6 +30,7 @@ import pytest
 from reactor import kernel, native
 from reactor._net import accept as _accept
 from reactor._net.accept import ACCEPT_SKIP, NativeDrainer, drain_pure
+from reactor._net.sockopts import LINGER_RST
 
 from ..support import open_fds
 
@@ -268,7 +269,7 @@ def test_reset_before_accept_is_still_returned(owned: Sockets, drain: Drain):
     expected = [peer_of(c) for c in clients]
     reset = set(range(0, 12, 3))
     for i in sorted(reset):
-        clients[i].setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        clients[i].setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
         clients[i].close()  # RST
     accepted, skipped, err = owned.take(drain(lsock, 100))
     assert (skipped, err) == (0, errno.EAGAIN)

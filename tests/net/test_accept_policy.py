@@ -19,7 +19,7 @@ import reactor
 import reactor._net.listener as listener_mod
 from reactor._net.accept import ACCEPT_CAPACITY, ACCEPT_FATAL, ACCEPT_RETRY, ACCEPT_SKIP, drain_pure
 
-from ..support import Factory, Recorder, VirtualClock, open_fds, run_until
+from ..support import Factory, Recorder, VirtualClock, open_fds, registered, run_until
 
 # ---------------------------------------- helpers used by this suite only
 
@@ -169,7 +169,7 @@ class TestDrainPure:
 
     def test_stops_at_max_accepts_with_err_zero_and_leaves_the_rest(self):
         accept = scripted(5, 6, 7)
-        accepted, skipped, err = drain_pure(accept, 2)
+        accepted, _skipped, err = drain_pure(accept, 2)
         assert [fd for fd, _ in accepted] == [5, 6]
         assert err == 0
         assert accept.calls == [5, 6]  # the third was never asked for
@@ -198,7 +198,7 @@ class TestDrainPure:
     @pytest.mark.parametrize("name", ["EMFILE", "ENFILE", "ENOBUFS", "ENOMEM"])
     def test_capacity_errors_end_the_drain_keeping_what_was_accepted(self, name):
         accept = scripted(5, name, 6)
-        accepted, skipped, err = drain_pure(accept, 100)
+        accepted, _skipped, err = drain_pure(accept, 100)
         assert [fd for fd, _ in accepted] == [5]
         assert err == getattr(errno, name)
         assert accept.calls == [5, name]  # 6 is still queued
@@ -227,14 +227,6 @@ def listen_fake(loop, fake, factory=None, **options):
     lst = loop.listen(factory or Factory(), sock=fake, **options)
     assert not lst.native  # a fake is always drained by the pure reference
     return lst
-
-
-def registered(loop, fd):
-    try:
-        loop._selector.get_key(fd)
-    except KeyError:
-        return False
-    return True
 
 
 class TestListenerOnScript:
@@ -318,6 +310,18 @@ class TestListenerOnScript:
             assert peer.recv(10) == b""  # closed at once, not left hanging
         fake.push_connection()
         run_until(loop, lambda: factory.made == 1)
+
+    def test_shed_counts_the_connections_that_died_in_the_queue(self, loop, fake):
+        # It used to drop the drain's skipped count (ruff RUF059 named it):
+        # stats.aborted missed every connection that died while shedding.
+        lst = listen_fake(loop, fake, on_exhausted="shed")
+        fake.push_error(errno.EMFILE)
+        fake.push_error(errno.ECONNABORTED)
+        shed_peers = [fake.push_connection(), fake.push_connection()]
+        run_until(loop, lambda: lst.stats.shed == 2)
+        assert lst.stats.aborted == 1 and fake.outcomes() == ["EMFILE", "ECONNABORTED", "conn", "conn", "EAGAIN"]
+        for peer in shed_peers:
+            assert peer.recv(10) == b""
 
     @pytest.mark.parametrize("code", [errno.EBADF, errno.EINVAL, errno.ENOTSOCK])
     def test_fatal_error_closes_the_listener_and_reports(self, loop, errors, fake, code):

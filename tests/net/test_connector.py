@@ -1,4 +1,4 @@
-"""Non-blocking connect (reactor/connector.py) on real sockets.
+"""Non-blocking connect (reactor/_net/connector.py) on real sockets.
 
 Loopback for what loopback can show: success, refusal (RST), a black hole
 (a listener whose accept queue is full: Linux drops the SYN, so the client
@@ -25,14 +25,24 @@ import pytest
 
 import reactor
 from reactor import kernel
-from reactor._net.connector import CONNECT_ERRORS, ConnectAttempt, _combine, _interleave, connect_error
+from reactor._core.states import TransitionError, check_table
+from reactor._net.connector import (
+    _TRANSITIONS,
+    CONNECT_ERRORS,
+    ConnectAttempt,
+    Event,
+    State,
+    _combine,
+    _interleave,
+    connect_error,
+)
 from reactor._net.transport import Transport
 from reactor.errors import ReactorStateError
 from reactor.protocols import Protocol
 from reactor.tools.stock import EchoProtocol
 
 from .. import netns
-from ..support import open_fds, run_for, run_until
+from ..support import open_fds, record_moves, run_for, run_until
 
 
 def _can_bind(host: str) -> bool:
@@ -281,6 +291,50 @@ def test_result_and_exception_states(loop: reactor.Reactor) -> None:
             attempt.exception()
         assert attempt.cancel() is False
         run_for(loop, 0.01)
+
+
+# ------------------------------------------------------------ the lifecycle
+
+def test_the_table_is_whole_and_the_done_states_are_final() -> None:
+    check_table(_TRANSITIONS, State, Event)
+    assert {str(s) for s, row in _TRANSITIONS.items() if not row} == {"connected", "failed", "cancelled"}
+    assert all(row[Event.CANCEL] is State.CANCELLED and row[Event.FAIL] is State.FAILED
+               for row in _TRANSITIONS.values() if row)
+
+
+def test_the_moves_of_a_connect_a_refusal_and_a_cancel(loop: reactor.Reactor,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    moves = record_moves(monkeypatch, ConnectAttempt)
+    lst = loop.listen(EchoProtocol)
+    attempt = loop.connect(Client, *lst.address)
+    assert "pending (resolving)" in repr(attempt)
+    run_until(loop, attempt.done)
+    assert moves == [("resolving", "resolved", "connecting"), ("connecting", "succeed", "connected")]
+    attempt.result()[0].close()
+    moves.clear()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        refused = loop.connect(Client, *unused.getsockname())
+        run_until(loop, refused.done)
+    assert moves == [("resolving", "resolved", "connecting"), ("connecting", "fail", "failed")]
+    moves.clear()
+    cancelled = loop.connect(Client, "localhost", 9, resolver=lambda *args: [])  # never resolved in time
+    cancelled.cancel()
+    assert moves == [("resolving", "cancel", "cancelled")]
+    run_for(loop, 0.01)  # the scheduled start finds it done, and does nothing
+    assert moves == [("resolving", "cancel", "cancelled")] and cancelled.cancelled()
+
+
+def test_an_illegal_move_raises_at_once(loop: reactor.Reactor) -> None:
+    attempt = loop.connect(Client, "127.0.0.1", 9)
+    with pytest.raises(TransitionError, match="no move from state resolving on handshake"):
+        attempt._move(Event.HANDSHAKE)
+    assert not attempt.done()
+    attempt.cancel()
+    with pytest.raises(TransitionError, match="no move from state cancelled on succeed"):
+        attempt._move(Event.SUCCEED)
+    assert attempt.cancel() is False and attempt.cancelled()  # cancel() is a no-op once done
+    run_for(loop, 0.01)
 
 
 def test_local_addr_binds_before_connecting(loop: reactor.Reactor) -> None:

@@ -154,7 +154,7 @@ def test_max_connections_is_never_passed_and_everyone_is_served_in_turn(loop, cl
 def test_the_limit_pauses_the_listener_and_one_close_resumes_it(loop, clients):
     factory = Factory()
     lst = loop.listen(factory, max_connections=2)
-    first, second, third = (clients.connect(lst.address) for _ in range(3))
+    first, _second, _third = (clients.connect(lst.address) for _ in range(3))
     run_until(loop, lambda: factory.made == 2 and lst.state == "limited")
     run_for(loop, 0.1)
     assert factory.made == 2 and lst.is_serving()  # the third waits in the kernel's queue

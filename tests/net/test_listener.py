@@ -1,8 +1,9 @@
 """Listeners on real loopback sockets: the accept drain, RST before accept,
 fd exhaustion (in a child process with a low RLIMIT_NOFILE), select's
-FD_SETSIZE, backlog, address families, and the listener's own API.
+FD_SETSIZE, and the listener's own API.
 
-The exact errno policy (on a scripted fake socket) is in test_accept_policy.py.
+The exact errno policy (on a scripted fake socket) is in test_accept_policy.py;
+binding (backlog, addresses, Unix socket files, arguments) in test_binding.py.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import logging
 import math
 import os
 import select
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -26,18 +25,21 @@ import pytest
 import reactor
 import reactor._net.listener as listener_mod
 from reactor import kernel
-from reactor._net.listener import DEFAULT_BACKLOG
+from reactor._core.states import TransitionError, check_table
+from reactor._net.binding import DEFAULT_BACKLOG
+from reactor._net.listener import _TRANSITIONS, Event, State
 from reactor.tools.stock import EchoProtocol
 
 from ..support import (
     LINGER_RST,
     LOOP_BACKENDS,
     Clients,
+    EchoRecorder,
     Factory,
-    Recorder,
     open_fds,
     readable,
     recv_exactly,
+    registered,
     run_for,
     run_until,
 )
@@ -137,24 +139,6 @@ def server_loop(request, backend, errors):
     assert not unexpected, f"unexpected exceptions in callbacks: {unexpected}"
 
 
-@pytest.fixture
-def short_dir():
-    # Unix socket paths are limited to 107 bytes: pytest's tmp_path can be longer.
-    path = tempfile.mkdtemp(prefix="rx-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-class EchoRecorder(Recorder):
-    def data_received(self, data):
-        super().data_received(data)
-        self.transport.write(data)
-
-
-def somaxconn():
-    return kernel.somaxconn()
-
-
 # -------------------------------------------------------------- accept drain
 
 class TestDrain:
@@ -198,7 +182,7 @@ class TestDrain:
 
     def test_default_max_accepts_is_the_backlog_capped(self, server_loop):
         assert listener_mod.MAX_ACCEPTS_CAP == 64  # see the measurements at the constant
-        assert server_loop.listen(Factory()).max_accepts == min(somaxconn(), DEFAULT_BACKLOG, 64)
+        assert server_loop.listen(Factory()).max_accepts == min(kernel.somaxconn(), DEFAULT_BACKLOG, 64)
         assert server_loop.listen(Factory(), backlog=5).max_accepts == 5
 
     def test_peer_address_comes_from_accept(self, server_loop, clients):
@@ -525,171 +509,65 @@ class TestExhaustionInAChild:
             child.close()
 
 
-# ------------------------------------------------------------------- backlog
-
-class TestBacklog:
-    def test_default_is_4096_clamped_to_somaxconn_and_the_kernel_agrees(self, loop):
-        lst = loop.listen(Factory())
-        assert lst.backlog == min(DEFAULT_BACKLOG, somaxconn())
-        assert kernel.listen_queue(lst.socket) == (0, lst.backlog)
-
-    def test_small_backlog_is_used_as_given(self, loop):
-        lst = loop.listen(Factory(), backlog=7)
-        assert lst.backlog == 7
-        assert kernel.listen_queue(lst.socket)[1] == 7
-
-    def test_large_backlog_is_clamped_and_reported(self, loop):
-        lst = loop.listen(Factory(), backlog=10 ** 6)
-        assert lst.backlog == somaxconn()
-        assert kernel.listen_queue(lst.socket)[1] == somaxconn()
-
-    def test_unix_backlog_is_reported(self, loop, short_dir):
-        lst = loop.listen_unix(Factory(), os.path.join(short_dir, "s"), backlog=3)
-        assert lst.backlog == 3
-
-    def test_queue_holds_the_backlog(self, loop, clients):
-        lst = loop.listen(Factory(), backlog=4)
-        lst.pause()
-        for _ in range(4):
-            clients.connect(lst.address)
-        assert kernel.listen_queue(lst.socket) == (4, 4)
-
-
-# ----------------------------------------------------------------- addresses
-
-class TestAddresses:
-    def test_empty_host_binds_every_ipv4_interface(self, loop, clients):
-        factory = Factory()
-        lst = loop.listen(factory, "")
-        host, port = lst.address
-        assert host == "0.0.0.0" and port > 0 and lst.socket.family == socket.AF_INET
-        clients.connect(("127.0.0.1", port))  # loopback is one of them
-        run_until(loop, lambda: factory.made == 1)
-
-    def test_default_host_is_loopback_only(self, loop):
-        assert loop.listen(Factory()).address[0] == "127.0.0.1"
-        assert loop.listen(Factory(), None).address[0] == "127.0.0.1"
-
-    @pytest.mark.parametrize("host", ["a" * 64 + ".example", "a..b", "\udcff.example"],
-                             ids=["label-over-63", "empty-label", "lone-surrogate"])
-    def test_a_name_that_cannot_be_idna_encoded_is_gaierror(self, loop, host):
-        before = open_fds()
-        with pytest.raises(socket.gaierror) as info:
-            loop.listen(Factory(), host)
-        assert type(info.value) is socket.gaierror and info.value.errno == socket.EAI_NONAME
-        assert repr(host) in str(info.value) and "IDNA" in str(info.value)
-        assert open_fds() == before
-
-    def test_port_zero_reports_the_real_port(self, loop, clients):
-        factory = Factory()
-        lst = loop.listen(factory, "127.0.0.1", 0)
-        host, port = lst.address
-        assert host == "127.0.0.1" and port > 0
-        assert lst.socket.getsockname() == ("127.0.0.1", port)
-        clients.connect(("127.0.0.1", port))
-        run_until(loop, lambda: factory.made == 1)
-
-    def test_ipv6_loopback(self, loop, clients):
-        if not socket.has_ipv6:
-            pytest.skip("no IPv6")
-        try:
-            probe = socket.socket(socket.AF_INET6)
-            probe.bind(("::1", 0))
-            probe.close()
-        except OSError:
-            pytest.skip("::1 not available")
-        factory = Factory(EchoRecorder)
-        lst = loop.listen(factory, "::1", 0)
-        assert lst.address[0] == "::1" and lst.address[1] > 0
-        assert lst.socket.family == socket.AF_INET6
-        client = clients.connect(lst.address)
-        client.sendall(b"six")
-        run_until(loop, lambda: factory.protocols and factory.protocols[0].data == b"six")
-        assert recv_exactly(client, 3) == b"six"
-        assert factory.protocols[0].transport.get_extra_info("peername")[0] == "::1"
-
-    def test_address_in_use_names_the_address(self, loop):
-        lst = loop.listen(Factory())
-        port = lst.address[1]
-        with pytest.raises(OSError) as info:
-            loop.listen(Factory(), "127.0.0.1", port)
-        assert info.value.errno == errno.EADDRINUSE
-        assert f"127.0.0.1:{port}" in str(info.value)
-
-    def test_reuse_port_lets_two_listeners_share_a_port(self, loop):
-        if not hasattr(socket, "SO_REUSEPORT"):
-            pytest.skip("no SO_REUSEPORT")
-        first = loop.listen(Factory(), reuse_port=True)
-        second = loop.listen(Factory(), port=first.address[1], reuse_port=True)
-        assert second.address == first.address
-
-    def test_an_already_bound_socket(self, loop, clients):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        factory = Factory()
-        lst = loop.listen(factory, sock=sock)
-        assert lst.socket is sock and lst.address == sock.getsockname()
-        clients.connect(lst.address)
-        run_until(loop, lambda: factory.made == 1)
-        lst.close()
-        assert sock.fileno() == -1
-
-
-class TestUnix:
-    def test_serves_and_removes_its_path_on_close(self, loop, clients, short_dir):
-        path = os.path.join(short_dir, "s")
-        factory = Factory(EchoRecorder)
-        lst = loop.listen_unix(factory, path)
-        assert lst.address == path
-        client = clients.connect(path)
-        client.sendall(b"unix")
-        run_until(loop, lambda: factory.protocols and factory.protocols[0].data == b"unix")
-        assert recv_exactly(client, 4) == b"unix"
-        lst.close()
-        assert not os.path.exists(path)
-
-    def test_stale_socket_file_is_replaced(self, loop, clients, short_dir):
-        path = os.path.join(short_dir, "s")
-        dead = socket.socket(socket.AF_UNIX)
-        dead.bind(path)
-        dead.listen(1)
-        dead.close()  # leaves the file behind, nobody listening
-        assert os.path.exists(path)
-        factory = Factory()
-        loop.listen_unix(factory, path)
-        clients.connect(path)
-        run_until(loop, lambda: factory.made == 1)
-
-    def test_live_socket_is_refused_with_eaddrinuse(self, loop, short_dir):
-        path = os.path.join(short_dir, "s")
-        live = loop.listen_unix(Factory(), path)
-        with pytest.raises(OSError) as info:
-            loop.listen_unix(Factory(), path)
-        assert info.value.errno == errno.EADDRINUSE
-        assert path in str(info.value)
-        assert live.state == "active" and os.path.exists(path)
-
-    def test_a_file_that_is_not_a_socket_is_left_alone(self, loop, short_dir):
-        path = os.path.join(short_dir, "f")
-        with open(path, "w") as f:
-            f.write("precious")
-        with pytest.raises(FileExistsError):
-            loop.listen_unix(Factory(), path)
-        with open(path) as f:
-            assert f.read() == "precious"
-
-    def test_close_does_not_remove_another_servers_socket(self, loop, short_dir):
-        path = os.path.join(short_dir, "s")
-        first = loop.listen_unix(Factory(), path)
-        os.unlink(path)
-        second = loop.listen_unix(Factory(), path)
-        first.close()
-        assert os.path.exists(path)
-        second.close()
-        assert not os.path.exists(path)
-
-
 # ----------------------------------------------------------- listener's API
+
+class TestStates:
+    """The lifecycle table (reactor/_net/listener.py's module docs)."""
+
+    def test_the_table_is_whole_and_every_state_is_reached(self):
+        check_table(_TRANSITIONS, State, Event)
+        reached, frontier = {State.NEW}, [State.NEW]
+        while frontier:
+            for target in _TRANSITIONS[frontier.pop()].values():
+                if target not in reached:
+                    reached.add(target)
+                    frontier.append(target)
+        assert reached == set(State)
+        assert all(row[Event.CLOSE] is State.CLOSED for state, row in _TRANSITIONS.items() if state != "closed")
+        # "closed" means closed: nothing leaves it, and a new listener is not "closed"
+        assert _TRANSITIONS[State.CLOSED] == {} and State.NEW != State.CLOSED
+
+    def test_watched_for_reading_exactly_while_active(self, loop, clients):
+        lst = loop.listen(Factory(), max_connections=1)
+        fd = lst.socket.fileno()
+        seen = []
+
+        def step():
+            seen.append(lst.state)
+            assert registered(loop, fd) == (lst.state == "active"), lst.state
+
+        step()
+        lst.pause()
+        step()
+        lst.resume()
+        step()
+        client = clients.connect(lst.address)
+        run_until(loop, lambda: lst.state == "limited")
+        step()
+        lst.pause()
+        step()
+        lst.resume()  # still at the limit
+        step()
+        client.close()
+        run_until(loop, lambda: lst.state == "active")
+        step()
+        lst.close()
+        seen.append(lst.state)
+        assert seen == ["active", "paused", "active", "limited", "paused", "limited", "active", "closed"]
+
+    def test_an_illegal_move_raises_at_once_and_changes_nothing(self, loop):
+        lst = loop.listen(Factory())
+        with pytest.raises(TransitionError, match="no move from state active on room"):
+            lst._move(Event.ROOM)
+        assert lst.state == "active" and registered(loop, lst.socket.fileno())
+        lst.close()
+        with pytest.raises(TransitionError, match="no move from state closed on start"):
+            lst._move(Event.START)
+        lst.close()  # close(), pause() and resume() are no-ops where the table has no move
+        lst.pause()
+        lst.resume()
+        assert lst.state == "closed"
+
 
 class TestListenerApi:
     def test_pause_queues_resume_accepts(self, loop, clients):
@@ -743,62 +621,6 @@ class TestListenerApi:
         r.close()
         with pytest.raises(reactor.ReactorStateError):
             r.listen(Factory())
-
-
-class TestValidation:
-    @pytest.mark.parametrize(
-        "kwargs, exc, name",
-        [
-            (dict(protocol_factory=42), TypeError, "protocol_factory"),
-            (dict(backlog="10"), TypeError, "backlog"),
-            (dict(backlog=1.5), TypeError, "backlog"),
-            (dict(backlog=True), TypeError, "backlog"),
-            (dict(backlog=-1), ValueError, "backlog"),
-            (dict(max_accepts="1"), TypeError, "max_accepts"),
-            (dict(max_accepts=0), ValueError, "max_accepts"),
-            (dict(on_exhausted="drop"), ValueError, "on_exhausted"),
-            (dict(port=70000), ValueError, "port"),
-            (dict(port=-1), ValueError, "port"),
-            (dict(port="80"), TypeError, "port"),
-            (dict(host=1), TypeError, "host"),
-        ],
-    )
-    def test_tcp_arguments(self, loop, kwargs, exc, name):
-        kwargs = dict(kwargs)
-        factory = kwargs.pop("protocol_factory", Factory())
-        before = open_fds()
-        with pytest.raises(exc) as info:
-            loop.listen(factory, **kwargs)
-        assert name in str(info.value)
-        assert open_fds() == before
-
-    def test_a_datagram_socket_is_refused(self, loop):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            with pytest.raises(ValueError, match="SOCK_STREAM"):
-                loop.listen(Factory(), sock=sock)
-        finally:
-            sock.close()
-
-    @pytest.mark.parametrize(
-        "kwargs, exc, name",
-        [
-            (dict(path=1), TypeError, "path"),
-            (dict(backlog="x"), TypeError, "backlog"),
-            (dict(max_accepts=0), ValueError, "max_accepts"),
-            (dict(protocol_factory=None), TypeError, "protocol_factory"),
-        ],
-    )
-    def test_unix_arguments(self, loop, short_dir, kwargs, exc, name):
-        kwargs = dict(kwargs)
-        path = kwargs.pop("path", os.path.join(short_dir, "s"))
-        factory = kwargs.pop("protocol_factory", Factory())
-        with pytest.raises(exc) as info:
-            loop.listen_unix(factory, path, **kwargs)
-        assert name in str(info.value)
-        if isinstance(path, str):
-            assert not os.path.exists(path)
-
 
 
 def test_echo_protocol_is_served_on_every_backend(loop, clients):

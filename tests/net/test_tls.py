@@ -24,7 +24,7 @@ import pytest
 import reactor
 from reactor.errors import ReactorStateError
 
-from ..support import Factory, Recorder, open_fds, run_for, run_until
+from ..support import Factory, Recorder, open_fds, record_moves, run_for, run_until
 from ..tlscerts import Certs, client_context, make_certs, server_context
 
 
@@ -84,6 +84,18 @@ def test_echo_round_trip_and_extra_info(loop, certs):
     assert lst.stats.tls_failed == 0
 
 
+def test_a_tls_connect_attempt_moves_through_its_handshake(loop, certs, monkeypatch):
+    from reactor._net.connector import ConnectAttempt
+
+    moves = record_moves(monkeypatch, ConnectAttempt)
+    lst = tls_listen(loop, certs)
+    attempt = tls_connect(loop, lst.address[1], certs)
+    attempt.result()[0].close()
+    assert moves == [("resolving", "resolved", "connecting"), ("connecting", "handshake", "handshaking"),
+                     ("handshaking", "succeed", "connected")]
+    run_until(loop, lambda: lst.stats.active == 0)
+
+
 def test_close_sends_close_notify_after_the_data(loop, certs):
     class SayBye(reactor.Protocol):
         def connection_made(self, transport: Any) -> None:
@@ -91,7 +103,7 @@ def test_close_sends_close_notify_after_the_data(loop, certs):
             transport.close()
 
     lst = tls_listen(loop, certs, SayBye)
-    transport, client = tls_connect(loop, lst.address[1], certs).result()
+    _transport, client = tls_connect(loop, lst.address[1], certs).result()
     run_until(loop, lambda: bool(client.lost))
     # every byte, then the peer's close_notify (eof_received), then the end
     assert bytes(client.data) == b"bye" * 1000

@@ -291,7 +291,7 @@ class TestBackpressure:
         assert p.events.index("pause") < p.events.index("resume") < p.events.index("lost")
 
     def test_lowering_the_high_mark_below_the_queue_pauses_at_once(self, loop, clients):
-        _, client, p = connected(loop, clients, Factory())
+        _, _client, p = connected(loop, clients, Factory())
         t = p.transport
         t.set_write_buffer_limits(high=1 << 30)
         while t.get_write_buffer_size() == 0:
@@ -661,7 +661,7 @@ class TestExtraInfo:
         assert "open" in repr(t)
 
     def test_unix(self, loop, clients, short_dir):
-        lst, client, p = connected(loop, clients, Factory(), "unix", short_dir)
+        lst, _client, p = connected(loop, clients, Factory(), "unix", short_dir)
         t = p.transport
         assert t.get_extra_info("sockname") == lst.address
         assert t.get_extra_info("peername") in ("", None, b"")

@@ -121,7 +121,7 @@ def pems(tmp_path_factory):
     first.mkdir()
     second.mkdir()
     cert, key = self_signed(first)
-    other_cert, other_key = self_signed(second)
+    _other_cert, other_key = self_signed(second)
     junk = base / "junk.pem"
     junk.write_text("not a PEM file\n")
     encrypted = base / "encrypted.pem"

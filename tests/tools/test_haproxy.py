@@ -232,7 +232,7 @@ def test_serve_http_with_proxy_protocol_behind_haproxy(tmp: str) -> None:
                 assert direct.recv(100) == b""
             except ConnectionResetError:
                 pass
-        code, out, err = server.stop()
+        code, _out, err = server.stop()
         assert code == 0, err
     finally:
         server.kill()
@@ -245,7 +245,7 @@ def test_serve_proxy_protocol_with_a_hand_written_header() -> None:
         with socket.create_connection((server.host, server.port), timeout=10) as client:
             client.sendall(b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 443\r\nhello")
             assert recv_exactly(client, 5) == b"hello", "the header is not echoed, the data is"
-        code, out, err = server.stop()
+        code, _out, err = server.stop()
         assert code == 0, err
     finally:
         server.kill()

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import reactor
+from reactor._core.states import TransitionError, check_table
 from reactor._net.transport import DEFAULT_HIGH_WATER, READ_SIZE
 from reactor.tools import http as http_module
 from reactor.tools.http import (
@@ -28,13 +29,15 @@ from reactor.tools.http import (
     HeaderTimeout,
     HttpError,
     HttpProtocol,
+    ParserEvent,
+    ParserState,
     Request,
     RequestParser,
     http_date,
     response,
 )
 
-from ..support import BackgroundReader, Clients, Factory, VirtualClock, run_until
+from ..support import BackgroundReader, Clients, Factory, VirtualClock, record_moves, run_until
 
 # ---------------------------------------- helpers used by this suite only
 
@@ -224,6 +227,41 @@ class TestParser:
         with pytest.raises(HttpError) as info:
             parser.feed(get("/next"))  # not read as a request
         assert info.value.status == 400 and info.value.requests == []
+
+
+class TestStates:
+    """The parser as a state machine (reactor/tools/http.py: _TRANSITIONS, _HANDLERS)."""
+
+    def test_the_table_is_whole_and_every_reading_state_has_its_handler(self):
+        check_table(http_module._TRANSITIONS, ParserState, ParserEvent)
+        assert set(http_module._HANDLERS) == set(ParserState) - {ParserState.FAILED}
+        assert all(row[ParserEvent.REFUSE] is ParserState.FAILED
+                   for state, row in http_module._TRANSITIONS.items() if state is not ParserState.FAILED)
+
+    def test_a_chunked_request_then_a_length_one_move_through_the_table(self, monkeypatch):
+        moves = record_moves(monkeypatch, RequestParser)
+        data = chunked(b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n") + get("/p", "Content-Length: 3") + b"abc" + get("/last")
+        for feed in (feed_all, feed_bytewise):  # the same moves however the bytes arrive
+            moves.clear()
+            assert [r.target for r in feed(data)] == [b"/c", b"/p", b"/last"]
+            assert moves == [
+                ("head", "chunked", "chunk-size"), ("chunk-size", "chunk", "chunk-data"),
+                ("chunk-data", "data-done", "chunk-end"), ("chunk-end", "crlf", "chunk-size"),
+                ("chunk-size", "last-chunk", "trailers"), ("trailers", "body-done", "head"),
+                ("head", "length", "length-body"), ("length-body", "body-done", "head"),
+            ]
+
+    def test_a_refusal_is_final_and_an_illegal_move_raises(self):
+        parser = RequestParser()
+        with pytest.raises(TransitionError, match="no move from state head on crlf"):
+            parser._move(ParserEvent.CRLF)
+        with pytest.raises(HttpError):
+            parser.feed(b"GET / HTTP/1.1\r\n\n")
+        assert parser._state is ParserState.FAILED
+        with pytest.raises(HttpError):
+            parser.feed(get("/"))
+        with pytest.raises(TransitionError, match="no move from state failed on body-done"):
+            parser._move(ParserEvent.BODY_DONE)
 
 
 class TestRequestLine:

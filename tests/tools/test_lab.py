@@ -661,7 +661,7 @@ def drawn(name: str):
 def test_every_ladder_has_an_arrow_per_segment_and_each_call_on_its_side(name):
     from reactor.tools.lab.ladder import CLIENT_X, SERVER_X
 
-    o, fig, artists = drawn(name)
+    o, _fig, artists = drawn(name)
     assert artists["title"].get_text().startswith(f"{name}: ")
     segments = o.wire.segments if o.wire is not None else []
     tops = []
@@ -688,7 +688,7 @@ def test_every_ladder_has_an_arrow_per_segment_and_each_call_on_its_side(name):
 
 
 def test_the_handshake_ladder_shows_connect_returning_after_the_segments_and_the_states():
-    o, fig, artists = drawn("handshake")
+    o, _fig, artists = drawn("handshake")
     if o.wire is None or o.wire.status == "not captured":
         pytest.skip("no packet tap here")
     y = {gid: a.get_position()[1] for gid, a in artists.items()

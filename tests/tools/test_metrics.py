@@ -93,7 +93,7 @@ def test_counters_are_per_worker_and_survive_a_restart(supervised):
     server.send_signal(signal.SIGHUP)
     assert server.readline(timeout=20).startswith("reloaded: ")
     assert wait_for(lambda: scrape(url)["reactor_reloads_total"] == 1)
-    code, out, err = server.stop()
+    code, _out, err = server.stop()
     assert code == 0, err
 
 
@@ -136,7 +136,7 @@ def test_a_real_prometheus_scrapes_it(supervised, tmp_path):
             prometheus.kill()
             prometheus.wait()
         prometheus.stderr.close()
-    code, out, err = server.stop()
+    code, _out, err = server.stop()
     assert code == 0, err
 
 

@@ -280,7 +280,7 @@ def test_trace_wire_in_json(traced_server, tmp_path):
         sock.sendall(b"abc")
         sock.shutdown(socket.SHUT_WR)
         assert recv_all(sock) == b"abc"
-    code, out, err = server.stop()
+    code, _out, err = server.stop()
     assert code == 0, err
     records = [json.loads(line) for line in path.read_text().splitlines()]
     wire = [r for r in records if r["event"] == "wire"]

@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -384,7 +385,7 @@ def test_a_worker_that_keeps_dying_backs_off_and_never_stops_the_healthy_one(wor
             pass
     assert healthy in seen and seen - killed - {healthy}, (seen, killed)
     assert healthy in _children(server.proc.pid), "the healthy worker was stopped"
-    code, out, err = server.stop()
+    code, _out, err = server.stop()
     assert code == 0, err
 
 
@@ -549,3 +550,171 @@ def test_quick_deaths_back_off_with_the_socket_closed(fake, capsys):
     assert fake.covered() == [True, True] and old[1] in fake.supervisor.workers  # the healthy one untouched
     assert not fake.supervisor.stopping and fake.signals == []
     assert "restarting in 0.4 s (4 quick deaths in a row; its socket is closed meanwhile)" in capsys.readouterr().err
+
+
+# ------------------------------------------- every serve flag reaches a worker
+
+#: every ``serve`` flag that configures what a worker serves: (the flags it
+#: needs beside it, its own arguments, the ServeConfig field it sets).
+#: {cert}, {key} and {trace} are files the test makes.
+_TLS = ("--tls-cert", "{cert}", "--tls-key", "{key}")
+FLAGS = {
+    "--host": ((), ("--host", "127.0.0.2"), "host"),
+    "--port": ((), ("--port", "0"), "port"),
+    "--protocol": ((), ("--protocol", "http"), "protocol"),
+    "--backend": ((), ("--backend", "poll"), "backend"),
+    "--native": ((), ("--native", "off"), "native"),
+    "--backlog": ((), ("--backlog", "7"), "backlog"),
+    "--max-accepts": ((), ("--max-accepts", "3"), "max_accepts"),
+    "--on-exhausted": ((), ("--on-exhausted", "shed"), "on_exhausted"),
+    "--stats-interval": ((), ("--stats-interval", "2"), "stats_interval"),
+    "--grace": ((), ("--grace", "1.5"), "grace"),
+    "--idle-listener": ((), ("--idle-listener",), "idle_listener"),
+    "--tls-cert": ((), _TLS, "ssl"),
+    "--tls-key": ((), _TLS, "ssl"),
+    "--idle-timeout": ((), ("--idle-timeout", "5"), "idle_timeout"),
+    "--header-timeout": (("--protocol", "http"), ("--header-timeout", "3"), "header_timeout"),
+    "--max-connections": ((), ("--max-connections", "9"), "max_connections"),
+    "--keepalive": ((), ("--keepalive",), "keepalive"),
+    "--user-timeout": ((), ("--user-timeout", "2"), "user_timeout"),
+    "--proxy-protocol": ((), ("--proxy-protocol",), "proxy_protocol"),
+    "--proxy-from": (("--proxy-protocol",), ("--proxy-from", "10.0.0.0/8"), "proxy_from"),
+    "--tls-handshake-timeout": (_TLS, ("--tls-handshake-timeout", "5"), "ssl_handshake_timeout"),
+    "--tls-shutdown-timeout": (_TLS, ("--tls-shutdown-timeout", "6"), "ssl_shutdown_timeout"),
+    "--metrics": ((), ("--metrics", "127.0.0.1:0"), "metrics"),
+    "--trace": ((), ("--trace",), "trace"),
+    "--trace-json": ((), ("--trace-json", "{trace}"), "trace_json"),
+    "--trace-wire": (("--trace-json", "{trace}"), ("--trace-wire",), "trace_wire"),
+    "--reuse-port": ((), ("--reuse-port",), "reuse_port"),
+    "--report-interval": ((), ("--report-interval", "0.5"), "report_interval"),
+}
+#: the serve flags that do not reach a worker, and why
+NOT_FOR_WORKERS = {
+    "--workers": "the supervisor's own: how many workers it runs",
+    "--unix": "--workers needs a TCP address (a usage error)",
+    "--unix-mode": "goes with --unix",
+    "--fd": "an inherited socket serves one process (a usage error with --workers)",
+}
+
+
+def serve_flags() -> set[str]:
+    import argparse
+
+    from reactor.tools.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {max(action.option_strings, key=len) for action in commands.choices["serve"]._actions
+            if action.option_strings and action.dest != "help"}
+
+
+@pytest.fixture
+def flag_files(tls_files, tmp_path):
+    pytest.importorskip("prometheus_client")  # --metrics is refused without it
+    _, cert, key = tls_files
+    return {"cert": cert, "key": key, "trace": str(tmp_path / "trace.jsonl")}
+
+
+def serve_args(files, *args: str) -> list[str]:
+    return ["serve", "--workers", "2", *(arg.format(**files) for arg in args)]
+
+
+def test_every_serve_flag_sets_a_field_that_a_worker_gets(flag_files):
+    """A flag added to serve must be named here with its ServeConfig field
+    (or with why no worker needs it), change that field, and arrive in the
+    worker's configuration: a flag forgotten on the way to the workers would
+    silently fall back to its default in every one of them."""
+    import dataclasses
+
+    from reactor.tools.cli import build_parser, serve_config
+    from reactor.tools.serve import ServeConfig
+    from reactor.tools.workers import WORKER_OWN, worker_config
+
+    assert serve_flags() == set(FLAGS) | set(NOT_FOR_WORKERS), \
+        "a serve flag changed: name it in FLAGS (its ServeConfig field) or in NOT_FOR_WORKERS (why)"
+    fields = {field.name for field in dataclasses.fields(ServeConfig)}
+    parser = build_parser()
+    for flag, (needs, args, field) in FLAGS.items():
+        assert field in fields, flag
+        base = serve_config(parser.parse_args(serve_args(flag_files, *needs)))
+        given = serve_config(parser.parse_args(serve_args(flag_files, *needs, *args)))
+        assert getattr(given, field) != getattr(base, field), f"{flag} does not set ServeConfig.{field}"
+        with socket.socket() as sock:
+            worker = worker_config(given, sock)
+        assert worker.sock is sock
+        for name in fields - {"sock"}:
+            expected = WORKER_OWN[name] if name in WORKER_OWN else getattr(given, name)
+            assert getattr(worker, name) == expected, f"with {flag}: a worker's {name}"
+
+
+#: a supervisor whose workers report the configuration they were forked with
+#: instead of serving it (the real supervise(), fork and _worker_main)
+REPORTING_SUPERVISOR = """
+import dataclasses, json, os, signal, sys
+from reactor.tools import cli, workers
+
+def plain(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return f"{type(value).__name__}@{id(value):x}"  # the same object, inherited through fork
+
+def fields(config):
+    return {field.name: plain(getattr(config, field.name)) for field in dataclasses.fields(config)}
+
+def report(config, out=None):
+    os.write(1, ("listening on 127.0.0.1:1 backend=poll native=off\\nconfig " + json.dumps(fields(config))
+                 + "\\n").encode())
+    signal.pause()  # until the supervisor's SIGTERM ends the worker
+    return 0
+
+workers.serve = report
+args = cli.build_parser().parse_args(sys.argv[1:])
+config = cli.serve_config(args)
+print("supervisor " + json.dumps(fields(config)), flush=True)
+sys.exit(workers.supervise(config, args.workers))
+"""
+
+
+def test_forked_workers_get_the_supervisors_configuration_whole(flag_files):
+    """Every flag at once (but --trace, which excludes --trace-json), through
+    the real supervisor: each worker's configuration is the supervisor's,
+    field by field, the TLS context the very same object, but for the
+    socket and WORKER_OWN."""
+    import json
+
+    from reactor.tools.workers import WORKER_OWN
+
+    options: dict[str, list[str]] = {}  # each flag once, with its values
+    for flag, (needs, own, _) in FLAGS.items():
+        if flag != "--trace":
+            for arg in (*needs, *own):
+                if arg.startswith("--"):
+                    values = options[arg] = []
+                else:
+                    values.append(arg)
+    args = [arg for flag, values in options.items() for arg in (flag, *values)]
+    argv = [sys.executable, "-c", REPORTING_SUPERVISOR, *serve_args(flag_files, *args)]
+    server = Server(argv=argv)
+    try:
+        assert server.first_line.startswith("supervisor "), server.first_line
+        supervisor = json.loads(server.first_line.split(" ", 1)[1])
+        reported, announced = [], None
+        while len(reported) < 2 or announced is None:
+            line = server.readline()
+            if line.startswith("worker ") and ": config " in line:
+                reported.append(json.loads(line.split(": config ", 1)[1]))
+            elif line.startswith("listening on "):
+                announced = int(line.split()[2].rsplit(":", 1)[1])
+        code, _, err = server.stop()
+        assert code == 0, err
+    finally:
+        server.kill()
+    assert supervisor["ssl"].startswith("SSLContext@") and supervisor["port"] == 0
+    for worker in reported:
+        assert worker["sock"].startswith("socket@") and worker["port"] == announced > 0  # the port it bound
+        for name, value in supervisor.items():
+            if name in WORKER_OWN:
+                assert worker[name] == WORKER_OWN[name], name
+            elif name not in ("sock", "port"):
+                assert worker[name] == value, f"a worker's {name}: {worker[name]!r}, the supervisor's {value!r}"

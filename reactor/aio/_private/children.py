@@ -57,7 +57,7 @@ class Children:
         with warnings.catch_warnings():
             # 3.12 deprecates the child-watcher API that 3.11 requires
             warnings.simplefilter("ignore", DeprecationWarning)
-            watcher = events.get_child_watcher()  # type: ignore[attr-defined]
+            watcher = events.get_child_watcher()
         # 3.11 asks the object __enter__ returns; 3.12 and 3.13 the watcher
         # itself (the same object for asyncio's watchers, not for a mock's)
         with watcher as entered:

@@ -28,7 +28,7 @@ __all__ = ["DefaultPolicy", "get_policy", "set_policy", "DEPRECATED"]
 DEPRECATED = sys.version_info >= (3, 14)
 
 #: the default event loop policy's class, named without the deprecation warning
-DefaultPolicy: Any = unix_events._UnixDefaultEventLoopPolicy  # type: ignore[attr-defined]
+DefaultPolicy: Any = unix_events._UnixDefaultEventLoopPolicy
 
 if DEPRECATED:
     get_policy: Any = events._get_event_loop_policy  # type: ignore[attr-defined]

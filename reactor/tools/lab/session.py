@@ -28,7 +28,6 @@ from __future__ import annotations
 import errno as errno_module
 import select
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -36,18 +35,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ... import kernel
+from ..._net.sockopts import LINGER_RST
 from .netns import Namespaces
 from .probe import Readiness
 from .timeline import INFO_FIELDS, TO_CLIENT, TO_SERVER, Segment, SockView, Step
 from .wire import STAMPING_WAIT, Capture, CaptureUnavailable, Numbering, options_text, stamping_on
 
-__all__ = ["Lab", "ScenarioSkipped", "errno_name", "LINGER_RST"]
+__all__ = ["Lab", "ScenarioSkipped", "errno_name"]
 
 #: the class, under a name the method ``Lab.socket`` does not hide in annotations
 Socket = socket.socket
 _AF_INET = socket.AF_INET
-#: SO_LINGER {on, 0 s}: close() sends RST and frees the socket at once
-LINGER_RST = struct.pack("ii", 1, 0)
 #: how often wait() looks again: fine enough to time a retransmission to a few ms
 WAIT_POLL = 0.002
 
