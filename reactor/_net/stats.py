@@ -22,30 +22,30 @@ HISTOGRAM_BUCKETS = 12
 class ListenerStats:
     """Counters of one listener, updated as it accepts.
 
-    accepted: connections accepted (including those rejected, see below)
-    aborted: connections that died in the queue (ECONNABORTED, EPROTO, ...)
-    exhausted: drains ended by EMFILE/ENFILE/ENOBUFS/ENOMEM
-    shed: connections accepted and closed at once under ``on_exhausted="shed"``
-    rejected: accepted connections closed at once because they could not be
-        set up or watched: the backend cannot watch the fd (select, fd >=
-        FD_SETSIZE), registering it failed (epoll ENOSPC past
-        max_user_watches, ENOMEM), the protocol factory raised, or setting
-        up failed (MemoryError). Each but the first is also reported to the
-        exception handler; a protocol that was told connection_made is told
-        connection_lost(exc).
-    wakeups: readiness events handled; batches: those that accepted >= 1
-    max_batch: most connections accepted in one event
-    empty_wakeups: events that found the queue already empty (stale readiness)
-    active: connections accepted here and still open
-    histogram: batches by size, bucket i = sizes 2**(i-1) .. 2**i - 1
-    proxy_errors: connections closed for a bad or missing PROXY protocol
-        header, an EOF in the middle of one, or none within the timeout
-        (``proxy_protocol=True`` only)
-    idle_closed: connections closed by ``idle_timeout``
-    tls_failed: TLS handshakes that failed or timed out (``ssl=`` only)
-    limited: times the listener stopped accepting at ``max_connections``
-    proxy_refused: connections closed at accept because they came from a
-        source not in ``proxy_from`` (``proxy_protocol=True`` only)
+    - ``accepted``: connections accepted (including those rejected, see below)
+    - ``aborted``: connections that died in the queue (ECONNABORTED, EPROTO, ...)
+    - ``exhausted``: drains ended by EMFILE/ENFILE/ENOBUFS/ENOMEM
+    - ``shed``: connections accepted and closed at once under ``on_exhausted="shed"``
+    - ``rejected``: accepted connections closed at once because they could not be
+      set up or watched: the backend cannot watch the fd (select, fd >=
+      FD_SETSIZE), registering it failed (epoll ENOSPC past
+      max_user_watches, ENOMEM), the protocol factory raised, or setting
+      up failed (MemoryError). Each but the first is also reported to the
+      exception handler; a protocol that was told connection_made is told
+      connection_lost(exc).
+    - ``wakeups``: readiness events handled; ``batches``: those that accepted >= 1
+    - ``max_batch``: most connections accepted in one event
+    - ``empty_wakeups``: events that found the queue already empty (stale readiness)
+    - ``active``: connections accepted here and still open
+    - ``histogram``: batches by size, bucket i = sizes 2**(i-1) .. 2**i - 1
+    - ``proxy_errors``: connections closed for a bad or missing PROXY protocol
+      header, an EOF in the middle of one, or none within the timeout
+      (``proxy_protocol=True`` only)
+    - ``idle_closed``: connections closed by ``idle_timeout``
+    - ``tls_failed``: TLS handshakes that failed or timed out (``ssl=`` only)
+    - ``limited``: times the listener stopped accepting at ``max_connections``
+    - ``proxy_refused``: connections closed at accept because they came from a
+      source not in ``proxy_from`` (``proxy_protocol=True`` only)
     """
 
     __slots__ = ("accepted", "aborted", "exhausted", "shed", "rejected", "wakeups", "batches",
