@@ -66,6 +66,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -139,6 +140,14 @@ class LoopCore:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._wake_pending = False
+        # An unclosed loop is freed with its cycle (its handles point back
+        # at it), and the collector finalizes a cycle's objects in no set
+        # order: the pair's own finalizers could run before the loop's
+        # __del__ and warn about two sockets the user never made. A weakref
+        # callback runs before any finalizer of the cycle, so the pair
+        # closes quietly and the loop's own warning is the one reported.
+        self._close_wake_pair = weakref.finalize(self, _close_sockets, self._wake_r, self._wake_w)
+        self._close_wake_pair.atexit = False
         self._watchers.add(self._wake_r.fileno(), EVENT_READ, self._make_handle(self._read_wakeup, ()))
 
     # ---------------------------------------------------------- fd watchers
@@ -344,8 +353,12 @@ class LoopCore:
     def _close_io(self) -> None:
         """Release the selector and the wake-up pipe (the last step of close())."""
         self._watchers.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._close_wake_pair()
+
+
+def _close_sockets(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        sock.close()
 
 
 def _close_order(resource: Resource) -> int:
