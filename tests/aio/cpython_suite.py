@@ -560,6 +560,10 @@ def _close_dangling(path: Path, outcome: str, detail: str) -> bool:
 # --------------------------------------------------------------- comparing
 
 
+#: how many tests that fail on both loops the summary names
+BOTH_FAIL_SHOWN = 5
+
+
 @dataclass
 class Comparison:
     """reactor.aio against stock asyncio, test by test."""
@@ -589,10 +593,11 @@ class Comparison:
 
         label = self.reactor.config.label
         scope = "mixin modules" if self.reactor.config.modules else "whole package"
-        return [f"test.test_asyncio ({scope}) [{label}]: {line(self.reactor)}",
+        return ([f"test.test_asyncio ({scope}) [{label}]: {line(self.reactor)}",
                 f"test.test_asyncio ({scope}) [{self.stock.config.label}]: {line(self.stock)}",
                 f"  reactor-only failures: {len(self.regressions)}; failed on both: {len(self.both_fail)}; "
                 f"passed on a rerun: {len(self.flaky)}"]
+                + [f"  failed on both: {test_id}" for test_id in self.both_fail[:BOTH_FAIL_SHOWN]])
 
 
 def compare(reactor_results: Results, stock_results: Results, *, workdir: Path, timeout: float = DEFAULT_TIMEOUT,
@@ -602,6 +607,8 @@ def compare(reactor_results: Results, stock_results: Results, *, workdir: Path, 
     the same selector: a regression fails on reactor.aio twice and passes
     on stock asyncio."""
     comparison = Comparison(reactor_results, stock_results)
+    comparison.both_fail += sorted(test_id for test_id, record in reactor_results.records.items()
+                                   if record["outcome"] in FAILED and stock_results.outcome(test_id) in FAILED)
     suspects = {test_id for test_id, record in reactor_results.records.items()
                 if record["outcome"] in FAILED and stock_results.outcome(test_id) not in FAILED}
     if not suspects:
