@@ -281,6 +281,7 @@ class Comparison:
     known: list[tuple[Case, str]] = field(default_factory=list)  # (reactor, reason)
     flaky: list[tuple[Case, str]] = field(default_factory=list)  # (reactor, reason)
     better: list[Case] = field(default_factory=list)  # pass on reactor.aio, not on stock
+    both: list[Case] = field(default_factory=list)  # failed on reactor.aio and on stock
 
     def line(self) -> str:
         name = self.label.replace("+eager", "")
@@ -320,6 +321,8 @@ def compare(result: Run, known: dict[str, str] | None = None, flaky: dict[str, s
                     comparison.regressions.append((twin, test))
             elif test.outcome == "passed" and twin.outcome not in ("passed", "not run"):
                 comparison.better.append(test)
+            elif test.outcome == twin.outcome == "failed":
+                comparison.both.append(test)
         comparisons.append(comparison)
     return comparisons
 
@@ -388,6 +391,7 @@ def report(result: Run, comparisons: list[Comparison]) -> list[str]:
         if c.better:
             lines.append(f"  [{c.label}] {len(c.better)} pass on reactor.aio only: "
                          + ", ".join(t.key for t in c.better[:5]) + (" ..." if len(c.better) > 5 else ""))
+        lines += [f"  [{c.label}] failed on both loops: {t.key}: {t.message[:200]}" for t in c.both[:EXAMPLES]]
     return lines
 
 

@@ -70,6 +70,8 @@ def test_a_test_passing_on_stock_only_is_a_regression_unless_listed() -> None:
     assert [(t.key, why) for t, why in c.known] == [("tests/test_x.py::test_d[asyncio]", "reads loop._x")]
     assert [why for _, why in c.flaky] == ["counts threads"]
     assert [t.key for t in c.better] == ["tests/test_x.py::test_g[asyncio]"]
+    assert [t.key for t in c.both] == ["tests/test_x.py::test_f[asyncio]"]
+    assert "  [epoll] failed on both loops: tests/test_x.py::test_f[asyncio]: " in anyio_suite.report(result, [c])
     assert (c.reactor["passed"], c.reactor["failed"], c.stock["passed"]) == (2, 4, 6)
     assert c.line() == ("anyio [epoll] reactor.aio: 2 passed, 4 failed, 1 skipped, 1 not run; "
                         "stock asyncio: 6 passed, 2 failed, 0 skipped")
