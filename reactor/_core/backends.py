@@ -39,11 +39,13 @@ An fd that user code closes while it is still watched ("bad fds fail alone"):
   (or EBADF if the number is still free), where CPython's ``EpollSelector``
   would either raise (the events changed) or, when only the callback
   changes, not ask the kernel at all and leave the new socket unwatched. Our
-  ``EpollSelector`` always asks the kernel on ``modify`` (only a callback
-  replacement pays one extra ``epoll_ctl``; changing events paid it anyway)
-  and forgets the stale entry. Not handled, because no cheap check sees it:
-  a closed fd whose file lives on in a ``dup`` (or a forked child) stays in
-  the interest list and keeps firing under the old number.
+  ``EpollSelector`` asks the kernel on a callback replacement too (one
+  ``epoll_ctl(MOD)``) and forgets the stale entry; a change of events is
+  asked at the next wait (``EpollSelector.flush``), where a failing MOD says
+  the same. Not handled, because no cheap check sees it: a closed fd whose
+  file lives on in a ``dup`` (or a forked child) stays in the interest list
+  and keeps firing under the old number -- which is why a registration is
+  deleted at once when it is dropped, before its owner can close the fd.
 - select and poll watch numbers: an fd closed *and reused* before the loop
   next waits is watched as the new file, and cannot be told apart.
 
@@ -57,9 +59,9 @@ the stdlib classes (not on Linux).
 On epoll, reactor's own loop does not wait in ``EpollSelector.select``: it
 polls the selector's ``select.epoll`` object itself and dispatches by fd
 (``watchers.FdWatchers.poll_fds``), with no key object or tuple built per
-event. Registration still goes through ``EpollSelector`` (register, the
-always-asking ``modify`` above, unregister), so the stale-registration
-check is the same for both loops; epoll has no bad fd to find at wait time
+event. Registration still goes through ``EpollSelector`` (register and
+modify noted and flushed before each wait, unregister at once), so the
+stale-registration check is the same for both loops; epoll has no bad fd to find at wait time
 (see above), so nothing is lost by not calling ``select()``.
 """
 
@@ -190,37 +192,163 @@ _selector_classes: dict[str, type[selectors.BaseSelector]] = {
 
 if hasattr(selectors, "EpollSelector"):
 
+    _EPOLLIN = select.EPOLLIN
+    _EPOLLOUT = select.EPOLLOUT
+
+    def _epoll_mask(events: int) -> int:
+        return (_EPOLLIN if events & selectors.EVENT_READ else 0) | (
+            _EPOLLOUT if events & selectors.EVENT_WRITE else 0)
+
     class EpollSelector(selectors.EpollSelector):
-        """epoll(7) whose ``modify`` always asks the kernel, so that a stale
-        registration (its fd closed, its number maybe reused) is found and
-        forgotten instead of silently leaving the new file unwatched (see
-        the module)."""
+        """epoll(7) whose interest changes reach the kernel at the next wait
+        (``flush``), and whose callback-only ``modify`` of a registration
+        the kernel has always asks it (see the module).
+
+        The map (``get_key``, ``get_map``) is always up to date; the kernel
+        is brought in step by ``flush()``, which ``select()`` calls first
+        (the loop's watchers call it before polling the epoll object
+        themselves). What is deferred, and what is not:
+
+        - ``register``: no syscall; ADD at the next flush. Unregistered
+          before it (a reader added and removed in one iteration): no
+          syscall at all.
+        - ``modify`` of the events: no syscall; one MOD at the next flush,
+          and none if the events are back to what the kernel has by then.
+        - ``modify`` of the data only, on a registration the kernel has: a
+          MOD at once, as before, so that a stale registration (its fd
+          closed, its number maybe reused) is found now (``BadFds``).
+        - ``unregister`` of a registration the kernel has: DEL at once. The
+          caller may close the fd next, and the kernel drops an fd from the
+          interest list only when the *last* reference to its open file goes
+          (a ``dup``, a forked child may hold one): a DEL made after the
+          close could no longer name that file, which would then fire under
+          the old number for ever. libuv deletes at close for the same
+          reason (``uv__platform_invalidate_fd``); asyncio deletes at once.
+
+        ``ctl_calls`` counts the ``epoll_ctl`` calls made (failed ones too).
+        """
 
         # CPython's private state, used here (typeshed leaves it out)
         _selector: select.epoll
         _fd_to_key: dict[int, selectors.SelectorKey]
+
+        def __init__(self) -> None:
+            super().__init__()
+            #: epoll_ctl calls made so far
+            self.ctl_calls = 0
+            #: fds whose registration may differ from the kernel's (flush);
+            #: mutated in place, never rebound (the loop's watchers hold it)
+            self.changed: set[int] = set()
+            # fd -> the key as the kernel last took it (its events are the
+            # kernel's; its data says which watchers the kernel knew)
+            self._kernel: dict[int, selectors.SelectorKey] = {}
+            # the three controls, instance attributes so a test can fail them
+            epoll = self._selector
+            self._ctl_add, self._ctl_mod, self._ctl_del = epoll.register, epoll.modify, epoll.unregister
 
         @property
         def epoll(self) -> select.epoll:
             """The epoll object, which the loop polls itself (``watchers.FdWatchers.poll_fds``)."""
             return self._selector
 
+        def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            # the map only (the base class's); the kernel at the next flush
+            key = selectors._BaseSelectorImpl.register(self, fileobj, events, data)
+            self.changed.add(key.fd)
+            return key
+
+        def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+            key = selectors._BaseSelectorImpl.unregister(self, fileobj)
+            fd = key.fd
+            self.changed.discard(fd)
+            if self._kernel.pop(fd, None) is not None:
+                self.ctl_calls += 1
+                try:
+                    self._ctl_del(fd)
+                except OSError:
+                    pass  # closed already (the kernel dropped it, or will with the last reference)
+            return key
+
         def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
             key = self.get_key(fileobj)  # KeyError if not registered, as in the base class
             fd = key.fd
-            try:
-                if events == key.events:
-                    # CPython changes only the data here, without a syscall.
-                    mask = (select.EPOLLIN if events & selectors.EVENT_READ else 0) | (
-                        select.EPOLLOUT if events & selectors.EVENT_WRITE else 0)
-                    self._selector.modify(fd, mask)
-                # On a kernel error this drops the registration and re-raises.
-                return super().modify(fileobj, events, data)
-            except OSError as exc:
-                if exc.errno not in _STALE_ERRNOS:
-                    raise
-                self._fd_to_key.pop(fd, None)
-                raise BadFds([key], [], f"epoll_ctl(MOD) failed: {exc}") from exc
+            if events != key.events:
+                if (not events) or (events & ~(selectors.EVENT_READ | selectors.EVENT_WRITE)):
+                    raise ValueError(f"Invalid events: {events!r}")
+                new = key._replace(events=events, data=data)
+                self._fd_to_key[fd] = new
+                self.changed.add(fd)
+                return new
+            new = key._replace(data=data)
+            if fd in self._kernel:
+                # Only the data changes: CPython would not ask the kernel;
+                # we do, to find a stale registration (see the module).
+                self.ctl_calls += 1
+                try:
+                    self._ctl_mod(fd, _epoll_mask(events))
+                except OSError as exc:
+                    if exc.errno not in _STALE_ERRNOS:
+                        raise
+                    self._fd_to_key.pop(fd, None)
+                    self._kernel.pop(fd, None)
+                    self.changed.discard(fd)
+                    raise BadFds([key], [], f"epoll_ctl(MOD) failed: {exc}") from exc
+                self._kernel[fd] = new
+                self.changed.discard(fd)
+            self._fd_to_key[fd] = new
+            return new
+
+        def flush(self) -> list[tuple[selectors.SelectorKey, selectors.SelectorKey | None, OSError]]:
+            """Bring the kernel in step with the map: one ADD or MOD per
+            changed fd whose events differ from the kernel's, none for the
+            others. A registration the kernel refuses is forgotten and
+            returned as ``(key, kernel_key, error)``: ``kernel_key`` is the
+            key as the kernel last took it (None if it never did), so the
+            caller can tell the watchers the kernel knew (a MOD failing
+            with ENOENT or EBADF: their file was closed) from those added
+            since."""
+            failed: list[tuple[selectors.SelectorKey, selectors.SelectorKey | None, OSError]] = []
+            fd_to_key, kernel = self._fd_to_key, self._kernel
+            for fd in self.changed:
+                key = fd_to_key.get(fd)
+                if key is None:
+                    continue
+                mask = _epoll_mask(key.events)
+                known = kernel.get(fd)
+                try:
+                    if known is None:
+                        self.ctl_calls += 1
+                        try:
+                            self._ctl_add(fd, mask)
+                        except FileExistsError:
+                            # the kernel has this file under this fd (a DEL
+                            # that failed): take it over, as libuv does
+                            self.ctl_calls += 1
+                            self._ctl_mod(fd, mask)
+                    elif _epoll_mask(known.events) != mask:
+                        self.ctl_calls += 1
+                        self._ctl_mod(fd, mask)
+                except OSError as exc:
+                    del fd_to_key[fd]
+                    kernel.pop(fd, None)
+                    failed.append((key, known, exc))
+                    continue
+                kernel[fd] = key
+            self.changed.clear()
+            return failed
+
+        def select(self, timeout: float | None = None) -> _Ready:
+            failed = self.flush() if self.changed else None
+            ready = super().select(timeout)
+            if failed:
+                raise BadFds([key for key, _known, _exc in failed], ready,
+                             f"epoll_ctl failed: {failed[0][2]}") from failed[0][2]
+            return ready
+
+        def close(self) -> None:
+            self.changed.clear()
+            self._kernel.clear()
+            super().close()
 
     _selector_classes["epoll"] = EpollSelector
 

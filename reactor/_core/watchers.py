@@ -6,7 +6,35 @@ in ``reactor.aio`` -- so the rules below are written once:
 
 - A reader and a writer on one fd share one registration, whose data is the
   pair ``(reader, writer)``: adding or removing one *modifies* it (for epoll,
-  one ``epoll_ctl(MOD)``), and replacing a callback costs no syscall at all.
+  one ``epoll_ctl(MOD)``, never a DEL and an ADD).
+- Interest changes reach epoll at the next wait, as in libuv
+  (``backends.EpollSelector``: the selector's map is always current, the
+  kernel is brought in step by ``_flush`` before each wait): a watcher added
+  and removed within one iteration (a connection closed in
+  ``connection_made``) costs no syscall, a reader and a writer added
+  together one ADD, a change of events undone before the wait nothing.
+  ``ctl_calls`` counts the calls made. Not deferred, for correctness: a
+  registration the kernel has is deleted at once when its last watcher goes
+  (``remove``, ``forget``: the owner may close the fd next, and a DEL after
+  the close cannot reach a file that a ``dup`` or a forked child keeps
+  open -- it would fire under the old number for ever; libuv deletes at
+  close for the same reason, asyncio at once); so a close is never left to
+  the kernel, which drops the fd only with the last reference to the file.
+  A callback replaced on an fd the kernel watches still asks it at once
+  (below).
+- What the kernel refuses when it is finally asked fails alone, and goes to
+  the watcher it was for (``_flush``): EBADF for an fd closed before the
+  wait ends its watchers with the bad-fd report below; a MOD failing with
+  ENOENT or EBADF (the file closed, its number maybe reused) ends the
+  watchers the kernel knew and watches those added since afresh (they are
+  the new file's), as the immediate MOD did; ENOSPC, ENOMEM or EPERM end
+  the watchers, telling the owner of the callback if it has
+  ``watch_failed(exc)`` (a connection closes itself, as when a registration
+  fails at once) and reporting the others. An fd closed and reused before
+  the kernel was ever asked cannot be told from the new file by number, as
+  on select and poll; a watcher added with an object that has since been
+  closed (``socket.close()``, not ``detach()``) is known stale by that
+  object, and ended, when the number is watched again.
 - The select backend cannot watch an fd >= FD_SETSIZE (1024): CPython's
   ``select.select`` raises for such an fd on every later call, which would
   take the whole loop down. Such an fd is refused when it is added
@@ -60,6 +88,9 @@ from typing import Any, Protocol
 from ..errors import BackendLimitError
 from .backends import BadFds
 
+#: errnos of a MOD that mean "this registration is stale" (backends)
+_STALE_ERRNOS = frozenset({errno.ENOENT, errno.EBADF})
+
 __all__ = ["FdWatchers", "fileobj_to_fd", "EVENT_READ", "EVENT_WRITE", "EPOLL_READ", "EPOLL_WRITE",
            "SELECT_RETRY_DELAY"]
 
@@ -85,6 +116,12 @@ class Cancellable(Protocol):
     _cancelled: bool
 
     def cancel(self) -> None: ...
+
+
+def _closed(fileobj: Any) -> bool:
+    """True if ``fileobj`` was closed (a socket's ``_closed``, a file's
+    ``closed``); a detached socket was not."""
+    return getattr(fileobj, "_closed", None) is True or getattr(fileobj, "closed", None) is True
 
 
 def fileobj_to_fd(fileobj: Any) -> int:
@@ -134,6 +171,10 @@ class FdWatchers:
         # EpollSelector gives its epoll object, backends.EpollSelector.epoll)
         epoll: Any = getattr(selector, "epoll", None)
         self._epoll_poll = epoll.poll if hasattr(_select, "epoll") and isinstance(epoll, _select.epoll) else None
+        #: the fds whose interest changed since the last wait (our
+        #: EpollSelector's ``changed``, flushed before the next wait; the
+        #: module), or None on a selector that asks the kernel nothing
+        self._changed: set[int] | None = getattr(selector, "changed", None)
         #: how the loop waits: the kernel's (fd, events) on every backend (the module)
         self.wait: Callable[[float | None], list[tuple[int, int]]]
         if self._epoll_poll is not None:
@@ -143,6 +184,12 @@ class FdWatchers:
         else:
             self.wait = self.select_fds
             self.read_bits, self.write_bits = EVENT_READ, EVENT_WRITE
+
+    @property
+    def ctl_calls(self) -> int:
+        """The control calls (``epoll_ctl``) made so far; 0 on select and
+        poll, whose registrations are the process's own tables."""
+        return int(getattr(self.selector, "ctl_calls", 0))
 
     def _set(self, fd: int, data: tuple[Any, Any]) -> None:
         self.by_fd[fd] = data
@@ -207,6 +254,8 @@ class FdWatchers:
         has no bad fds to find (``backends``)."""
         poll = self._epoll_poll
         assert poll is not None, "poll_fds() is for the epoll backend"
+        if self._changed:
+            self._flush()
         try:
             # epoll.poll takes seconds and rounds up to its milliseconds;
             # a negative timeout would mean "forever", as None does
@@ -221,6 +270,61 @@ class FdWatchers:
             # dropped before this wait: the kernel knew it when it answered
             self.dropped.clear()
         return events
+
+    def _flush(self) -> None:
+        """Bring the kernel in step before a wait (epoll: the module); a
+        registration it refuses ends its watchers here, as ``add`` ended
+        them when it asked the kernel at once."""
+        flush = self.selector.flush  # type: ignore[attr-defined]
+        changed = self._changed
+        while changed:  # a second round only for watchers re-added below
+            for key, known, exc in flush():
+                fd = key.fd
+                reader, writer = key.data
+                self._drop(fd)
+                if known is not None and exc.errno in _STALE_ERRNOS:
+                    # The kernel's entry was stale: its file was closed.
+                    # The watchers it knew were that file's; those added
+                    # since are the new file's under the same number, and
+                    # are watched afresh (what add() did at once).
+                    old = known.data
+                    fresh = (None if reader in old else reader, None if writer in old else writer)
+                    gone = (None if fresh[0] is not None else reader, None if fresh[1] is not None else writer)
+                    self.end_watchers(BadFds([key._replace(data=gone)], [], f"epoll_ctl(MOD) failed: {exc}"),
+                                      cause=exc)
+                    if fresh != (None, None):
+                        events = (EVENT_READ if fresh[0] is not None else 0) | (
+                            EVENT_WRITE if fresh[1] is not None else 0)
+                        self.selector.register(fd, events, fresh)
+                        self._set(fd, fresh)
+                elif exc.errno == errno.EBADF:
+                    # closed before the kernel ever watched it
+                    self.end_watchers(BadFds([key], [], f"epoll_ctl failed: {exc}"), cause=exc)
+                else:
+                    self._cannot_watch(fd, (reader, writer), exc)
+
+    def _cannot_watch(self, fd: int, pair: tuple[Any, Any], exc: OSError) -> None:
+        """The kernel refused to watch ``fd`` (ENOSPC past
+        ``max_user_watches``, ENOMEM, EPERM for a regular file): end its
+        watchers. Where a watcher's callback is a method of an object with
+        ``watch_failed(exc)`` (a connection, which closes itself then: a
+        connection nobody watches would never be read nor closed), that
+        object is told; the others are reported."""
+        for handle in pair:
+            if handle is None or handle._cancelled:
+                continue
+            owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+            told = getattr(owner, "watch_failed", None)
+            handle.cancel()
+            if told is not None:
+                told(exc)
+                continue
+            self._report({
+                "message": f"the {self.backend} backend cannot watch fd {fd}: {exc}; removed its watcher {handle!r}",
+                "exception": exc,
+                "fd": fd,
+                "handle": handle,
+            })
 
     def _set_aside(self, bad: BadFds) -> None:
         """A wait found the fds in ``bad`` closed (the selector has forgotten
@@ -294,6 +398,17 @@ class FdWatchers:
             self.objects.pop(fd, None)
             self.end_watchers(BadFds([selectors.SelectorKey(fd, fd, 0, (reader, writer))], [],
                                      self._dead_cause.how), cause=self._dead_cause.__cause__)
+        if self._changed is not None and self.objects and fd in self.by_fd:
+            watched = self.objects.get(fd)
+            if watched is not None and watched is not fileobj and _closed(watched):
+                # Its registration was made with an object closed since (a
+                # socket's close(), not detach()): the number names another
+                # file now. epoll may not have been asked yet (the module),
+                # so what its MOD told at once is known here: end the old
+                # watchers (reported), then watch this file afresh.
+                key = self.selector.unregister(fd)
+                self._drop(fd)
+                self.end_watchers(BadFds([key], [], f"{watched!r} was closed"))
         if fileobj is not None and not isinstance(fileobj, int):
             self.objects[fd] = fileobj
         selector = self.selector
@@ -344,14 +459,10 @@ class FdWatchers:
             return False
         mask = key.events & ~event
         if mask:
+            # (events change: epoll is asked at the next wait, where a
+            # closed fd ends the other watcher with a report, ``_flush``)
             try:
                 selector.modify(fd, mask, data)
-            except BadFds as bad:
-                # The fd was closed while watched: the one asked for goes
-                # quietly, the other watcher on it ends with a report.
-                old.cancel()
-                self.end_watchers(bad)
-                return True
             except BaseException:
                 self._resync(fd)
                 raise
