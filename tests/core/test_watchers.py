@@ -257,3 +257,31 @@ def test_a_connection_the_kernel_refuses_at_the_wait_is_closed(loop, backend, er
     [context] = errors.take()
     assert "cannot watch" in context["message"] and context["exception"] is proto.lost[0]
     lst.close()
+
+
+def test_a_listener_the_kernel_refuses_at_the_wait_backs_off_and_serves(loop, backend, errors, monkeypatch):
+    # The listening fd's ADD fails once (ENOMEM) when the loop waits: the
+    # listener pauses as when accept() runs out of kernel memory, and is
+    # watched again after its backoff; no report, a log line.
+    if backend != "epoll":
+        pytest.skip("only epoll asks the kernel to watch an fd")
+    selector = loop._watchers.selector
+    real_add = selector._ctl_add
+    refused: list[int] = []
+
+    def refusing_once(fd: int, mask: int) -> None:
+        if not refused and fd == lst.socket.fileno():
+            refused.append(fd)
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+        real_add(fd, mask)
+
+    monkeypatch.setattr(selector, "_ctl_add", refusing_once)
+    factory = Factory(Recorder)
+    lst = loop.listen(factory)
+    one_iteration(loop)
+    assert refused and lst.state == "exhausted" and lst.stats.exhausted == 1
+    with socket.create_connection(lst.address, timeout=5):
+        run_until(loop, lambda: bool(factory.protocols))
+    assert lst.state == "active"
+    assert errors.take() == []
+    lst.close()
