@@ -213,9 +213,6 @@ FOREIGN_PRIVATE: dict[tuple[str, str], str] = {
         "asyncio's Server._sockets (None once the server is closed), read in reactor.aio's one module for "
         "that concern and checked per version by tests/aio/test_private.py; ConnectAttempt's _sockets is "
         "another name",
-    ("reactor._core.watchers", "_closed"):
-        "socket.socket._closed (True after close(), not after detach()): the one public-free way to tell a "
-        "closed socket from a detached one; LoopCore's and the TLS layer's _closed are other names",
     ("reactor.aio.loop", "_wait"):
         "asyncio's subprocess transport's _wait() (base_subprocess), awaited as asyncio's own loop awaits "
         "it; tests/aio/test_private.py checks it per version; EventLoop's _wait is another name",

@@ -30,11 +30,14 @@ in ``reactor.aio`` -- so the rules below are written once:
   the new file's), as the immediate MOD did; ENOSPC, ENOMEM or EPERM end
   the watchers, telling the owner of the callback if it has
   ``watch_failed(exc)`` (a connection closes itself, as when a registration
-  fails at once) and reporting the others. An fd closed and reused before
-  the kernel was ever asked cannot be told from the new file by number, as
-  on select and poll; a watcher added with an object that has since been
-  closed (``socket.close()``, not ``detach()``) is known stale by that
-  object, and ended, when the number is watched again.
+  fails at once) and reporting the others. What the deferral gives up: an
+  fd closed and its number reused *before the kernel was ever asked* holds
+  the new file, with whatever watchers are on the number, as on select and
+  poll -- a new reader replaces the old one, a new writer joins it (before,
+  epoll's ADD had been made for the old file, and the new file's add found
+  it stale). Nothing tells the two files apart without a syscall per add
+  (an object's ``_closed`` does not: ``detach()`` sets it too, and
+  ``ssl.wrap_socket`` detaches).
 - The select backend cannot watch an fd >= FD_SETSIZE (1024): CPython's
   ``select.select`` raises for such an fd on every later call, which would
   take the whole loop down. Such an fd is refused when it is added
@@ -116,12 +119,6 @@ class Cancellable(Protocol):
     _cancelled: bool
 
     def cancel(self) -> None: ...
-
-
-def _closed(fileobj: Any) -> bool:
-    """True if ``fileobj`` was closed (a socket's ``_closed``, a file's
-    ``closed``); a detached socket was not."""
-    return getattr(fileobj, "_closed", None) is True or getattr(fileobj, "closed", None) is True
 
 
 def fileobj_to_fd(fileobj: Any) -> int:
@@ -398,17 +395,6 @@ class FdWatchers:
             self.objects.pop(fd, None)
             self.end_watchers(BadFds([selectors.SelectorKey(fd, fd, 0, (reader, writer))], [],
                                      self._dead_cause.how), cause=self._dead_cause.__cause__)
-        if self._changed is not None and self.objects and fd in self.by_fd:
-            watched = self.objects.get(fd)
-            if watched is not None and watched is not fileobj and _closed(watched):
-                # Its registration was made with an object closed since (a
-                # socket's close(), not detach()): the number names another
-                # file now. epoll may not have been asked yet (the module),
-                # so what its MOD told at once is known here: end the old
-                # watchers (reported), then watch this file afresh.
-                key = self.selector.unregister(fd)
-                self._drop(fd)
-                self.end_watchers(BadFds([key], [], f"{watched!r} was closed"))
         if fileobj is not None and not isinstance(fileobj, int):
             self.objects[fd] = fileobj
         selector = self.selector
