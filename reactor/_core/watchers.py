@@ -9,10 +9,12 @@ in ``reactor.aio`` -- so the rules below are written once:
   one ``epoll_ctl(MOD)``, never a DEL and an ADD).
 - Interest changes reach epoll at the next wait, as in libuv
   (``backends.EpollSelector``: the selector's map is always current, the
-  kernel is brought in step by ``_flush`` before each wait): a watcher added
-  and removed within one iteration (a connection closed in
-  ``connection_made``) costs no syscall, a reader and a writer added
-  together one ADD, a change of events undone before the wait nothing.
+  kernel is brought in step by ``_flush`` before each wait): an fd watched
+  and dropped again before the loop waits is never added (no syscall), a
+  reader and a writer added together are one ADD (a ``connection_made``
+  that writes more than the socket takes), and a change of events undone or
+  dropped before the wait costs nothing (a write that blocked, then an
+  abort: the DEL alone).
   ``ctl_calls`` counts the calls made. Not deferred, for correctness: a
   registration the kernel has is deleted at once when its last watcher goes
   (``remove``, ``forget``: the owner may close the fd next, and a DEL after
@@ -89,10 +91,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import BackendLimitError
-from .backends import BadFds
-
-#: errnos of a MOD that mean "this registration is stale" (backends)
-_STALE_ERRNOS = frozenset({errno.ENOENT, errno.EBADF})
+from .backends import _STALE_ERRNOS, BadFds
 
 __all__ = ["FdWatchers", "fileobj_to_fd", "EVENT_READ", "EVENT_WRITE", "EPOLL_READ", "EPOLL_WRITE",
            "SELECT_RETRY_DELAY"]
