@@ -26,7 +26,8 @@ in ``reactor.aio`` -- so the rules below are written once:
   (below).
 - What the kernel refuses when it is finally asked fails alone, and goes to
   the watcher it was for (``_flush``): EBADF for an fd closed before the
-  wait ends its watchers with the bad-fd report below; a MOD failing with
+  wait sets its watchers aside, to be reported at the wait after unless
+  removed by then (the bad-fd rule below, as select and poll); a MOD failing with
   ENOENT or EBADF (the file closed, its number maybe reused) ends the
   watchers the kernel knew and watches those added since afresh (they are
   the new file's), as the immediate MOD did; ENOSPC, ENOMEM or EPERM end
@@ -250,6 +251,8 @@ class FdWatchers:
         has no bad fds to find (``backends``)."""
         poll = self._epoll_poll
         assert poll is not None, "poll_fds() is for the epoll backend"
+        if self.dead:
+            self._end_dead()  # found closed by the last flush (the module)
         if self._changed:
             self._flush()
         try:
@@ -294,8 +297,12 @@ class FdWatchers:
                         self.selector.register(fd, events, fresh)
                         self._set(fd, fresh)
                 elif exc.errno == errno.EBADF:
-                    # closed before the kernel ever watched it
-                    self.end_watchers(BadFds([key], [], f"epoll_ctl failed: {exc}"), cause=exc)
+                    # Closed before the kernel ever watched it: set aside
+                    # and reported at the next wait unless removed by then,
+                    # as select and poll do with a closed fd they find.
+                    bad = BadFds([key], [], f"epoll_ctl(ADD) failed: {exc}")
+                    bad.__cause__ = exc
+                    self._set_aside(bad)
                 else:
                     self._cannot_watch(fd, (reader, writer), exc)
 

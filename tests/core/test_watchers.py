@@ -285,3 +285,22 @@ def test_a_listener_the_kernel_refuses_at_the_wait_backs_off_and_serves(loop, ba
     assert lst.state == "active"
     assert errors.take() == []
     lst.close()
+
+
+def test_added_closed_and_removed_on_the_next_turn_is_not_reported(loop, backend, errors, pairs):
+    # anyio's order (the close, then a callback that removes the watcher),
+    # with the add in the same iteration as the close: the wait that finds
+    # the fd closed (epoll: its ADD fails with EBADF) only sets the watcher
+    # aside, and its removal on the next turn ends it quietly.
+    healthy = Healthy(loop, pairs)
+    victim, _peer = socketpair(pairs)
+    fd = victim.fileno()
+    loop.add_reader(fd, pytest.fail, "the closed socket's reader ran")
+    victim.close()
+    removed: list[bool] = []
+    loop.call_soon(lambda: removed.append(loop.remove_reader(fd)))
+    healthy.check(b"1")
+    run_until(loop, lambda: bool(removed))
+    healthy.check(b"2")
+    assert removed == [True]
+    assert errors.take() == []
