@@ -4,7 +4,7 @@ epoll changes; with ``--all``, every call) a server makes per accepted
 connection or per echo round trip.
 
     python bench/syscalls.py [--servers reactor,aio,aio-streams,asyncio,asyncio-streams,uvloop,uvloop-streams]
-                             [--modes close,echo] [--count 2000] [--repeat 3]
+                             [--modes close,echo,patterns] [--count 2000] [--repeat 3]
                              [--trees after=.,before=/path/to/main] [--all]
 
 Each server runs under ``strace -f -c`` (counting only: no per-call
@@ -12,7 +12,9 @@ output), serves a fixed number of operations from the C load generator
 (``reactor.tools.loadgen``): ``close`` is ``client-close``, where the
 server closes each connection in ``connection_made`` (streams: at once in
 the handler) and the client closes after its FIN; ``echo`` is 16
-connections echoing ``--count`` round trips in all. The server is stopped
+connections echoing ``--count`` round trips in all (``patterns``: no server;
+a loop on epoll repeats one watcher pattern per iteration, ``PATTERNS``,
+and the epoll_ctl per repetition is printed). The server is stopped
 with SIGINT, and its counts, less those of the same server started and
 stopped with no load, are divided by the operations served: start-up and
 shutdown cancel out. Each figure is the median of ``--repeat`` runs, with
@@ -127,6 +129,53 @@ def run_server(server: str, mode: str, tree: Path, count: int, out: str) -> dict
     return counts
 
 
+#: ``--modes patterns``: one loop iteration each, on epoll, repeated
+#: PATTERN_REPEAT times; epoll_ctl per repetition
+#: name -> (a reader watches the socket throughout, the loop body)
+PATTERNS = {
+    "add+remove in one iteration": (False, "r.add_reader(a, f); r.remove_reader(a); once()"),
+    "reader+writer added, a wait, both removed":
+        (False, "r.add_reader(a, f); r.add_writer(a, f); once(); r.remove_writer(a); r.remove_reader(a)"),
+    "writer added and removed in one iteration, a reader stays":
+        (True, "r.add_writer(a, f); r.remove_writer(a); once()"),
+}
+PATTERN_REPEAT = 500
+_PATTERN_SCRIPT = """
+import socket, sys, reactor
+r = reactor.Reactor(backend="epoll")
+a, b = socket.socketpair()
+f = lambda: None
+def once():
+    r.call_soon(r.stop)
+    r.run()
+once()
+if sys.argv[2] == "reader":
+    r.add_reader(a, f)
+    once()
+for _ in range(int(sys.argv[1])):
+    {body}
+r.close()
+"""
+
+
+def run_pattern(reader: bool, body: str, tree: Path, out: str) -> int:
+    """epoll_ctl calls of PATTERN_REPEAT repetitions of ``body``, less those of none."""
+    counts = []
+    for repeat, what in ((PATTERN_REPEAT, body), (0, "pass")):
+        script = _PATTERN_SCRIPT.format(body=what)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
+        subprocess.run(["strace", "-f", "-c", "-e", "trace=epoll_ctl", "-o", out, sys.executable, "-c", script,
+                        str(repeat), "reader" if reader else "-"], check=True, env=env, cwd=tempfile.gettempdir(),
+                       stdout=subprocess.DEVNULL, timeout=TIMEOUT)
+        calls = 0
+        for row in Path(out).read_text().splitlines():
+            fields = row.split()
+            if fields and fields[-1] == "epoll_ctl":
+                calls = int(fields[3])
+        counts.append(calls)
+    return counts[0] - counts[1]
+
+
 def _figure(values: list[float]) -> str:
     median = statistics.median(values)
     low, high = min(values), max(values)
@@ -166,6 +215,14 @@ def main() -> None:
           f"{os.cpu_count()} CPUs, {os.uname().sysname} {os.uname().release}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes.split(","):
+            if mode == "patterns":
+                for name, (reader, body) in PATTERNS.items():
+                    for tree_name, tree in trees:
+                        per_time = run_pattern(reader, body, tree, f"{tmp}/pattern") / PATTERN_REPEAT
+                        print(f"patterns {name} ({tree_name}): epoll_ctl {per_time:.3f}", flush=True)
+                continue
+            if mode not in ("close", "echo"):
+                parser.error(f"unknown mode {mode!r}; known: close, echo, patterns")
             unit = "connection" if mode == "close" else "round trip"
             for server in servers:
                 if server.startswith("uvloop") and not has_uvloop:
