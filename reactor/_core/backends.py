@@ -49,6 +49,31 @@ An fd that user code closes while it is still watched ("bad fds fail alone"):
 - select and poll watch numbers: an fd closed *and reused* before the loop
   next waits is watched as the new file, and cannot be told apart.
 
+When our ``EpollSelector`` calls ``epoll_ctl``, and why (``ctl_calls``
+counts the calls, failed ones too):
+
+- ADD at ``register``, at once. ``epoll_ctl(ADD)`` is where the kernel
+  says an fd cannot be watched: EPERM for a regular file or a directory
+  (``file_can_poll`` is false), EBADF for a closed fd, ENOSPC past
+  ``fs.epoll.max_user_watches``, ENOMEM. asyncio raises these from
+  ``add_reader`` (CPython's ``EpollSelector.register``), and so does
+  uvloop; programs catch the PermissionError to fall back to a thread for a
+  file. An ADD left to the next wait would raise nowhere the caller could
+  catch it. (Deferring it saved no call in any server we measured either:
+  ``bench/syscalls.py --modes close,echo,patterns``.)
+- MOD of the events at the next wait (``flush``, which the loop's watchers
+  call before they poll): a reader that gains and loses a writer before the
+  loop waits costs nothing, a read -> read+write change one MOD. A MOD only
+  fails for a registration gone stale (ENOENT or EBADF: its fd closed, the
+  number maybe reused; EPERM if it now names a regular file), which the
+  loop then ends and reports, as it would have at once.
+- MOD of the data alone (a callback replaced) at once, to find a stale
+  registration now (above); CPython asks nothing there.
+- DEL at ``unregister``, at once: the caller may close the fd next, and a
+  DEL after the close cannot name a file that a ``dup`` or a forked child
+  keeps open (above). libuv deletes at close for the same reason
+  (``uv__platform_invalidate_fd``); asyncio at once.
+
 Each of our selectors says what it forgot by raising :class:`BadFds` (with
 whatever else was ready), so the loop's hot path pays nothing for the check:
 it ends those watchers and reports each fd to the exception handler. They
@@ -60,9 +85,10 @@ On epoll, reactor's own loop does not wait in ``EpollSelector.select``: it
 polls the selector's ``select.epoll`` object itself and dispatches by fd
 (``watchers.FdWatchers.poll_fds``), with no key object or tuple built per
 event. Registration still goes through ``EpollSelector`` (register and
-modify noted and flushed before each wait, unregister at once), so the
-stale-registration check is the same for both loops; epoll has no bad fd to find at wait time
-(see above), so nothing is lost by not calling ``select()``.
+unregister at once, changes of events flushed before each wait), so the
+stale-registration check is the same for both loops; epoll has no bad fd to
+find at wait time (see above), so nothing is lost by not calling
+``select()``.
 """
 
 from __future__ import annotations
@@ -200,30 +226,28 @@ if hasattr(selectors, "EpollSelector"):
             _EPOLLOUT if events & selectors.EVENT_WRITE else 0)
 
     class EpollSelector(selectors.EpollSelector):
-        """epoll(7) whose interest changes reach the kernel at the next wait
-        (``flush``), and whose callback-only ``modify`` of a registration
-        the kernel has always asks it (see the module).
+        """epoll(7) that registers and unregisters at once, takes a change
+        of events at the next wait (``flush``), and asks the kernel on a
+        callback-only ``modify`` too (when each ``epoll_ctl`` is made, and
+        why: the module).
 
         The map (``get_key``, ``get_map``) is always up to date; the kernel
-        is brought in step by ``flush()``, which ``select()`` calls first
-        (the loop's watchers call it before polling the epoll object
-        themselves). What is deferred, and what is not:
+        has every registration in it, with the events of the last ``flush``
+        for those in ``changed``. ``select()`` flushes first; the loop's
+        watchers call ``flush()`` themselves before they poll the epoll
+        object.
 
-        - ``register``: no syscall; ADD at the next flush. Unregistered
-          before it (a reader added and removed in one iteration): no
-          syscall at all.
+        - ``register``: ADD at once; an error (EPERM for a regular file,
+          EBADF, ENOSPC, ENOMEM) drops the key and is raised, as CPython's
+          ``register`` does. EEXIST (the kernel still has this file under
+          this fd: a DEL that failed, a MOD that failed without going
+          stale) takes the registration over with a MOD, as libuv does.
         - ``modify`` of the events: no syscall; one MOD at the next flush,
           and none if the events are back to what the kernel has by then.
-        - ``modify`` of the data only, on a registration the kernel has: a
-          MOD at once, as before, so that a stale registration (its fd
-          closed, its number maybe reused) is found now (``BadFds``).
-        - ``unregister`` of a registration the kernel has: DEL at once. The
-          caller may close the fd next, and the kernel drops an fd from the
-          interest list only when the *last* reference to its open file goes
-          (a ``dup``, a forked child may hold one): a DEL made after the
-          close could no longer name that file, which would then fire under
-          the old number for ever. libuv deletes at close for the same
-          reason (``uv__platform_invalidate_fd``); asyncio deletes at once.
+        - ``modify`` of the data only: a MOD at once, so that a stale
+          registration (its fd closed, its number maybe reused) is found
+          now (``BadFds``).
+        - ``unregister``: DEL at once.
 
         ``ctl_calls`` counts the ``epoll_ctl`` calls made (failed ones too).
         """
@@ -236,7 +260,7 @@ if hasattr(selectors, "EpollSelector"):
             super().__init__()
             #: epoll_ctl calls made so far
             self.ctl_calls = 0
-            #: fds whose registration may differ from the kernel's (flush);
+            #: fds whose events may differ from the kernel's (flush);
             #: mutated in place, never rebound (the loop's watchers hold it)
             self.changed: set[int] = set()
             # fd -> the key as the kernel last took it (its events are the
@@ -252,9 +276,21 @@ if hasattr(selectors, "EpollSelector"):
             return self._selector
 
         def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-            # the map only (the base class's); the kernel at the next flush
+            # the base class's map, then the kernel at once (the module)
             key = selectors._BaseSelectorImpl.register(self, fileobj, events, data)
-            self.changed.add(key.fd)
+            fd = key.fd
+            mask = _epoll_mask(events)
+            try:
+                self.ctl_calls += 1
+                try:
+                    self._ctl_add(fd, mask)
+                except FileExistsError:
+                    self.ctl_calls += 1
+                    self._ctl_mod(fd, mask)
+            except BaseException:
+                selectors._BaseSelectorImpl.unregister(self, fileobj)
+                raise
+            self._kernel[fd] = key
             return key
 
         def unregister(self, fileobj: Any) -> selectors.SelectorKey:
@@ -279,60 +315,50 @@ if hasattr(selectors, "EpollSelector"):
                 self._fd_to_key[fd] = new
                 self.changed.add(fd)
                 return new
+            # Only the data changes: CPython would not ask the kernel; we
+            # do, to find a stale registration (the module).
             new = key._replace(data=data)
-            if fd in self._kernel:
-                # Only the data changes: CPython would not ask the kernel;
-                # we do, to find a stale registration (see the module).
-                self.ctl_calls += 1
-                try:
-                    self._ctl_mod(fd, _epoll_mask(events))
-                except OSError as exc:
-                    if exc.errno not in _STALE_ERRNOS:
-                        raise
-                    self._fd_to_key.pop(fd, None)
-                    self._kernel.pop(fd, None)
-                    self.changed.discard(fd)
-                    raise BadFds([key], [], f"epoll_ctl(MOD) failed: {exc}") from exc
-                self._kernel[fd] = new
+            self.ctl_calls += 1
+            try:
+                self._ctl_mod(fd, _epoll_mask(events))
+            except OSError as exc:
+                # dropped, as CPython's modify drops a key the kernel refused
+                self._fd_to_key.pop(fd, None)
+                self._kernel.pop(fd, None)
                 self.changed.discard(fd)
+                if exc.errno not in _STALE_ERRNOS:
+                    raise
+                raise BadFds([key], [], f"epoll_ctl(MOD) failed: {exc}") from exc
+            self._kernel[fd] = new
+            self.changed.discard(fd)
             self._fd_to_key[fd] = new
             return new
 
-        def flush(self) -> list[tuple[selectors.SelectorKey, selectors.SelectorKey | None, OSError]]:
-            """Bring the kernel in step with the map: one ADD or MOD per
-            changed fd whose events differ from the kernel's, none for the
-            others. A registration the kernel refuses is forgotten and
-            returned as ``(key, kernel_key, error)``: ``kernel_key`` is the
-            key as the kernel last took it (None if it never did), so the
-            caller can tell the watchers the kernel knew (a MOD failing
-            with ENOENT or EBADF: their file was closed) from those added
-            since."""
-            failed: list[tuple[selectors.SelectorKey, selectors.SelectorKey | None, OSError]] = []
+        def flush(self) -> list[tuple[selectors.SelectorKey, selectors.SelectorKey, OSError]]:
+            """Bring the kernel in step with the map: one MOD per changed fd
+            whose events differ from the kernel's, none for the others. A
+            registration whose MOD fails (it went stale: ENOENT, EBADF,
+            EPERM; the module) is forgotten and returned as ``(key,
+            kernel_key, error)``: ``kernel_key`` is the key as the kernel
+            last took it, so the caller can tell the watchers the kernel
+            knew (the closed file's) from those added since."""
+            failed: list[tuple[selectors.SelectorKey, selectors.SelectorKey, OSError]] = []
             fd_to_key, kernel = self._fd_to_key, self._kernel
             for fd in self.changed:
                 key = fd_to_key.get(fd)
-                if key is None:
-                    continue
-                mask = _epoll_mask(key.events)
                 known = kernel.get(fd)
-                try:
-                    if known is None:
-                        self.ctl_calls += 1
-                        try:
-                            self._ctl_add(fd, mask)
-                        except FileExistsError:
-                            # the kernel has this file under this fd (a DEL
-                            # that failed): take it over, as libuv does
-                            self.ctl_calls += 1
-                            self._ctl_mod(fd, mask)
-                    elif _epoll_mask(known.events) != mask:
-                        self.ctl_calls += 1
+                if key is None or known is None:
+                    continue  # (unregistered since: nothing to bring in step)
+                mask = _epoll_mask(key.events)
+                if _epoll_mask(known.events) != mask:
+                    self.ctl_calls += 1
+                    try:
                         self._ctl_mod(fd, mask)
-                except OSError as exc:
-                    del fd_to_key[fd]
-                    kernel.pop(fd, None)
-                    failed.append((key, known, exc))
-                    continue
+                    except OSError as exc:
+                        del fd_to_key[fd]
+                        del kernel[fd]
+                        failed.append((key, known, exc))
+                        continue
                 kernel[fd] = key
             self.changed.clear()
             return failed
@@ -342,7 +368,7 @@ if hasattr(selectors, "EpollSelector"):
             ready = super().select(timeout)
             if failed:
                 raise BadFds([key for key, _known, _exc in failed], ready,
-                             f"epoll_ctl failed: {failed[0][2]}") from failed[0][2]
+                             f"epoll_ctl(MOD) failed: {failed[0][2]}") from failed[0][2]
             return ready
 
         def close(self) -> None:

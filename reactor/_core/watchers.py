@@ -7,40 +7,25 @@ in ``reactor.aio`` -- so the rules below are written once:
 - A reader and a writer on one fd share one registration, whose data is the
   pair ``(reader, writer)``: adding or removing one *modifies* it (for epoll,
   one ``epoll_ctl(MOD)``, never a DEL and an ADD).
-- Interest changes reach epoll at the next wait, as in libuv
-  (``backends.EpollSelector``: the selector's map is always current, the
-  kernel is brought in step by ``_flush`` before each wait): an fd watched
-  and dropped again before the loop waits is never added (no syscall), a
-  reader and a writer added together are one ADD (a ``connection_made``
-  that writes more than the socket takes), and a change of events undone or
-  dropped before the wait costs nothing (a write that blocked, then an
-  abort: the DEL alone).
-  ``ctl_calls`` counts the calls made. Not deferred, for correctness: a
-  registration the kernel has is deleted at once when its last watcher goes
-  (``remove``, ``forget``: the owner may close the fd next, and a DEL after
-  the close cannot reach a file that a ``dup`` or a forked child keeps
-  open -- it would fire under the old number for ever; libuv deletes at
-  close for the same reason, asyncio at once); so a close is never left to
-  the kernel, which drops the fd only with the last reference to the file.
-  A callback replaced on an fd the kernel watches still asks it at once
-  (below).
-- What the kernel refuses when it is finally asked fails alone, and goes to
-  the watcher it was for (``_flush``): EBADF for an fd closed before the
-  wait sets its watchers aside, to be reported at the wait after unless
-  removed by then (the bad-fd rule below, as select and poll); a MOD failing with
-  ENOENT or EBADF (the file closed, its number maybe reused) ends the
-  watchers the kernel knew and watches those added since afresh (they are
-  the new file's), as the immediate MOD did; ENOSPC, ENOMEM or EPERM end
-  the watchers, telling the owner of the callback if it has
-  ``watch_failed(exc)`` (a connection closes itself, as when a registration
-  fails at once) and reporting the others. What the deferral gives up: an
-  fd closed and its number reused *before the kernel was ever asked* holds
-  the new file, with whatever watchers are on the number, as on select and
-  poll -- a new reader replaces the old one, a new writer joins it (before,
-  epoll's ADD had been made for the old file, and the new file's add found
-  it stale). Nothing tells the two files apart without a syscall per add
-  (an object's ``_closed`` does not: ``detach()`` sets it too, and
-  ``ssl.wrap_socket`` detaches).
+- On epoll, a change of events reaches the kernel at the next wait, as in
+  libuv (``backends.EpollSelector``, where each ``epoll_ctl`` is made and
+  why; ``_flush`` here, before each wait): a writer added to a reader and
+  removed again before the loop waits costs nothing, a read -> read+write
+  change one MOD.
+  Registering and dropping a registration are not deferred: the ADD is
+  made in ``add``, so that what the kernel refuses (EPERM for a regular
+  file, EBADF for a closed fd, ENOSPC, ENOMEM) is raised to the caller, as
+  asyncio's and uvloop's ``add_reader`` raise it; the DEL in ``remove`` and
+  ``forget``, before the owner can close the fd (a DEL after the close
+  cannot reach a file a ``dup`` or a forked child keeps open). A callback
+  replaced on an fd still asks the kernel at once (the stale check below).
+  ``ctl_calls`` counts the calls made.
+- A deferred MOD the kernel refuses at the wait fails alone (``_flush``):
+  only a stale registration refuses one (its file closed, the number maybe
+  reused: ENOENT, EBADF, or EPERM for a regular file now), so the watchers
+  the kernel knew end with a report, as a stale registration found at once
+  does, and those added since are the number's new file's: registered
+  afresh, or ended with a report if the kernel refuses that too.
 - The select backend cannot watch an fd >= FD_SETSIZE (1024): CPython's
   ``select.select`` raises for such an fd on every later call, which would
   take the whole loop down. Such an fd is refused when it is added
@@ -92,7 +77,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import BackendLimitError
-from .backends import _STALE_ERRNOS, BadFds
+from .backends import BadFds
 
 __all__ = ["FdWatchers", "fileobj_to_fd", "EVENT_READ", "EVENT_WRITE", "EPOLL_READ", "EPOLL_WRITE",
            "SELECT_RETRY_DELAY"]
@@ -251,8 +236,6 @@ class FdWatchers:
         has no bad fds to find (``backends``)."""
         poll = self._epoll_poll
         assert poll is not None, "poll_fds() is for the epoll backend"
-        if self.dead:
-            self._end_dead()  # found closed by the last flush (the module)
         if self._changed:
             self._flush()
         try:
@@ -271,63 +254,31 @@ class FdWatchers:
         return events
 
     def _flush(self) -> None:
-        """Bring the kernel in step before a wait (epoll: the module); a
-        registration it refuses ends its watchers here, as ``add`` ended
-        them when it asked the kernel at once."""
-        flush = self.selector.flush  # type: ignore[attr-defined]
-        changed = self._changed
-        while changed:  # a second round only for watchers re-added below
-            for key, known, exc in flush():
-                fd = key.fd
-                reader, writer = key.data
-                self._drop(fd)
-                if known is not None and exc.errno in _STALE_ERRNOS:
-                    # The kernel's entry was stale: its file was closed.
-                    # The watchers it knew were that file's; those added
-                    # since are the new file's under the same number, and
-                    # are watched afresh (what add() did at once).
-                    old = known.data
-                    fresh = (None if reader in old else reader, None if writer in old else writer)
-                    gone = (None if fresh[0] is not None else reader, None if fresh[1] is not None else writer)
-                    self.end_watchers(BadFds([key._replace(data=gone)], [], f"epoll_ctl(MOD) failed: {exc}"),
-                                      cause=exc)
-                    if fresh != (None, None):
-                        events = (EVENT_READ if fresh[0] is not None else 0) | (
-                            EVENT_WRITE if fresh[1] is not None else 0)
-                        self.selector.register(fd, events, fresh)
-                        self._set(fd, fresh)
-                elif exc.errno == errno.EBADF:
-                    # Closed before the kernel ever watched it: set aside
-                    # and reported at the next wait unless removed by then,
-                    # as select and poll do with a closed fd they find.
-                    bad = BadFds([key], [], f"epoll_ctl(ADD) failed: {exc}")
-                    bad.__cause__ = exc
-                    self._set_aside(bad)
-                else:
-                    self._cannot_watch(fd, (reader, writer), exc)
-
-    def _cannot_watch(self, fd: int, pair: tuple[Any, Any], exc: OSError) -> None:
-        """The kernel refused to watch ``fd`` (ENOSPC past
-        ``max_user_watches``, ENOMEM, EPERM for a regular file): end its
-        watchers. Where a watcher's callback is a method of an object with
-        ``watch_failed(exc)`` (a connection, which closes itself then: a
-        connection nobody watches would never be read nor closed), that
-        object is told; the others are reported."""
-        for handle in pair:
-            if handle is None or handle._cancelled:
+        """Bring the kernel in step before a wait (epoll's deferred MODs:
+        the module). A MOD it refuses went stale: the watchers the kernel
+        knew end with a report; those added since are the number's new
+        file's, watched afresh (what ``add`` does when it finds a stale
+        registration at once), or ended with a report too if the kernel
+        refuses them (the number is free, or names a regular file now)."""
+        for key, known, exc in self.selector.flush():  # type: ignore[attr-defined]
+            fd = key.fd
+            reader, writer = key.data
+            self._drop(fd)
+            old = known.data
+            fresh = (None if reader in old else reader, None if writer in old else writer)
+            gone = (None if fresh[0] is not None else reader, None if fresh[1] is not None else writer)
+            self.end_watchers(BadFds([key._replace(data=gone)], [], f"epoll_ctl(MOD) failed: {exc}"),
+                              cause=exc)
+            if fresh == (None, None):
                 continue
-            owner = getattr(getattr(handle, "_callback", None), "__self__", None)
-            told = getattr(owner, "watch_failed", None)
-            handle.cancel()
-            if told is not None:
-                told(exc)
+            events = (EVENT_READ if fresh[0] is not None else 0) | (EVENT_WRITE if fresh[1] is not None else 0)
+            try:
+                self.selector.register(fd, events, fresh)
+            except OSError as refused:  # EBADF (the number is free), EPERM (a regular file now)
+                self.end_watchers(BadFds([key._replace(data=fresh)], [], f"epoll_ctl(ADD) failed: {refused}"),
+                                  cause=refused)
                 continue
-            self._report({
-                "message": f"the {self.backend} backend cannot watch fd {fd}: {exc}; removed its watcher {handle!r}",
-                "exception": exc,
-                "fd": fd,
-                "handle": handle,
-            })
+            self._set(fd, fresh)
 
     def _set_aside(self, bad: BadFds) -> None:
         """A wait found the fds in ``bad`` closed (the selector has forgotten

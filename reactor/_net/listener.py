@@ -663,15 +663,6 @@ class Listener:
         self._move(OUT_OF_FDS)
         self._retry_timer = self._reactor.call_later(delay, self._retry_after_backoff)
 
-    def watch_failed(self, exc: OSError) -> None:
-        """The loop's watchers: the kernel refused the listening fd when the
-        loop asked it, at its next wait (epoll: ENOSPC past
-        ``max_user_watches``, ENOMEM; ``reactor._core.watchers``). Out of
-        kernel memory like an accept failing so: pause, and try again after
-        the backoff."""
-        if self._state is ACTIVE:
-            self._on_capacity_error(exc.errno or errno.ENOMEM)
-
     def _retry_after_backoff(self) -> None:
         self._retry_timer = None
         if self._state is EXHAUSTED:

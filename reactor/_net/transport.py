@@ -872,16 +872,6 @@ class Transport:
         self._state = _ON_FAILED[self._state]
         self._release(exc)
 
-    def watch_failed(self, exc: OSError) -> None:
-        """The loop's watchers: the kernel refused this fd when the loop
-        asked it, at its next wait (epoll takes interest changes then,
-        ``reactor._core.watchers``): ends as a registration that failed at
-        once does."""
-        if self._state in _FD_CLOSED:
-            return
-        self._reader_on = False
-        self._cannot_watch(exc, "reading or writing")
-
     def _report(self, exc: BaseException, message: str) -> None:
         """Hand ``exc`` to the reactor's exception handler, with this
         connection in the context."""

@@ -1,25 +1,31 @@
-"""Interest changes reach the kernel at the next wait (``reactor._core.
-watchers``, ``backends.EpollSelector``): what never lives through a wait
-never reaches epoll, a change of events is one MOD, and a change the kernel
-refuses when it is finally asked fails alone, reported to the watcher it
-was for. Real sockets; the kernel's own view of the interest list is read
-from ``/proc/self/fdinfo`` of the epoll fd. The counts hold on epoll; the
-behaviour on every backend.
+"""When epoll is asked (``reactor._core.backends``, ``watchers``): a change
+of events reaches the kernel at the next wait (one MOD, none if undone
+before it), a registration at once (the ADD, whose errors asyncio raises
+from ``add_reader``), a removal at once (the DEL). A deferred MOD the
+kernel refuses at the wait fails alone, reported. Real sockets; the kernel's
+own view of the interest list is read from ``/proc/self/fdinfo`` of the
+epoll fd. The counts hold on epoll; the behaviour on every backend.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import os
 import select
+import selectors
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import reactor
+import reactor.aio
 
-from ..support import Factory, Recorder, run_until
+from ..support import run_until
 from .test_bad_fds import Healthy, assert_one_report, socket_on_fd
 
 
@@ -59,82 +65,39 @@ def kernel_interest(loop: reactor.Reactor) -> dict[int, int]:
     return found
 
 
-def test_added_and_removed_in_one_iteration_never_reaches_the_kernel(loop, backend, pairs):
+def test_added_and_removed_in_one_iteration_costs_an_add_and_a_del(loop, backend, pairs):
+    """Registration is not deferred: the ADD is where the kernel refuses an
+    fd (EPERM for a regular file, EBADF for a closed one), and asyncio's
+    ``add_reader`` raises that at once (programs catch the PermissionError
+    to fall back to a thread), so epoll is asked at the add, and the DEL
+    follows at the removal (the owner may close the fd next)."""
     a, b = socketpair(pairs)
-    b.send(b"ready")  # a is readable: a watcher that reached the kernel would run
+    b.send(b"ready")  # a is readable: a watcher that lived through a wait would run
     one_iteration(loop)  # the wake-up pipe's registration goes first
     before = ctl_calls(loop)
     ran: list[str] = []
     loop.add_reader(a, ran.append, "reader")
-    loop.add_writer(a, ran.append, "writer")
-    assert loop.remove_reader(a) and loop.remove_writer(a)
-    one_iteration(loop)
-    assert ran == []
     if backend == "epoll":
-        assert ctl_calls(loop) == before, "epoll_ctl was called for a watcher that never lived through a wait"
-        assert a.fileno() not in kernel_interest(loop)
-
-
-def test_forgotten_before_the_wait_never_reaches_the_kernel(loop, backend, pairs):
-    # a connection closed in connection_made: its owner forgets the fd
-    a, b = socketpair(pairs)
-    b.send(b"ready")
-    one_iteration(loop)
-    before = ctl_calls(loop)
-    ran: list[str] = []
-    loop.add_reader(a.fileno(), ran.append, "reader")
-    loop.forget_fd(a.fileno())
-    one_iteration(loop)
-    assert ran == []
-    if backend == "epoll":
-        assert ctl_calls(loop) == before
-
-
-def test_added_then_waited_is_registered_with_one_call(loop, backend, pairs):
-    a, b = socketpair(pairs)
-    one_iteration(loop)
-    before = ctl_calls(loop)
-    seen: list[bytes] = []
-    loop.add_reader(a, lambda: seen.append(a.recv(10)))
-    if backend == "epoll":
-        assert a.fileno() not in kernel_interest(loop)  # not yet: at the next wait
-    b.send(b"hi")
-    run_until(loop, lambda: seen == [b"hi"])
-    if backend == "epoll":
-        assert ctl_calls(loop) == before + 1  # one ADD
+        assert ctl_calls(loop) == before + 1  # the ADD, at once
         assert kernel_interest(loop)[a.fileno()] & select.EPOLLIN
     assert loop.remove_reader(a)
+    one_iteration(loop)
+    assert ran == []
     if backend == "epoll":
-        # removed: DEL at once (the owner may close the fd next; see backends)
-        assert ctl_calls(loop) == before + 2
+        assert ctl_calls(loop) == before + 2  # and the DEL, at once
         assert a.fileno() not in kernel_interest(loop)
 
 
-def test_a_reader_and_a_writer_added_together_are_one_add(loop, backend, pairs):
-    a, _b = socketpair(pairs)
-    one_iteration(loop)
-    before = ctl_calls(loop)
-    ran: list[str] = []
-    loop.add_reader(a, ran.append, "reader")
-    loop.add_writer(a, lambda: (ran.append("writer"), loop.remove_writer(a)))
-    run_until(loop, lambda: "writer" in ran)
-    assert "reader" not in ran
-    if backend == "epoll":
-        # ADD (IN|OUT), then the writer's removal: one MOD at the next wait
-        one_iteration(loop)
-        assert ctl_calls(loop) == before + 2
-        assert kernel_interest(loop)[a.fileno()] & (select.EPOLLIN | select.EPOLLOUT) == select.EPOLLIN
-    loop.remove_reader(a)
-
-
-def test_read_to_read_and_write_is_one_mod(loop, backend, pairs):
+def test_read_to_read_and_write_is_one_mod_at_the_next_wait(loop, backend, pairs):
     a, _b = socketpair(pairs)
     loop.add_reader(a, pytest.fail, "nothing to read")
     one_iteration(loop)
     before = ctl_calls(loop)
     ran: list[str] = []
     loop.add_writer(a, lambda: (ran.append("writer"), loop.stop()))
-    assert ctl_calls(loop) == before  # at the next wait
+    if backend == "epoll":
+        assert ctl_calls(loop) == before  # at the next wait
+        assert not kernel_interest(loop)[a.fileno()] & select.EPOLLOUT
     loop.run()
     assert ran == ["writer"]
     if backend == "epoll":
@@ -158,36 +121,55 @@ def test_a_change_undone_before_the_wait_costs_nothing(loop, backend, pairs):
     loop.remove_reader(a)
 
 
-def test_a_number_closed_and_reused_before_the_wait_watches_the_new_socket(loop, backend, errors, pairs):
-    # The classic bug of deferred registration: the fd number is closed and
-    # given to a new socket between the add and the next wait. The new
-    # socket's watcher replaces the old one (bare fds: nothing tells the two
-    # files apart, as on select and poll) and gets its events; the old one
-    # never runs; nothing reaches the exception handler.
-    healthy = Healthy(loop, pairs)
-    victim, victim_peer = socketpair(pairs)
-    fd = victim.fileno()
-    victim_peer.send(b"old")
-    old = loop.add_reader(fd, pytest.fail, "the closed socket's reader ran")
-    victim.close()
-    new, peer = socket_on_fd(pairs, fd)
-    seen: list[bytes] = []
-    loop.add_reader(fd, lambda: seen.append(new.recv(10)))
-    assert old.cancelled()
-    peer.send(b"new")
-    run_until(loop, lambda: seen == [b"new"])
-    healthy.check(b"1")
-    assert errors.take() == []
-    if backend == "epoll":
-        assert kernel_interest(loop)[fd] & select.EPOLLIN
+def _unwatchable(kind: str) -> Iterator[int]:
+    """An fd epoll_ctl(ADD) refuses: a regular file (EPERM) or a closed fd
+    (EBADF)."""
+    with tempfile.TemporaryFile() as f:
+        if kind == "regular file":
+            yield f.fileno()
+            return
+        fd = os.dup(f.fileno())
+        os.close(fd)
+        yield fd
+
+
+def _add_reader_error(loop: Any, fd: int) -> type[BaseException] | None:
+    try:
+        loop.add_reader(fd, pytest.fail, "never watched")
+    except OSError as exc:
+        assert loop.remove_reader(fd) is False  # nothing left registered
+        return type(exc)
     loop.remove_reader(fd)
+    return None
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("regular file", PermissionError), ("closed fd", OSError)])
+def test_an_fd_epoll_refuses_raises_at_add_reader_as_on_asyncio(kind, expected, errors):
+    """asyncio's epoll loop (the oracle) raises from ``add_reader`` what
+    epoll_ctl(ADD) says; so do reactor.aio's loop and ``Reactor`` (as on
+    main, before and after the deferred interest changes)."""
+    stock = asyncio.SelectorEventLoop(selectors.EpollSelector())
+    ours = reactor.aio.new_event_loop(backend="epoll")
+    own = reactor.Reactor(backend="epoll")
+    own.set_exception_handler(errors)
+    try:
+        for loop in (stock, ours, own):
+            for fd in _unwatchable(kind):
+                assert _add_reader_error(loop, fd) is expected, (kind, loop)
+        one_iteration(own)  # nothing left for the next wait to find
+        ours.run_until_complete(asyncio.sleep(0))
+    finally:
+        stock.close()
+        ours.close()
+        own.close()
+    assert errors.take() == []
 
 
 def test_a_stale_registration_found_at_the_wait_ends_only_the_old_watcher(loop, backend, errors, pairs):
-    # The kernel had the old socket (a wait went by); it is closed behind the
-    # loop's back and its number reused; a writer is added for the new
-    # socket (a change of events: epoll is asked at the next wait, and its
-    # MOD fails with ENOENT). The old reader is reported, the new writer runs.
+    # The kernel had the old socket; it is closed behind the loop's back and
+    # its number reused; a writer is added for the new socket (a change of
+    # events: epoll is asked at the next wait, and its MOD fails with
+    # ENOENT). The old reader is reported, the new writer runs.
     healthy = Healthy(loop, pairs)
     victim, _victim_peer = socketpair(pairs)
     fd = victim.fileno()
@@ -210,97 +192,33 @@ def test_a_stale_registration_found_at_the_wait_ends_only_the_old_watcher(loop, 
         loop.remove_reader(fd)
 
 
-def test_a_bad_fd_at_the_wait_fails_alone(loop, backend, errors, pairs):
-    # Closed between the add and the wait, its number left free: epoll's
-    # ADD fails with EBADF when the loop waits (before: the ADD was made at
-    # once and the close then dropped it silently); select and poll find it
-    # closed when they wait. One report, and every other watcher carries on.
+@pytest.mark.parametrize("now", ["a regular file", "nothing"])
+def test_a_stale_registration_whose_number_cannot_be_watched_fails_alone(loop, backend, errors, pairs, now):
+    # As above, but the number now names a regular file (the MOD fails with
+    # EPERM) or nothing (EBADF): the old reader is reported as stale, and
+    # the writer added since is the number's, which the kernel refuses too:
+    # reported; every other watcher carries on.
+    if backend != "epoll":
+        pytest.skip("select and poll watch numbers: a regular file is always ready, a free number bad at the wait")
     healthy = Healthy(loop, pairs)
-    victim, _peer = socketpair(pairs)
+    victim, _victim_peer = socketpair(pairs)
     fd = victim.fileno()
-    bad = loop.add_reader(fd, pytest.fail, "the closed socket's reader ran")
-    victim.close()
+    stale = loop.add_reader(fd, pytest.fail, "the closed socket's reader ran")
     healthy.check(b"1")
-    healthy.check(b"2")  # select and poll report at the wait after the one that found it
-    assert_one_report(errors, fd, bad)
-    assert bad.cancelled()
-    assert fd not in loop._selector.get_map()
+    with tempfile.TemporaryFile() as f:  # (opened first: not on fd's number)
+        victim.close()
+        if now == "a regular file":
+            os.dup2(f.fileno(), fd)
+        writer = loop.add_writer(fd, pytest.fail, "an unwatchable fd's writer ran")
+        healthy.check(b"2")
+        if now == "a regular file":
+            os.close(fd)
+    first, second = errors.take()
+    assert first["handle"] is stale and "epoll_ctl(MOD) failed" in first["message"]
+    assert second["handle"] is writer and "epoll_ctl(ADD) failed" in second["message"]
+    for context in (first, second):
+        assert context["fd"] == fd and context["exception"].errno == errno.EBADF
+    assert second["exception"].__cause__.errno == (errno.EPERM if now == "a regular file" else errno.EBADF)
+    assert stale.cancelled() and writer.cancelled()
+    assert fd not in loop._selector.get_map() and fd not in kernel_interest(loop)
     healthy.check(b"3")
-
-
-def test_a_connection_the_kernel_refuses_at_the_wait_is_closed(loop, backend, errors, monkeypatch):
-    # ENOSPC (past fs.epoll.max_user_watches) for an accepted connection's
-    # ADD, which epoll is asked at the next wait: the connection ends as a
-    # registration refused at once does -- reported, closed, counted.
-    if backend != "epoll":
-        pytest.skip("only epoll asks the kernel to watch an fd")
-    factory = Factory(Recorder)
-    lst = loop.listen(factory)
-    one_iteration(loop)  # the listener's own ADD
-    selector = loop._watchers.selector
-    real_add = selector._ctl_add
-
-    def refusing(fd: int, mask: int) -> None:
-        if fd != lst.socket.fileno():
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_add(fd, mask)
-
-    monkeypatch.setattr(selector, "_ctl_add", refusing)
-    with socket.create_connection(lst.address, timeout=5) as client:
-        run_until(loop, lambda: bool(factory.protocols) and bool(factory.protocols[0].lost))
-        monkeypatch.setattr(selector, "_ctl_add", real_add)
-        assert client.recv(10) == b""  # closed by the server
-    [proto] = factory.protocols
-    assert proto.events == ["made", "lost"]
-    assert isinstance(proto.lost[0], OSError) and proto.lost[0].errno == errno.ENOSPC
-    assert lst.stats.rejected == 1
-    [context] = errors.take()
-    assert "cannot watch" in context["message"] and context["exception"] is proto.lost[0]
-    lst.close()
-
-
-def test_a_listener_the_kernel_refuses_at_the_wait_backs_off_and_serves(loop, backend, errors, monkeypatch):
-    # The listening fd's ADD fails once (ENOMEM) when the loop waits: the
-    # listener pauses as when accept() runs out of kernel memory, and is
-    # watched again after its backoff; no report, a log line.
-    if backend != "epoll":
-        pytest.skip("only epoll asks the kernel to watch an fd")
-    selector = loop._watchers.selector
-    real_add = selector._ctl_add
-    refused: list[int] = []
-
-    def refusing_once(fd: int, mask: int) -> None:
-        if not refused and fd == lst.socket.fileno():
-            refused.append(fd)
-            raise OSError(errno.ENOMEM, "Cannot allocate memory")
-        real_add(fd, mask)
-
-    monkeypatch.setattr(selector, "_ctl_add", refusing_once)
-    factory = Factory(Recorder)
-    lst = loop.listen(factory)
-    one_iteration(loop)
-    assert refused and lst.state == "exhausted" and lst.stats.exhausted == 1
-    with socket.create_connection(lst.address, timeout=5):
-        run_until(loop, lambda: bool(factory.protocols))
-    assert lst.state == "active"
-    assert errors.take() == []
-    lst.close()
-
-
-def test_added_closed_and_removed_on_the_next_turn_is_not_reported(loop, backend, errors, pairs):
-    # anyio's order (the close, then a callback that removes the watcher),
-    # with the add in the same iteration as the close: the wait that finds
-    # the fd closed (epoll: its ADD fails with EBADF) only sets the watcher
-    # aside, and its removal on the next turn ends it quietly.
-    healthy = Healthy(loop, pairs)
-    victim, _peer = socketpair(pairs)
-    fd = victim.fileno()
-    loop.add_reader(fd, pytest.fail, "the closed socket's reader ran")
-    victim.close()
-    removed: list[bool] = []
-    loop.call_soon(lambda: removed.append(loop.remove_reader(fd)))
-    healthy.check(b"1")
-    run_until(loop, lambda: bool(removed))
-    healthy.check(b"2")
-    assert removed == [True]
-    assert errors.take() == []
