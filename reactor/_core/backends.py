@@ -36,16 +36,17 @@ An fd that user code closes while it is still watched ("bad fds fail alone"):
   nothing to spin on, so nothing to detect either: the watcher simply never
   runs. The stale entry shows when the fd *number* is watched again (a new
   socket often gets it at once): ``EPOLL_CTL_MOD`` then fails with ENOENT
-  (or EBADF if the number is still free), where CPython's ``EpollSelector``
-  would either raise (the events changed) or, when only the callback
-  changes, not ask the kernel at all and leave the new socket unwatched. Our
-  ``EpollSelector`` asks the kernel on a callback replacement too (one
-  ``epoll_ctl(MOD)``) and forgets the stale entry; a change of events is
-  asked at the next wait (``EpollSelector.flush``), where a failing MOD says
-  the same. Not handled, because no cheap check sees it: a closed fd whose
-  file lives on in a ``dup`` (or a forked child) stays in the interest list
-  and keeps firing under the old number -- which is why a registration is
-  deleted at once when it is dropped, before its owner can close the fd.
+  (EPERM if the number names a regular file now, EBADF if it is still
+  free), where CPython's ``EpollSelector`` would either raise (the events
+  changed) or, when only the callback changes, not ask the kernel at all
+  and leave the new socket unwatched. Our ``EpollSelector`` asks the kernel
+  on a callback replacement too (one ``epoll_ctl(MOD)``) and forgets the
+  stale entry; a change of events is asked at the next wait
+  (``EpollSelector.flush``), where a failing MOD says the same. Not
+  handled, because no cheap check sees it: a closed fd whose file lives on
+  in a ``dup`` (or a forked child) stays in the interest list and keeps
+  firing under the old number -- which is why a registration is deleted at
+  once when it is dropped, before its owner can close the fd.
 - select and poll watch numbers: an fd closed *and reused* before the loop
   next waits is watched as the new file, and cannot be told apart.
 
@@ -116,8 +117,10 @@ FD_SETSIZE = 1024
 
 
 #: errnos of EPOLL_CTL_MOD that mean "this registration is stale": the fd
-#: number now names another file (ENOENT), or nothing at all (EBADF)
-_STALE_ERRNOS = frozenset({errno.ENOENT, errno.EBADF})
+#: number now names another file (ENOENT), a file epoll cannot watch, so
+#: cannot have had (EPERM: the kernel checks ``file_can_poll`` before it
+#: looks for the registration), or nothing at all (EBADF)
+_STALE_ERRNOS = frozenset({errno.ENOENT, errno.EPERM, errno.EBADF})
 
 _Ready = list[tuple[selectors.SelectorKey, int]]
 

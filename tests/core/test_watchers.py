@@ -222,3 +222,54 @@ def test_a_stale_registration_whose_number_cannot_be_watched_fails_alone(loop, b
     assert stale.cancelled() and writer.cancelled()
     assert fd not in loop._selector.get_map() and fd not in kernel_interest(loop)
     healthy.check(b"3")
+
+
+def test_a_callback_replaced_on_a_number_now_naming_a_regular_file_raises_and_reports(loop, backend, errors, pairs):
+    # The callback-only MOD is made at once (the stale check); it fails with
+    # EPERM when the number names a regular file now. The old reader is the
+    # closed socket's: reported; the new one cannot be watched: add_reader
+    # raises PermissionError, as asyncio's does for a regular file.
+    if backend != "epoll":
+        pytest.skip("select and poll watch numbers: a regular file is always ready")
+    victim, _victim_peer = socketpair(pairs)
+    fd = victim.fileno()
+    stale = loop.add_reader(fd, pytest.fail, "the closed socket's reader ran")
+    one_iteration(loop)
+    with tempfile.TemporaryFile() as f:  # (opened first: not on fd's number)
+        victim.close()
+        os.dup2(f.fileno(), fd)
+        try:
+            with pytest.raises(PermissionError):
+                loop.add_reader(fd, pytest.fail, "a regular file's reader ran")
+        finally:
+            os.close(fd)
+    assert_one_report(errors, fd, stale)
+    assert stale.cancelled()
+    assert fd not in loop._selector.get_map()
+    assert loop.remove_reader(fd) is False
+
+
+def test_a_registration_the_kernel_kept_is_taken_over(loop, backend, pairs, monkeypatch):
+    # A DEL that failed leaves the kernel with the fd the map has forgotten:
+    # the next ADD answers EEXIST, and register takes it over with a MOD.
+    if backend != "epoll":
+        pytest.skip("only epoll has a kernel interest list")
+    a, b = socketpair(pairs)
+    loop.add_writer(a, pytest.fail, "removed before any wait")
+    selector = loop._watchers.selector
+
+    def failing_del(fd: int) -> None:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(selector, "_ctl_del", failing_del)
+    loop.remove_writer(a)
+    assert kernel_interest(loop)[a.fileno()] & select.EPOLLOUT  # still the kernel's
+    before = ctl_calls(loop)
+    seen: list[bytes] = []
+    loop.add_reader(a, lambda: seen.append(a.recv(10)))
+    assert ctl_calls(loop) == before + 2  # ADD (EEXIST), MOD
+    assert kernel_interest(loop)[a.fileno()] & (select.EPOLLIN | select.EPOLLOUT) == select.EPOLLIN
+    b.send(b"hi")
+    run_until(loop, lambda: seen == [b"hi"])
+    monkeypatch.undo()
+    loop.remove_reader(a)
