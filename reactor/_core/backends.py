@@ -36,16 +36,44 @@ An fd that user code closes while it is still watched ("bad fds fail alone"):
   nothing to spin on, so nothing to detect either: the watcher simply never
   runs. The stale entry shows when the fd *number* is watched again (a new
   socket often gets it at once): ``EPOLL_CTL_MOD`` then fails with ENOENT
-  (or EBADF if the number is still free), where CPython's ``EpollSelector``
-  would either raise (the events changed) or, when only the callback
-  changes, not ask the kernel at all and leave the new socket unwatched. Our
-  ``EpollSelector`` always asks the kernel on ``modify`` (only a callback
-  replacement pays one extra ``epoll_ctl``; changing events paid it anyway)
-  and forgets the stale entry. Not handled, because no cheap check sees it:
-  a closed fd whose file lives on in a ``dup`` (or a forked child) stays in
-  the interest list and keeps firing under the old number.
+  (EPERM if the number names a regular file now, EBADF if it is still
+  free), where CPython's ``EpollSelector`` would either raise (the events
+  changed) or, when only the callback changes, not ask the kernel at all
+  and leave the new socket unwatched. Our ``EpollSelector`` asks the kernel
+  on a callback replacement too (one ``epoll_ctl(MOD)``) and forgets the
+  stale entry; a change of events is asked at the next wait
+  (``EpollSelector.flush``), where a failing MOD says the same. Not
+  handled, because no cheap check sees it: a closed fd whose file lives on
+  in a ``dup`` (or a forked child) stays in the interest list and keeps
+  firing under the old number -- which is why a registration is deleted at
+  once when it is dropped, before its owner can close the fd.
 - select and poll watch numbers: an fd closed *and reused* before the loop
   next waits is watched as the new file, and cannot be told apart.
+
+When our ``EpollSelector`` calls ``epoll_ctl``, and why (``ctl_calls``
+counts the calls, failed ones too):
+
+- ADD at ``register``, at once. ``epoll_ctl(ADD)`` is where the kernel
+  says an fd cannot be watched: EPERM for a regular file or a directory
+  (``file_can_poll`` is false), EBADF for a closed fd, ENOSPC past
+  ``fs.epoll.max_user_watches``, ENOMEM. asyncio raises these from
+  ``add_reader`` (CPython's ``EpollSelector.register``), and so does
+  uvloop; programs catch the PermissionError to fall back to a thread for a
+  file. An ADD left to the next wait would raise nowhere the caller could
+  catch it. (Deferring it saved no call in any server we measured either:
+  ``bench/syscalls.py --modes close,echo,patterns``.)
+- MOD of the events at the next wait (``flush``, which the loop's watchers
+  call before they poll): a reader that gains and loses a writer before the
+  loop waits costs nothing, a read -> read+write change one MOD. A MOD only
+  fails for a registration gone stale (ENOENT or EBADF: its fd closed, the
+  number maybe reused; EPERM if it now names a regular file), which the
+  loop then ends and reports, as it would have at once.
+- MOD of the data alone (a callback replaced) at once, to find a stale
+  registration now (above); CPython asks nothing there.
+- DEL at ``unregister``, at once: the caller may close the fd next, and a
+  DEL after the close cannot name a file that a ``dup`` or a forked child
+  keeps open (above). libuv deletes at close for the same reason
+  (``uv__platform_invalidate_fd``); asyncio at once.
 
 Each of our selectors says what it forgot by raising :class:`BadFds` (with
 whatever else was ready), so the loop's hot path pays nothing for the check:
@@ -57,10 +85,11 @@ the stdlib classes (not on Linux).
 On epoll, reactor's own loop does not wait in ``EpollSelector.select``: it
 polls the selector's ``select.epoll`` object itself and dispatches by fd
 (``watchers.FdWatchers.poll_fds``), with no key object or tuple built per
-event. Registration still goes through ``EpollSelector`` (register, the
-always-asking ``modify`` above, unregister), so the stale-registration
-check is the same for both loops; epoll has no bad fd to find at wait time
-(see above), so nothing is lost by not calling ``select()``.
+event. Registration still goes through ``EpollSelector`` (register and
+unregister at once, changes of events flushed before each wait), so the
+stale-registration check is the same for both loops; epoll has no bad fd to
+find at wait time (see above), so nothing is lost by not calling
+``select()``.
 """
 
 from __future__ import annotations
@@ -88,8 +117,10 @@ FD_SETSIZE = 1024
 
 
 #: errnos of EPOLL_CTL_MOD that mean "this registration is stale": the fd
-#: number now names another file (ENOENT), or nothing at all (EBADF)
-_STALE_ERRNOS = frozenset({errno.ENOENT, errno.EBADF})
+#: number now names another file (ENOENT), a file epoll cannot watch, so
+#: cannot have had (EPERM: the kernel checks ``file_can_poll`` before it
+#: looks for the registration), or nothing at all (EBADF)
+_STALE_ERRNOS = frozenset({errno.ENOENT, errno.EPERM, errno.EBADF})
 
 _Ready = list[tuple[selectors.SelectorKey, int]]
 
@@ -190,37 +221,163 @@ _selector_classes: dict[str, type[selectors.BaseSelector]] = {
 
 if hasattr(selectors, "EpollSelector"):
 
+    _EPOLLIN = select.EPOLLIN
+    _EPOLLOUT = select.EPOLLOUT
+
+    def _epoll_mask(events: int) -> int:
+        return (_EPOLLIN if events & selectors.EVENT_READ else 0) | (
+            _EPOLLOUT if events & selectors.EVENT_WRITE else 0)
+
     class EpollSelector(selectors.EpollSelector):
-        """epoll(7) whose ``modify`` always asks the kernel, so that a stale
-        registration (its fd closed, its number maybe reused) is found and
-        forgotten instead of silently leaving the new file unwatched (see
-        the module)."""
+        """epoll(7) that registers and unregisters at once, takes a change
+        of events at the next wait (``flush``), and asks the kernel on a
+        callback-only ``modify`` too (when each ``epoll_ctl`` is made, and
+        why: the module).
+
+        The map (``get_key``, ``get_map``) is always up to date; the kernel
+        has every registration in it, with the events of the last ``flush``
+        for those in ``changed``. ``select()`` flushes first; the loop's
+        watchers call ``flush()`` themselves before they poll the epoll
+        object.
+
+        - ``register``: ADD at once; an error (EPERM for a regular file,
+          EBADF, ENOSPC, ENOMEM) drops the key and is raised, as CPython's
+          ``register`` does. EEXIST (the kernel still has this file under
+          this fd: a DEL that failed, a MOD that failed without going
+          stale) takes the registration over with a MOD, as libuv does.
+        - ``modify`` of the events: no syscall; one MOD at the next flush,
+          and none if the events are back to what the kernel has by then.
+        - ``modify`` of the data only: a MOD at once, so that a stale
+          registration (its fd closed, its number maybe reused) is found
+          now (``BadFds``).
+        - ``unregister``: DEL at once.
+
+        ``ctl_calls`` counts the ``epoll_ctl`` calls made (failed ones too).
+        """
 
         # CPython's private state, used here (typeshed leaves it out)
         _selector: select.epoll
         _fd_to_key: dict[int, selectors.SelectorKey]
+
+        def __init__(self) -> None:
+            super().__init__()
+            #: epoll_ctl calls made so far
+            self.ctl_calls = 0
+            #: fds whose events may differ from the kernel's (flush);
+            #: mutated in place, never rebound (the loop's watchers hold it)
+            self.changed: set[int] = set()
+            # fd -> the key as the kernel last took it (its events are the
+            # kernel's; its data says which watchers the kernel knew)
+            self._kernel: dict[int, selectors.SelectorKey] = {}
+            # the three controls, instance attributes so a test can fail them
+            epoll = self._selector
+            self._ctl_add, self._ctl_mod, self._ctl_del = epoll.register, epoll.modify, epoll.unregister
 
         @property
         def epoll(self) -> select.epoll:
             """The epoll object, which the loop polls itself (``watchers.FdWatchers.poll_fds``)."""
             return self._selector
 
+        def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+            # the base class's map, then the kernel at once (the module)
+            key = selectors._BaseSelectorImpl.register(self, fileobj, events, data)
+            fd = key.fd
+            mask = _epoll_mask(events)
+            try:
+                self.ctl_calls += 1
+                try:
+                    self._ctl_add(fd, mask)
+                except FileExistsError:
+                    self.ctl_calls += 1
+                    self._ctl_mod(fd, mask)
+            except BaseException:
+                selectors._BaseSelectorImpl.unregister(self, fileobj)
+                raise
+            self._kernel[fd] = key
+            return key
+
+        def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+            key = selectors._BaseSelectorImpl.unregister(self, fileobj)
+            fd = key.fd
+            self.changed.discard(fd)
+            if self._kernel.pop(fd, None) is not None:
+                self.ctl_calls += 1
+                try:
+                    self._ctl_del(fd)
+                except OSError:
+                    pass  # closed already (the kernel dropped it, or will with the last reference)
+            return key
+
         def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
             key = self.get_key(fileobj)  # KeyError if not registered, as in the base class
             fd = key.fd
+            if events != key.events:
+                if (not events) or (events & ~(selectors.EVENT_READ | selectors.EVENT_WRITE)):
+                    raise ValueError(f"Invalid events: {events!r}")
+                new = key._replace(events=events, data=data)
+                self._fd_to_key[fd] = new
+                self.changed.add(fd)
+                return new
+            # Only the data changes: CPython would not ask the kernel; we
+            # do, to find a stale registration (the module).
+            new = key._replace(data=data)
+            self.ctl_calls += 1
             try:
-                if events == key.events:
-                    # CPython changes only the data here, without a syscall.
-                    mask = (select.EPOLLIN if events & selectors.EVENT_READ else 0) | (
-                        select.EPOLLOUT if events & selectors.EVENT_WRITE else 0)
-                    self._selector.modify(fd, mask)
-                # On a kernel error this drops the registration and re-raises.
-                return super().modify(fileobj, events, data)
+                self._ctl_mod(fd, _epoll_mask(events))
             except OSError as exc:
+                # dropped, as CPython's modify drops a key the kernel refused
+                self._fd_to_key.pop(fd, None)
+                self._kernel.pop(fd, None)
+                self.changed.discard(fd)
                 if exc.errno not in _STALE_ERRNOS:
                     raise
-                self._fd_to_key.pop(fd, None)
                 raise BadFds([key], [], f"epoll_ctl(MOD) failed: {exc}") from exc
+            self._kernel[fd] = new
+            self.changed.discard(fd)
+            self._fd_to_key[fd] = new
+            return new
+
+        def flush(self) -> list[tuple[selectors.SelectorKey, selectors.SelectorKey, OSError]]:
+            """Bring the kernel in step with the map: one MOD per changed fd
+            whose events differ from the kernel's, none for the others. A
+            registration whose MOD fails (it went stale: ENOENT, EBADF,
+            EPERM; the module) is forgotten and returned as ``(key,
+            kernel_key, error)``: ``kernel_key`` is the key as the kernel
+            last took it, so the caller can tell the watchers the kernel
+            knew (the closed file's) from those added since."""
+            failed: list[tuple[selectors.SelectorKey, selectors.SelectorKey, OSError]] = []
+            fd_to_key, kernel = self._fd_to_key, self._kernel
+            for fd in self.changed:
+                key = fd_to_key.get(fd)
+                known = kernel.get(fd)
+                if key is None or known is None:
+                    continue  # (unregistered since: nothing to bring in step)
+                mask = _epoll_mask(key.events)
+                if _epoll_mask(known.events) != mask:
+                    self.ctl_calls += 1
+                    try:
+                        self._ctl_mod(fd, mask)
+                    except OSError as exc:
+                        del fd_to_key[fd]
+                        del kernel[fd]
+                        failed.append((key, known, exc))
+                        continue
+                kernel[fd] = key
+            self.changed.clear()
+            return failed
+
+        def select(self, timeout: float | None = None) -> _Ready:
+            failed = self.flush() if self.changed else None
+            ready = super().select(timeout)
+            if failed:
+                raise BadFds([key for key, _known, _exc in failed], ready,
+                             f"epoll_ctl(MOD) failed: {failed[0][2]}") from failed[0][2]
+            return ready
+
+        def close(self) -> None:
+            self.changed.clear()
+            self._kernel.clear()
+            super().close()
 
     _selector_classes["epoll"] = EpollSelector
 

@@ -6,7 +6,26 @@ in ``reactor.aio`` -- so the rules below are written once:
 
 - A reader and a writer on one fd share one registration, whose data is the
   pair ``(reader, writer)``: adding or removing one *modifies* it (for epoll,
-  one ``epoll_ctl(MOD)``), and replacing a callback costs no syscall at all.
+  one ``epoll_ctl(MOD)``, never a DEL and an ADD).
+- On epoll, a change of events reaches the kernel at the next wait, as in
+  libuv (``backends.EpollSelector``, where each ``epoll_ctl`` is made and
+  why; ``_flush`` here, before each wait): a writer added to a reader and
+  removed again before the loop waits costs nothing, a read -> read+write
+  change one MOD.
+  Registering and dropping a registration are not deferred: the ADD is
+  made in ``add``, so that what the kernel refuses (EPERM for a regular
+  file, EBADF for a closed fd, ENOSPC, ENOMEM) is raised to the caller, as
+  asyncio's and uvloop's ``add_reader`` raise it; the DEL in ``remove`` and
+  ``forget``, before the owner can close the fd (a DEL after the close
+  cannot reach a file a ``dup`` or a forked child keeps open). A callback
+  replaced on an fd still asks the kernel at once (the stale check below).
+  ``ctl_calls`` counts the calls made.
+- A deferred MOD the kernel refuses at the wait fails alone (``_flush``):
+  only a stale registration refuses one (its file closed, the number maybe
+  reused: ENOENT, EBADF, or EPERM for a regular file now), so the watchers
+  the kernel knew end with a report, as a stale registration found at once
+  does, and those added since are the number's new file's: registered
+  afresh, or ended with a report if the kernel refuses that too.
 - The select backend cannot watch an fd >= FD_SETSIZE (1024): CPython's
   ``select.select`` raises for such an fd on every later call, which would
   take the whole loop down. Such an fd is refused when it is added
@@ -134,6 +153,10 @@ class FdWatchers:
         # EpollSelector gives its epoll object, backends.EpollSelector.epoll)
         epoll: Any = getattr(selector, "epoll", None)
         self._epoll_poll = epoll.poll if hasattr(_select, "epoll") and isinstance(epoll, _select.epoll) else None
+        #: the fds whose interest changed since the last wait (our
+        #: EpollSelector's ``changed``, flushed before the next wait; the
+        #: module), or None on a selector that asks the kernel nothing
+        self._changed: set[int] | None = getattr(selector, "changed", None)
         #: how the loop waits: the kernel's (fd, events) on every backend (the module)
         self.wait: Callable[[float | None], list[tuple[int, int]]]
         if self._epoll_poll is not None:
@@ -143,6 +166,12 @@ class FdWatchers:
         else:
             self.wait = self.select_fds
             self.read_bits, self.write_bits = EVENT_READ, EVENT_WRITE
+
+    @property
+    def ctl_calls(self) -> int:
+        """The control calls (``epoll_ctl``) made so far; 0 on select and
+        poll, whose registrations are the process's own tables."""
+        return int(getattr(self.selector, "ctl_calls", 0))
 
     def _set(self, fd: int, data: tuple[Any, Any]) -> None:
         self.by_fd[fd] = data
@@ -207,6 +236,8 @@ class FdWatchers:
         has no bad fds to find (``backends``)."""
         poll = self._epoll_poll
         assert poll is not None, "poll_fds() is for the epoll backend"
+        if self._changed:
+            self._flush()
         try:
             # epoll.poll takes seconds and rounds up to its milliseconds;
             # a negative timeout would mean "forever", as None does
@@ -221,6 +252,33 @@ class FdWatchers:
             # dropped before this wait: the kernel knew it when it answered
             self.dropped.clear()
         return events
+
+    def _flush(self) -> None:
+        """Bring the kernel in step before a wait (epoll's deferred MODs:
+        the module). A MOD it refuses went stale: the watchers the kernel
+        knew end with a report; those added since are the number's new
+        file's, watched afresh (what ``add`` does when it finds a stale
+        registration at once), or ended with a report too if the kernel
+        refuses them (the number is free, or names a regular file now)."""
+        for key, known, exc in self.selector.flush():  # type: ignore[attr-defined]
+            fd = key.fd
+            reader, writer = key.data
+            self._drop(fd)
+            old = known.data
+            fresh = (None if reader in old else reader, None if writer in old else writer)
+            gone = (None if fresh[0] is not None else reader, None if fresh[1] is not None else writer)
+            self.end_watchers(BadFds([key._replace(data=gone)], [], f"epoll_ctl(MOD) failed: {exc}"),
+                              cause=exc)
+            if fresh == (None, None):
+                continue
+            events = (EVENT_READ if fresh[0] is not None else 0) | (EVENT_WRITE if fresh[1] is not None else 0)
+            try:
+                self.selector.register(fd, events, fresh)
+            except OSError as refused:  # EBADF (the number is free), EPERM (a regular file now)
+                self.end_watchers(BadFds([key._replace(data=fresh)], [], f"epoll_ctl(ADD) failed: {refused}"),
+                                  cause=refused)
+                continue
+            self._set(fd, fresh)
 
     def _set_aside(self, bad: BadFds) -> None:
         """A wait found the fds in ``bad`` closed (the selector has forgotten
@@ -344,14 +402,10 @@ class FdWatchers:
             return False
         mask = key.events & ~event
         if mask:
+            # (events change: epoll is asked at the next wait, where a
+            # closed fd ends the other watcher with a report, ``_flush``)
             try:
                 selector.modify(fd, mask, data)
-            except BadFds as bad:
-                # The fd was closed while watched: the one asked for goes
-                # quietly, the other watcher on it ends with a report.
-                old.cancel()
-                self.end_watchers(bad)
-                return True
             except BaseException:
                 self._resync(fd)
                 raise
