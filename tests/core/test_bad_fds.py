@@ -19,12 +19,12 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ..support import ErrorLog, run_for, run_until
+from .conftest import socketpair
 
 #: Long enough for a spinning loop to show (a busy poll() loop runs it
 #: thousands of times), short enough for a unit test.
@@ -32,22 +32,6 @@ WINDOW = 0.3
 #: Iterations a loop that waits may take in WINDOW: the timer that stops it,
 #: the healthy reader, a report; a spinning one takes thousands.
 MAX_QUIET_ITERATIONS = 30
-
-
-@pytest.fixture
-def pairs() -> Iterator[list[socket.socket]]:
-    """Sockets made by the test, all closed at the end (already closed ones too)."""
-    made: list[socket.socket] = []
-    yield made
-    for sock in made:
-        sock.close()
-
-
-def socketpair(pairs: list[socket.socket]) -> tuple[socket.socket, socket.socket]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    pairs += (a, b)
-    return a, b
 
 
 def socket_on_fd(pairs: list[socket.socket], fd: int) -> tuple[socket.socket, socket.socket]:

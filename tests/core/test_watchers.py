@@ -14,7 +14,6 @@ import errno
 import os
 import select
 import selectors
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,22 +25,8 @@ import reactor
 import reactor.aio
 
 from ..support import run_until
+from .conftest import socketpair
 from .test_bad_fds import Healthy, assert_one_report, socket_on_fd
-
-
-@pytest.fixture
-def pairs() -> Iterator[list[socket.socket]]:
-    made: list[socket.socket] = []
-    yield made
-    for sock in made:
-        sock.close()
-
-
-def socketpair(pairs: list[socket.socket]) -> tuple[socket.socket, socket.socket]:
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    pairs += (a, b)
-    return a, b
 
 
 def one_iteration(loop: reactor.Reactor) -> None:
