@@ -549,11 +549,9 @@ class _PyEngine:
             # echo with a rate opens every connection at once: the rate is its requests'
             if not self.free or not ((paced and echo) or self.may_start()):
                 break
-            due: int | None = now
-            if paced and not echo:
-                due = self.take_due(now)
-                if due is None:
-                    break
+            due = self.take_due(now) if paced and not echo else now
+            if due is None:
+                break
             self.open_one(now, due)
         if not (paced and echo):
             return
