@@ -149,7 +149,7 @@ class BenchOptions:
     apis: list[str] = field(default_factory=lambda: ["reactor"])
     concurrency: int = 64
     duration: float = 1.0
-    warmup: float = 0.3
+    warmup: float = 0.2
     repeat: int = 3
     size: int = 64
     #: only the fixed-load (latency) pass, no saturation pass
@@ -623,6 +623,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print,
                 passes.append("latency")
             batches = _batches(group, options)
             held: dict[int, _Live] = {}
+            stopping: list[threading.Thread] = []
             try:
                 for name in passes:
                     rate = _offered_rate(group, options) if name == "latency" else None
@@ -651,13 +652,18 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print,
                                     done += 1
                                 progress(_progress_line(result, run, repeat, options, done, total))
                             if len(batches) > 1:
+                                # a server's stop (closing its idle connections, its exit) overlaps the
+                                # next one's start: it is over long before the next measured run
                                 for result in batch:
                                     live = held.pop(id(result), None)
                                     if live is not None:
-                                        live.stop()
+                                        stopping.append(threading.Thread(target=live.stop))
+                                        stopping[-1].start()
             finally:
                 for live in held.values():
                     live.stop()
+                for thread in stopping:
+                    thread.join()
     finally:
         os.sched_setaffinity(0, saved_affinity)
     return results
