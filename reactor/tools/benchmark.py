@@ -19,29 +19,46 @@ How a figure is made, and why:
   splits the (exact) total between them by sampling at its timer tick: a
   1.5 s run of a busy server is ~150 units, so the split is good to a few
   percent; a ``--quick`` run's is coarser (see :meth:`ConfigResult.cpu_split`).
-- Every configuration gets a warm-up, then ``repeat`` measured runs; the
-  table shows the median and the spread (min..max as ± percent of the median).
+- Every server gets a warm-up, then ``repeat`` measured runs per pass; the
+  tables show the median and the spread (min..max as ± percent of the median).
+- Two passes. The saturation pass (closed loop: ``concurrency`` in flight)
+  gives the server CPU per unit, the figure the table leads with; its rate
+  is printed only where the server was busy ``SERVER_BOUND`` of the run or
+  more (elsewhere the client set it, and it would rank nothing). The
+  latency pass (open loop, the C load generator's rate mode) offers every
+  server of the first idle count the same load, below each one's capacity
+  and the client's (:func:`_offered_rate`), and reports p50/p99/p99.9 from
+  when each start was due, pooled over the runs, and the starts the client
+  could not make on time (``late``).
+- Interleaved: a group's servers (one idle count; the peers are in the
+  first group) are started together and measured in turn, repeat after
+  repeat (A B C A B C ...), so drift on a shared machine lands on every row
+  alike, not on the peers that used to run last. Servers whose idle
+  connections do not fit the fd limit side by side are restarted for each
+  repeat instead, still in turn.
 - ``--idle N`` first opens N connections to a second listener in the same
   server process and leaves them idle, so each wake-up of select and poll
   walks N more fds while epoll does not. select cannot watch fds past
   FD_SETSIZE (1024): such configurations are reported "n/a (FD_SETSIZE)".
 - The kernel's TcpExt ListenOverflows / ListenDrops are read before and
   after each run: a server that does not keep up makes the kernel drop
-  handshakes, which clients see as a one-second retransmission.
-- Peers (asyncio, uvloop, Tornado, Twisted, trio) serve the same close/echo
-  protocol with their usual public API, under the same load, in the same
-  run: ratios between them are honest, absolute numbers depend on the machine.
+  handshakes, which clients see as a one-second retransmission; the table's
+  notes say so wherever the counter moved.
+- Peers (asyncio, uvloop, the C floor, Tornado, Twisted; trio on request)
+  serve the same close/echo protocol with their usual public API, under the
+  same load, in the same run: ratios between them are honest, absolute
+  numbers depend on the machine.
   The ``c`` peer (``_native/cserver.c``: one epoll loop, accept4 until
   EAGAIN, one recv and one send per round trip, no Python on the data path)
   is the physical floor: what the kernel charges per operation before any
   event loop adds its own. Its row is the number to subtract.
 - ``--json`` and ``--plot`` paths are checked before anything runs
   (:func:`check_output_paths`): a typo costs a second, not a whole run.
-- How long a run takes: each configuration costs about its warm-up plus
-  ``repeat`` × ``duration`` plus a second of start, stop and idle
-  connections. The default accept run (17 reactor rows and 2 peers, 3 × 1.5 s
-  each) takes about 2 minutes; ``--quick`` (idle 0, one 0.5 s run each)
-  about 10 seconds.
+- How long a run takes: ``repeat`` × ``duration`` per row and pass, plus
+  starts, warm-ups and idle connections. The default accept run (16 reactor
+  rows and 5 peers, 3 × 1 s each, and the latency pass for the 11 rows at
+  idle 0) takes about 2 1/2 minutes on the 2-core VM; ``--quick`` (idle 0,
+  one 0.5 s run each) about 15 seconds.
 - ``--api`` says how reactor's rows are written: ``reactor`` (a reactor
   Protocol, ``python -m reactor serve``), ``aio`` (an asyncio Protocol on
   ``reactor.aio``) or ``aio-streams`` (``asyncio.start_server`` on
@@ -50,7 +67,7 @@ How a figure is made, and why:
   ``reactor/tools/peers/asyncio_server.py``, so the same asyncio code is
   measured on each loop. Like reactor's rows, the aio rows take every backend, accept path
   and idle count (the script's ``--idle-listener``); peers run at the first
-  idle count only.
+  idle count only, interleaved with the rows there.
 """
 
 from __future__ import annotations
@@ -78,8 +95,8 @@ from .._core.backends import FD_SETSIZE, available_backends
 from . import loadgen
 from .facts import machine_facts
 
-__all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table", "table_legend",
-           "check_output_paths", "write_json", "write_plot", "SCHEMA_VERSION"]
+__all__ = ["BenchOptions", "Background", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table",
+           "table_legend", "check_output_paths", "write_json", "write_plot", "SCHEMA_VERSION"]
 
 #: the asyncio server: the asyncio/uvloop peers and the aio rows all run it
 ASYNCIO_SCRIPT = "asyncio_server.py"
@@ -595,8 +612,24 @@ def _offered_rate(group: list[ConfigResult], options: BenchOptions) -> float:
     return max(100.0, float(int(rate // scale) * scale))
 
 
+@dataclass
+class Background:
+    """The kernel's ListenOverflows over a whole bench, beside what moved
+    during its measured runs: the rest happened while nothing of ours was
+    loading a server, so it is other programs' (the counter is the whole
+    network namespace's)."""
+
+    overflows: int = 0  # outside the measured runs
+    seconds: float = 0.0  # how long that was
+
+    def per_run(self, duration: float) -> float:
+        """How many of other programs' overflows a run of ``duration`` s may expect."""
+        return self.overflows * duration / self.seconds if self.seconds > 0 else 0.0
+
+
 def run_bench(options: BenchOptions, progress: Callable[[str], None] = print,
-              order: list[tuple[str, int, str]] | None = None) -> list[ConfigResult]:
+              order: list[tuple[str, int, str]] | None = None,
+              background: Background | None = None) -> list[ConfigResult]:
     """Measure every configuration of ``options``; ``progress`` gets a line
     per run. Group by group (an idle count), every server of the group is
     started, then measured in turn, repeat after repeat: the saturation pass
@@ -604,8 +637,10 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print,
     one fixed offered load for all. Servers of a group that do not fit the fd
     limit side by side (10,000 idle connections each) are restarted for each
     repeat instead, still in turn. ``order`` (if given) gets (label, idle,
-    pass) of each run as it is made."""
+    pass) of each run as it is made; ``background`` (if given) the
+    overflows outside the runs."""
     kernel.raise_fd_limit()
+    counter_before, started = kernel.listen_overflows(), time.monotonic()
     results = [ConfigResult(target, idle) for target, idle in plan(options)]
     for result in results:
         result.status = _why_skip(result.target, result.idle, options) or "ok"
@@ -666,6 +701,12 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] = print,
                     thread.join()
     finally:
         os.sched_setaffinity(0, saved_affinity)
+    counter_after = kernel.listen_overflows()
+    if background is not None and counter_before and counter_after:
+        runs = [run for r in results for run in r.runs + r.latency_runs]
+        during = sum(run.listen_overflows or 0 for run in runs)
+        background.overflows = max(0, counter_after["ListenOverflows"] - counter_before["ListenOverflows"] - during)
+        background.seconds = max(0.0, time.monotonic() - started - sum(run.wall_s for run in runs))
     return results
 
 
@@ -821,7 +862,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
+def format_table(results: Sequence[ConfigResult], options: BenchOptions, background: Background | None = None) -> str:
     """The saturation table (server CPU per unit first; a rate only where the
     server set it), then the latency table (every server at one offered
     load), then what the reader needs to read them: overflows, late starts,
@@ -879,10 +920,10 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
                         f"latency from when each start was due to {latency_what}), percentiles pooled over "
                         f"{options.repeat} run(s) of {options.duration:g} s")
         sections += _layout(rows) + [""]
-    return "\n".join(sections + table_legend(options.workload) + _notes(results, options))
+    return "\n".join(sections + table_legend(options.workload) + _notes(results, options, background))
 
 
-def _notes(results: Sequence[ConfigResult], options: BenchOptions) -> list[str]:
+def _notes(results: Sequence[ConfigResult], options: BenchOptions, background: Background | None) -> list[str]:
     """What a reader must know to trust the tables: overflows, late starts, client errors."""
     notes = []
     for result in results:
@@ -908,6 +949,11 @@ def _notes(results: Sequence[ConfigResult], options: BenchOptions) -> list[str]:
             "that the offered load was above what it could take. The counter is the whole network namespace's: "
             "other programs on this machine add to it too.",
         ]
+        if background is not None and background.seconds > 0:
+            expected = background.per_run(options.duration)
+            notes.append(f"  outside the measured runs (starts, warm-ups, pauses) it moved by {background.overflows:,} "
+                         f"in {background.seconds:.0f} s: about {expected:.1f} per {options.duration:g} s run is "
+                         "other programs', so counts that small say nothing about these servers.")
     late = [(r, sum(run.late for run in r.latency_runs), sum(run.units for run in r.latency_runs))
             for r in results if r.latency_runs]
     late = [(r, n, units) for r, n, units in late if n > max(1, units // 100)]
@@ -1000,7 +1046,7 @@ def check_output_paths(json_path: str | None, plot_path: str | None) -> str | No
 
 
 def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions,
-               order: Sequence[tuple[str, int, str]] = ()) -> None:
+               order: Sequence[tuple[str, int, str]] = (), background: Background | None = None) -> None:
     """Every figure, the options and the machine, as JSON; ``order``: the
     runs as they were made (label, idle, pass), from :func:`run_bench`."""
     document = {
@@ -1011,6 +1057,7 @@ def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": [result.as_dict() for result in results],
         "run_order": [{"server": label, "idle": idle, "pass": name} for label, idle, name in order],
+        "background_overflows": None if background is None else dataclasses.asdict(background),
     }
     Path(path).write_text(json.dumps(document, indent=2))
 

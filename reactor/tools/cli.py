@@ -472,7 +472,15 @@ def _limit(value: int) -> str:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark, print progress and the table; write JSON and plot."""
-    from .benchmark import BenchOptions, check_output_paths, format_table, run_bench, write_json, write_plot
+    from .benchmark import (
+        Background,
+        BenchOptions,
+        check_output_paths,
+        format_table,
+        run_bench,
+        write_json,
+        write_plot,
+    )
 
     problem = check_output_paths(args.json, args.plot)
     if problem:
@@ -495,11 +503,12 @@ def run_bench(args: argparse.Namespace) -> int:
           f"peers={','.join(options.peers) or 'none'} "
           f"concurrency={options.concurrency} duration={options.duration}s repeat={options.repeat}", flush=True)
     order: list[tuple[str, int, str]] = []
-    results = run_bench(options, progress=lambda line: print(line, flush=True), order=order)
+    background = Background()
+    results = run_bench(options, progress=lambda line: print(line, flush=True), order=order, background=background)
     print()
-    print(format_table(results, options))
+    print(format_table(results, options, background))
     if args.json:
-        write_json(args.json, results, options, order)
+        write_json(args.json, results, options, order, background)
         print(f"wrote {args.json}")
     if args.plot:
         write_plot(args.plot, results, options)

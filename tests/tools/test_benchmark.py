@@ -452,3 +452,16 @@ def test_bad_api_names_the_choices():
     done = run_cli("echo", "--api", "reactor,bogus")
     assert done.returncode == 2
     assert "argument --api: choose from reactor,aio,aio-streams, not 'reactor,bogus'" in done.stderr
+
+
+def test_overflows_outside_the_runs_are_set_beside_those_in_them():
+    from reactor.tools.benchmark import Background
+
+    run = fake_run(1000, 20)
+    run.listen_overflows = 2
+    result = ConfigResult(Target("reactor", backend="epoll", native=True), 0, runs=[run])
+    options = BenchOptions(workload="accept", duration=1.0)
+    lines = format_table([result], options, Background(overflows=30, seconds=10.0)).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("listen overflows (reactor epoll native idle 0: 2)"))
+    assert "moved by 30 in 10 s: about 3.0 per 1 s run is other programs'" in lines[at + 1]
+    assert Background().per_run(1.0) == 0.0  # nothing measured outside the runs: no claim
