@@ -326,6 +326,7 @@ class ConfigResult:
                 "median": {name: self.latency_median(name) for name in _MEDIAN_FIELDS},
                 "spread": {name: self.latency_spread(name) for name in _SPREAD_FIELDS},
                 "runs": [dataclasses.asdict(run) for run in self.latency_runs],
+                "hist": self.latency_hist,  # the load generator's buckets (loadgen.bucket), pooled
             },
         }
 
@@ -1160,18 +1161,20 @@ def plot_figure(results: Sequence[ConfigResult], options: BenchOptions, machine:
     if measured:
         ax_lat.set_yscale("log")
         offered = measured[0].latency_runs[0].offered_rate or 0
-        ax_lat.set_title(f"latency at {offered:,.0f} {unit}s/s offered to each")
+        ax_lat.set_title(f"latency, {offered:,.0f} {unit}s/s offered to each")
     else:
         ax_lat.set_title("latency: no fixed-load pass in this run")
-    ax_lat.set_ylabel("µs from due to done: p50 (marker), p99 (tick), p99.9 (top)")
+    ax_lat.set_ylabel("µs, due to done: p50 (marker), p99 (dash), p99.9 (top)", fontsize=8)
     ax_lat.grid(True, alpha=0.3, axis="y")
-    ax_cpu.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, -0.12), ncol=4, borderaxespad=0)
+    handles, labels = ax_cpu.get_legend_handles_labels()
     cpus = machine.get("cpus")
     figure.suptitle(f"bench {options.workload} — {machine.get('cpu_model') or 'unknown CPU'}, {cpus} CPUs — {date}")
-    figure.text(0.01, -0.02,
+    rows = -(-len(labels) // 6)  # the legend's rows, under the axes; the footer under them
+    figure.text(0.01, -0.03 - 0.045 * rows,
                 f"Linux {machine.get('kernel')}, {machine.get('python')}, reactor {machine.get('reactor')}, "
                 f"load generator {machine.get('loadgen')}, concurrency {options.concurrency}; medians of "
                 f"{options.repeat} run(s) of {options.duration:g} s, bars: ± half the runs' range",
                 fontsize=8, ha="left", va="top")
     figure.tight_layout()
+    figure.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=6)
     return figure

@@ -367,7 +367,8 @@ def test_the_plot_leads_with_cpu_has_error_bars_and_draws_peers_only_where_measu
         assert list(series["epoll native"].lines[0].get_xdata()) == [0, 800]
         low, high = ax_cpu.containers[1].lines[1]  # c's error bar caps: 4.5 ± 0.5
         assert low.get_ydata()[0] == pytest.approx(4.0) and high.get_ydata()[0] == pytest.approx(5.0)
-        assert ax_cpu.get_legend() is not None
+        assert figure.legends and {text.get_text() for text in figure.legends[0].get_texts()} == {
+            "epoll native", "c (the floor)"}
         # the latency panel: only the row with a latency pass, at the offered load of the run
         assert [label.get_text() for label in ax_lat.get_xticklabels()] == ["reactor epoll native"]
         assert "500" in ax_lat.get_title()
