@@ -631,6 +631,7 @@ int reactor_load_run(const struct reactor_load_config *cfg, struct reactor_load_
     memset(res, 0, sizeof *res);
     memset(&g, 0, sizeof g);
     g.ep = -1;
+    g.timer_fd = -1;  /* before any `goto out`: 0 would be stdin, and out closes it */
     if ((err = validate(cfg)) != 0)
         goto out;
     g.cfg = cfg;
@@ -638,7 +639,6 @@ int reactor_load_run(const struct reactor_load_config *cfg, struct reactor_load_
     g.timeout_ns = (uint64_t)(cfg->timeout * 1e9);
     g.start = start;
     g.idle_head = g.idle_tail = -1;
-    g.timer_fd = -1;
     g.slots = calloc((size_t)cfg->concurrency, sizeof *g.slots);
     g.free_slots = calloc((size_t)cfg->concurrency, sizeof *g.free_slots);
     events = calloc(LOAD_EVENTS, sizeof *events);

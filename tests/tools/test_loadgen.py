@@ -5,6 +5,7 @@ its count, or when told), and reports errors by errno."""
 from __future__ import annotations
 
 import errno
+import os
 import selectors
 import socket
 import threading
@@ -320,8 +321,12 @@ def test_c_refuses_non_loopback_targets_itself():
     cfg.host = (10 << 24) | 1  # 10.0.0.1
     cfg.port, cfg.mode, cfg.concurrency, cfg.duration, cfg.timeout, cfg.stop_fd = 80, 0, 1, 0.1, 1.0, -1
     res = module.ffi.new("struct reactor_load_result *")
+    stdin = os.fstat(0)
     assert module.lib.reactor_load_run(cfg, res) == errno.EINVAL
     assert res.started == 0
+    # a refused run closes nothing it did not open (an early exit once closed fd 0: the timerfd's
+    # "none" was still memset's 0, and every child started later got a socket as its stdin)
+    assert (os.fstat(0).st_dev, os.fstat(0).st_ino) == (stdin.st_dev, stdin.st_ino)
 
 
 @needs_c
