@@ -473,3 +473,22 @@ def test_overflows_outside_the_runs_are_set_beside_those_in_them():
     note = next(line for line in table.splitlines() if line.startswith("listen overflows"))
     assert note.startswith("listen overflows (reactor epoll native idle 0: 5)") and "the client outran accept" in note
     assert Background().per_run(1.0) == 0.0  # nothing measured outside the runs: no claim
+
+
+def test_open_loop_runs_the_latency_pass_alone_at_the_rate_asked(tmp_path):
+    path = tmp_path / "open.json"
+    done = run_cli("accept", "--open-loop", "--rate", "400", "--backends", "epoll", "--native", "off",
+                   "--idle", "0", "--peers", "none", "--duration", "0.5", "--repeat", "2", "--json", str(path),
+                   timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "saturation:" not in done.stdout
+    assert "latency at a fixed offered load: 400 conn/s to every server" in done.stdout
+    document = json.loads(path.read_text())
+    (row,) = document["results"]
+    assert row["runs"] == [] and len(row["latency"]["runs"]) == 2
+    assert [r["pass"] for r in document["run_order"]] == ["latency", "latency"]
+    for run in row["latency"]["runs"]:
+        assert run["offered_rate"] == 400
+        # open loop: the schedule, not the server, set how many there were: 400/s for 0.3 s is 120 starts
+        # (a closed loop would make thousands); a few may still be open at the end on a busy machine
+        assert 30 <= run["units"] <= 121, run
