@@ -22,6 +22,20 @@
  * - close() with SO_LINGER {1, 0} sends RST instead of FIN and leaves no
  *   TIME_WAIT behind.
  * - send() on a connection the peer reset raises SIGPIPE unless MSG_NOSIGNAL.
+ * - epoll_wait() sleeps in whole milliseconds (rounded up). A fixed rate of
+ *   15,000 starts per second needs one every 67 us, so with a rate the loop
+ *   also watches a timerfd armed (absolute, CLOCK_MONOTONIC, nanoseconds) for
+ *   the next start: without it starts would leave in 1 ms bursts.
+ *
+ * With a rate the load is open-loop: start k is due at start + k / rate,
+ * whatever happened to the earlier ones, and its latency is measured from
+ * when it was due, not from when a free slot let it start (a server that
+ * stalls would otherwise hold back the very starts that would have seen the
+ * stall: "coordinated omission"). A start that leaves 1 ms or more after it
+ * was due, or never left, is counted in `late`: the client (out of slots,
+ * or out of CPU) did not keep the offered load. In echo mode the rate paces requests over the
+ * `concurrency` connections, which are opened at once; a connection waits
+ * idle (S_IDLE, first in first out) between its requests.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,6 +49,7 @@
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -63,6 +78,9 @@
 #define LOAD_SCAN_NS 50000000ULL
 #define LOAD_EVENTS 512
 #define STOP_TOKEN UINT32_MAX
+#define TIMER_TOKEN (UINT32_MAX - 1)
+/* A scheduled start this late is counted in reactor_load_result.late. */
+#define LOAD_LATE_NS 1000000ULL
 
 struct reactor_load_config {
     unsigned int host;
@@ -87,6 +105,7 @@ struct reactor_load_result {
     long long timeouts;
     long long eofs;
     long long mismatches;
+    long long late;
     long long errors[REACTOR_LOAD_NERRNO];
     long long connect_hist[REACTOR_LOAD_NBUCKETS];
     long long op_hist[REACTOR_LOAD_NBUCKETS];
@@ -96,7 +115,7 @@ struct reactor_load_result {
     int setup_errno;
 };
 
-enum { S_FREE, S_CONNECTING, S_WAIT_EOF, S_SEND, S_RECV, S_HOLD };
+enum { S_FREE, S_CONNECTING, S_WAIT_EOF, S_SEND, S_RECV, S_HOLD, S_IDLE };
 
 struct load_slot {
     int fd;
@@ -107,6 +126,7 @@ struct load_slot {
     uint64_t t_connect;    /* connect() time */
     uint64_t t_op;         /* start of the current unit of work */
     uint64_t deadline;
+    int idle_prev, idle_next;  /* echo with a rate: the idle list (S_IDLE), -1 ends it */
 };
 
 struct load {
@@ -123,8 +143,12 @@ struct load {
     size_t scratch_len;
     uint32_t next_source;
     uint64_t timeout_ns;
-    double tokens;
-    uint64_t refilled;
+    uint64_t start;        /* the run's start: the schedule's origin */
+    long long scheduled;   /* with a rate: starts taken from the schedule so far */
+    int idle_head, idle_tail;  /* echo with a rate: connections waiting for their next request */
+    long long nidle;
+    int timer_fd;          /* with a rate: wakes the loop for the next start; -1 without */
+    uint64_t timer_armed;  /* the absolute time it is armed for, 0 if not */
     int sync_failures;     /* connects that failed at once in this fill round */
 };
 
@@ -133,6 +157,12 @@ static uint64_t clock_ns(clockid_t clock)
     struct timespec ts;
     clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* When the next scheduled start is due (a rate is set). */
+static uint64_t next_due(const struct load *g)
+{
+    return g->start + (uint64_t)((double)g->scheduled * 1e9 / g->cfg->rate);
 }
 
 int reactor_load_bucket(unsigned long long us)
@@ -165,6 +195,37 @@ static void set_events(struct load *g, struct load_slot *s, uint32_t idx, uint32
     s->events = events;
 }
 
+/* Echo with a rate: the connection waits, watched for input (an early close,
+ * or bytes nobody asked for), at the end of the idle list. */
+static void idle_push(struct load *g, struct load_slot *s, uint32_t idx)
+{
+    s->state = S_IDLE;
+    s->deadline = UINT64_MAX;
+    s->idle_next = -1;
+    s->idle_prev = g->idle_tail;
+    if (g->idle_tail >= 0)
+        g->slots[g->idle_tail].idle_next = (int)idx;
+    else
+        g->idle_head = (int)idx;
+    g->idle_tail = (int)idx;
+    g->nidle++;
+    set_events(g, s, idx, EPOLLIN | EPOLLRDHUP);
+}
+
+static void idle_unlink(struct load *g, struct load_slot *s)
+{
+    if (s->idle_prev >= 0)
+        g->slots[s->idle_prev].idle_next = s->idle_next;
+    else
+        g->idle_head = s->idle_next;
+    if (s->idle_next >= 0)
+        g->slots[s->idle_next].idle_prev = s->idle_prev;
+    else
+        g->idle_tail = s->idle_prev;
+    s->idle_prev = s->idle_next = -1;
+    g->nidle--;
+}
+
 /* Close the slot's connection and give the slot back. close() also removes
  * the fd from the epoll set (we never dup it). */
 static void release(struct load *g, struct load_slot *s, uint32_t idx, int rst)
@@ -173,6 +234,8 @@ static void release(struct load *g, struct load_slot *s, uint32_t idx, int rst)
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
+    if (s->state == S_IDLE)
+        idle_unlink(g, s);
     close(s->fd);
     s->fd = -1;
     s->state = S_FREE;
@@ -194,10 +257,11 @@ static int may_start(const struct load *g)
         return 1;
     if (c->mode == REACTOR_LOAD_HOLD)
         return g->opened < c->count;
-    return g->res->completed + g->active < c->count;
+    /* idle connections (echo with a rate) work towards nothing */
+    return g->res->completed + g->active - g->nidle < c->count;
 }
 
-static void open_one(struct load *g, uint64_t now)
+static void open_one(struct load *g, uint64_t now, uint64_t due)
 {
     const struct reactor_load_config *c = g->cfg;
     uint32_t idx = g->free_slots[--g->nfree];
@@ -245,7 +309,8 @@ static void open_one(struct load *g, uint64_t now)
     s->fd = fd;
     s->state = S_CONNECTING;
     s->events = EPOLLOUT;
-    s->t_connect = s->t_op = now;
+    s->t_connect = now;
+    s->t_op = due;  /* now, or (with a rate) when the schedule wanted it */
     s->deadline = now + g->timeout_ns;
     g->active++;
     return;
@@ -305,7 +370,10 @@ static void on_connected(struct load *g, struct load_slot *s, uint32_t idx, uint
         set_events(g, s, idx, EPOLLIN | EPOLLRDHUP);
         break;
     case REACTOR_LOAD_ECHO:
-        echo_start(g, s, idx, now);
+        if (g->cfg->rate > 0)
+            idle_push(g, s, idx);  /* its first request leaves when the schedule says */
+        else
+            echo_start(g, s, idx, now);
         return;
     }
     /* The server may already have closed (or written): handle it now rather
@@ -325,6 +393,8 @@ static void on_connected(struct load *g, struct load_slot *s, uint32_t idx, uint
     }
 }
 
+/* Start a request; `now` is when it was due (with a rate: maybe earlier than
+ * the clock, and its latency counts from then). */
 static void echo_start(struct load *g, struct load_slot *s, uint32_t idx, uint64_t now)
 {
     /* Each request starts at a different place in the pattern, so a reply
@@ -393,6 +463,10 @@ static void echo_recv(struct load *g, struct load_slot *s, uint32_t idx, uint64_
     }
     r->completed++;
     record(r->op_hist, s->t_op, now);
+    if (g->cfg->rate > 0) {
+        idle_push(g, s, idx);  /* the schedule says when its next request leaves */
+        return;
+    }
     /* This unit is done: may the connection take another one? */
     g->active--;
     int again = may_start(g);
@@ -444,6 +518,19 @@ static void on_event(struct load *g, uint32_t idx, uint32_t revents, uint64_t no
     case S_RECV:
         echo_recv(g, s, idx, now);
         return;
+    case S_IDLE:
+        /* Nothing was asked: an EOF is an early close, bytes are a bad reply. */
+        rc = drain_input(g, s->fd);
+        if (rc == 1) {
+            g->res->eofs++;
+            release(g, s, idx, 0);
+        } else if (rc < 0) {
+            fail(g, s, idx, -rc);
+        } else {
+            g->res->mismatches++;
+            release(g, s, idx, 1);
+        }
+        return;
     default:
         return;
     }
@@ -462,28 +549,54 @@ static void expire(struct load *g, uint64_t now)
 
 /* Open connections in free slots, as far as the count limit and the rate
  * allow. At most one pass over the free slots: if connects fail at once (no
- * server, no ports) the loop sleeps instead of spinning. */
+ * server, no ports) the loop sleeps instead of spinning. With a rate, take
+ * every start that is due (echo: a request on the longest-idle connection;
+ * other modes: a connection), each with the time it was due. */
 static void fill(struct load *g, uint64_t now)
 {
     const struct reactor_load_config *c = g->cfg;
     uint32_t budget = g->nfree;
+    int paced = c->rate > 0;
+    int echo = c->mode == REACTOR_LOAD_ECHO;
 
-    if (c->rate > 0) {
-        g->tokens += (double)(now - g->refilled) * c->rate / 1e9;
-        g->refilled = now;
-        double cap = c->concurrency > 1 ? (double)c->concurrency : 1.0;
-        if (g->tokens > cap)
-            g->tokens = cap;
-    }
     g->sync_failures = 0;
-    while (budget-- > 0 && g->nfree > 0 && may_start(g)) {
-        if (c->rate > 0) {
-            if (g->tokens < 1.0)
+    /* echo with a rate opens every connection at once: the rate is its requests' */
+    while (budget-- > 0 && g->nfree > 0 && ((paced && echo) || may_start(g))) {
+        uint64_t due = now;
+        if (paced && !echo) {
+            due = next_due(g);
+            if (due > now)
                 break;
-            g->tokens -= 1.0;
+            g->scheduled++;
+            if (now - due >= LOAD_LATE_NS)
+                g->res->late++;
         }
-        open_one(g, now);
+        open_one(g, now, due);
     }
+    if (!paced || !echo)
+        return;
+    while (g->idle_head >= 0 && may_start(g)) {
+        uint64_t due = next_due(g);
+        if (due > now)
+            break;
+        g->scheduled++;
+        if (now - due >= LOAD_LATE_NS)
+            g->res->late++;
+        uint32_t idx = (uint32_t)g->idle_head;
+        struct load_slot *s = &g->slots[idx];
+        idle_unlink(g, s);
+        echo_start(g, s, idx, due);
+        if (s->state != S_FREE)
+            s->deadline = now + g->timeout_ns;  /* the timeout runs from the send */
+    }
+}
+
+/* With a rate: can a scheduled start leave as soon as it is due? */
+static int start_waiting(const struct load *g)
+{
+    if (g->cfg->mode == REACTOR_LOAD_ECHO)
+        return g->idle_head >= 0 && may_start(g);
+    return g->nfree > 0 && may_start(g);
 }
 
 static int validate(const struct reactor_load_config *c)
@@ -518,13 +631,14 @@ int reactor_load_run(const struct reactor_load_config *cfg, struct reactor_load_
     memset(res, 0, sizeof *res);
     memset(&g, 0, sizeof g);
     g.ep = -1;
+    g.timer_fd = -1;  /* before any `goto out`: 0 would be stdin, and out closes it */
     if ((err = validate(cfg)) != 0)
         goto out;
     g.cfg = cfg;
     g.res = res;
     g.timeout_ns = (uint64_t)(cfg->timeout * 1e9);
-    g.refilled = start;
-    g.tokens = 1.0;
+    g.start = start;
+    g.idle_head = g.idle_tail = -1;
     g.slots = calloc((size_t)cfg->concurrency, sizeof *g.slots);
     g.free_slots = calloc((size_t)cfg->concurrency, sizeof *g.free_slots);
     events = calloc(LOAD_EVENTS, sizeof *events);
@@ -542,6 +656,7 @@ int reactor_load_run(const struct reactor_load_config *cfg, struct reactor_load_
     /* Lowest index on top, so slots fill from 0 (nicer to debug). */
     for (int i = 0; i < cfg->concurrency; i++) {
         g.slots[i].fd = -1;
+        g.slots[i].idle_prev = g.slots[i].idle_next = -1;
         g.free_slots[i] = (uint32_t)(cfg->concurrency - 1 - i);
     }
     g.nfree = (uint32_t)cfg->concurrency;
@@ -549,6 +664,14 @@ int reactor_load_run(const struct reactor_load_config *cfg, struct reactor_load_
     if (g.ep < 0) {
         err = errno;
         goto out;
+    }
+    if (cfg->rate > 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = TIMER_TOKEN};
+        g.timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (g.timer_fd < 0 || epoll_ctl(g.ep, EPOLL_CTL_ADD, g.timer_fd, &ev) < 0) {
+            err = errno;
+            goto out;
+        }
     }
     if (cfg->stop_fd >= 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = STOP_TOKEN};
@@ -576,16 +699,24 @@ int reactor_load_run(const struct reactor_load_config *cfg, struct reactor_load_
         }
         fill(&g, now);
         /* Sleep until the next thing that can happen without an event: the
-         * end, the next timeout scan, the next rate token; 1 ms after
+         * end, the next timeout scan, the next scheduled start; 1 ms after
          * connects that failed at once, so they are retried without a spin. */
         uint64_t wake = end < next_scan ? end : next_scan;
-        if (cfg->rate > 0 && g.nfree > 0 && may_start(&g) && g.tokens < 1.0) {
-            uint64_t token = now + (uint64_t)((1.0 - g.tokens) * 1e9 / cfg->rate);
-            if (token < wake)
-                wake = token;
-        }
         if (g.sync_failures && now + 1000000 < wake)
             wake = now + 1000000;
+        if (cfg->rate > 0) {
+            uint64_t due = start_waiting(&g) ? next_due(&g) : 0;
+            if (due && due < wake)
+                wake = due;
+            /* the timerfd wakes us to the nanosecond; epoll_wait's own
+             * timeout (whole ms, rounded up) stays behind it as a backstop */
+            if (wake != g.timer_armed && wake > now) {
+                struct itimerspec its = {.it_value = {.tv_sec = (time_t)(wake / 1000000000ULL),
+                                                      .tv_nsec = (long)(wake % 1000000000ULL)}};
+                timerfd_settime(g.timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+                g.timer_armed = wake;
+            }
+        }
         /* epoll_wait() has a 1 ms resolution: round up, never spin on 0. */
         int timeout_ms = wake > now ? (int)((wake - now + 999999) / 1000000) : 0;
         int n = epoll_wait(g.ep, events, LOAD_EVENTS, timeout_ms);
@@ -601,10 +732,31 @@ int reactor_load_run(const struct reactor_load_config *cfg, struct reactor_load_
                 res->stopped_by = REACTOR_LOAD_BY_STOP;
                 goto done;
             }
+            if (events[i].data.u32 == TIMER_TOKEN) {
+                uint64_t expirations;
+                if (read(g.timer_fd, &expirations, sizeof expirations) < 0) {
+                    /* EAGAIN: already read; nothing else can fail here */
+                }
+                g.timer_armed = 0;
+                continue;
+            }
             on_event(&g, events[i].data.u32, events[i].events, now);
         }
     }
 done:
+    /* Starts that were due (1 ms or more before the end) but never left are
+     * late too: the client could not offer the load it was asked for. With
+     * a count the schedule stops on purpose, so nothing is missed. */
+    if (cfg->rate > 0 && cfg->count <= 0) {
+        uint64_t stop = clock_ns(CLOCK_MONOTONIC);
+        if (stop > end)
+            stop = end;
+        if (stop >= start + LOAD_LATE_NS) {
+            long long due = (long long)((double)(stop - LOAD_LATE_NS - start) * cfg->rate / 1e9) + 1;
+            if (due > g.scheduled)
+                res->late += due - g.scheduled;
+        }
+    }
     /* Whatever is still open ends with the run. */
     for (int i = 0; i < cfg->concurrency; i++) {
         if (g.slots[i].state != S_FREE) {
@@ -614,6 +766,8 @@ done:
     }
 
 out:
+    if (g.timer_fd >= 0)
+        close(g.timer_fd);
     if (g.ep >= 0)
         close(g.ep);
     free(g.slots);

@@ -19,29 +19,46 @@ How a figure is made, and why:
   splits the (exact) total between them by sampling at its timer tick: a
   1.5 s run of a busy server is ~150 units, so the split is good to a few
   percent; a ``--quick`` run's is coarser (see :meth:`ConfigResult.cpu_split`).
-- Every configuration gets a warm-up, then ``repeat`` measured runs; the
-  table shows the median and the spread (min..max as ± percent of the median).
+- Every server gets a warm-up, then ``repeat`` measured runs per pass; the
+  tables show the median and the spread (min..max as ± percent of the median).
+- Two passes. The saturation pass (closed loop: ``concurrency`` in flight)
+  gives the server CPU per unit, the figure the table leads with; its rate
+  is printed only where the server was busy ``SERVER_BOUND`` of the run or
+  more (elsewhere the client set it, and it would rank nothing). The
+  latency pass (open loop, the C load generator's rate mode) offers every
+  server of the first idle count the same load, below each one's capacity
+  and the client's (:func:`_offered_rate`), and reports p50/p99/p99.9 from
+  when each start was due, pooled over the runs, and the starts the client
+  could not make on time (``late``).
+- Interleaved: a group's servers (one idle count; the peers are in the
+  first group) are started together and measured in turn, repeat after
+  repeat (A B C A B C ...), so drift on a shared machine lands on every row
+  alike, not on the peers that used to run last. Servers whose idle
+  connections do not fit the fd limit side by side are restarted for each
+  repeat instead, still in turn.
 - ``--idle N`` first opens N connections to a second listener in the same
   server process and leaves them idle, so each wake-up of select and poll
   walks N more fds while epoll does not. select cannot watch fds past
   FD_SETSIZE (1024): such configurations are reported "n/a (FD_SETSIZE)".
 - The kernel's TcpExt ListenOverflows / ListenDrops are read before and
   after each run: a server that does not keep up makes the kernel drop
-  handshakes, which clients see as a one-second retransmission.
-- Peers (asyncio, uvloop, Tornado, Twisted, trio) serve the same close/echo
-  protocol with their usual public API, under the same load, in the same
-  run: ratios between them are honest, absolute numbers depend on the machine.
+  handshakes, which clients see as a one-second retransmission; the table's
+  notes say so wherever the counter moved.
+- Peers (asyncio, uvloop, the C floor, Tornado, Twisted; trio on request)
+  serve the same close/echo protocol with their usual public API, under the
+  same load, in the same run: ratios between them are honest, absolute
+  numbers depend on the machine.
   The ``c`` peer (``_native/cserver.c``: one epoll loop, accept4 until
   EAGAIN, one recv and one send per round trip, no Python on the data path)
   is the physical floor: what the kernel charges per operation before any
   event loop adds its own. Its row is the number to subtract.
 - ``--json`` and ``--plot`` paths are checked before anything runs
   (:func:`check_output_paths`): a typo costs a second, not a whole run.
-- How long a run takes: each configuration costs about its warm-up plus
-  ``repeat`` × ``duration`` plus a second of start, stop and idle
-  connections. The default accept run (17 reactor rows and 2 peers, 3 × 1.5 s
-  each) takes about 2 minutes; ``--quick`` (idle 0, one 0.5 s run each)
-  about 10 seconds.
+- How long a run takes: ``repeat`` × ``duration`` per row and pass, plus
+  starts, warm-ups and idle connections. The default accept run (16 reactor
+  rows and 5 peers, 3 × 1 s each, and the latency pass for the 11 rows at
+  idle 0) takes about 2 1/2 minutes on the 2-core VM; ``--quick`` (idle 0,
+  one 0.5 s run each) about 15 seconds.
 - ``--api`` says how reactor's rows are written: ``reactor`` (a reactor
   Protocol, ``python -m reactor serve``), ``aio`` (an asyncio Protocol on
   ``reactor.aio``) or ``aio-streams`` (``asyncio.start_server`` on
@@ -50,11 +67,12 @@ How a figure is made, and why:
   ``reactor/tools/peers/asyncio_server.py``, so the same asyncio code is
   measured on each loop. Like reactor's rows, the aio rows take every backend, accept path
   and idle count (the script's ``--idle-listener``); peers run at the first
-  idle count only.
+  idle count only, interleaved with the rows there.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -77,8 +95,8 @@ from .._core.backends import FD_SETSIZE, available_backends
 from . import loadgen
 from .facts import machine_facts
 
-__all__ = ["BenchOptions", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table", "table_legend",
-           "check_output_paths", "write_json", "write_plot", "SCHEMA_VERSION"]
+__all__ = ["BenchOptions", "Background", "Target", "ConfigResult", "RunResult", "run_bench", "PEERS", "format_table",
+           "table_legend", "check_output_paths", "write_json", "write_plot", "SCHEMA_VERSION"]
 
 #: the asyncio server: the asyncio/uvloop peers and the aio rows all run it
 ASYNCIO_SCRIPT = "asyncio_server.py"
@@ -108,11 +126,32 @@ STOP_TIMEOUT = 15.0
 FD_MARGIN = 32
 #: warn when the load generator used more than this share of one CPU
 SATURATED = 0.9
+#: the peers of a default run: asyncio, uvloop, the C floor, Tornado and Twisted (where installed)
+DEFAULT_PEERS = ("asyncio", "uvloop", "c", "tornado", "twisted")
+#: a latency-pass run lasts this share of a saturation run, unless told (the default run's 2 minutes)
+LATENCY_SHARE = 0.6
+#: a run's server used at least this share of its CPU: the server, not the client, set the rate
+SERVER_BOUND = 0.85
+#: the latency pass's offered load, without --rate: this share of the costliest server's capacity
+AUTO_RATE_SHARE = 0.4
+#: ... and at most this share of the client's: the fastest saturation rate measured. An open-loop
+#: start costs the load generator about twice a closed-loop one (a wake-up each; on loopback the
+#: handshake's kernel work runs in the sender's context), and a client that falls behind its
+#: schedule would charge its own delay to the server (measured 2026-12-07 on the 2-core VM: the
+#: C load generator alone spends ~60 µs per closed-loop connection, 100-150 µs per open-loop one)
+CLIENT_RATE_SHARE = 0.25
+#: the latency pass's offered load when there is no saturation pass to size it from (--open-loop)
+DEFAULT_RATE = 5000.0
+#: connection slots of the accept latency pass: enough that a server's stall of tens of ms at the
+#: offered load does not run the client out of slots (which would count as late starts)
+OPEN_LOOP_SLOTS = 1024
 #: the JSON document's layout; bumped when a field a reader relies on changes.
 #: 1: the unversioned documents before it; 2: adds schema_version, the user and
 #: system split of server CPU (server_user_s, server_sys_s, user_us_per_unit,
-#: sys_us_per_unit) and the c peer
-SCHEMA_VERSION = 2
+#: sys_us_per_unit) and the c peer; 3: the runs are interleaved ("run_order"), each result has
+#: "latency" (the fixed-load pass: offered rate, pooled percentiles, its runs), and runs carry
+#: server_busy, late and offered_rate
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -124,15 +163,27 @@ class BenchOptions:
     natives: list[bool] = field(default_factory=lambda: [True, False])
     # 800: the most idle fds select can watch beside the load (FD_SETSIZE 1024)
     idle: list[int] = field(default_factory=lambda: [0, 800, 10000])
-    peers: list[str] = field(default_factory=lambda: ["asyncio", "uvloop"])
+    # the peers a default run interleaves with reactor's rows; one not installed is a "skipped" row
+    peers: list[str] = field(default_factory=lambda: list(DEFAULT_PEERS))
     apis: list[str] = field(default_factory=lambda: ["reactor"])
     concurrency: int = 64
-    duration: float = 1.5
-    warmup: float = 0.3
+    duration: float = 1.0
+    warmup: float = 0.2
     repeat: int = 3
     size: int = 64
+    #: only the fixed-load (latency) pass, no saturation pass
     open_loop: bool = False
+    #: the fixed offered load of the latency pass, per second; None: AUTO_RATE_SHARE of the
+    #: capacity of the costliest server of the first idle count (1e6 / its CPU µs per unit)
     rate: float | None = None
+    #: run the latency pass at all (at the first idle count)
+    latency: bool = True
+    #: seconds per latency-pass run; None: LATENCY_SHARE of ``duration`` (its percentiles are
+    #: pooled over the runs: 3 x 0.6 s at 3,300/s is ~6,000 samples a row, 60 beyond its p99)
+    latency_duration: float | None = None
+
+    def latency_seconds(self) -> float:
+        return self.latency_duration or LATENCY_SHARE * self.duration
     host: str = "127.0.0.1"
 
 
@@ -201,6 +252,13 @@ class RunResult:
     loadgen_cpu_s: float
     loadgen_saturated: bool
     errors: dict[str, int]
+    #: server CPU time / wall time: near 1, the server set the rate
+    server_busy: float = 0.0
+    #: the latency pass's offered load (None: the saturation pass)
+    offered_rate: float | None = None
+    #: the latency pass: starts that left 1 ms or more after they were due, or never
+    late: int = 0
+    p999_us: float | None = None
 
 
 @dataclass
@@ -211,6 +269,26 @@ class ConfigResult:
     idle: int
     status: str = "ok"  # "ok", "n/a (FD_SETSIZE)", "skipped: ...", "failed: ..."
     runs: list[RunResult] = field(default_factory=list)
+    #: the latency pass at a fixed offered load (first idle count only)
+    latency_runs: list[RunResult] = field(default_factory=list)
+    #: its unit latencies (due -> done), pooled over its runs: load generator buckets
+    latency_hist: list[int] = field(default_factory=list, repr=False)
+
+    def latency_percentile(self, q: float) -> float | None:
+        """The q-th percentile of the latency pass, pooled over its runs."""
+        return loadgen.percentile(self.latency_hist, q) if self.latency_hist else None
+
+    def latency_median(self, name: str) -> float | None:
+        values = [getattr(run, name) for run in self.latency_runs if getattr(run, name) is not None]
+        return statistics.median(values) if values else None
+
+    def latency_spread(self, name: str) -> float | None:
+        return _spread([getattr(run, name) for run in self.latency_runs if getattr(run, name) is not None])
+
+    def server_bound(self) -> bool:
+        """True when the server, not the client, set the saturation pass's rate."""
+        busy = self.median("server_busy")
+        return busy is not None and busy >= SERVER_BOUND
 
     def median(self, name: str) -> float | None:
         """The median of one figure over the runs; for ``user_us_per_unit`` and
@@ -237,11 +315,7 @@ class ConfigResult:
 
     def spread(self, name: str) -> float | None:
         """Half the range of the runs, as a fraction of the median."""
-        values = [getattr(run, name) for run in self.runs if getattr(run, name) is not None]
-        middle = statistics.median(values) if values else 0
-        if len(values) < 2 or not middle:
-            return None
-        return (max(values) - min(values)) / 2 / middle
+        return _spread([getattr(run, name) for run in self.runs if getattr(run, name) is not None])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -253,12 +327,29 @@ class ConfigResult:
             "median": {name: self.median(name) for name in _MEDIAN_FIELDS},
             "spread": {name: self.spread(name) for name in _SPREAD_FIELDS},
             "runs": [dataclasses.asdict(run) for run in self.runs],
+            "latency": None if not self.latency_runs else {
+                "offered_rate": self.latency_runs[0].offered_rate,
+                "p50_us": self.latency_percentile(50), "p99_us": self.latency_percentile(99),
+                "p999_us": self.latency_percentile(99.9),
+                "median": {name: self.latency_median(name) for name in _MEDIAN_FIELDS},
+                "spread": {name: self.latency_spread(name) for name in _SPREAD_FIELDS},
+                "runs": [dataclasses.asdict(run) for run in self.latency_runs],
+                "hist": self.latency_hist,  # the load generator's buckets (loadgen.bucket), pooled
+            },
         }
+
+
+def _spread(values: list[float]) -> float | None:
+    """Half the range of ``values``, as a fraction of their median."""
+    middle = statistics.median(values) if values else 0
+    if len(values) < 2 or not middle:
+        return None
+    return (max(values) - min(values)) / 2 / middle
 
 
 _MEDIAN_FIELDS = ("rate", "cpu_us_per_unit", "user_us_per_unit", "sys_us_per_unit", "p50_us", "p99_us",
                   "connect_p50_us", "connect_p99_us", "accepted_per_s", "accepts_per_wakeup", "empty_wakeups",
-                  "listen_overflows", "listen_drops", "loadgen_cpu_s")
+                  "listen_overflows", "listen_drops", "loadgen_cpu_s", "server_busy", "late")
 _SPREAD_FIELDS = ("rate", "cpu_us_per_unit", "user_us_per_unit", "sys_us_per_unit")
 
 
@@ -384,17 +475,19 @@ def _open_idle(host: str, port: int, count: int) -> list[socket.socket]:
 # ------------------------------------------------------------------ running
 
 def plan(options: BenchOptions) -> list[tuple[Target, int]]:
-    """Every (target, idle) pair to measure: for each idle count, each api ×
-    backend × accept path; then the peers, at the first idle count only."""
+    """Every (target, idle) pair to measure, group by group: for each idle
+    count, each api × backend × accept path, and at the first idle count the
+    peers too, in the same group: a group's servers are measured in turn,
+    repeat after repeat (A B C A B C ...), so drift over the run lands on
+    every row alike instead of on whatever runs last."""
     pairs = []
-    for idle in options.idle:
+    for index, idle in enumerate(options.idle):
         for api in options.apis:
             for backend in options.backends:
                 for use_native in options.natives:
                     pairs.append((Target("reactor", backend=backend, native=use_native, api=api), idle))
-    for peer in options.peers:
-        for idle in options.idle[:1]:
-            pairs.append((Target("peer", peer=peer), idle))
+        if index == 0:
+            pairs.extend((Target("peer", peer=peer), idle) for peer in options.peers)
     return pairs
 
 
@@ -441,18 +534,29 @@ def cpu_pair() -> tuple[int | None, int | None]:
     return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
 
 
-def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
-    """Start the server, open the idle connections, warm up, run ``repeat`` times."""
-    result = ConfigResult(target, idle)
-    reason = _why_skip(target, idle, options)
-    if reason:
-        result.status = reason
-        return result
-    server_cpu, load_cpu = cpu_pair()
+@dataclass
+class _Live:
+    """A started server of a group, with its idle connections."""
+
+    result: ConfigResult
+    server: ServerProcess
+    idle_socks: list[socket.socket]
+
+    def stop(self) -> None:
+        for sock in self.idle_socks:
+            sock.close()
+        self.idle_socks = []
+        self.server.stop()
+
+
+def _start(result: ConfigResult, options: BenchOptions) -> _Live | None:
+    """Start one server, open its idle connections and warm it up; on a
+    failure the row says so and None is returned."""
+    target, idle = result.target, result.idle
+    server_cpu, _ = cpu_pair()
     protocol = "close" if options.workload == "accept" else "echo"
     server = None
     idle_socks: list[socket.socket] = []
-    saved_affinity = os.sched_getaffinity(0)
     try:
         server = ServerProcess(target.command(protocol, idle > 0), server_cpu, target.env())
         if target.kind == "reactor":
@@ -460,19 +564,213 @@ def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
         if idle:
             server.idle_port = int(server.next_line("idle listener on ").rsplit(":", 1)[1])
             idle_socks = _open_idle(options.host, server.idle_port, idle)
-        if load_cpu is not None:
-            os.sched_setaffinity(0, {load_cpu})
         _load(server.port, options, options.warmup)
-        for _ in range(options.repeat):
-            result.runs.append(_one_run(server, target, options))
+        return _Live(result, server, idle_socks)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         result.status = f"failed: {exc}"
-    finally:
-        os.sched_setaffinity(0, saved_affinity)
         for sock in idle_socks:
             sock.close()
         if server is not None:
             server.stop()
+        return None
+
+
+def _start_all(results: list[ConfigResult], options: BenchOptions) -> dict[int, _Live]:
+    """Start several servers at once (each in a thread: most of a start is
+    waiting for the child's first line), keyed by ``id(result)``."""
+    if not results:
+        return {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(results)) as pool:
+        started = list(pool.map(lambda result: _start(result, options), results))
+    return {id(result): live for result, live in zip(results, started, strict=True) if live is not None}
+
+
+def _batches(group: list[ConfigResult], options: BenchOptions) -> list[list[ConfigResult]]:
+    """Split a group into batches of servers that can run side by side: this
+    process holds every idle connection of a batch (the other end is in the
+    servers), so the batch must fit the fd limit."""
+    soft, _ = kernel.fd_limits()
+    budget = (soft if soft != -1 else 1 << 30) - OPEN_LOOP_SLOTS - options.concurrency - FD_MARGIN
+    batches: list[list[ConfigResult]] = []
+    used = budget + 1
+    for result in group:
+        need = result.idle + FD_MARGIN
+        if used + need > budget and (not batches or batches[-1]):
+            batches.append([])
+            used = 0
+        batches[-1].append(result)
+        used += need
+    return batches
+
+
+def _offered_rate(group: list[ConfigResult], options: BenchOptions) -> float:
+    """The latency pass's offered load: --rate, else AUTO_RATE_SHARE of the
+    capacity (1e6 / CPU µs per unit) of the costliest server measured, and
+    at most CLIENT_RATE_SHARE of the fastest rate any run reached (the
+    client's own limit), rounded down to two significant figures: every
+    server gets the same load, below each one's capacity and the client's."""
+    if options.rate:
+        return options.rate
+    measured = [r for r in group if r.status == "ok" and r.runs]
+    costs = [c for c in (r.median("cpu_us_per_unit") for r in measured) if c]
+    rates = [rate for rate in (r.median("rate") for r in measured) if rate]
+    if not costs or not rates:
+        return DEFAULT_RATE
+    rate = min(AUTO_RATE_SHARE * 1e6 / max(costs), CLIENT_RATE_SHARE * max(rates))
+    scale = 10 ** max(0, len(str(int(rate))) - 2)
+    return max(100.0, float(int(rate // scale) * scale))
+
+
+@dataclass
+class Background:
+    """The kernel's ListenOverflows over a whole bench, beside what moved
+    during its measured runs: the rest happened while nothing of ours was
+    loading a server, so it is other programs' (the counter is the whole
+    network namespace's)."""
+
+    overflows: int = 0  # outside the measured runs
+    seconds: float = 0.0  # how long that was
+
+    def per_run(self, duration: float) -> float:
+        """How many of other programs' overflows a run of ``duration`` s may expect."""
+        return self.overflows * duration / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_bench(options: BenchOptions, progress: Callable[[str], None] = print,
+              order: list[tuple[str, int, str]] | None = None,
+              background: Background | None = None) -> list[ConfigResult]:
+    """Measure every configuration of ``options``; ``progress`` gets a line
+    per run. Group by group (an idle count), every server of the group is
+    started, then measured in turn, repeat after repeat: the saturation pass
+    (server CPU per unit), then at the first idle count the latency pass at
+    one fixed offered load for all. Servers of a group that do not fit the fd
+    limit side by side (10,000 idle connections each) are restarted for each
+    repeat instead, still in turn. ``order`` (if given) gets (label, idle,
+    pass) of each run as it is made; ``background`` (if given) the
+    overflows outside the runs."""
+    kernel.raise_fd_limit()
+    counter_before, started = kernel.listen_overflows(), time.monotonic()
+    results = [ConfigResult(target, idle) for target, idle in plan(options)]
+    for result in results:
+        result.status = _why_skip(result.target, result.idle, options) or "ok"
+    _, load_cpu = cpu_pair()
+    saved_affinity = os.sched_getaffinity(0)
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {load_cpu})
+    total = sum(1 for r in results if r.status == "ok") * options.repeat
+    done = 0
+    try:
+        for index, idle in enumerate(options.idle):
+            group = [r for r in results if r.idle == idle and r.status == "ok"]
+            passes = [] if options.open_loop else ["cpu"]
+            if index == 0 and (options.latency or options.open_loop):
+                passes.append("latency")
+            batches = _batches(group, options)
+            held: dict[int, _Live] = {}
+            stopping: list[threading.Thread] = []
+            try:
+                for name in passes:
+                    rate = _offered_rate(group, options) if name == "latency" else None
+                    if rate is not None:
+                        what = "connections" if options.workload == "accept" else "requests"
+                        progress(f"latency pass: {rate:,.0f} {what}/s offered to every server, open loop")
+                    for repeat in range(options.repeat):
+                        for batch in batches:
+                            held.update(_start_all([r for r in batch if r.status == "ok" and id(r) not in held],
+                                                   options))
+                            for result in batch:
+                                live = held.get(id(result))
+                                if live is None or result.status != "ok":
+                                    continue
+                                try:
+                                    run, hist = _one_run(live.server, result.target, options, rate)
+                                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                                    result.status = f"failed: {exc}"
+                                    continue
+                                (result.latency_runs if rate else result.runs).append(run)
+                                if rate:
+                                    _pool(result, hist)
+                                if order is not None:
+                                    order.append((result.target.label, idle, name))
+                                if name == "cpu":
+                                    done += 1
+                                progress(_progress_line(result, run, repeat, options, done, total))
+                            if len(batches) > 1:
+                                # a server's stop (closing its idle connections, its exit) overlaps the
+                                # next one's start: it is over long before the next measured run
+                                for result in batch:
+                                    live = held.pop(id(result), None)
+                                    if live is not None:
+                                        stopping.append(threading.Thread(target=live.stop))
+                                        stopping[-1].start()
+            finally:
+                for live in held.values():
+                    live.stop()
+                for thread in stopping:
+                    thread.join()
+    finally:
+        os.sched_setaffinity(0, saved_affinity)
+    counter_after = kernel.listen_overflows()
+    if background is not None and counter_before and counter_after:
+        runs = [run for r in results for run in r.runs + r.latency_runs]
+        during = sum(run.listen_overflows or 0 for run in runs)
+        background.overflows = max(0, counter_after["ListenOverflows"] - counter_before["ListenOverflows"] - during)
+        background.seconds = max(0.0, time.monotonic() - started - sum(run.wall_s for run in runs))
+    return results
+
+
+def _pool(result: ConfigResult, hist: list[int]) -> None:
+    """Add a latency-pass run's histogram to the row's."""
+    if hist:
+        if not result.latency_hist:
+            result.latency_hist = [0] * len(hist)
+        result.latency_hist = [a + b for a, b in zip(result.latency_hist, hist, strict=True)]
+
+
+def _progress_line(result: ConfigResult, run: RunResult, repeat: int, options: BenchOptions, done: int,
+                   total: int) -> str:
+    unit = "conn" if options.workload == "accept" else "req"
+    head = (f"[{done}/{total}]" if run.offered_rate is None else "[latency]") + \
+        f" {result.target.label}, idle {result.idle}, run {repeat + 1}/{options.repeat}:"
+    cpu = "-" if run.cpu_us_per_unit is None else f"{run.cpu_us_per_unit:.1f}"
+    text = f"{head} {cpu} µs CPU/{unit}, server busy {run.server_busy:.0%}"
+    if run.offered_rate is not None:
+        text += f", p99 {_fmt(run.p99_us)} µs, late {run.late}"
+    if run.listen_overflows:
+        text += f", {run.listen_overflows} listen overflows"
+    return text
+
+
+def measure(target: Target, idle: int, options: BenchOptions) -> ConfigResult:
+    """One target alone: start the server, open the idle connections, warm
+    up, run ``repeat`` times (the passes of :func:`run_bench`)."""
+    single = dataclasses.replace(options, idle=[idle], peers=[], backends=[], apis=[])
+    result = ConfigResult(target, idle)
+    result.status = _why_skip(target, idle, options) or "ok"
+    if result.status != "ok":
+        return result
+    live = _start(result, single)
+    if live is None:
+        return result
+    _, load_cpu = cpu_pair()
+    saved_affinity = os.sched_getaffinity(0)
+    try:
+        if load_cpu is not None:
+            os.sched_setaffinity(0, {load_cpu})
+        for _ in range(options.repeat):
+            if not options.open_loop:
+                result.runs.append(_one_run(live.server, target, options, None)[0])
+        if options.open_loop:
+            rate = options.rate or DEFAULT_RATE
+            for _ in range(options.repeat):
+                run, hist = _one_run(live.server, target, options, rate)
+                result.latency_runs.append(run)
+                _pool(result, hist)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        result.status = f"failed: {exc}"
+    finally:
+        os.sched_setaffinity(0, saved_affinity)
+        live.stop()
     return result
 
 
@@ -485,21 +783,27 @@ def _check_engine(first_line: str, target: Target) -> None:
                            f"after its address, asked for backend={asked['backend']} native={asked['native']}")
 
 
-def _load(port: int, options: BenchOptions, duration: float) -> loadgen.LoadResult:
-    if options.workload == "echo":
-        mode = "echo"
-    else:
-        mode = "connect-close" if options.open_loop else "client-close"
-    return loadgen.run_load(options.host, port, mode, options.concurrency, duration, size=options.size,
-                            rate=options.rate)
+def _load(port: int, options: BenchOptions, duration: float, rate: float | None = None) -> loadgen.LoadResult:
+    """The saturation pass (closed loop: ``concurrency`` in flight, each
+    starting again as soon as it is done), or with ``rate`` the latency pass
+    (open loop: starts on a fixed schedule). Accept: the client waits for
+    the server's FIN (client-close), so a unit includes the server's accept
+    and close; echo: one round trip."""
+    mode = "echo" if options.workload == "echo" else "client-close"
+    concurrency = options.concurrency
+    if rate and options.workload == "accept":
+        concurrency = max(concurrency, OPEN_LOOP_SLOTS)
+    return loadgen.run_load(options.host, port, mode, concurrency, duration, size=options.size, rate=rate)
 
 
-def _one_run(server: ServerProcess, target: Target, options: BenchOptions) -> RunResult:
+def _one_run(server: ServerProcess, target: Target, options: BenchOptions,
+             rate: float | None = None) -> tuple[RunResult, list[int]]:
+    """One measured run, and its units' latency histogram (pooled by the latency pass)."""
     is_reactor = target.kind == "reactor"
     stats_before = server.stats() if is_reactor else None
     overflows_before = kernel.listen_overflows()
     user_before, sys_before = server.cpu_times()
-    load = _load(server.port, options, options.duration)
+    load = _load(server.port, options, options.latency_seconds() if rate else options.duration, rate)
     user_after, sys_after = server.cpu_times()
     overflows_after = kernel.listen_overflows()
     stats_after = server.stats() if is_reactor else None
@@ -519,7 +823,7 @@ def _one_run(server: ServerProcess, target: Target, options: BenchOptions) -> Ru
     if overflows_before and overflows_after:
         overflows = overflows_after["ListenOverflows"] - overflows_before["ListenOverflows"]
         drops = overflows_after["ListenDrops"] - overflows_before["ListenDrops"]
-    return RunResult(
+    run = RunResult(
         units=load.completed, wall_s=load.wall_s, rate=load.per_second, server_cpu_s=server_cpu,
         server_user_s=server_user, server_sys_s=server_sys, cpu_us_per_unit=per_unit(server_cpu),
         user_us_per_unit=per_unit(server_user), sys_us_per_unit=per_unit(server_sys),
@@ -527,25 +831,10 @@ def _one_run(server: ServerProcess, target: Target, options: BenchOptions) -> Ru
         connect_p99_us=load.connect_p99_us, accepted_per_s=accepted_per_s, accepts_per_wakeup=accepts_per_wakeup,
         empty_wakeups=empty, listen_overflows=overflows, listen_drops=drops, loadgen_cpu_s=load.cpu_s,
         loadgen_saturated=load.cpu_s > SATURATED * load.wall_s, errors=dict(load.errors),
+        server_busy=server_cpu / load.wall_s if load.wall_s else 0.0, offered_rate=rate, late=load.late,
+        p999_us=loadgen.percentile(load.hist, 99.9),
     )
-
-
-def run_bench(options: BenchOptions, progress: Callable[[str], None] = print) -> list[ConfigResult]:
-    """Measure every configuration of ``options``; ``progress`` gets a line each."""
-    kernel.raise_fd_limit()
-    pairs = plan(options)
-    results = []
-    for index, (target, idle) in enumerate(pairs, 1):
-        started = time.monotonic()
-        result = measure(target, idle, options)
-        results.append(result)
-        rate = result.median("rate")
-        cpu = result.median("cpu_us_per_unit")
-        summary = (f"{rate:,.0f}/s, {cpu:.1f} µs CPU each" if rate is not None and cpu is not None
-                   else _one_line(result.status))
-        progress(f"[{index}/{len(pairs)}] {target.label}, idle {idle}: {summary} "
-                 f"({time.monotonic() - started:.1f} s)")
-    return results
+    return run, load.hist
 
 
 # ------------------------------------------------------------------ output
@@ -561,85 +850,161 @@ def _one_line(status: str) -> str:
     return " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else status
 
 
-def format_table(results: Sequence[ConfigResult], options: BenchOptions) -> str:
-    """The results as a fixed-width table, with ratios to asyncio."""
-    unit = "conn" if options.workload == "accept" else "req"
-    baseline = next((r for r in results if r.target.kind == "peer" and r.target.peer == "asyncio"
-                     and r.status == "ok"), None)
-    base_cpu = baseline.median("cpu_us_per_unit") if baseline else None
-    base_rate = baseline.median("rate") if baseline else None
-    headers = ["server", "idle", f"{unit}/s", "±", f"CPU µs/{unit}", "±", "user µs", "sys µs", "CPU vs asyncio",
-               "rate vs asyncio", "p50 µs", "p99 µs"]
-    if options.workload == "accept":
-        headers += ["acc/wake", "empty", "overflows"]
-    rows: list[list[str]] = [headers]
-    for result in results:
-        if result.status != "ok":
-            rows.append([result.target.label, str(result.idle), _one_line(result.status)])
-            continue
-        cpu, rate = result.median("cpu_us_per_unit"), result.median("rate")
-        spread_rate, spread_cpu = result.spread("rate"), result.spread("cpu_us_per_unit")
-        latency = ("connect_p50_us", "connect_p99_us") if options.workload == "accept" else ("p50_us", "p99_us")
-        row = [
-            result.target.label, str(result.idle), _fmt(rate),
-            "-" if spread_rate is None else f"{spread_rate:.0%}", _fmt(cpu, ".1f"),
-            "-" if spread_cpu is None else f"{spread_cpu:.0%}",
-            _fmt(result.median("user_us_per_unit"), ".1f"), _fmt(result.median("sys_us_per_unit"), ".1f"),
-            f"{base_cpu / cpu:.2f}x" if base_cpu and cpu else "-",
-            f"{rate / base_rate:.2f}x" if base_rate and rate else "-",
-            _fmt(result.median(latency[0])), _fmt(result.median(latency[1])),
-        ]
-        if options.workload == "accept":
-            row += [_fmt(result.median("accepts_per_wakeup"), ".2f"), _fmt(result.median("empty_wakeups")),
-                    _fmt(result.median("listen_overflows"))]
-        rows.append(row)
-    # Status rows ("n/a (FD_SETSIZE)") span the figure columns; they do not set widths.
-    widths = [max(len(row[i]) for row in rows if len(row) == len(headers) or i < 2) for i in range(len(headers))]
+def _layout(rows: list[list[str]]) -> list[str]:
+    """Fixed-width lines: the first row is the header (underlined); a shorter
+    row is a status row whose last cell spans the figure columns."""
+    width = len(rows[0])
+    widths = [max(len(row[i]) for row in rows if len(row) == width or i < 2) for i in range(width)]
     lines = []
     for number, row in enumerate(rows):
-        if len(row) < len(headers):
+        if len(row) < width:
             lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]}")
             continue
         cells = [f"{cell:<{widths[i]}}" if i == 0 else f"{cell:>{widths[i]}}" for i, cell in enumerate(row)]
-        lines.append("  ".join(cells))
+        lines.append("  ".join(cells).rstrip())
         if number == 0:
             lines.append("-" * len(lines[0]))
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def format_table(results: Sequence[ConfigResult], options: BenchOptions, background: Background | None = None) -> str:
+    """The saturation table (server CPU per unit first; a rate only where the
+    server set it), then the latency table (every server at one offered
+    load), then what the reader needs to read them: overflows, late starts,
+    client errors, the legend."""
+    unit = "conn" if options.workload == "accept" else "req"
+    accept = options.workload == "accept"
+    baseline = next((r for r in results if r.target.kind == "peer" and r.target.peer == "asyncio"
+                     and r.status == "ok" and r.runs), None)
+    base_cpu = baseline.median("cpu_us_per_unit") if baseline else None
+    sections: list[str] = []
+    if not options.open_loop:
+        headers = ["server", "idle", f"CPU µs/{unit}", "±", "user µs", "sys µs", "CPU vs asyncio", "server busy",
+                   f"{unit}/s (server-bound)"]
+        if accept:
+            headers += ["acc/wake", "empty", "overflows"]
+        rows: list[list[str]] = [headers]
+        for result in results:
+            if result.status != "ok" or not result.runs:
+                rows.append([result.target.label, str(result.idle), _one_line(result.status) if result.status != "ok"
+                             else "no runs"])
+                continue
+            cpu = result.median("cpu_us_per_unit")
+            row = [result.target.label, str(result.idle), _fmt(cpu, ".1f"), _pct(result.spread("cpu_us_per_unit")),
+                   _fmt(result.median("user_us_per_unit"), ".1f"), _fmt(result.median("sys_us_per_unit"), ".1f"),
+                   f"{base_cpu / cpu:.2f}x" if base_cpu and cpu else "-", _pct(result.median("server_busy")),
+                   _fmt(result.median("rate")) if result.server_bound() else "client-bound"]
+            if accept:
+                row += [_fmt(result.median("accepts_per_wakeup"), ".2f"), _fmt(result.median("empty_wakeups")),
+                        _fmt(sum(run.listen_overflows or 0 for run in result.runs))]
+            rows.append(row)
+        sections.append(f"saturation: {options.concurrency} {'connections' if accept else 'requests'} in flight "
+                        f"(closed loop), medians of {options.repeat} run(s) of {options.duration:g} s, servers "
+                        "interleaved")
+        sections += _layout(rows) + [""]
+    latency_rows = [r for r in results if r.latency_runs or (r.idle == options.idle[0] and r.status != "ok")]
+    offered = next((r.latency_runs[0].offered_rate for r in results if r.latency_runs), None)
+    if offered is not None:
+        latency_what = "connect to the server's FIN" if accept else "one round trip"
+        headers = ["server", "idle", f"CPU µs/{unit}", "±", "p50 µs", "p99 µs", "p99.9 µs", "late"]
+        if accept:
+            headers += ["overflows"]
+        rows = [headers]
+        for result in latency_rows:
+            if not result.latency_runs:
+                rows.append([result.target.label, str(result.idle), _one_line(result.status)])
+                continue
+            row = [result.target.label, str(result.idle), _fmt(result.latency_median("cpu_us_per_unit"), ".1f"),
+                   _pct(result.latency_spread("cpu_us_per_unit")), _fmt(result.latency_percentile(50)),
+                   _fmt(result.latency_percentile(99)), _fmt(result.latency_percentile(99.9)),
+                   _fmt(sum(run.late for run in result.latency_runs))]
+            if accept:
+                row.append(_fmt(sum(run.listen_overflows or 0 for run in result.latency_runs)))
+            rows.append(row)
+        sections.append(f"latency at a fixed offered load: {offered:,.0f} {unit}/s to every server (open loop; "
+                        f"latency from when each start was due to {latency_what}), percentiles pooled over "
+                        f"{options.repeat} run(s) of {options.latency_seconds():g} s")
+        sections += _layout(rows) + [""]
+    return "\n".join(sections + table_legend(options.workload) + _notes(results, options, background))
+
+
+def _notes(results: Sequence[ConfigResult], options: BenchOptions, background: Background | None) -> list[str]:
+    """What a reader must know to trust the tables: overflows, late starts, client errors."""
     notes = []
     for result in results:
         errors: dict[str, int] = {}
-        for run in result.runs:
+        for run in result.runs + result.latency_runs:
             for name, count in run.errors.items():
                 errors[name] = errors.get(name, 0) + count
         if errors:
             listed = ", ".join(f"{name} {count}" for name, count in sorted(errors.items()))
             notes.append(f"client errors, {result.target.label} idle {result.idle}: {listed}"
                          + (" -- ECHO DATA DIFFERED" if "mismatch" in errors else ""))
+    overflowed = [(r, sum(run.listen_overflows or 0 for run in r.runs + r.latency_runs)) for r in results]
+    overflowed = [(r, n) for r, n in overflowed if n]
+    # what other programs add to the namespace's counter in as many runs: a row within twice that
+    # (and a few) shows nothing about its server
+    per_run = background.per_run(options.duration) if background is not None and background.seconds > 0 else None
+    if per_run is None:
+        own, noise = overflowed, []
+    else:
+        own = [(r, n) for r, n in overflowed if n > 2 * per_run * len(r.runs + r.latency_runs) + 3]
+        noise = [(r, n) for r, n in overflowed if (r, n) not in own]
+    if own:
+        listed = ", ".join(f"{r.target.label} idle {r.idle}: {n:,}" for r, n in own)
+        notes.append(
+            f"listen overflows ({listed}): the kernel's TcpExtListenOverflows counter moved during these runs. "
+            "Each is a completed handshake the kernel dropped because the server's accept queue "
+            f"(backlog {min(4096, kernel.somaxconn())}) was full: the client outran accept. The client sees "
+            "nothing at once; its ACK is ignored and the connection starts over after a retransmission (about "
+            "1 s), which lands in its latency. In the saturation pass it means the server fell behind the "
+            "offered connections, not that it failed; in the latency pass, that the offered load was above what "
+            "it could take. The counter is the whole network namespace's: other programs on this machine add "
+            "to it too.")
+    if noise and background is not None:
+        listed = ", ".join(f"{r.target.label} idle {r.idle}: {n:,}" for r, n in noise)
+        notes.append(
+            f"listen overflows, a few ({listed}): no more than other programs on this machine caused while none "
+            f"of our runs was measuring ({background.overflows:,} in {background.seconds:.0f} s, about "
+            f"{per_run:.1f} per {options.duration:g} s run; the counter is the whole network namespace's): "
+            "not these servers' accept queues.")
+    late = [(r, sum(run.late for run in r.latency_runs), sum(run.units for run in r.latency_runs))
+            for r in results if r.latency_runs]
+    late = [(r, n, units) for r, n, units in late if n > max(1, units // 100)]
+    if late:
+        listed = ", ".join(f"{r.target.label}: {n:,}" for r, n, _ in late)
+        notes.append(f"late starts over 1% ({listed}): the load generator could not start connections on "
+                     "schedule (out of slots while the server stalled, or out of CPU); latency still counts from "
+                     "when each start was due, but the offered load was lower than asked.")
     if any(run.loadgen_saturated for r in results for run in r.runs):
-        notes.append("note: the load generator used over 90% of its CPU in some runs: there, conn/s measures "
-                     "the client; compare CPU µs per connection.")
+        notes.append("client-bound: the load generator used over 90% of its CPU in some saturation runs: there "
+                     "the rate is the client's, so only CPU µs per unit compares those servers.")
     engine = "C" if loadgen.c_engine_available() else "Python (no C compiler: rates are the client's limit)"
     notes.append(f"load generator: {engine}.")
-    return "\n".join(lines + [""] + table_legend(options.workload) + notes)
+    return notes
 
 
 def table_legend(workload: str) -> list[str]:
     """What each column of :func:`format_table` means, printed under it."""
     unit = "conn" if workload == "accept" else "req"
     what = "connections accepted and closed" if workload == "accept" else "round trips"
-    latency = "connect latency" if workload == "accept" else "round-trip latency"
     legend = [
-        f"columns (medians of the runs): {unit}/s: {what} per second, client side;",
-        "  ±: half the runs' range, as % of the median",
-        f"  CPU µs/{unit}: server CPU time per {unit} (/proc/PID/stat) = user µs (its own code) "
-        "+ sys µs (the kernel's);",
+        f"columns: CPU µs/{unit}: the figure that compares servers, server CPU time (/proc/PID/stat) per "
+        f"{unit}, median of the runs = user µs (its own code) + sys µs (the kernel's);",
         "    sampled at the timer tick, counted in 10 ms units, pooled over the runs: coarse on a short run",
-        f"  CPU vs asyncio: asyncio's CPU per {unit} / this row's (> 1: cheaper); "
-        "rate vs asyncio: this rate / asyncio's",
-        f"  p50 µs, p99 µs: {latency} percentiles",
+        "  ±: half the runs' range, as % of the median",
+        f"  CPU vs asyncio: asyncio's CPU per {unit} / this row's (> 1: cheaper)",
+        f"  server busy: server CPU time / wall time; {unit}/s ({what} per second) is shown only where it is "
+        f"{SERVER_BOUND:.0%} or more: elsewhere the client set the rate (client-bound) and it would rank nothing",
+        "  p50/p99/p99.9 µs: latency at the fixed offered load; late: starts 1 ms or more behind schedule, or never",
     ]
     if workload == "accept":
         legend.append("  acc/wake: accepts per wake-up; empty: wake-ups that accepted none; "
-                      "overflows: kernel ListenOverflows")
+                      "overflows: kernel ListenOverflows during the runs (explained below when not 0)")
     legend.append("  c: the C reference server (_native/cserver.c, no event loop): the kernel's floor")
     return legend
 
@@ -698,8 +1063,10 @@ def check_output_paths(json_path: str | None, plot_path: str | None) -> str | No
     return None
 
 
-def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions) -> None:
-    """Every figure, the options and the machine, as JSON."""
+def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions,
+               order: Sequence[tuple[str, int, str]] = (), background: Background | None = None) -> None:
+    """Every figure, the options and the machine, as JSON; ``order``: the
+    runs as they were made (label, idle, pass), from :func:`run_bench`."""
     document = {
         "schema_version": SCHEMA_VERSION,
         "workload": options.workload,
@@ -707,6 +1074,8 @@ def write_json(path: str, results: Sequence[ConfigResult], options: BenchOptions
         "machine": machine_description(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": [result.as_dict() for result in results],
+        "run_order": [{"server": label, "idle": idle, "pass": name} for label, idle, name in order],
+        "background_overflows": None if background is None else dataclasses.asdict(background),
     }
     Path(path).write_text(json.dumps(document, indent=2))
 
@@ -736,16 +1105,20 @@ def write_plot(path: str, results: Sequence[ConfigResult], options: BenchOptions
 
 def plot_figure(results: Sequence[ConfigResult], options: BenchOptions, machine: dict[str, Any],
                 date: str | None = None) -> Any:
-    """Server CPU per unit (first: the figure that compares servers) and rate
-    against idle connections: one line per api × backend × accept path, each
-    peer as points at the idle counts it was measured at (the first only), all
-    with error bars from the runs' spread (± half their range). The legend sits outside
-    the axes, the machine and the date in the title and the footer."""
+    """Server CPU per unit against idle connections (first: the figure that
+    compares servers): one line per api × backend × accept path, each peer as
+    points at the idle counts it was measured at (the first only), all with
+    error bars from the runs' spread (± half their range); then the latency
+    pass, every server at the same offered load: p50 to p99.9 per server. No
+    throughput panel: the saturation pass's rate is mostly the client's, and
+    a panel of it would rank servers against their CPU figure. The legend sits
+    outside the axes, the machine and the date in the title and the footer."""
     import matplotlib.pyplot as plt
 
     date = date or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     unit = "connection" if options.workload == "accept" else "request"
-    figure, (ax_cpu, ax_rate) = plt.subplots(1, 2, figsize=(12, 4.8))
+    figure, (ax_cpu, ax_lat) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
+    styles: dict[str, dict[str, Any]] = {}
     series: dict[tuple[str, ...], list[ConfigResult]] = {}
     for result in results:
         if result.status == "ok":
@@ -766,33 +1139,50 @@ def plot_figure(results: Sequence[ConfigResult], options: BenchOptions, machine:
                      "marker": _API_MARKERS.get(target.api, "x"), "linestyle": "-" if target.native else "--",
                      "label": name if target.api == "reactor" else f"{target.api} {name}"}
         idle = [r.idle for r in points]
-        for axis, name in ((ax_cpu, "cpu_us_per_unit"), (ax_rate, "rate")):
-            values = [r.median(name) or 0.0 for r in points]
-            errors = [(r.spread(name) or 0.0) * value for r, value in zip(points, values, strict=True)]
-            axis.errorbar(idle, values, yerr=errors, capsize=3, linewidth=1.2, **style)
+        values = [r.median("cpu_us_per_unit") or 0.0 for r in points]
+        errors = [(r.spread("cpu_us_per_unit") or 0.0) * value for r, value in zip(points, values, strict=True)]
+        ax_cpu.errorbar(idle, values, yerr=errors, capsize=3, linewidth=1.2, **style)
+        styles[target.label] = style
     idle_values = sorted({r.idle for r in results}) or [0]
-    for axis in (ax_cpu, ax_rate):
-        axis.set_xlabel("idle connections (select: none past FD_SETSIZE)")
-        if max(idle_values) > 100:
-            axis.set_xscale("symlog", linthresh=100)
-            axis.set_xlim(left=-10, right=max(idle_values) * 1.5)
-        else:
-            axis.set_xlim(left=-1, right=max(max(idle_values) * 1.1, 1))
-        axis.set_xticks(idle_values)
-        axis.set_xticklabels([f"{value:,}" for value in idle_values])
-        axis.set_ylim(bottom=0)
-        axis.grid(True, alpha=0.3)
+    ax_cpu.set_xlabel("idle connections (select: none past FD_SETSIZE)")
+    if max(idle_values) > 100:
+        ax_cpu.set_xscale("symlog", linthresh=100)
+        ax_cpu.set_xlim(left=-10, right=max(idle_values) * 1.5)
+    else:
+        ax_cpu.set_xlim(left=-1, right=max(max(idle_values) * 1.1, 1))
+    ax_cpu.set_xticks(idle_values)
+    ax_cpu.set_xticklabels([f"{value:,}" for value in idle_values])
+    ax_cpu.set_ylim(bottom=0)
+    ax_cpu.grid(True, alpha=0.3)
     ax_cpu.set_ylabel(f"server CPU µs per {unit} (lower is better)")
-    ax_rate.set_ylabel(f"{unit}s / s (client side)")
-    ax_cpu.set_title(f"server CPU per {unit}")
-    ax_rate.set_title("throughput")
-    ax_rate.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    ax_cpu.set_title(f"server CPU per {unit}, saturated")
+    # the latency pass: one vertical bar per server from p50 to p99.9, a tick at p99
+    measured = [r for r in results if r.latency_runs and r.latency_hist]
+    for x, result in enumerate(measured):
+        style = styles.get(result.target.label, {"color": "gray", "marker": "x"})
+        p50, p99, p999 = (result.latency_percentile(q) or 0.0 for q in (50, 99, 99.9))
+        ax_lat.vlines(x, p50, p999, color=style["color"], linewidth=2)
+        ax_lat.plot([x], [p50], marker=style["marker"], color=style["color"], linestyle="none")
+        ax_lat.plot([x], [p99], marker="_", markersize=14, color=style["color"], linestyle="none")
+    ax_lat.set_xticks(range(len(measured)))
+    ax_lat.set_xticklabels([r.target.label for r in measured], rotation=60, ha="right", fontsize=7)
+    if measured:
+        ax_lat.set_yscale("log")
+        offered = measured[0].latency_runs[0].offered_rate or 0
+        ax_lat.set_title(f"latency, {offered:,.0f} {unit}s/s offered to each")
+    else:
+        ax_lat.set_title("latency: no fixed-load pass in this run")
+    ax_lat.set_ylabel("µs, due to done: p50 (marker), p99 (dash), p99.9 (top)", fontsize=8)
+    ax_lat.grid(True, alpha=0.3, axis="y")
+    handles, labels = ax_cpu.get_legend_handles_labels()
     cpus = machine.get("cpus")
     figure.suptitle(f"bench {options.workload} — {machine.get('cpu_model') or 'unknown CPU'}, {cpus} CPUs — {date}")
-    figure.text(0.01, -0.02,
+    rows = -(-len(labels) // 6)  # the legend's rows, under the axes; the footer under them
+    figure.text(0.01, -0.03 - 0.045 * rows,
                 f"Linux {machine.get('kernel')}, {machine.get('python')}, reactor {machine.get('reactor')}, "
                 f"load generator {machine.get('loadgen')}, concurrency {options.concurrency}; medians of "
                 f"{options.repeat} run(s) of {options.duration:g} s, bars: ± half the runs' range",
                 fontsize=8, ha="left", va="top")
     figure.tight_layout()
+    figure.legend(handles, labels, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=6)
     return figure

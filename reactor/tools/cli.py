@@ -135,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "table (medians of --repeat runs). A full default run takes about 2 minutes on 2 cores. "
                     "reactor's rows are one per --api × backend × --native × --idle count, named "
                     "'API BACKEND native|pure' (e.g. 'aio-streams epoll pure'); peers run at the first idle "
-                    "count. The aio and aio-streams rows and the asyncio, asyncio-streams, uvloop and "
+                    "count, interleaved with reactor's rows (each server in turn, repeat after repeat). "
+                    "accept and echo print two tables: a saturation pass led by server CPU per connection "
+                    "or request (a rate only where the server, not the client, was the limit), and a latency "
+                    "pass at one fixed offered load for every server (open loop: p50/p99/p99.9). The aio "
+                    "and aio-streams rows and the asyncio, asyncio-streams, uvloop and "
                     "uvloop-streams peers run the same asyncio server (reactor/tools/peers/asyncio_server.py): "
                     "an asyncio.Protocol (aio, asyncio, uvloop) or asyncio.start_server streams (*-streams), "
                     "on reactor.aio, on stock asyncio or on uvloop. tls: full TLS handshakes (then the "
@@ -154,17 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
                             "python -m reactor serve), aio (an asyncio Protocol on reactor.aio), aio-streams "
                             "(asyncio.start_server on reactor.aio) (default: reactor)")
     bench.add_argument("--peers", type=_peer_list, default=None,
-                       help=f"{','.join(PEERS)} or none (default: asyncio,uvloop); "
+                       help=f"{','.join(PEERS)} or none (default: asyncio,uvloop,c,tornado,twisted, where installed); "
                             "*-streams: the asyncio streams server on that loop")
     bench.add_argument("--concurrency", type=_concurrency, default=None,
                        help=f"connections in flight, 1..{MAX_CONCURRENCY} (default: 64; tls: 8 client threads)")
-    bench.add_argument("--duration", type=_positive_float, default=None, help="seconds per run (default: 1.5)")
+    bench.add_argument("--duration", type=_positive_float, default=None, help="seconds per run (default: 1)")
     bench.add_argument("--repeat", type=_positive_int, default=None, help="runs per configuration (default: 3)")
     bench.add_argument("--size", type=_positive_int, default=64, help="echo message size in bytes (default: 64)")
     bench.add_argument("--open-loop", action="store_true",
-                       help="accept: the client closes right after connecting and never waits for the server")
+                       help="only the latency pass (a fixed offered load, open loop), no saturation pass")
     bench.add_argument("--rate", type=_positive_float, default=None,
-                       help="cap new connections per second (default: as fast as the window allows)")
+                       help="the latency pass's offered load per second, the same for every server (default: "
+                            "40%% of the capacity of the costliest server; with --open-loop: 5000)")
     bench.add_argument("--quick", action="store_true",
                        help="a short run: idle 0 only, one 0.5 s run per configuration")
     bench.add_argument("--json", metavar="PATH", help="write every figure, the options and the machine as JSON")
@@ -467,7 +472,15 @@ def _limit(value: int) -> str:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark, print progress and the table; write JSON and plot."""
-    from .benchmark import BenchOptions, check_output_paths, format_table, run_bench, write_json, write_plot
+    from .benchmark import (
+        Background,
+        BenchOptions,
+        check_output_paths,
+        format_table,
+        run_bench,
+        write_json,
+        write_plot,
+    )
 
     problem = check_output_paths(args.json, args.plot)
     if problem:
@@ -477,8 +490,6 @@ def run_bench(args: argparse.Namespace) -> int:
     concurrency = 64 if args.concurrency is None else args.concurrency
     options = BenchOptions(workload=args.workload, concurrency=concurrency, size=args.size,
                            open_loop=args.open_loop, rate=args.rate)
-    if args.open_loop and args.workload != "accept":
-        args.parser.error("--open-loop applies to the accept workload")
     if args.quick:
         options.idle, options.repeat, options.duration, options.warmup = [0], 1, 0.5, 0.2
     options.backends = args.backends or [b for b in options.backends if b in available_backends()]
@@ -491,11 +502,13 @@ def run_bench(args: argparse.Namespace) -> int:
           f"idle={','.join(map(str, options.idle))} api={','.join(options.apis)} "
           f"peers={','.join(options.peers) or 'none'} "
           f"concurrency={options.concurrency} duration={options.duration}s repeat={options.repeat}", flush=True)
-    results = run_bench(options, progress=lambda line: print(line, flush=True))
+    order: list[tuple[str, int, str]] = []
+    background = Background()
+    results = run_bench(options, progress=lambda line: print(line, flush=True), order=order, background=background)
     print()
-    print(format_table(results, options))
+    print(format_table(results, options, background))
     if args.json:
-        write_json(args.json, results, options)
+        write_json(args.json, results, options, order, background)
         print(f"wrote {args.json}")
     if args.plot:
         write_plot(args.plot, results, options)

@@ -22,8 +22,16 @@ Modes, and what one completed unit is:
 
 Connections come from ``sources`` addresses 127.0.0.2, 127.0.0.3, ... (see
 loadgen.c: one address has ~28000 ephemeral ports, and the closing side keeps
-each 4-tuple in TIME_WAIT for 60 s). ``rate`` (optional) caps new connections
-per second, for an open-loop load.
+each 4-tuple in TIME_WAIT for 60 s). ``rate`` (optional) sets the starts
+a second, open loop: start k is due k / rate seconds after the run began,
+whatever became of the earlier ones, and its latency counts from when it was
+due (a server that stalls cannot hold back the starts that would have seen
+the stall); ``late`` counts starts that left 1 ms or more after they were
+due, or never did (the client ran out of slots or CPU: it did not offer the
+load asked for). In ``echo`` mode the rate paces requests over the
+``concurrency`` connections, all opened at once, each waiting idle between
+requests. The C engine wakes for each start with a timerfd; the Python
+twin's sleeps are whole milliseconds, so its starts leave in small bursts.
 
 The C engine runs without the GIL (cffi releases it around every call in API
 mode), so ``run_load`` can drive a server in the same process from a thread;
@@ -36,6 +44,7 @@ same load on both.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import errno
 import ipaddress
@@ -151,6 +160,7 @@ class LoadResult:
     wall_s: float
     stopped_by: str  # "duration", "count" or "stop"
     started: int = 0
+    late: int = 0  # with a rate: starts that left 1 ms or more after they were due, or never
     open_at_end: int = 0
     processes: int = 1
     hist: list[int] = field(default_factory=list, repr=False)
@@ -202,7 +212,7 @@ def percentile(hist: Sequence[int], q: float) -> float | None:
 # A "raw" result is a plain dict (JSON-able, so worker processes can send it):
 # the counters of struct reactor_load_result, errors keyed by name.
 
-_RAW_COUNTERS = ("completed", "connected", "started", "open_at_end", "timeouts", "eofs", "mismatches")
+_RAW_COUNTERS = ("completed", "connected", "started", "open_at_end", "timeouts", "eofs", "mismatches", "late")
 
 
 def _errno_name(code: int) -> str:
@@ -246,7 +256,9 @@ def _run_c(cfg: LoadConfig, stop_fd: int | None) -> dict[str, Any]:
 
 
 # The Python engine: the same state machine as loadgen.c, on selectors.
-_FREE, _CONNECTING, _WAIT_EOF, _SEND, _RECV, _HOLD = range(6)
+_FREE, _CONNECTING, _WAIT_EOF, _SEND, _RECV, _HOLD, _IDLE = range(7)
+#: a start this late (ns) is counted in ``late`` (LOAD_LATE_NS in loadgen.c)
+_LATE_NS = 1_000_000
 _R, _W = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -276,7 +288,9 @@ class _PyEngine:
         self.free = list(reversed(self.slots))
         self.active = 0
         self.opened = 0
-        self.tokens = 1.0
+        self.start = 0  # the run's start (ns): the schedule's origin
+        self.scheduled = 0  # with a rate: starts taken from the schedule so far
+        self.idle: collections.deque[_Slot] = collections.deque()  # echo with a rate, first in first out
         self.sync_failures = 0
         self.pattern = bytes((i * 7 + (i >> 8)) & 0xFF for i in range(cfg.size + 256)) if cfg.mode == "echo" else b""
         self.raw: dict[str, Any] = {name: 0 for name in _RAW_COUNTERS}
@@ -292,6 +306,8 @@ class _PyEngine:
     def release(self, slot: _Slot, rst: bool = False) -> None:
         sock = slot.sock
         assert sock is not None
+        if slot.state == _IDLE:
+            self.idle.remove(slot)
         self.sel.unregister(sock)
         if rst:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
@@ -316,10 +332,34 @@ class _PyEngine:
             return True
         if self.mode == "hold":
             return self.opened < count
-        return self.raw["completed"] + self.active < count
+        # idle connections (echo with a rate) work towards nothing
+        return self.raw["completed"] + self.active - len(self.idle) < count
+
+    def next_due(self) -> int:
+        assert self.cfg.rate
+        return self.start + int(self.scheduled * 1e9 / self.cfg.rate)
+
+    def take_due(self, now: int) -> int | None:
+        """With a rate: the time the next start was due, taken from the
+        schedule, or None if it is not due yet."""
+        due = self.next_due()
+        if due > now:
+            return None
+        self.scheduled += 1
+        if now - due >= _LATE_NS:
+            self.raw["late"] += 1
+        return due
+
+    def idle_push(self, slot: _Slot) -> None:
+        """Echo with a rate: wait for the schedule, watched for input (an
+        early close, or bytes nobody asked for)."""
+        slot.state = _IDLE
+        slot.deadline = 1 << 63
+        self.idle.append(slot)
+        self.set_events(slot, _R)
 
     # -- connections
-    def open_one(self, now: int) -> None:
+    def open_one(self, now: int, due: int) -> None:
         slot = self.free.pop()
         self.raw["started"] += 1
         self.opened += 1
@@ -348,7 +388,8 @@ class _PyEngine:
         slot.sock = sock
         slot.state = _CONNECTING
         slot.events = _W
-        slot.t_connect = slot.t_op = now
+        slot.t_connect = now
+        slot.t_op = due  # now, or (with a rate) when the schedule wanted it
         slot.deadline = now + self.timeout_ns
         self.sel.register(sock, _W, slot)
         self.active += 1
@@ -383,7 +424,10 @@ class _PyEngine:
             self.release(slot, rst=mode == "rst")
             return
         if mode == "echo":
-            self.echo_start(slot, now)
+            if self.cfg.rate:
+                self.idle_push(slot)  # its first request leaves when the schedule says
+            else:
+                self.echo_start(slot, now)
             return
         if mode == "hold":
             raw["completed"] += 1
@@ -456,6 +500,9 @@ class _PyEngine:
             slot.done += len(data)
         self.raw["completed"] += 1
         self.hist[bucket((now - slot.t_op) // 1000)] += 1
+        if self.cfg.rate:
+            self.idle_push(slot)  # the schedule says when its next request leaves
+            return
         self.active -= 1
         again = self.may_start()
         self.active += 1
@@ -479,25 +526,64 @@ class _PyEngine:
             self.echo_send(slot)
         elif state == _RECV:
             self.echo_recv(slot, now)
+        elif state == _IDLE:
+            # Nothing was asked: an EOF is an early close, bytes are a bad reply.
+            rc = self.drain_input(slot.sock)  # type: ignore[arg-type]
+            if rc == 1:
+                self.raw["eofs"] += 1
+                self.release(slot)
+            elif rc < 0:
+                self.fail(slot, -rc)
+            else:
+                self.raw["mismatches"] += 1
+                self.release(slot, rst=True)
 
-    def fill(self, now: int, last: int) -> None:
-        rate = self.cfg.rate
-        if rate:
-            self.tokens = min(self.tokens + (now - last) * rate / 1e9, max(1.0, float(self.cfg.concurrency)))
+    def fill(self, now: int) -> None:
+        """Open connections in free slots, as far as the count and the rate
+        allow (see loadgen.c's fill); with a rate, take every start that is
+        due, each with the time it was due."""
+        paced = bool(self.cfg.rate)
+        echo = self.mode == "echo"
         self.sync_failures = 0
         for _ in range(len(self.free)):
-            if not self.free or not self.may_start():
+            # echo with a rate opens every connection at once: the rate is its requests'
+            if not self.free or not ((paced and echo) or self.may_start()):
                 break
-            if rate:
-                if self.tokens < 1.0:
-                    break
-                self.tokens -= 1.0
-            self.open_one(now)
+            due = self.take_due(now) if paced and not echo else now
+            if due is None:
+                break
+            self.open_one(now, due)
+        if not (paced and echo):
+            return
+        while self.idle and self.may_start():
+            due = self.take_due(now)
+            if due is None:
+                break
+            slot = self.idle.popleft()
+            self.echo_start(slot, due)
+            if slot.state != _FREE:
+                slot.deadline = now + self.timeout_ns  # the timeout runs from the send
+
+    def start_waiting(self) -> bool:
+        """With a rate: can a scheduled start leave as soon as it is due?"""
+        if self.mode == "echo":
+            return bool(self.idle) and self.may_start()
+        return bool(self.free) and self.may_start()
+
+    def count_missed(self, stop: int, end: int) -> None:
+        """Starts due 1 ms or more before the end that never left are late
+        too; with a count the schedule stops on purpose."""
+        if not self.cfg.rate or self.cfg.count is not None:
+            return
+        stop = min(stop, end)
+        if stop >= self.start + _LATE_NS:
+            due = int((stop - _LATE_NS - self.start) * self.cfg.rate / 1e9) + 1
+            self.raw["late"] += max(0, due - self.scheduled)
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         cpu0 = time.thread_time()
-        start = last = time.monotonic_ns()
+        start = self.start = time.monotonic_ns()
         end = start + int(cfg.duration * 1e9)
         next_scan = start + _SCAN_NS
         stopped_by = "duration"
@@ -517,11 +603,10 @@ class _PyEngine:
                             self.raw["timeouts"] += 1
                             self.release(slot)
                     next_scan = now + _SCAN_NS
-                self.fill(now, last)
-                last = now
+                self.fill(now)
                 wake = min(end, next_scan)
-                if cfg.rate and self.free and self.may_start() and self.tokens < 1.0:
-                    wake = min(wake, now + int((1.0 - self.tokens) * 1e9 / cfg.rate))
+                if cfg.rate and self.start_waiting():
+                    wake = min(wake, self.next_due())
                 if self.sync_failures:
                     wake = min(wake, now + 1_000_000)
                 ready = self.sel.select(max(0.0, (wake - now) / 1e9))
@@ -534,6 +619,7 @@ class _PyEngine:
         except StopIteration:
             pass
         finally:
+            self.count_missed(time.monotonic_ns(), end)
             for slot in self.slots:
                 if slot.sock is not None:
                     self.raw["open_at_end"] += 1
@@ -620,6 +706,7 @@ def _merge(cfg: LoadConfig, engine: str, raws: list[dict[str, Any]]) -> LoadResu
         wall_s=max(r["wall_s"] for r in raws),
         stopped_by=stopped_by,
         started=total["started"],
+        late=total["late"],
         open_at_end=total["open_at_end"],
         processes=len(raws),
         hist=hist,

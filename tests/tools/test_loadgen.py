@@ -5,6 +5,7 @@ its count, or when told), and reports errors by errno."""
 from __future__ import annotations
 
 import errno
+import os
 import selectors
 import socket
 import threading
@@ -244,6 +245,41 @@ def test_rate_limits_new_connections(engine: str, server):
     assert 30 <= result.completed <= 70  # ~50 at 100/s over 0.5 s
 
 
+@pytest.mark.parametrize("mode, kind", [("client-close", "close"), ("echo", "echo")])
+def test_rate_paces_starts_on_a_schedule(engine: str, server, mode: str, kind: str):
+    """Open loop: start k is due k / rate s after the start, so k starts take
+    at least (k - 1) / rate s, however fast the server answers; echo paces
+    requests over connections opened once."""
+    srv = server(kind)
+    result = load(engine, srv.port, mode, concurrency=4, duration=10.0, count=40, rate=200)
+    assert result.stopped_by == "count" and result.completed == 40
+    assert result.wall_s >= 39 / 200
+    assert result.wall_s < 5.0  # it did not wait for its duration
+    assert result.started == (4 if mode == "echo" else 40)
+    assert result.late <= result.completed  # late is a count of starts, none missed with a count
+
+
+def test_late_counts_starts_the_client_could_not_make(engine: str):
+    """A server that never accepts holds both slots (each waits for a FIN
+    that never comes): every later start is due and cannot leave, so it is
+    counted late, not silently dropped from the offered load."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        result = load(engine, listener.getsockname()[1], "client-close", concurrency=2, duration=0.3, rate=1000,
+                      timeout=10.0)
+    assert result.started == 2 and result.completed == 0 and result.open_at_end == 2
+    # ~300 due in 0.3 s at 1000/s (less the last ms), 2 of them left on time
+    assert 250 <= result.late <= 300
+    assert result.stopped_by == "duration"
+
+
+def test_without_a_rate_nothing_is_late(engine: str, server):
+    srv = server("close")
+    result = load(engine, srv.port, "client-close", concurrency=2, duration=5.0, count=20)
+    assert result.completed == 20 and result.late == 0
+
+
 def test_refused_connections_are_errors_not_a_spin(engine: str):
     with socket.socket() as reserved:  # bound, never listening: connects are refused
         reserved.bind(("127.0.0.1", 0))
@@ -285,8 +321,12 @@ def test_c_refuses_non_loopback_targets_itself():
     cfg.host = (10 << 24) | 1  # 10.0.0.1
     cfg.port, cfg.mode, cfg.concurrency, cfg.duration, cfg.timeout, cfg.stop_fd = 80, 0, 1, 0.1, 1.0, -1
     res = module.ffi.new("struct reactor_load_result *")
+    stdin = os.fstat(0)
     assert module.lib.reactor_load_run(cfg, res) == errno.EINVAL
     assert res.started == 0
+    # a refused run closes nothing it did not open (an early exit once closed fd 0: the timerfd's
+    # "none" was still memset's 0, and every child started later got a socket as its stdin)
+    assert (os.fstat(0).st_dev, os.fstat(0).st_ino) == (stdin.st_dev, stdin.st_ino)
 
 
 @needs_c

@@ -3,7 +3,13 @@ default reactor (epoll on Linux)."""
 
 from __future__ import annotations
 
-from twisted.internet import protocol, reactor
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet import reactor as _reactor
+
+#: the global reactor module poses as an interface to type checkers; we call its methods
+reactor: Any = _reactor
 
 try:
     from ._common import BACKLOG, announce, announce_idle, parse_args
