@@ -11,6 +11,8 @@ internal.
 
 from __future__ import annotations
 
+# first: it decides whether the data path's modules run compiled or pure
+from . import _compiled  # noqa: F401
 from ._core.backends import FD_SETSIZE as FD_SETSIZE
 from ._core.backends import available_backends as available_backends
 from ._core.handles import Handle as Handle

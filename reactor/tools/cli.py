@@ -463,6 +463,11 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         status = f"off: {facts['native_error']}"
     print(f"native accelerator: {status} (REACTOR_NATIVE={facts['native_env']})")
+    modules = facts["compiled_modules"]
+    compiled = [name for name, is_compiled in modules.items() if is_compiled]
+    pure = [name for name, is_compiled in modules.items() if not is_compiled]
+    print(f"compiled modules (Cython): {', '.join(compiled) or 'none'}"
+          + (f"; pure: {', '.join(pure)}" if pure else ""))
     return 0
 
 

@@ -6,7 +6,7 @@ import os
 import platform
 from typing import Any
 
-from .. import __version__, kernel, native
+from .. import __version__, _compiled, kernel, native
 from .._core.backends import available_backends, backend_info
 
 __all__ = ["machine_facts"]
@@ -37,6 +37,7 @@ def machine_facts() -> dict[str, Any]:
         "native": native.native_available(),
         "native_error": native.native_error(),
         "native_env": native.env_setting(),
+        "compiled_modules": _compiled.compiled_modules(),
     }
 
 
