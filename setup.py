@@ -77,17 +77,19 @@ def _cython_extensions() -> list[Extension]:
         print("warning: Cython is not installed: reactor's data path is installed pure-Python "
               "(pip install cython, then reinstall, to compile it)")
         return []
-    extensions = [
-        Extension(name, [name.replace(".", "/") + ".py"], optional=not REQUIRED)
-        for name in names
-    ]
+    extensions = [Extension(name, [name.replace(".", "/") + ".py"]) for name in names]
     try:
-        return list(cythonize(extensions, compiler_directives=CYTHON_DIRECTIVES, quiet=True))
+        built = list(cythonize(extensions, compiler_directives=CYTHON_DIRECTIVES, quiet=True))
     except Exception as exc:  # a Cython that does not know this Python, a translation error
         if REQUIRED:
             raise
         print(f"warning: Cython could not translate reactor's data path ({exc!r}): installed pure-Python")
         return []
+    for extension in built:
+        # cythonize makes new Extension objects and drops `optional`: without
+        # it, a missing compiler would fail the install instead of warning
+        extension.optional = not REQUIRED
+    return built
 
 
 def _limited_api_tag() -> str:
