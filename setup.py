@@ -16,7 +16,7 @@ module is ``reactor/_accel.abi3.so`` and one wheel serves every CPython from
 and is tagged ``py3-none-any``.
 
 The data path (``reactor._compiled.MODULES``: the fd watchers, the loop
-core's dispatch, the transport) is compiled by Cython in pure-Python mode when
+core's dispatch and its handles, the transport) is compiled by Cython in pure-Python mode when
 Cython is installed: each ``.py`` file stays the source and runs as it is
 where no extension was built. Those extensions are optional too: no Cython,
 a Cython that cannot translate for this interpreter, or no compiler -- a

@@ -1,7 +1,7 @@
 """Which modules of the data path run compiled, and the switch to run them pure.
 
-The hot path -- the fd watchers' wait, the core's dispatch, the transport's
-read and write -- is compiled by Cython in pure-Python mode (DESIGN section 4):
+The hot path -- the fd watchers' wait, the core's dispatch and the handles
+it runs, the transport's read and write -- is compiled by Cython in pure-Python mode (DESIGN section 4):
 the ``.py`` file is the one source, Cython turns it into an extension module
 beside it when ``setup.py`` finds Cython and a C compiler, and the same file
 runs as plain Python where it did not. The pure twin therefore cannot drift:
@@ -32,13 +32,16 @@ from typing import Any
 __all__ = ["MODULES", "compiled_modules", "is_compiled", "pure_forced"]
 
 #: The modules setup.py compiles (when it can), as import names. Only what
-#: pays (bench/echo_instructions.py, 300 rounds, all five compiled: reactor
-#: 18,768, reactor.aio 23,193 instructions per echo round trip; each left out
-#: in turn): the transport's read and write (+461 / +455 when pure), the
-#: core's dispatch (+358 / +732), the watchers' wait (+160 / +100). Not
-#: handles.py (+22 / -39) nor loop.py's run-once (+3 / -31): a wait returns
-#: many events, and the dispatch runs a reader without calling Handle._run.
+#: pays (bench/echo_instructions.py, 300 rounds, instructions per echo round
+#: trip, reactor / reactor.aio; five modules compiled as plain Python classes:
+#: 18,768 / 23,193, then each left out in turn): the transport's read and
+#: write (+461 / +455 when pure), the core's dispatch (+358 / +732), the
+#: watchers' wait (+160 / +100); handles.py (+22 / -39) and loop.py's run-once
+#: (+3 / -31) did not pay that way. With ``handles.pxd`` (Handle an extension
+#: type) and the core's ``_run_now`` reading its fields, handles.py pays on
+#: reactor's loop: 18,765 -> 18,014 (reactor.aio queues asyncio's handles).
 MODULES = (
+    "reactor._core.handles",
     "reactor._core.watchers",
     "reactor._core.core",
     "reactor._net.transport",

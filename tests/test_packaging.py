@@ -202,7 +202,8 @@ def test_the_sdist_has_the_c_sources_and_the_license(tmp_path: Path):
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     for needed in ("LICENSE", "README.md", "pyproject.toml", "setup.py", "PKG-INFO",
                    "_native/build.py", "_native/accel.c", "_native/accel.cdef", "_native/loadgen.c",
-                   "reactor/tools/peers/asyncio_server.py", "reactor/py.typed", "reactor/version.py"):
+                   "reactor/tools/peers/asyncio_server.py", "reactor/py.typed", "reactor/version.py",
+                   "reactor/_core/handles.pxd", "reactor/_core/core.pxd"):
         assert needed in names, f"{needed} is not in the sdist"
     assert not [n for n in names if n.endswith((".so", ".o", ".pyc"))], "build products in the sdist"
     assert not [n for n in names if n.startswith("bench/results/")], "saved results in the sdist"

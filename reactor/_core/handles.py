@@ -5,6 +5,11 @@ Running a handle is where user code meets the loop, so this is where the rule
 "a failing callback fails alone" is kept: ``SystemExit`` and
 ``KeyboardInterrupt`` propagate (the user asked to stop), anything else goes to
 the reactor's exception handler and the loop carries on.
+
+Compiled (``reactor._compiled``), ``handles.pxd`` makes both classes
+extension types with the same four (and two) fields as ``__slots__`` says
+here, so that the loop core's dispatch reads a handle's fields from its
+struct (``core._run_now``); an instance takes no other attribute either way.
 """
 
 from __future__ import annotations
@@ -47,8 +52,8 @@ class Handle:
         return self._cancelled
 
     def _run(self) -> None:
-        # The loop core runs a ready reader with this body inline
-        # (core.LoopCore._dispatch: no call to _run per read); keep the two alike.
+        # The loop core runs a ready watcher with this body inline
+        # (core._run_now: no call to _run per read); keep the two alike.
         try:
             self._callback(*self._args)
         except (SystemExit, KeyboardInterrupt):
