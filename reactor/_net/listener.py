@@ -378,6 +378,20 @@ class Listener:
         self._sock.close()
         self._reactor.untrack_resource(self)
 
+    def _hand_over(self, accepted: list[tuple[int, Any]]) -> None:
+        """Give each accepted fd its connection. If making one raises (only
+        KeyboardInterrupt or SystemExit from a protocol get this far), the
+        fds not yet handed to a transport are closed, not leaked, and the
+        exception goes on."""
+        new_connection = self._new_connection
+        for index, (fd, address) in enumerate(accepted):
+            try:
+                new_connection(fd, address)
+            except BaseException:
+                for unclaimed, _ in accepted[index + 1:]:
+                    os.close(unclaimed)
+                raise
+
     def close_draining(self) -> int:
         """Stop listening without resetting what the kernel already queued:
         accept until the queue is empty (EAGAIN), then ``close()``. Returns
@@ -405,15 +419,11 @@ class Listener:
             stats.accepted += len(accepted)
             left -= len(accepted) + skipped
             drained += len(accepted)
-            new_connection = self._new_connection
-            for index, (fd, address) in enumerate(accepted):
-                try:
-                    new_connection(fd, address)
-                except BaseException:
-                    for unclaimed, _ in accepted[index + 1:]:
-                        os.close(unclaimed)
-                    self.close()
-                    raise
+            try:
+                self._hand_over(accepted)
+            except BaseException:
+                self.close()
+                raise
             if err != 0:
                 break  # EAGAIN: the queue is empty (or an error: nothing more to take)
         self.close()
@@ -495,16 +505,7 @@ class Listener:
                 stats.max_batch = count
             stats.histogram[min(count.bit_length(), HISTOGRAM_BUCKETS - 1)] += 1
             self._backoff = BACKOFF_INITIAL
-            new_connection = self._new_connection
-            for index, (fd, address) in enumerate(accepted):
-                try:
-                    new_connection(fd, address)
-                except BaseException:
-                    # KeyboardInterrupt or SystemExit from a protocol: the fds
-                    # not yet handed to a transport must not leak.
-                    for unclaimed, _ in accepted[index + 1:]:
-                        os.close(unclaimed)
-                    raise
+            self._hand_over(accepted)
         elif not skipped and err == errno.EAGAIN:
             stats.empty_wakeups += 1
         stats.aborted += skipped
