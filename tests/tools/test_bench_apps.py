@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from reactor.tools import dbservers
+from reactor.tools.apps._paced import Tally
 from reactor.tools.bench_apps import AppsOptions, format_apps_table, run_apps_bench, write_apps_json
 from reactor.tools.cli import main
 
@@ -49,6 +50,27 @@ def no_leftovers():
     before = _children()
     yield
     assert _children() <= before, "a process the bench started is still running"
+
+
+# ---------------------------------------------------------------- the window
+
+def test_the_window_counts_what_completed_between_the_edges_as_they_ran():
+    """Operations and errors are counted between the edges' actual times
+    (a late edge does not count CPU without its operations); latency is from
+    sending, late is more than 1 ms after the due time."""
+    tally = Tally(cpu_start=(1.0, 0.5, 1.5), cpu_end=(1.25, 0.75, 2.0), window_start=10.0, window_end=12.5)
+    tally.completed = [(9.0, 9.0, 9.9),          # before the window
+                       (10.0, 10.0, 10.0001),    # in, on time: 100 µs
+                       (11.0, 11.002, 11.003),   # in, 2 ms late: 1,000 µs
+                       (12.0, 12.0, 12.4),       # after the scheduled end (12.0) but before the edge ran
+                       (12.4, 12.4, 12.5)]       # at the edge: out
+    tally.failed = [(9.5, "OSError: before"), (11.5, "OSError: in"), (12.6, "OSError: after")]
+    figures = tally.as_dict()
+    assert figures["ops"] == 3 and figures["latencies_us"] == [100, 1000, 400000]
+    assert figures["late"] == 1
+    assert figures["errors"] == 1 and figures["first_error"] == "OSError: in"
+    assert figures["window_s"] == 2.5
+    assert (figures["user_s"], figures["sys_s"], figures["cpu_s"]) == (0.25, 0.25, 0.5)
 
 
 # ---------------------------------------------------------------- arguments
@@ -92,10 +114,13 @@ def test_an_http_app_on_reactor_aio_and_asyncio(app, tmp_path, capsys, no_leftov
     table led by CPU per operation, and the JSON with every figure."""
     if importlib.util.find_spec(app) is None:
         pytest.skip(f"{app} is not installed (pip install -e '.[aio-apps]')")
-    path = tmp_path / "apps.json"
+    path, plot = tmp_path / "apps.json", tmp_path / "apps.png"
+    with_plot = ["--plot", str(plot)] if importlib.util.find_spec("matplotlib") else []
     assert main(["bench", "apps", "--apps", app, "--loops", "reactor.aio,asyncio", *TINY,
-                 "--json", str(path)]) == 0
+                 "--json", str(path), *with_plot]) == 0
     out = capsys.readouterr().out
+    if with_plot:
+        assert plot.read_bytes().startswith(b"\x89PNG")
     header = next(line for line in out.splitlines() if line.startswith("app "))
     assert header.split()[:4] == ["app", "loop", "CPU", "µs/op"]
     for word in ("×uvloop", "×asyncio", "p50 µs", "p99 µs", "errors"):

@@ -54,24 +54,31 @@ def cpu_of(pid: int) -> tuple[float, float, float]:
 
 @dataclass
 class Tally:
-    """What one paced run saw inside its window."""
+    """What one paced run saw: every operation's times, and the window's edges."""
 
-    latencies_us: list[int] = field(default_factory=list)
-    errors: int = 0
-    late: int = 0
-    first_error: str | None = None
+    #: (due, sent, done) of each operation that completed
+    completed: list[tuple[float, float, float]] = field(default_factory=list)
+    #: (when, what) of each operation that failed
+    failed: list[tuple[float, str]] = field(default_factory=list)
     cpu_start: tuple[float, float, float] | None = None
     cpu_end: tuple[float, float, float] | None = None
     window_start: float = 0.0
     window_end: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON line a program prints for the bench."""
+        """The JSON line a program prints for the bench: the operations that
+        completed (or failed) between the edges as they actually ran, not as
+        they were scheduled, so that a late edge on a loaded machine does not
+        count CPU time without its operations."""
         assert self.cpu_start is not None and self.cpu_end is not None  # both edges ran
         user, system, total = (end - start for start, end in zip(self.cpu_start, self.cpu_end, strict=True))
-        return {"ops": len(self.latencies_us), "errors": self.errors, "late": self.late,
-                "first_error": self.first_error, "window_s": self.window_end - self.window_start,
-                "cpu_s": total, "user_s": user, "sys_s": system, "latencies_us": self.latencies_us}
+        inside = [(due, sent, done) for due, sent, done in self.completed
+                  if self.window_start <= done < self.window_end]
+        errors = [what for when, what in self.failed if self.window_start <= when < self.window_end]
+        return {"ops": len(inside), "errors": len(errors), "late": sum(sent - due > LATE_S for due, sent, _ in inside),
+                "first_error": errors[0] if errors else None, "window_s": self.window_end - self.window_start,
+                "cpu_s": total, "user_s": user, "sys_s": system,
+                "latencies_us": [round((done - sent) * 1e6) for _, sent, done in inside]}
 
 
 async def run_paced(ops: Sequence[Callable[[], Awaitable[object]]], rate: float, warmup: float, duration: float,
@@ -83,6 +90,7 @@ async def run_paced(ops: Sequence[Callable[[], Awaitable[object]]], rate: float,
     clock = time.perf_counter
     loop = asyncio.get_running_loop()
     tally = Tally()
+    ended = asyncio.Event()
     start = clock() + START_DELAY_S
     opens, closes = start + warmup, start + warmup + duration
 
@@ -92,6 +100,7 @@ async def run_paced(ops: Sequence[Callable[[], Awaitable[object]]], rate: float,
             tally.cpu_start, tally.window_start = cpu_of(pid), clock()
         else:
             tally.cpu_end, tally.window_end = cpu_of(pid), clock()
+            ended.set()
 
     loop.call_later(opens - clock(), edge, "start")
     loop.call_later(closes - clock(), edge, "end")
@@ -108,19 +117,13 @@ async def run_paced(ops: Sequence[Callable[[], Awaitable[object]]], rate: float,
             try:
                 await op()
             except Exception as exc:  # a failed operation is a figure, not a crash
-                if opens <= sent < closes:
-                    tally.errors += 1
-                    tally.first_error = tally.first_error or f"{type(exc).__name__}: {exc}"
+                tally.failed.append((clock(), f"{type(exc).__name__}: {exc}"))
                 continue
-            done = clock()
-            if opens <= done < closes:
-                tally.latencies_us.append(round((done - sent) * 1e6))
-                tally.late += sent - due > LATE_S
+            tally.completed.append((due, sent, clock()))
 
     await asyncio.gather(*(worker(k, op) for k, op in enumerate(ops)))
     # the last operations may finish before the end edge's callback ran
-    while tally.cpu_end is None:
-        await asyncio.sleep(max(closes - clock(), 0.0) + 0.001)
+    await ended.wait()
     return tally
 
 
