@@ -15,13 +15,14 @@ import importlib.util
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 
 import pytest
 
 from reactor.tools import dbservers
 from reactor.tools.apps._paced import Tally
-from reactor.tools.bench_apps import AppsOptions, format_apps_table, run_apps_bench, write_apps_json
+from reactor.tools.bench_apps import AppRow, AppsOptions, _measure, format_apps_table, run_apps_bench, write_apps_json
 from reactor.tools.cli import main
 
 TINY = ["--quick", "--duration", "0.3", "--rate", "200", "--concurrency", "4"]
@@ -171,6 +172,17 @@ def test_missing_binaries_give_skipped_rows_not_a_crash(tmp_path, no_leftovers):
     write_apps_json(str(tmp_path / "skipped.json"), rows, options)
     assert [r["status"] for r in json.loads((tmp_path / "skipped.json").read_text())["results"]] == \
         [row.status for row in rows]
+
+
+def test_a_program_that_fails_makes_its_row_failed_with_the_reason(no_leftovers):
+    """A load or client process that exits without its tally (here: the
+    client with its required arguments missing) fails the row, not the bench."""
+    row = AppRow("redis", "asyncio")
+    _measure(row, [sys.executable, "-m", "reactor.tools.apps.db_client"], _tiny())
+    assert row.status.startswith("failed: reactor.tools.apps.db_client exited with 2: "), row.status
+    assert "required" in row.status and not row.runs
+    line = next(line for line in format_apps_table([row], _tiny()).splitlines() if line.startswith("redis"))
+    assert line.split()[:3] == ["redis", "asyncio", "failed:"]
 
 
 def test_a_server_that_will_not_start_gives_a_skipped_row(tmp_path, no_leftovers):
