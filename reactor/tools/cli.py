@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from .._core.backends import available_backends
 from .._core.sweep import MIN_INTERVAL
+from .bench_apps import APPS, LOOPS
 from .benchmark import APIS, PEERS
 from .facts import machine_facts
 
@@ -144,11 +145,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "an asyncio.Protocol (aio, asyncio, uvloop) or asyncio.start_server streams (*-streams), "
                     "on reactor.aio, on stock asyncio or on uvloop. tls: full TLS handshakes (then the "
                     "server's close) against serve --tls-cert (reactor), reactor.aio (aio), asyncio and uvloop, "
-                    "with one certificate made for the run; about 30 s.",
+                    "with one certificate made for the run; about 30 s. apps: real programs on reactor.aio, uvloop "
+                    "and stock asyncio (--apps, --loops): uvicorn and aiohttp servers, asyncpg and redis-py "
+                    "clients of a PostgreSQL and a Redis the bench starts on loopback (skipped, with the reason, "
+                    "where absent); the program's CPU per operation and the p50/p99 latency at one offered load; "
+                    "about 2 minutes.",
     )
-    bench.add_argument("workload", choices=["accept", "echo", "tls"],
+    bench.add_argument("workload", choices=["accept", "echo", "tls", "apps"],
                        help="accept: connect and get closed at once; echo: request/response on open connections; "
-                            "tls: a TLS handshake per connection")
+                            "tls: a TLS handshake per connection; apps: uvicorn, aiohttp, asyncpg and redis-py "
+                            "on each loop")
+    bench.add_argument("--apps", type=_name_list(list(APPS)), default=None,
+                       help=f"bench apps: the apps, comma-separated (default: {','.join(APPS)})")
+    bench.add_argument("--loops", type=_name_list(list(LOOPS)), default=None,
+                       help=f"bench apps: the loops, comma-separated (default: {','.join(LOOPS)})")
     bench.add_argument("--backends", type=_name_list(available_backends()), default=None,
                        help="comma-separated (default: select,poll,epoll where available)")
     bench.add_argument("--native", type=_on_off_list, default=None, help="on,off (default: both)")
@@ -161,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"{','.join(PEERS)} or none (default: asyncio,uvloop,c,tornado,twisted, where installed); "
                             "*-streams: the asyncio streams server on that loop")
     bench.add_argument("--concurrency", type=_concurrency, default=None,
-                       help=f"connections in flight, 1..{MAX_CONCURRENCY} (default: 64; tls: 8 client threads)")
+                       help=f"connections in flight, 1..{MAX_CONCURRENCY} "
+                            "(default: 64; tls: 8 client threads; apps: 16, at most 90)")
     bench.add_argument("--duration", type=_positive_float, default=None, help="seconds per run (default: 1)")
     bench.add_argument("--repeat", type=_positive_int, default=None, help="runs per configuration (default: 3)")
     bench.add_argument("--size", type=_positive_int, default=64, help="echo message size in bytes (default: 64)")
@@ -169,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="only the latency pass (a fixed offered load, open loop), no saturation pass")
     bench.add_argument("--rate", type=_positive_float, default=None,
                        help="the latency pass's offered load per second, the same for every server (default: "
-                            "40%% of the capacity of the costliest server; with --open-loop: 5000)")
+                            "40%% of the capacity of the costliest server; with --open-loop: 5000; apps: 1000)")
     bench.add_argument("--quick", action="store_true",
                        help="a short run: idle 0 only, one 0.5 s run per configuration")
     bench.add_argument("--json", metavar="PATH", help="write every figure, the options and the machine as JSON")
@@ -490,6 +501,11 @@ def run_bench(args: argparse.Namespace) -> int:
     problem = check_output_paths(args.json, args.plot)
     if problem:
         args.parser.error(problem)
+    if args.workload == "apps":
+        return run_bench_apps(args)
+    for name in ("apps", "loops"):
+        if getattr(args, name) is not None:
+            args.parser.error(f"--{name} applies to bench apps only")
     if args.workload == "tls":
         return run_bench_tls(args)
     concurrency = 64 if args.concurrency is None else args.concurrency
@@ -556,6 +572,45 @@ def run_bench_tls(args: argparse.Namespace) -> int:
     if args.json:
         print(f"wrote {args.json}")
     return 0 if any(r.rates for r in results) else 1
+
+
+#: bench apps' connections at most: PostgreSQL's max_connections (100) less
+#: its reserved ones and some to spare
+MAX_APP_CONNECTIONS = 90
+
+
+def run_bench_apps(args: argparse.Namespace) -> int:
+    """``bench apps``: real programs on each loop, CPU per operation and latency."""
+    from .bench_apps import AppsOptions, format_apps_table, run_apps_bench, write_apps_json, write_apps_plot
+
+    for name in ("backends", "native", "idle", "apis", "peers", "open_loop"):
+        if getattr(args, name) not in (None, False):
+            args.parser.error(f"--{name.replace('_', '-')} does not apply to bench apps")
+    if args.size != 64:
+        args.parser.error("--size does not apply to bench apps")
+    if args.concurrency is not None and args.concurrency > MAX_APP_CONNECTIONS:
+        args.parser.error(f"--concurrency: bench apps takes 1..{MAX_APP_CONNECTIONS} "
+                          f"(PostgreSQL's max_connections is 100), not {args.concurrency}")
+    options = AppsOptions()
+    if args.quick:
+        options.repeat, options.duration, options.warmup = 1, 0.5, 0.2
+    for name in ("apps", "loops", "duration", "repeat", "concurrency", "rate"):
+        if getattr(args, name) is not None:
+            setattr(options, name, getattr(args, name))
+    print(f"bench apps: apps={','.join(options.apps)} loops={','.join(options.loops)} "
+          f"concurrency={options.concurrency} rate={options.rate:g}/s duration={options.duration}s "
+          f"repeat={options.repeat}", flush=True)
+    order: list[dict[str, object]] = []
+    rows = run_apps_bench(options, progress=lambda line: print(line, flush=True), order=order)
+    print()
+    print(format_apps_table(rows, options))
+    if args.json:
+        write_apps_json(args.json, rows, options, order)
+        print(f"wrote {args.json}")
+    if args.plot:
+        write_apps_plot(args.plot, rows, options)
+        print(f"wrote {args.plot}")
+    return 0 if any(row.status == "ok" for row in rows) else 1
 
 
 def run_lab(args: argparse.Namespace) -> int:
