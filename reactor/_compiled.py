@@ -45,6 +45,7 @@ MODULES = (
     "reactor._core.watchers",
     "reactor._core.core",
     "reactor._net.transport",
+    "reactor.aio._private.ready_queue",
 )
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

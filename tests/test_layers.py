@@ -217,6 +217,18 @@ FOREIGN_PRIVATE: dict[tuple[str, str], str] = {
         "asyncio's subprocess transport's _wait() (base_subprocess), awaited as asyncio's own loop awaits "
         "it; tests/aio/test_private.py checks it per version; EventLoop's _wait is another name",
 }
+#: reactor.aio's compiled call_soon and iteration are BaseEventLoop's and
+#: set and run asyncio's Handle fields: every private name there is
+#: asyncio's (loop state, Handle slots), checked per version by
+#: tests/aio/test_private.py and held to stock asyncio's behaviour by
+#: tests/aio/test_ready_queue.py; those spelled like reactor's own are
+#: other names
+FOREIGN_PRIVATE.update({
+    ("reactor.aio._private.ready_queue", name):
+        "asyncio's BaseEventLoop state and Handle fields, in reactor.aio's one module for its ready queue"
+    for name in ("_args", "_callback", "_cancelled", "_closed", "_current_handle", "_loop", "_ready", "_repr",
+                 "_run", "_scheduled", "_selector", "_source_traceback", "_stopping", "_timer_cancelled_count")
+})
 
 
 def _is_private(name: str) -> bool:

@@ -368,7 +368,11 @@ def report(result: Run, comparisons: list[Comparison]) -> list[str]:
     """The lines CI prints: the counts per loop, then what differs."""
     py = ".".join(map(str, sys.version_info[:3]))
     lines = [c.line() for c in comparisons]
-    lines.append(f"anyio suite: Python {py}, anyio {installed_version()}, {len(result.tests)} tests run "
+    try:
+        version = installed_version()
+    except AnyioSuiteUnavailable:  # a report of results read back, without the suite's packages
+        version = "(not installed)"
+    lines.append(f"anyio suite: Python {py}, anyio {version}, {len(result.tests)} tests run "
                  f"({result.deselected} deselected: trio, uvloop, no anyio_backend, network) "
                  f"in {result.seconds:.0f} s")
     if result.stopped:

@@ -16,7 +16,7 @@ from asyncio import base_events, events, futures, selector_events, unix_events
 import pytest
 
 import reactor.aio
-from reactor.aio._private import children, coroutines, pipes, policy, servers
+from reactor.aio._private import children, coroutines, pipes, policy, ready_queue, servers
 from reactor.aio._private.futures import set_result_unless_cancelled
 
 
@@ -173,3 +173,40 @@ def test_the_reactor_policy_makes_reactor_loops():
         assert isinstance(loop, reactor.aio.ReactorEventLoop)
     finally:
         loop.close()
+
+
+# -------------------------------------------------------------- ready queue
+
+def test_the_handle_fields_call_soon_sets_are_asyncios():
+    # ready_queue.call_soon sets these slots itself, as Handle.__init__ does
+    assert set(events.Handle.__slots__) >= {"_callback", "_args", "_cancelled", "_loop", "_source_traceback",
+                                            "_repr", "_context"}
+    assert parameters(events.Handle.__init__) == ["self", "callback", "args", "loop", "context"]
+    assert parameters(base_events.BaseEventLoop.call_soon) == ["self", "callback", "args", "context"]
+
+
+def test_what_the_iteration_reads_of_base_events_is_there():
+    assert ready_queue._MIN_SCHEDULED == base_events._MIN_SCHEDULED_TIMER_HANDLES  # type: ignore[attr-defined]
+    assert 0 < ready_queue._MIN_CANCELLED_FRACTION < 1
+    assert ready_queue._MAXIMUM_TIMEOUT == base_events.MAXIMUM_SELECT_TIMEOUT  # type: ignore[attr-defined]
+    assert callable(base_events._format_handle)  # type: ignore[attr-defined]
+    assert ready_queue._INLINE_OK  # asyncio's own Handle._run, unpatched
+    assert ready_queue._DESCRIBE_TAKES_DEBUG == (sys.version_info >= (3, 13))
+    assert ready_queue._END_TIME_ULP == (sys.version_info >= (3, 15))
+    # the iteration's steps read these of the loop; BaseEventLoop sets them all
+    loop = asyncio.new_event_loop()
+    try:
+        for name in ("_scheduled", "_timer_cancelled_count", "_ready", "_stopping", "_selector",
+                     "_clock_resolution", "_debug", "_current_handle", "_closed"):
+            assert hasattr(loop, name), name
+    finally:
+        loop.close()
+
+
+def test_the_version_differences_of_the_iteration_are_the_ones_named():
+    # 3.15 bounds the due timers by max(resolution, ulp(now)); before, by the
+    # resolution alone (ready_queue reads the version once, at import)
+    source = inspect.getsource(base_events.BaseEventLoop._run_once)
+    assert ("math.ulp" in source) == ready_queue._END_TIME_ULP
+    run_source = inspect.getsource(events.Handle._run)
+    assert ("debug=" in run_source) == ready_queue._DESCRIBE_TAKES_DEBUG

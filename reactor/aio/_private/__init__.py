@@ -15,6 +15,8 @@ test naming it instead of breaking a line deep in the loop:
 - ``pipes``: the Unix pipe and subprocess transports;
 - ``children``: how a subprocess's exit is noticed (child watchers, or a pidfd);
 - ``policy``: the base of ``reactor.aio.EventLoopPolicy`` and its deprecation.
+- ``ready_queue``: ``BaseEventLoop``'s iteration and ``call_soon`` and the
+  fields of asyncio's ``Handle``, run compiled (the loop's hot path).
 
 What reactor.aio does not touch is asyncio's across versions as it is: the
 loop is a ``BaseEventLoop``, so ``create_task(**kwargs)``, eager tasks,
