@@ -358,3 +358,15 @@ def test_debug_mode_reports_a_failure_with_the_source_traceback(new_loop):
 @pytest.mark.skipif(sys.version_info < (3, 13), reason="the debug argument of asyncio's callback description is 3.13+")
 def test_on_3_13_and_later_the_description_takes_the_debug_flag():
     assert ready_queue._DESCRIBE_TAKES_DEBUG
+
+
+def test_a_debug_handle_s_source_traceback_ends_at_the_caller(new_loop):
+    # asyncio's call_soon drops its own frames; run as Python, ours is one
+    # more frame to drop (CPython's test_events checks the same)
+    loop = new_loop()
+    loop.set_debug(True)
+    handle = loop.call_soon(print)
+    line = sys._getframe().f_lineno - 1
+    last = handle._source_traceback[-1]  # type: ignore[attr-defined]
+    assert (last.filename, last.lineno, last.name) == (__file__, line, sys._getframe().f_code.co_name)
+    handle.cancel()

@@ -67,12 +67,15 @@ _TIMER: Any = events.TimerHandle
 _STOCK_RUN = events.Handle._run
 #: and its ``__init__``: while the class has it, call_soon sets the fields
 _STOCK_INIT = events.Handle.__init__
-_STOCK_CALL_SOON = base_events.BaseEventLoop.call_soon
+_STOCK_CALL_SOON: Any = base_events.BaseEventLoop.call_soon
 _new_handle = events.Handle.__new__
 _copy_context = contextvars.copy_context
 _INLINE_OK = _STOCK_RUN.__module__ == "asyncio.events" and _STOCK_RUN.__qualname__ == "Handle._run"
 _DESCRIBE_TAKES_DEBUG = "debug" in inspect.signature(_describe).parameters
 _END_TIME_ULP = sys.version_info >= (3, 15)
+#: this module's source, as a debug-mode source traceback names it when the
+#: module runs as Python (compiled, it makes no frame)
+_THIS_FILE = __file__
 
 
 _Future = futures.Future
@@ -99,7 +102,13 @@ def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
     end of the ready queue, as ``BaseEventLoop.call_soon`` makes it
     (module docs)."""
     if loop._debug or _HANDLE.__init__ is not _STOCK_INIT:
-        return _STOCK_CALL_SOON(loop, callback, *args, context=context)
+        handle = _STOCK_CALL_SOON(loop, callback, *args, context=context)
+        traceback = handle._source_traceback
+        if traceback and traceback[-1].filename == _THIS_FILE:
+            # run as Python, this function is a frame of the caller's stack
+            # too: asyncio's call_soon drops its own frames, this drops ours
+            del traceback[-1]
+        return handle
     if loop._closed:
         raise RuntimeError("Event loop is closed")
     handle = _new_handle(_HANDLE)
@@ -195,6 +204,11 @@ def run_once(loop: Any) -> None:
                 _report_failure(handle, exc)
         else:
             handle._run()
+    # Run as Python, this frame outlives the iteration as the f_back of any
+    # callback frame an exception's traceback holds: its last handle and
+    # arguments would keep that callback's future, and the future the
+    # exception, alive in a cycle (asyncio clears its local the same way).
+    handle = args = None
 
 
 def _run_debug(loop: Any, ready: Any, ntodo: int) -> None:
@@ -213,6 +227,7 @@ def _run_debug(loop: Any, ready: Any, ntodo: int) -> None:
                 _base.logger.warning("Executing %s took %.3f seconds", _base._format_handle(handle), took)
         finally:
             loop._current_handle = None
+    handle = None  # (run_once's reason)
 
 
 def _report_failure(handle: Any, exc: BaseException) -> None:
