@@ -154,7 +154,8 @@ def test_call_soon_makes_the_handle_asyncio_makes(new_loop):
     assert handle._loop is loop and not handle.cancelled()  # type: ignore[attr-defined]
     assert handle._source_traceback is None  # type: ignore[attr-defined]
     assert isinstance(handle._context, contextvars.Context)  # type: ignore[attr-defined]
-    assert repr(handle).startswith("<Handle print(1, 2)")
+    # (3.13+ shows a callback's arguments only in debug mode)
+    assert repr(handle).startswith("<Handle print(")
     handle.cancel()
 
 
@@ -223,7 +224,8 @@ def test_a_failing_callback_is_reported_as_asyncio_reports_it_and_the_loop_goes_
     assert records["reactor"] == records["stock"]
     keys, message, exc, same_handle, ran = records["stock"]
     assert keys == ["exception", "handle", "message"] and same_handle and ran == ["after the failure"]
-    assert message.startswith("Exception in callback ") and "boom(7)" in message
+    # (the arguments, "boom(7)", only before 3.13 or in debug mode)
+    assert message.startswith("Exception in callback ") and "boom(" in message
     assert exc == "ValueError('bad 7')"
 
 
