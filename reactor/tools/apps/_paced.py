@@ -19,7 +19,9 @@ process) is read by callbacks at its two edges.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -146,3 +148,24 @@ def pin(cpu: int | None) -> None:
     """Keep this process on ``cpu`` (None: anywhere)."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+
+
+def add_pacing_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every paced program takes: where its peer is, how many
+    connections, the offered rate, the window and the CPU to pin to."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--cpu", type=int, default=None)
+
+
+def print_outcome(loop: asyncio.AbstractEventLoop, main: Awaitable[dict[str, object]]) -> None:
+    """Run ``main`` on ``loop``, print its tally as one JSON line (what
+    the bench reads), and close the loop."""
+    try:
+        print(json.dumps(loop.run_until_complete(main)), flush=True)
+    finally:
+        loop.close()

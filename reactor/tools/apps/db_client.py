@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._paced import new_loop, pin, run_paced
+from ._paced import add_pacing_arguments, new_loop, pin, print_outcome, run_paced
 
 CONNECT_TIMEOUT = 10.0
 #: an operation that takes longer than this is an error, so that a run is bounded
@@ -87,21 +86,11 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--client", choices=["asyncpg", "redis"], required=True)
     parser.add_argument("--loop", choices=["reactor.aio", "uvloop", "asyncio"], required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--user", default="bench", help="the PostgreSQL role (asyncpg)")
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rate", type=float, required=True)
-    parser.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--duration", type=float, required=True)
-    parser.add_argument("--cpu", type=int, default=None)
+    add_pacing_arguments(parser)
     args = parser.parse_args()
     pin(args.cpu)
-    loop = new_loop(args.loop)
-    try:
-        print(json.dumps(loop.run_until_complete(main(args))), flush=True)
-    finally:
-        loop.close()
+    print_outcome(new_loop(args.loop), main(args))
 
 
 if __name__ == "__main__":

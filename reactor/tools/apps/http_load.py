@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 from typing import cast
 
-from ._paced import pin, run_paced
+from ._paced import add_pacing_arguments, pin, print_outcome, run_paced
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: reactor-bench\r\n\r\n"
 CONNECT_TIMEOUT = 10.0
@@ -97,14 +96,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
 
 def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--server-pid", type=int, required=True)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rate", type=float, required=True)
-    parser.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--duration", type=float, required=True)
-    parser.add_argument("--cpu", type=int, default=None)
+    add_pacing_arguments(parser)
     args = parser.parse_args()
     pin(args.cpu)
     loop: asyncio.AbstractEventLoop
@@ -114,10 +107,7 @@ def run() -> None:
         loop = uvloop.new_event_loop()
     except ImportError:
         loop = asyncio.new_event_loop()
-    try:
-        print(json.dumps(loop.run_until_complete(main(args))), flush=True)
-    finally:
-        loop.close()
+    print_outcome(loop, main(args))
 
 
 if __name__ == "__main__":
