@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from . import dbservers
-from .benchmark import ServerProcess, cpu_pair, machine_description
+from .benchmark import ServerProcess, child_env, cpu_pair, layout_table, machine_description, spread_of
 
 __all__ = ["APPS", "LOOPS", "AppsOptions", "AppRow", "AppRun", "run_apps_bench", "format_apps_table",
            "write_apps_json", "write_apps_plot", "SCHEMA_VERSION"]
@@ -76,9 +76,6 @@ APPS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: the loops, in table order: name -> the module that must import
 LOOPS: dict[str, str] = {"reactor.aio": "reactor.aio", "uvloop": "uvloop", "asyncio": "asyncio"}
 SCHEMA_VERSION = 1
-#: the directory holding this reactor package: first on the children's
-#: PYTHONPATH, so that they run the reactor being benchmarked
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 #: seconds a load or client process may take beyond its warm-up and window
 #: (starting Python, connecting, closing)
 RUN_MARGIN = 30.0
@@ -135,17 +132,16 @@ class AppRow:
     runs: list[AppRun] = field(default_factory=list)
     latencies_us: list[int] = field(default_factory=list)
 
+    def _values(self, name: str) -> list[float]:
+        return [v for v in (getattr(run, name) for run in self.runs) if v is not None]
+
     def median(self, name: str) -> float | None:
-        values = [v for v in (getattr(run, name) for run in self.runs) if v is not None]
+        values = self._values(name)
         return statistics.median(values) if values else None
 
     def spread(self, name: str) -> float | None:
         """Half the range of the runs' ``name``, as a fraction of its median."""
-        values = [v for v in (getattr(run, name) for run in self.runs) if v is not None]
-        middle = statistics.median(values) if values else 0
-        if len(values) < 2 or not middle:
-            return None
-        return (max(values) - min(values)) / 2 / middle
+        return spread_of(self._values(name))
 
     def split_us(self) -> tuple[float, float] | None:
         """(user, system) µs per operation over all runs (/proc's tick split)."""
@@ -184,12 +180,6 @@ class AppRow:
 
 # ------------------------------------------------------------------ running
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 def _missing_module(names: Sequence[str]) -> str | None:
     for name in names:
         if importlib.util.find_spec(name) is None:
@@ -214,7 +204,7 @@ def _run_child(command: list[str], options: AppsOptions) -> tuple[AppRun, list[i
     """Run a load or client process to its end; its last stdout line is its
     tally: the run, and its latencies (µs) for the row to pool."""
     timeout = options.warmup + options.duration + RUN_MARGIN
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_child_env(),
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=child_env(),
                           stdin=subprocess.DEVNULL)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -262,7 +252,7 @@ def _run_http(app: str, rows: list[AppRow], options: AppsOptions, progress: Call
         for row in rows:
             command = [sys.executable, "-m", "reactor.tools.apps.http_server", "--server", app, "--loop", row.loop]
             try:
-                servers[row.loop] = ServerProcess(command, server_cpu, env=_child_env())
+                servers[row.loop] = ServerProcess(command, server_cpu, env=child_env())
             except RuntimeError as exc:
                 row.status = f"failed: {exc}"
         for repeat in range(options.repeat):
@@ -358,16 +348,7 @@ def format_apps_table(rows: Sequence[AppRow], options: AppsOptions) -> str:
     a row that did not run says why."""
     cells = [HEADER] + [[row.app, row.loop] + (_figures(row, rows) if row.status == "ok" else [row.status])
                         for row in rows]
-    widths = [max(len(line[i]) for line in cells if len(line) == len(HEADER) or i < 2) for i in range(len(HEADER))]
-    lines = []
-    for number, line in enumerate(cells):
-        if len(line) < len(HEADER):
-            lines.append(f"{line[0]:<{widths[0]}}  {line[1]:<{widths[1]}}  {line[2]}")
-            continue
-        text = "  ".join(f"{cell:<{widths[i]}}" if i < 2 else f"{cell:>{widths[i]}}" for i, cell in enumerate(line))
-        lines.append(text.rstrip())
-        if number == 0:
-            lines.append("-" * len(text))
+    lines = layout_table(cells, left=2)
     lines.append("")
     lines.append(f"medians of {options.repeat} run(s) of {options.duration:g} s after {options.warmup:g} s of "
                  f"warm-up; {options.concurrency} connections, {options.rate:,.0f} ops/s offered to every row. "

@@ -222,9 +222,15 @@ class Target:
         reactor (its script's directory, not this package's, is on its sys.path)."""
         if (self.kind == "peer" and self.peer != "c") or (self.kind == "reactor" and APIS[self.api] is None):
             return None
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
-        return env
+        return child_env()
+
+
+def child_env() -> dict[str, str]:
+    """This environment, with the directory holding this reactor package
+    first on PYTHONPATH: a child Python runs the reactor being benchmarked."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 @dataclass
@@ -283,7 +289,7 @@ class ConfigResult:
         return statistics.median(values) if values else None
 
     def latency_spread(self, name: str) -> float | None:
-        return _spread([getattr(run, name) for run in self.latency_runs if getattr(run, name) is not None])
+        return spread_of([getattr(run, name) for run in self.latency_runs if getattr(run, name) is not None])
 
     def server_bound(self) -> bool:
         """True when the server, not the client, set the saturation pass's rate."""
@@ -315,7 +321,7 @@ class ConfigResult:
 
     def spread(self, name: str) -> float | None:
         """Half the range of the runs, as a fraction of the median."""
-        return _spread([getattr(run, name) for run in self.runs if getattr(run, name) is not None])
+        return spread_of([getattr(run, name) for run in self.runs if getattr(run, name) is not None])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -339,7 +345,7 @@ class ConfigResult:
         }
 
 
-def _spread(values: list[float]) -> float | None:
+def spread_of(values: list[float]) -> float | None:
     """Half the range of ``values``, as a fraction of their median."""
     middle = statistics.median(values) if values else 0
     if len(values) < 2 or not middle:
@@ -850,18 +856,22 @@ def _one_line(status: str) -> str:
     return " ".join(lines[:1] + lines[-1:]) if len(lines) > 1 else status
 
 
-def _layout(rows: list[list[str]]) -> list[str]:
+def layout_table(rows: list[list[str]], left: int = 1) -> list[str]:
     """Fixed-width lines: the first row is the header (underlined); a shorter
-    row is a status row whose last cell spans the figure columns."""
+    row is a status row whose last cell spans the figure columns. The first
+    ``left`` columns are left-aligned (names), the rest right-aligned."""
     width = len(rows[0])
     widths = [max(len(row[i]) for row in rows if len(row) == width or i < 2) for i in range(width)]
+
+    def cell(i: int, text: str) -> str:
+        return f"{text:<{widths[i]}}" if i < left else f"{text:>{widths[i]}}"
+
     lines = []
     for number, row in enumerate(rows):
         if len(row) < width:
-            lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]}")
+            lines.append(f"{cell(0, row[0])}  {cell(1, row[1])}  {row[2]}")
             continue
-        cells = [f"{cell:<{widths[i]}}" if i == 0 else f"{cell:>{widths[i]}}" for i, cell in enumerate(row)]
-        lines.append("  ".join(cells).rstrip())
+        lines.append("  ".join(cell(i, text) for i, text in enumerate(row)).rstrip())
         if number == 0:
             lines.append("-" * len(lines[0]))
     return lines
@@ -905,7 +915,7 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions, backgro
         sections.append(f"saturation: {options.concurrency} {'connections' if accept else 'requests'} in flight "
                         f"(closed loop), medians of {options.repeat} run(s) of {options.duration:g} s, servers "
                         "interleaved")
-        sections += _layout(rows) + [""]
+        sections += layout_table(rows) + [""]
     latency_rows = [r for r in results if r.latency_runs or (r.idle == options.idle[0] and r.status != "ok")]
     offered = next((r.latency_runs[0].offered_rate for r in results if r.latency_runs), None)
     if offered is not None:
@@ -928,7 +938,7 @@ def format_table(results: Sequence[ConfigResult], options: BenchOptions, backgro
         sections.append(f"latency at a fixed offered load: {offered:,.0f} {unit}/s to every server (open loop; "
                         f"latency from when each start was due to {latency_what}), percentiles pooled over "
                         f"{options.repeat} run(s) of {options.latency_seconds():g} s")
-        sections += _layout(rows) + [""]
+        sections += layout_table(rows) + [""]
     return "\n".join(sections + table_legend(options.workload) + _notes(results, options, background))
 
 
