@@ -504,12 +504,18 @@ static void on_event(struct load *g, uint32_t idx, uint32_t revents, uint64_t no
         }
         return;
     case S_HOLD:
+    case S_IDLE:
+        /* Nothing was asked: an EOF is an early close; bytes are a bad
+         * reply on an idle echo connection (a held one just drains them). */
         rc = drain_input(g, s->fd);
         if (rc == 1) {
             g->res->eofs++;
             release(g, s, idx, 0);
         } else if (rc < 0) {
             fail(g, s, idx, -rc);
+        } else if (s->state == S_IDLE) {
+            g->res->mismatches++;
+            release(g, s, idx, 1);
         }
         return;
     case S_SEND:
@@ -517,19 +523,6 @@ static void on_event(struct load *g, uint32_t idx, uint32_t revents, uint64_t no
         return;
     case S_RECV:
         echo_recv(g, s, idx, now);
-        return;
-    case S_IDLE:
-        /* Nothing was asked: an EOF is an early close, bytes are a bad reply. */
-        rc = drain_input(g, s->fd);
-        if (rc == 1) {
-            g->res->eofs++;
-            release(g, s, idx, 0);
-        } else if (rc < 0) {
-            fail(g, s, idx, -rc);
-        } else {
-            g->res->mismatches++;
-            release(g, s, idx, 1);
-        }
         return;
     default:
         return;
