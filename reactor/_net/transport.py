@@ -125,6 +125,16 @@ from ..errors import ReactorStateError
 from ..protocols import Protocol as _BaseProtocol
 from .sockopts import LINGER_RST
 
+try:
+    import cython
+except ImportError:  # no Cython here: this module runs as Python
+    _COMPILED = False
+else:
+    # True only in the compiled module, where reads and writes of bytes are
+    # recv(2) and send(2) on the fd by transport.pxd's C functions (names
+    # the Python run never looks up, hence "noqa: F821" where they are called)
+    _COMPILED = cython.compiled
+
 if TYPE_CHECKING:
     from ..protocols import Protocol
     from .host import Host
@@ -341,17 +351,20 @@ class Transport:
         so that what they set on it from now on stands."""
         sock = self._socket()
         if self._nodelay_pending:
-            self._set_nodelay(sock)
+            self._set_nodelay()
         return sock
 
-    def _set_nodelay(self, sock: socket.socket) -> None:
+    def _set_nodelay(self) -> None:
         """TCP_NODELAY on, once (see ``_nodelay_pending``): a small write goes
         out at once instead of waiting for the peer's ACK of the last one
         (Nagle), as asyncio and uvloop do."""
         self._nodelay_pending = False
         if self._family in _INET:
+            if _COMPILED:
+                _nodelay_fd(self._fd)  # type: ignore[name-defined]  # noqa: F821
+                return
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self._socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass  # a reset connection: the next send reports it
 
@@ -509,17 +522,28 @@ class Transport:
     # ------------------------------------------------------------- reading
 
     def _read_ready(self) -> None:
-        view = self._reactor.read_buffer
-        try:
-            count = (self._sock or self._socket()).recv_into(view)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._connection_failed(exc)
-            return
-        if count:
+        if _COMPILED:
+            # recv(2) into the module's read area and one copy out: no
+            # socket object, argument parsing or GIL hand-off per read
+            try:
+                data = _recv_fd(self._fd, READ_SIZE)  # type: ignore[name-defined]  # noqa: F821
+            except OSError as exc:
+                self._connection_failed(exc)
+                return
+            if data is None:
+                return
+        else:
+            view = self._reactor.read_buffer
+            try:
+                count = (self._sock or self._socket()).recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._connection_failed(exc)
+                return
+            data = view[:count].tobytes() if count else b""
+        if data:
             self._io_seen = True  # idle_timeout: one store, no clock (idle.py)
-            data = view[:count].tobytes()
             protocol = self._protocol
             assert protocol is not None  # we are registered only until the protocol is told
             # Inline, not through _call_protocol: this runs once per read,
@@ -615,10 +639,12 @@ class Transport:
         # set up by an earlier write -- five identity or truth tests, then
         # one send (measured in-process, 16 echo connections: 15,092 -> 14,342 Ir
         # per request).
-        if (type(data) is bytes and data and self._state is OPEN and not self._buffer
-                and not self._nodelay_pending and (sock := self._sock) is not None):
+        if type(data) is bytes and data and self._state is OPEN and not self._buffer and not self._nodelay_pending:
             try:
-                sent = sock.send(data, _SEND_FLAGS)
+                if _COMPILED:
+                    sent = _send_fd(self._fd, data)  # type: ignore[name-defined]  # noqa: F821
+                else:
+                    sent = (self._sock or self._socket()).send(data, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -649,11 +675,13 @@ class Transport:
             # else the caller may reuse after write() returns: queue a copy.
             queued = data if isinstance(data, bytes) else bytes(data)
         else:
-            sock = self._sock or self._socket()
             if self._nodelay_pending:
-                self._set_nodelay(sock)
+                self._set_nodelay()
             try:
-                sent = sock.send(data, _SEND_FLAGS)
+                if _COMPILED and type(data) is bytes:
+                    sent = _send_fd(self._fd, data)  # type: ignore[name-defined]  # noqa: F821
+                else:
+                    sent = (self._sock or self._socket()).send(data, _SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:

@@ -117,7 +117,7 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         # TCP sockets made with IPPROTO_TCP, as getaddrinfo's are), so what
         # they see and set after is theirs.
         if not isinstance(sock, int) and sock.proto == socket.IPPROTO_TCP:
-            self._set_nodelay(sock)
+            self._set_nodelay()
 
     @classmethod
     def start(cls, loop: ReactorEventLoop, sock: socket.socket, protocol: Any, *, waiter: Any = None,

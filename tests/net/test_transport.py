@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import errno
 import fcntl
 import gc
 import hashlib
@@ -1010,9 +1011,10 @@ class TestWriteFastPath:
 @pytest.mark.parametrize("nonblocking", [True, False], ids=["nonblocking-fd", "blocking-fd"])
 def test_an_idle_connection_holds_no_socket_object(loop, nonblocking):
     # Idle memory per connection: the socket object is made by the first
-    # read or write, not when reading starts. A blocking fd (the pure accept
-    # path's) is made non-blocking first, on the bare fd: a read must never
-    # block the loop.
+    # read or write, not when reading starts -- and never on the echo path
+    # when the transport is compiled (recv(2)/send(2) on the fd). A blocking
+    # fd (the pure accept path's) is made non-blocking first, on the bare
+    # fd: a read must never block the loop.
     a, b = socket.socketpair()
     a.setblocking(not nonblocking)
     fd = a.detach()
@@ -1025,10 +1027,70 @@ def test_an_idle_connection_holds_no_socket_object(loop, nonblocking):
         assert not os.get_blocking(fd)
         b.send(b"hello")
         run_until(loop, lambda: p.data)
-        assert bytes(p.data) == b"hello" and transport._sock is not None
-        assert not transport._sock.getblocking()
+        assert bytes(p.data) == b"hello"
+        transport.write(b"back")
+        assert b.recv(16) == b"back"
+        if is_compiled(transport_mod):
+            assert transport._sock is None
+        else:
+            assert transport._sock is not None and not transport._sock.getblocking()
+        assert not os.get_blocking(fd)
         transport.close()
         run_until(loop, lambda: p.lost)
+
+
+def test_reads_and_writes_on_the_fd_give_what_the_socket_object_gives(loop):
+    # Compiled, the transport reads and writes the fd with recv(2)/send(2)
+    # itself (transport.pxd); run as Python, through the socket object. Both
+    # must deliver reads of at most READ_SIZE, whole and in order, and end on
+    # a reset with the exception the socket module raises there
+    # (ConnectionResetError, its errno and the C library's text). This runs
+    # on both passes.
+    payload = os.urandom(2 * READ_SIZE + 7)
+    sizes: list[int] = []
+
+    class Sizes(Recorder):
+        def data_received(self, data: bytes) -> None:
+            assert type(data) is bytes
+            sizes.append(len(data))
+            super().data_received(data)
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    p = Sizes()
+    transport = Transport(loop, a.detach(), p, family=socket.AF_UNIX)
+    loop._resources.add(transport)
+    transport._start()
+    with b:
+        sender = threading.Thread(target=b.sendall, args=(payload,))
+        sender.start()
+        run_until(loop, lambda: len(p.data) == len(payload), timeout=10)
+        sender.join(10)
+        assert bytes(p.data) == payload and max(sizes) <= READ_SIZE
+        transport.write(b"x" * 10)  # the first write (no TCP_NODELAY on AF_UNIX)
+        transport.write(b"y" * 10)  # the direct path
+        assert recv_exactly(b, 20) == b"x" * 10 + b"y" * 10
+    run_until(loop, lambda: p.lost)
+    assert p.lost == [None] and p.eofs == 1  # b closed: our read gave EOF
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname(), timeout=5)
+        ours, _ = listener.accept()
+    ours.setblocking(False)
+    p = Recorder()
+    transport = Transport(loop, ours.detach(), p)
+    loop._resources.add(transport)
+    transport._start()
+    transport.write(b"ping")  # the first write of a TCP connection: TCP_NODELAY on the fd
+    with peer:
+        assert recv_exactly(peer, 4) == b"ping"
+        with socket.fromfd(transport._fd, socket.AF_INET, socket.SOCK_STREAM) as dup:
+            assert dup.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    run_until(loop, lambda: p.lost)  # the RST: our recv fails
+    exc = p.lost[0]
+    assert type(exc) is ConnectionResetError and exc.errno == errno.ECONNRESET
+    assert exc.args == (errno.ECONNRESET, os.strerror(errno.ECONNRESET)) and exc.__traceback__ is None
 
 
 # --------------------------------------------------------- the read path
