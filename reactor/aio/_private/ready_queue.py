@@ -80,6 +80,27 @@ _THIS_FILE = __file__
 
 _Future = futures.Future
 _monotonic = time.monotonic
+_Context = contextvars.Context
+
+try:
+    import cython
+except ImportError:  # no Cython here: this module runs as Python
+    _COMPILED = False
+else:
+    # True only in the compiled module, where run_once reads a Handle's
+    # fields at their slots' offsets and runs its callback with
+    # PyContext_Enter/Exit (ready_queue.pxd's C functions: names the Python
+    # run never looks up, hence "noqa: F821" where they are used)
+    _COMPILED = cython.compiled
+#: the compiled fast path may read Handle's fields at their offsets (and
+#: TimerHandle, a subclass that adds slots, has them at the same ones)
+_SLOTS_READ = False
+if _COMPILED:
+    _cancelled_at = _slot_offset(_HANDLE, "_cancelled")  # type: ignore[name-defined]  # noqa: F821
+    _callback_at = _slot_offset(_HANDLE, "_callback")  # type: ignore[name-defined]  # noqa: F821
+    _args_at = _slot_offset(_HANDLE, "_args")  # type: ignore[name-defined]  # noqa: F821
+    _context_at = _slot_offset(_HANDLE, "_context")  # type: ignore[name-defined]  # noqa: F821
+    _SLOTS_READ = min(_cancelled_at, _callback_at, _args_at, _context_at) >= 0
 
 
 def create_future(loop: Any) -> Any:
@@ -184,8 +205,12 @@ def run_once(loop: Any) -> None:
     # instead of looking up its class's _run.
     inline_handle = _HANDLE if _INLINE_OK and _HANDLE._run is _STOCK_RUN else None
     inline_timer = _TIMER if inline_handle is not None and _TIMER._run is _STOCK_RUN else None
+    popleft = ready.popleft  # one lookup per iteration, not one per handle
+    if _COMPILED and _SLOTS_READ:
+        _run_ready_compiled(popleft, ntodo, inline_handle, inline_timer)
+        return
     for _ in range(ntodo):
-        handle = ready.popleft()
+        handle = popleft()
         if handle._cancelled:
             continue
         kind = type(handle)
@@ -209,6 +234,33 @@ def run_once(loop: Any) -> None:
     # arguments would keep that callback's future, and the future the
     # exception, alive in a cycle (asyncio clears its local the same way).
     handle = args = None
+
+
+def _run_ready_compiled(popleft: Any, ntodo: int, inline_handle: Any, inline_timer: Any) -> None:
+    """run_once's loop over the ready callbacks, compiled: the same steps,
+    with a stock Handle's fields read at their slots and its callback run
+    in its context by PyContext_Enter/Exit when the context is a
+    ``contextvars.Context`` (asyncio calls whatever ``run`` another has)."""
+    for _ in range(ntodo):
+        handle = popleft()
+        kind = type(handle)
+        if kind is inline_handle or kind is inline_timer:
+            if _slot(handle, _cancelled_at):  # type: ignore[name-defined]  # noqa: F821
+                continue
+            callback = _slot(handle, _callback_at)  # type: ignore[name-defined]  # noqa: F821
+            args = _slot(handle, _args_at)  # type: ignore[name-defined]  # noqa: F821
+            context = _slot(handle, _context_at)  # type: ignore[name-defined]  # noqa: F821
+            try:
+                if type(context) is _Context:
+                    _run_in(context, callback, args)  # type: ignore[name-defined]  # noqa: F821
+                else:
+                    context.run(callback, *args)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                _report_failure(handle, exc)
+        elif not handle._cancelled:
+            handle._run()
 
 
 def _run_debug(loop: Any, ready: Any, ntodo: int) -> None:
