@@ -189,6 +189,35 @@ def test_callbacks_run_in_the_context_asyncio_gives_them():
     assert records["reactor"] == records["stock"] == ["caller", "caller", "given", "caller", "unset"]
 
 
+def _odd_contexts_and_arguments(loop: asyncio.AbstractEventLoop) -> list[Any]:
+    """What the compiled iteration must not take for granted: a context
+    that is not a ``contextvars.Context`` (asyncio calls its ``run``), a
+    context already entered (``Context.run`` refuses it), and a handle made
+    by hand with a list for its arguments."""
+    seen: list[Any] = []
+
+    class Runner:
+        def run(self, callback: Any, *args: Any) -> Any:
+            seen.append(("runner", args))
+            return callback(*args)
+
+    entered = contextvars.copy_context()
+    loop.call_soon(seen.append, "through a runner", context=Runner())
+    loop.set_exception_handler(lambda _, context: seen.append(type(context["exception"]).__name__))
+    entered.run(loop.call_soon, seen.append, "in its own context", context=entered)
+    loop._ready.append(events.Handle(seen.extend, [["listed", "arguments"]], loop))  # type: ignore[attr-defined]
+    loop.call_soon(loop.stop)
+    entered.run(loop.run_forever)  # the second callback's context is entered already
+    return seen
+
+
+def test_odd_contexts_and_arguments_run_as_asyncio_runs_them():
+    records = both(_odd_contexts_and_arguments)
+    assert records["reactor"] == records["stock"]
+    assert records["stock"] == [("runner", ("through a runner",)), "through a runner", "RuntimeError",
+                                "listed", "arguments"]
+
+
 def test_create_future_get_debug_and_time_are_asyncio_s(new_loop):
     loop = new_loop()
     future = loop.create_future()
