@@ -32,20 +32,31 @@ from typing import Any
 __all__ = ["MODULES", "compiled_modules", "is_compiled", "pure_forced"]
 
 #: The modules setup.py compiles (when it can), as import names. Only what
-#: pays (bench/echo_instructions.py, 300 rounds, instructions per echo round
-#: trip, reactor / reactor.aio; five modules compiled as plain Python classes:
-#: 18,768 / 23,193, then each left out in turn): the transport's read and
-#: write (+461 / +455 when pure), the core's dispatch (+358 / +732), the
-#: watchers' wait (+160 / +100); handles.py (+22 / -39) and loop.py's run-once
-#: (+3 / -31) did not pay that way. With ``handles.pxd`` (Handle an extension
-#: type) and the core's ``_run_now`` reading its fields, handles.py pays on
-#: reactor's loop: 18,765 -> 18,014 (reactor.aio queues asyncio's handles).
+#: pays: Cython's attribute access on plain Python objects is a generic
+#: lookup, where CPython 3.11+ runs bytecode specialised for the object's
+#: layout, so compiling a module as plain Python classes can cost
+#: instructions. Measured (instructions by cachegrind: bench/echo_instructions.py
+#: and bench/accept_instructions.py, 300 rounds / 500 connections; an
+#: asyncio streams server accepting and closing, 600 connections), each
+#: module added to the five before it, 2026-12-07: backends.py (the epoll
+#: selector's bookkeeping) reactor echo 11,355 -> 9,868; aio's transports,
+#: servers and host aio echo 11,372 -> 11,238, streams accept 191,488 ->
+#: 186,565; loop.py (reactor's run-once) nothing (11,355 -> 11,355); the
+#: listener and the accept drain's Python side cost more (accept 33,629 ->
+#: 35,214), so they stay bytecode. Earlier: handles.py pays once
+#: ``handles.pxd`` makes Handle an extension type (reactor's loop runs it in
+#: C, ``core._run_now``), the transport's read and write most (transport.pxd
+#: does recv(2)/send(2) itself), then the core's dispatch and the watchers' wait.
 MODULES = (
     "reactor._core.handles",
     "reactor._core.watchers",
     "reactor._core.core",
+    "reactor._core.backends",
     "reactor._net.transport",
     "reactor.aio._private.ready_queue",
+    "reactor.aio.transports",
+    "reactor.aio.servers",
+    "reactor.aio.host",
 )
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

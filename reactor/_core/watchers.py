@@ -355,13 +355,14 @@ class FdWatchers:
         if fileobj is not None and not isinstance(fileobj, int):
             self.objects[fd] = fileobj
         selector = self.selector
-        try:
-            key = selector.get_key(fd)
-        except KeyError:
+        if fd not in self.by_fd:
+            # not watched (by_fd is the selector's map, never out of step):
+            # a registration, without get_key's KeyError first
             data = (handle, None) if event == EVENT_READ else (None, handle)
             selector.register(fd, event, data)
             self._set(fd, data)
             return
+        key = selector.get_key(fd)
         reader, writer = key.data
         if event == EVENT_READ:
             old, data = reader, (handle, writer)
@@ -389,18 +390,19 @@ class FdWatchers:
         """Stop watching ``fd`` for ``event``; True if a handle was removed
         (and cancelled)."""
         selector = self.selector
-        try:
-            key = selector.get_key(fd)
-        except KeyError:
+        pair = self.by_fd.get(fd)  # the selector key's data, without get_key's lookups
+        if pair is None:
             return self._remove_dead(fd, event)
-        reader, writer = key.data
+        reader, writer = pair
         if event == EVENT_READ:
             old, data = reader, (None, writer)
         else:
             old, data = writer, (reader, None)
         if old is None:
             return False
-        mask = key.events & ~event
+        # the key's events are the handles it has (add and _flush register so)
+        mask = (EVENT_WRITE if writer is not None else 0) if event == EVENT_READ else (
+            EVENT_READ if reader is not None else 0)
         if mask:
             # (events change: epoll is asked at the next wait, where a
             # closed fd ends the other watcher with a report, ``_flush``)
