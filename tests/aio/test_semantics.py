@@ -173,6 +173,49 @@ def test_nodelay_is_set_at_connect_and_accept(loop_factory):
     assert seen["client"] and seen["server"], seen
 
 
+@pytest.mark.parametrize("where", ["127.0.0.1", "::1", "0.0.0.0", "unix"])
+def test_an_accepted_connection_knows_its_local_address_after_the_close(loop_factory, where, tmp_path):
+    """asyncio's transports have ``sockname`` from their creation on, also
+    after the close. reactor.aio takes an accepted connection's from the
+    listener where that names it (a specific address, a Unix path) and
+    asks the socket otherwise (a wildcard bind); both must give what
+    getsockname() of the accepted socket gives."""
+    if where == "::1" and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        seen = []
+        lost = loop.create_future()
+
+        class Server(asyncio.Protocol):
+            def connection_made(self, transport):
+                seen.append(transport.get_extra_info("socket").getsockname())
+                seen.append(transport.get_extra_info("sockname"))
+                transport.close()
+                seen.append(transport.get_extra_info("sockname"))
+
+            def connection_lost(self, exc):
+                lost.set_result(None)
+
+        if where == "unix":
+            path = str(tmp_path / "s.sock")
+            server = await loop.create_unix_server(Server, path)
+            reader, writer = await asyncio.open_unix_connection(path)
+        else:
+            server = await loop.create_server(Server, where, 0)
+            port = server.sockets[0].getsockname()[1]
+            reader, writer = await asyncio.open_connection("127.0.0.1" if where == "0.0.0.0" else where, port)
+        await asyncio.wait_for(lost, 10)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    kernel, before, after = run(loop_factory, main())
+    assert before == after == kernel, (before, after, kernel)
+
+
 def test_nodelay_on_a_socket_the_caller_holds(loop_factory):
     """``create_connection(sock=)``: the caller's own reference sees
     TCP_NODELAY set as soon as the transport exists (not at a first write).

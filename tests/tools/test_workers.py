@@ -33,7 +33,9 @@ def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # gone before the open, or reaped between the open and the read
+        # (the kernel answers the read with ESRCH)
         return False
     return state != "Z"
 
