@@ -270,6 +270,7 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         self._force_close(exc)
 
     def _release(self, exc: Exception | None) -> None:
+        self._leave_transports()
         # asyncio's transports know their addresses after the close (their
         # extra dict is filled at creation); reactor's ask the socket, so
         # ask it once more while the fd is still ours.
@@ -293,8 +294,16 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
             self._end_for_server()
 
     def _discard(self) -> None:
+        self._leave_transports()
         Transport._discard(self)
         self._end_for_server()
+
+    def _leave_transports(self) -> None:
+        """The fd is about to close: out of the loop's fd -> transport map
+        (unless the number is already another's)."""
+        transports = self._loop._transports
+        if transports.get(self._fd) is self:
+            del transports[self._fd]
 
     def _end_for_server(self) -> None:
         waiter = self._flush_waiter

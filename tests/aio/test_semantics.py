@@ -201,11 +201,11 @@ def test_an_accepted_connection_knows_its_local_address_after_the_close(loop_fac
         if where == "unix":
             path = str(tmp_path / "s.sock")
             server = await loop.create_unix_server(Server, path)
-            reader, writer = await asyncio.open_unix_connection(path)
+            _, writer = await asyncio.open_unix_connection(path)
         else:
             server = await loop.create_server(Server, where, 0)
             port = server.sockets[0].getsockname()[1]
-            reader, writer = await asyncio.open_connection("127.0.0.1" if where == "0.0.0.0" else where, port)
+            _, writer = await asyncio.open_connection("127.0.0.1" if where == "0.0.0.0" else where, port)
         await asyncio.wait_for(lost, 10)
         writer.close()
         server.close()
