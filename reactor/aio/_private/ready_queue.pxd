@@ -4,6 +4,7 @@
 # callback in its context with PyContext_Enter/Exit; run as Python, it reads
 # the attributes and calls Context.run (the module docs).
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 
 
 cdef extern from "Python.h":
@@ -26,6 +27,9 @@ cdef Py_ssize_t _cancelled_at
 cdef Py_ssize_t _callback_at
 cdef Py_ssize_t _args_at
 cdef Py_ssize_t _context_at
+cdef Py_ssize_t _loop_at
+cdef Py_ssize_t _repr_at
+cdef Py_ssize_t _source_traceback_at
 
 
 cdef inline Py_ssize_t _slot_offset(object owner, str name) except -2:
@@ -47,6 +51,16 @@ cdef inline object _slot(object handle, Py_ssize_t offset):
     if value is NULL:
         raise AttributeError(f"'{type(handle).__name__}' object has no attribute at offset {offset}")
     return <object> value
+
+
+cdef inline void _slot_store(object handle, Py_ssize_t offset, object value) noexcept:
+    """Set ``handle``'s field at ``offset`` to ``value``, as assigning the
+    attribute does (an exact Handle, whose slots these offsets are)."""
+    cdef PyObject **slot = <PyObject **> ((<char *> <PyObject *> handle) + offset)
+    cdef PyObject *old = slot[0]
+    Py_INCREF(value)
+    slot[0] = <PyObject *> value
+    Py_XDECREF(old)
 
 
 cdef inline object _run_in(object context, object callback, object args):

@@ -92,15 +92,20 @@ else:
     # PyContext_Enter/Exit (ready_queue.pxd's C functions: names the Python
     # run never looks up, hence "noqa: F821" where they are used)
     _COMPILED = cython.compiled
-#: the compiled fast path may read Handle's fields at their offsets (and
-#: TimerHandle, a subclass that adds slots, has them at the same ones)
-_SLOTS_READ = False
+#: the compiled fast paths may read Handle's fields at their offsets (and
+#: TimerHandle, a subclass that adds slots, has them at the same ones), and
+#: call_soon set a new Handle's there
+_SLOTS_READ = _SLOTS_WRITTEN = False
 if _COMPILED:
     _cancelled_at = _slot_offset(_HANDLE, "_cancelled")  # type: ignore[name-defined]  # noqa: F821
     _callback_at = _slot_offset(_HANDLE, "_callback")  # type: ignore[name-defined]  # noqa: F821
     _args_at = _slot_offset(_HANDLE, "_args")  # type: ignore[name-defined]  # noqa: F821
     _context_at = _slot_offset(_HANDLE, "_context")  # type: ignore[name-defined]  # noqa: F821
     _SLOTS_READ = min(_cancelled_at, _callback_at, _args_at, _context_at) >= 0
+    _loop_at = _slot_offset(_HANDLE, "_loop")  # type: ignore[name-defined]  # noqa: F821
+    _repr_at = _slot_offset(_HANDLE, "_repr")  # type: ignore[name-defined]  # noqa: F821
+    _source_traceback_at = _slot_offset(_HANDLE, "_source_traceback")  # type: ignore[name-defined]  # noqa: F821
+    _SLOTS_WRITTEN = _SLOTS_READ and min(_loop_at, _repr_at, _source_traceback_at) >= 0
 
 
 def create_future(loop: Any) -> Any:
@@ -133,13 +138,24 @@ def call_soon(loop: Any, callback: Any, *args: Any, context: Any = None) -> Any:
     if loop._closed:
         raise RuntimeError("Event loop is closed")
     handle = _new_handle(_HANDLE)
-    handle._context = _copy_context() if context is None else context
-    handle._loop = loop
-    handle._callback = callback
-    handle._args = args
-    handle._cancelled = False
-    handle._repr = None
-    handle._source_traceback = None
+    if _COMPILED and _SLOTS_WRITTEN:
+        # the same seven fields, stored at their slots (ready_queue.pxd)
+        given = _copy_context() if context is None else context
+        _slot_store(handle, _context_at, given)  # type: ignore[name-defined]  # noqa: F821
+        _slot_store(handle, _loop_at, loop)  # type: ignore[name-defined]  # noqa: F821
+        _slot_store(handle, _callback_at, callback)  # type: ignore[name-defined]  # noqa: F821
+        _slot_store(handle, _args_at, args)  # type: ignore[name-defined]  # noqa: F821
+        _slot_store(handle, _cancelled_at, False)  # type: ignore[name-defined]  # noqa: F821
+        _slot_store(handle, _repr_at, None)  # type: ignore[name-defined]  # noqa: F821
+        _slot_store(handle, _source_traceback_at, None)  # type: ignore[name-defined]  # noqa: F821
+    else:
+        handle._context = _copy_context() if context is None else context
+        handle._loop = loop
+        handle._callback = callback
+        handle._args = args
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = None
     loop._ready.append(handle)
     return handle
 
