@@ -22,11 +22,12 @@ Facts about host names:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from typing import Any
 
-__all__ = ["format_address", "check_host_name"]
+__all__ = ["format_address", "check_host_name", "local_address_of_accepted"]
 
 
 def format_address(sockaddr: Any) -> str:
@@ -56,3 +57,27 @@ def check_host_name(host: str, what: str) -> None:
             reason = inner[:-1]
         raise socket.gaierror(
             socket.EAI_NONAME, f"cannot resolve {what}: not a valid host name (IDNA: {reason})") from None
+
+
+def local_address_of_accepted(sock: socket.socket) -> Any:
+    """The local address (``getsockname()``) every connection the listening
+    ``sock`` accepts will have, or None where it varies. The kernel names an
+    accepted socket's local end by the listener's own address -- the same
+    tuple for an IPv4 or IPv6 address it was bound to (flowinfo 0), the
+    listener's path for a Unix socket -- except on a wildcard bind (0.0.0.0,
+    ::), where it is the address the client reached. Known once per
+    listener, a connection's ``sockname`` needs no getsockname(2) and, for a
+    bare fd, no socket object made to ask it."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return None
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        host = name[0].partition("%")[0]  # a link-local address may carry its scope
+        try:
+            return None if ipaddress.ip_address(host).is_unspecified else name
+        except ValueError:
+            return None
+    if sock.family == getattr(socket, "AF_UNIX", None) and name:
+        return name
+    return None

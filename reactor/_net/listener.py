@@ -117,7 +117,7 @@ from .._core.checks import check_callable
 from .._core.resources import CLOSE_FIRST
 from .._core.states import next_state
 from .accept import ACCEPT_CAPACITY, PURE_DRAIN_NONBLOCKING, NativeDrainer, drain_pure
-from .addresses import format_address
+from .addresses import format_address, local_address_of_accepted
 from .idle import IdleLimit
 from .listener_options import ListenerOptions
 from .proxy import HeaderReader, TrustedSources
@@ -238,6 +238,9 @@ class Listener:
         self._sock = sock
         self._fd = sock.fileno()
         self._family = sock.family
+        #: every accepted connection's local address where the bind fixes
+        #: it (a specific address, a Unix path), else None (addresses.py)
+        self.accepted_sockname: Any = local_address_of_accepted(sock)
         self._factory = protocol_factory
         #: the server's TLS context, or None for plain TCP
         self.ssl_context: Any = options.ssl

@@ -532,6 +532,9 @@ class Transport:
                 return
             if data is None:
                 return
+            if not data:
+                self._eof_received()
+                return
         else:
             view = self._reactor.read_buffer
             try:
@@ -541,21 +544,21 @@ class Transport:
             except OSError as exc:
                 self._connection_failed(exc)
                 return
-            data = view[:count].tobytes() if count else b""
-        if data:
-            self._io_seen = True  # idle_timeout: one store, no clock (idle.py)
-            protocol = self._protocol
-            assert protocol is not None  # we are registered only until the protocol is told
-            # Inline, not through _call_protocol: this runs once per read,
-            # and the helper's call and argument tuple would cost every read.
-            try:
-                protocol.data_received(data)
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._protocol_failed(exc, "data_received")
-        else:
-            self._eof_received()
+            if not count:
+                self._eof_received()
+                return
+            data = view[:count].tobytes()
+        self._io_seen = True  # idle_timeout: one store, no clock (idle.py)
+        protocol = self._protocol
+        assert protocol is not None  # we are registered only until the protocol is told
+        # Inline, not through _call_protocol: this runs once per read, and
+        # the helper's call and argument tuple would cost every read.
+        try:
+            protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._protocol_failed(exc, "data_received")
 
     def _read_into_protocol(self) -> None:
         """``_read_ready`` for a protocol that lends its own buffer
@@ -1022,10 +1025,8 @@ class Transport:
         if name == "sockname":
             if closed:
                 return default
-            try:
-                return self._socket().getsockname()
-            except OSError:
-                return default
+            sockname = self._sockname()
+            return default if sockname is None else sockname
         if name == "socket":
             return self._sock if closed else self._socket_for_user()
         if name == "proxy":
@@ -1035,6 +1036,18 @@ class Transport:
                 return self.get_extra_info("peername", default)
             return default if self._socket_peername is None else self._socket_peername
         return default
+
+    def _sockname(self) -> Any:
+        """The local address, or None if the socket cannot say (while the fd
+        is open): the listener's where it fixes every accepted connection's
+        (``Listener.accepted_sockname``), else getsockname(2)."""
+        server = self._server
+        if server is not None and server.accepted_sockname is not None:
+            return server.accepted_sockname
+        try:
+            return self._socket().getsockname()
+        except OSError:
+            return None
 
     def get_protocol(self) -> Protocol | None:
         """The protocol this transport drives (None once it was told

@@ -25,7 +25,6 @@ on through ``Transport.set_protocol``, which picks the read path).
 from __future__ import annotations
 
 import contextvars
-import ipaddress
 import socket
 from asyncio import base_events, constants, sslproto
 from collections.abc import Callable
@@ -111,9 +110,6 @@ class AioListener(Listener):
     _ssl_timeouts: tuple[float | None, float | None]
     #: the server's context (3.15+): each connection runs in a copy of it
     _context: contextvars.Context | None
-    #: what each accepted transport's extra starts with: its ``sockname``
-    #: where the listener's says it (``_local_address_of_accepted``), or None
-    _accepted_extra: dict[str, Any] | None = None
 
     @classmethod
     def serve(cls, loop: ReactorEventLoop, sock: socket.socket, protocol_factory: Callable[[], Any], *,
@@ -145,8 +141,6 @@ class AioListener(Listener):
         # per event; reactor's default batch (and select's headroom rule)
         # applies to asyncio servers as to its own.
         Listener.__init__(listener, loop._host, sock, factory, options, backlog=effective)
-        sockname = _local_address_of_accepted(sock)
-        listener._accepted_extra = None if sockname is None else {"sockname": sockname}
         return listener
 
     def _tls_layer(self, protocol: Any) -> sslproto.SSLProtocol:
@@ -164,28 +158,5 @@ class AioListener(Listener):
         context = self._context
         return StreamTransport(self._loop, fd, protocol, peername=address, listener=self, family=self._family,
                                nonblocking=self._nonblocking_fds, server=self._aio_server,
-                               extra=self._accepted_extra, context=None if context is None else context.copy())
+                               context=None if context is None else context.copy())
 
-
-def _local_address_of_accepted(sock: socket.socket) -> Any:
-    """The local address (``getsockname()``) every connection ``sock``
-    accepts will have, or None where it varies. The kernel names an accepted
-    socket's local end by the listener's own address -- the same tuple for
-    an IPv4 or IPv6 address it was bound to (flowinfo 0), the listener's
-    path for a Unix socket -- except on a wildcard bind (0.0.0.0, ::), where
-    it is the address the client reached. Known here, each transport has its
-    ``sockname`` without a getsockname(2) (asyncio's transports ask at
-    creation, ours would at the close, with a socket object made for it)."""
-    try:
-        name = sock.getsockname()
-    except OSError:
-        return None
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        host = name[0].partition("%")[0]  # a link-local address may carry its scope
-        try:
-            return None if ipaddress.ip_address(host).is_unspecified else name
-        except ValueError:
-            return None
-    if sock.family == getattr(socket, "AF_UNIX", None) and name:
-        return name
-    return None

@@ -276,10 +276,9 @@ class StreamTransport(Transport, aio_transports._FlowControlMixin):
         # ask it once more while the fd is still ours.
         extra = self._extra
         if "sockname" not in extra:
-            try:
-                extra["sockname"] = (self._sock or self._socket()).getsockname()
-            except OSError:
-                pass
+            sockname = self._sockname()
+            if sockname is not None:
+                extra["sockname"] = sockname
         if "peername" not in extra and self._peername is None:
             try:
                 self._peername = (self._sock or self._socket()).getpeername()

@@ -221,12 +221,13 @@ def run_once(loop: Any) -> None:
     # instead of looking up its class's _run.
     inline_handle = _HANDLE if _INLINE_OK and _HANDLE._run is _STOCK_RUN else None
     inline_timer = _TIMER if inline_handle is not None and _TIMER._run is _STOCK_RUN else None
-    popleft = ready.popleft  # one lookup per iteration, not one per handle
     if _COMPILED and _SLOTS_READ:
-        _run_ready_compiled(popleft, ntodo, inline_handle, inline_timer)
+        # (compiled, the bound popleft is looked up once; run as Python,
+        # ready.popleft() is the cheaper call: 3.11 specialises it)
+        _run_ready_compiled(ready.popleft, ntodo, inline_handle, inline_timer)
         return
     for _ in range(ntodo):
-        handle = popleft()
+        handle = ready.popleft()
         if handle._cancelled:
             continue
         kind = type(handle)
