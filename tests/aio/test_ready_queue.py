@@ -214,7 +214,12 @@ def _odd_contexts_and_arguments(loop: asyncio.AbstractEventLoop) -> list[Any]:
 def test_odd_contexts_and_arguments_run_as_asyncio_runs_them():
     records = both(_odd_contexts_and_arguments)
     assert records["reactor"] == records["stock"]
-    assert records["stock"] == [("runner", ("through a runner",)), "through a runner", "RuntimeError",
+    # The entered context's callback fails with RuntimeError; from 3.12
+    # asyncio runs the exception handler in that same context, which fails
+    # too (logged as an unhandled error in the handler), so only 3.11's
+    # handler records it.
+    failure = ["RuntimeError"] if sys.version_info < (3, 12) else []
+    assert records["stock"] == [("runner", ("through a runner",)), "through a runner", *failure,
                                 "listed", "arguments"]
 
 
