@@ -62,6 +62,15 @@ Facts this module handles:
   asked of the socket.
 - recv returning b"" is EOF (the peer's FIN): ``eof_received()`` decides
   whether we keep the write side open (True) or close.
+- Compiled (``reactor._compiled``), the transport reads and writes bytes
+  with recv(2) and send(2) on the fd itself (``transport.pxd``): the socket
+  module's argument parsing and its release of the GIL around every call
+  cost more than the call (a non-blocking recv or send does not wait), and
+  an echo connection then never needs a socket object. MSG_DONTWAIT makes
+  each call non-blocking even on a fd that still is (the pure accept path's
+  arrive so); errors are raised as the socket module raises them (the
+  errno's OSError subclass, the C library's text). Run as Python, the same
+  file calls the socket object.
 - Registering the fd can fail: select cannot watch fds >= FD_SETSIZE
   (``BackendLimitError``), ``epoll_ctl(ADD)`` gives ENOSPC past
   ``fs.epoll.max_user_watches`` and ENOMEM without kernel memory. A
