@@ -124,6 +124,13 @@ def fileobj_to_fd(fileobj: Any) -> int:
     return fd
 
 
+def _events_of(pair: tuple[Any, Any]) -> int:
+    """The events a ``(reader, writer)`` pair is registered for: a
+    registration's events are exactly the handles it has (``add``,
+    ``remove`` and ``_flush`` keep it so)."""
+    return (EVENT_READ if pair[0] is not None else 0) | (EVENT_WRITE if pair[1] is not None else 0)
+
+
 class FdWatchers:
     """The selector and the ``(reader, writer)`` pair registered per fd."""
 
@@ -271,9 +278,8 @@ class FdWatchers:
                               cause=exc)
             if fresh == (None, None):
                 continue
-            events = (EVENT_READ if fresh[0] is not None else 0) | (EVENT_WRITE if fresh[1] is not None else 0)
             try:
-                self.selector.register(fd, events, fresh)
+                self.selector.register(fd, _events_of(fresh), fresh)
             except OSError as refused:  # EBADF (the number is free), EPERM (a regular file now)
                 self.end_watchers(BadFds([key._replace(data=fresh)], [], f"epoll_ctl(ADD) failed: {refused}"),
                                   cause=refused)
@@ -355,21 +361,22 @@ class FdWatchers:
         if fileobj is not None and not isinstance(fileobj, int):
             self.objects[fd] = fileobj
         selector = self.selector
-        if fd not in self.by_fd:
-            # not watched (by_fd is the selector's map, never out of step):
-            # a registration, without get_key's KeyError first
+        # by_fd is the selector's map (never out of step): the registration
+        # and its events, without get_key's lookups (and its KeyError)
+        by_fd = self.by_fd
+        if fd not in by_fd:
             data = (handle, None) if event == EVENT_READ else (None, handle)
             selector.register(fd, event, data)
             self._set(fd, data)
             return
-        key = selector.get_key(fd)
-        reader, writer = key.data
+        pair = by_fd[fd]  # (a test and a subscript: cheaper compiled than .get)
+        reader, writer = pair
         if event == EVENT_READ:
             old, data = reader, (handle, writer)
         else:
             old, data = writer, (reader, handle)
         try:
-            selector.modify(fd, key.events | event, data)
+            selector.modify(fd, _events_of(pair) | event, data)
         except BadFds as bad:
             # The registration is stale: its fd was closed without
             # remove_reader/remove_writer (epoll: this number now names
@@ -400,9 +407,7 @@ class FdWatchers:
             old, data = writer, (reader, None)
         if old is None:
             return False
-        # the key's events are the handles it has (add and _flush register so)
-        mask = (EVENT_WRITE if writer is not None else 0) if event == EVENT_READ else (
-            EVENT_READ if reader is not None else 0)
+        mask = _events_of(pair) & ~event
         if mask:
             # (events change: epoll is asked at the next wait, where a
             # closed fd ends the other watcher with a report, ``_flush``)
